@@ -1,0 +1,1 @@
+//! Cross-crate integration and end-to-end tests of ordership live in `e2e/`.
