@@ -1,1 +1,31 @@
+//! # ordership-application
+//!
+//! The use cases around the domain: placing, reading and cancelling orders
+//! ([`OrderService`]), the orchestrated fulfilment saga with its deadlines
+//! ([`FulfilmentOrchestrator`]), the delivery service ([`DeliveryService`]), the wire contracts
+//! of the messages, the outbox relay loop and the retention jobs.
+//!
+//! Everything here speaks only to the ports of `ordership-domain`: transactions through the
+//! unit-of-work port, the broker through the publisher port. No adapter type is visible, so the
+//! same code runs on the in-memory adapters and on Postgres + Kafka.
 
+pub mod background;
+pub mod config;
+pub mod deliveries;
+mod error;
+pub mod messages;
+pub mod orders;
+pub mod relay;
+pub mod saga;
+pub mod shutdown;
+
+pub use config::{RetentionConfig, SagaConfig};
+pub use deliveries::{DeliveryCommandError, DeliveryService, GetDeliveryError};
+pub use messages::MessageFactory;
+pub use orders::{
+    CancelOrderError, GetOrderError, IdempotentRequest, OrderService, OrderView, Outcome,
+    PlaceOrderError, Render,
+};
+pub use relay::{OutboxRelay, RelayConfig, RelayError};
+pub use saga::{FulfilmentOrchestrator, SweepReport};
+pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -114,6 +114,12 @@ pub trait OrderRepository: Send {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait::async_trait]
 pub trait SagaRepository: Send {
+    /// Reads the saga without locking it (for queries).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn get(&mut self, order_id: OrderId) -> Result<Option<FulfilmentSaga>, StoreError>;
+
     /// Reads the saga and locks it until the transaction ends, so two replies for one order
     /// are handled one after the other.
     ///
@@ -397,4 +403,12 @@ pub trait Clock: Send + Sync {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait IdGenerator: Send + Sync {
     fn new_id(&self) -> Uuid;
+}
+
+/// Wakes the outbox relay when new messages were committed (Postgres: `LISTEN/NOTIFY`), so it
+/// need not poll fast. Relays still poll at an interval: a lost wake-up only delays.
+#[async_trait::async_trait]
+pub trait OutboxSignal: Send + Sync {
+    /// Returns when messages may have been committed since the last call.
+    async fn committed(&self);
 }

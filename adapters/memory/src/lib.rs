@@ -1,1 +1,17 @@
+//! # ordership-memory
+//!
+//! Driven adapters that keep everything in memory: a [`MemoryStore`] that implements every
+//! storage port of `ordership-domain` (unit of work, repositories, outbox, inbox, idempotency
+//! keys) with the same guarantees as the Postgres adapter, an [`InProcessBus`] that carries
+//! messages with Kafka's at-least-once, per-key-ordered semantics (and can redeliver on
+//! purpose), and the system clock and id generator.
+//!
+//! This is the embedded default of the `ordership` binary and the fake that tests use.
 
+mod bus;
+mod clock;
+mod store;
+
+pub use bus::{BusConfig, BusStats, DeadLetter, InProcessBus};
+pub use clock::{ManualClock, SystemClock, UuidV7Ids};
+pub use store::{MemoryStore, MemoryTransaction};

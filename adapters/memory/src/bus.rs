@@ -1,0 +1,258 @@
+//! An in-process message bus with Kafka's delivery semantics, for the embedded mode and tests.
+//!
+//! Each topic has a fixed number of partitions; a message goes to the partition of its key, so
+//! messages with one key are handled in order. Every subscription (a consumer group) has one
+//! worker per partition: partitions are processed concurrently, each in order. A transient
+//! handler error is retried with backoff without moving on; a permanent one parks the message
+//! in the dead-letter list and moves on. With `redelivery_probability > 0` the bus delivers
+//! messages a second time at random, as Kafka does after a crash or rebalance, so consumers
+//! must be idempotent.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordership_domain::Message;
+use ordership_domain::ports::{
+    HandleError, HandleOutcome, MessageHandler, MessagePublisher, PublishError,
+};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How the bus behaves.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// Partitions per topic.
+    pub partitions: usize,
+    /// Chance (0.0–1.0) that a handled message is delivered once more.
+    pub redelivery_probability: f64,
+    /// First wait after a transient error; doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            partitions: 4,
+            redelivery_probability: 0.0,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Counters of what the bus did.
+#[derive(Debug, Default)]
+pub struct BusStats {
+    pub published: AtomicU64,
+    pub handled: AtomicU64,
+    pub redelivered: AtomicU64,
+    pub duplicates_discarded: AtomicU64,
+    pub transient_failures: AtomicU64,
+    pub dead_lettered: AtomicU64,
+}
+
+/// A message that could not be processed, with the reason.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub group: String,
+    pub message: Message,
+    pub reason: String,
+}
+
+struct Subscription {
+    partitions: Vec<mpsc::UnboundedSender<Message>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+struct Inner {
+    config: BusConfig,
+    subscriptions: RwLock<HashMap<String, Vec<Subscription>>>,
+    stats: BusStats,
+    dead_letters: Mutex<Vec<DeadLetter>>,
+}
+
+/// The bus. Cheap to clone.
+#[derive(Clone)]
+pub struct InProcessBus {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for InProcessBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessBus")
+            .field("config", &self.inner.config)
+            .field("stats", &self.inner.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InProcessBus {
+    #[must_use]
+    pub fn new(mut config: BusConfig) -> Self {
+        config.partitions = config.partitions.max(1);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                subscriptions: RwLock::default(),
+                stats: BusStats::default(),
+                dead_letters: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Delivers every later message of `topic` to `handler`, as consumer group `group`.
+    /// Must be called inside a Tokio runtime.
+    pub fn subscribe(&self, topic: &str, group: &str, handler: &Arc<dyn MessageHandler>) {
+        let mut partitions = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..self.inner.config.partitions {
+            let (tx, rx) = mpsc::unbounded_channel();
+            partitions.push(tx);
+            let worker = Worker {
+                bus: Arc::clone(&self.inner),
+                group: group.to_owned(),
+                handler: Arc::clone(handler),
+            };
+            workers.push(tokio::spawn(worker.run(rx)));
+        }
+        self.inner
+            .subscriptions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(topic.to_owned())
+            .or_default()
+            .push(Subscription {
+                partitions,
+                workers,
+            });
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> &BusStats {
+        &self.inner.stats
+    }
+
+    #[must_use]
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.inner
+            .dead_letters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Stops accepting messages, lets every worker finish what it was given, and waits for them.
+    pub async fn close(&self) {
+        let subscriptions = std::mem::take(
+            &mut *self
+                .inner
+                .subscriptions
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for subscription in subscriptions.into_values().flatten() {
+            drop(subscription.partitions);
+            for worker in subscription.workers {
+                if let Err(e) = worker.await {
+                    tracing::warn!(error = %e, "bus worker ended abnormally");
+                }
+            }
+        }
+    }
+
+    fn partition_of(&self, key: &str) -> usize {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        // The modulo result is below `partitions`, a usize.
+        (hasher.finish() % self.inner.config.partitions as u64) as usize
+    }
+}
+
+#[async_trait]
+impl MessagePublisher for InProcessBus {
+    async fn publish(&self, batch: &[Message]) -> Result<(), PublishError> {
+        let subscriptions = self
+            .inner
+            .subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for message in batch {
+            let partition = self.partition_of(&message.key);
+            for subscription in subscriptions.get(&message.topic).into_iter().flatten() {
+                if subscription.partitions[partition]
+                    .send(message.clone())
+                    .is_err()
+                {
+                    return Err(PublishError::Unavailable("the bus is closed".into()));
+                }
+            }
+            self.inner.stats.published.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+struct Worker {
+    bus: Arc<Inner>,
+    group: String,
+    handler: Arc<dyn MessageHandler>,
+}
+
+impl Worker {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Message>) {
+        while let Some(message) = rx.recv().await {
+            self.deliver(&message).await;
+            let again = self.bus.config.redelivery_probability > 0.0
+                && rand::rng().random_bool(self.bus.config.redelivery_probability.min(1.0));
+            if again {
+                self.bus.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+                self.deliver(&message).await;
+            }
+        }
+    }
+
+    /// Hands the message to the handler until it is processed or dead-lettered.
+    async fn deliver(&self, message: &Message) {
+        let stats = &self.bus.stats;
+        let mut backoff = self.bus.config.initial_backoff;
+        loop {
+            match self.handler.handle(message).await {
+                Ok(outcome) => {
+                    stats.handled.fetch_add(1, Ordering::Relaxed);
+                    if outcome == HandleOutcome::Duplicate {
+                        stats.duplicates_discarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                Err(HandleError::Transient(error)) => {
+                    stats.transient_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(group = %self.group, message_id = %message.id, error = %error,
+                        retry_in_ms = backoff.as_millis(), "transient failure, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.bus.config.max_backoff);
+                }
+                Err(HandleError::Permanent(reason)) => {
+                    stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(group = %self.group, message_id = %message.id,
+                        message_type = %message.message_type, %reason, "message dead-lettered");
+                    self.bus
+                        .dead_letters
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(DeadLetter {
+                            group: self.group.clone(),
+                            message: message.clone(),
+                            reason,
+                        });
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The delivery service's use cases: handle the saga's commands (idempotent by order id), and the
+//! courier's progress updates.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ordership_domain::ports::{
+    BoxError, DeliveryTransaction, HandleError, HandleOutcome, MessageHandler, StoreError,
+    UnitOfWork,
+};
+use ordership_domain::{
+    Delivery, DeliveryEvent, DeliveryId, DeliveryPolicy, DeliveryStatus, InvalidTransition,
+    Message, MessageId, OrderId, RejectionReason, topics,
+};
+
+use crate::error::from_store_error;
+use crate::messages::{
+    CancelDeliveryV1, DeliveryCancellationRefusedV1, DeliveryCancelledV1, DeliveryProgressV1,
+    DeliveryRejectedV1, DeliveryScheduledV1, MessageFactory, ScheduleDeliveryV1, decode, types,
+};
+
+/// The inbox name of the delivery service's command consumer.
+pub const CONSUMER: &str = "delivery-service.commands";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryCommandError {
+    #[error("delivery not found")]
+    NotFound,
+    #[error(transparent)]
+    InvalidTransition(InvalidTransition),
+    #[error("the delivery was changed concurrently")]
+    Conflict,
+    #[error("storage is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("unexpected error")]
+    Unexpected(#[source] BoxError),
+}
+from_store_error!(DeliveryCommandError);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GetDeliveryError {
+    #[error("delivery not found")]
+    NotFound,
+    #[error("storage is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("unexpected error")]
+    Unexpected(#[source] BoxError),
+}
+from_store_error!(GetDeliveryError, without_conflict);
+
+/// The delivery service.
+#[derive(Clone)]
+pub struct DeliveryService {
+    uow: Arc<dyn UnitOfWork<dyn DeliveryTransaction>>,
+    messages: MessageFactory,
+    policy: DeliveryPolicy,
+}
+
+impl std::fmt::Debug for DeliveryService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryService")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+fn reply(
+    messages: &MessageFactory,
+    message_type: &str,
+    order_id: OrderId,
+    payload: &impl serde::Serialize,
+    cause: Option<MessageId>,
+) -> Result<Message, HandleError> {
+    messages
+        .build(
+            topics::DELIVERY_EVENTS,
+            message_type,
+            order_id,
+            payload,
+            cause,
+        )
+        .map_err(HandleError::Transient)
+}
+
+impl DeliveryService {
+    #[must_use]
+    pub fn new(
+        uow: Arc<dyn UnitOfWork<dyn DeliveryTransaction>>,
+        messages: MessageFactory,
+        policy: DeliveryPolicy,
+    ) -> Self {
+        Self {
+            uow,
+            messages,
+            policy,
+        }
+    }
+
+    /// The message announcing a delivery event.
+    fn event_message(
+        &self,
+        event: &DeliveryEvent,
+        cause: Option<MessageId>,
+    ) -> Result<Message, HandleError> {
+        let m = &self.messages;
+        match *event {
+            DeliveryEvent::Scheduled {
+                delivery_id,
+                order_id,
+                eta,
+            } => {
+                let payload = DeliveryScheduledV1 {
+                    order_id: *order_id.as_uuid(),
+                    delivery_id: *delivery_id.as_uuid(),
+                    eta,
+                };
+                reply(m, types::DELIVERY_SCHEDULED, order_id, &payload, cause)
+            }
+            DeliveryEvent::Cancelled {
+                delivery_id,
+                order_id,
+            } => {
+                let payload = DeliveryCancelledV1 {
+                    order_id: *order_id.as_uuid(),
+                    delivery_id: Some(*delivery_id.as_uuid()),
+                };
+                reply(m, types::DELIVERY_CANCELLED, order_id, &payload, cause)
+            }
+            DeliveryEvent::Shipped {
+                delivery_id,
+                order_id,
+            }
+            | DeliveryEvent::Delivered {
+                delivery_id,
+                order_id,
+            } => {
+                let payload = DeliveryProgressV1 {
+                    order_id: *order_id.as_uuid(),
+                    delivery_id: *delivery_id.as_uuid(),
+                };
+                let message_type = if matches!(event, DeliveryEvent::Shipped { .. }) {
+                    types::DELIVERY_SHIPPED
+                } else {
+                    types::DELIVERY_DELIVERED
+                };
+                reply(m, message_type, order_id, &payload, cause)
+            }
+        }
+    }
+
+    /// `ScheduleDelivery`: the existing delivery if the order has one (answered again, since
+    /// the saga may have missed the first answer), else a new one if the policy admits it, else
+    /// a rejection.
+    async fn schedule(
+        &self,
+        tx: &mut dyn DeliveryTransaction,
+        command: ScheduleDeliveryV1,
+        cause: MessageId,
+    ) -> Result<Message, HandleError> {
+        let order_id = OrderId::from_uuid(command.order_id);
+        let now = self.messages.now();
+        if let Some(existing) = tx.deliveries().get_by_order(order_id).await? {
+            return self.answer_for_existing(&existing, cause);
+        }
+        let address = command
+            .shipping_address
+            .parse()
+            .map_err(|e| HandleError::Permanent(format!("invalid shipping address: {e}")))?;
+        let today = tx
+            .deliveries()
+            .count_live_on(address.country(), now.date_naive())
+            .await?;
+        match self.policy.admit(&address, today) {
+            Ok(()) => {
+                let id = DeliveryId::from_uuid(self.messages.new_id());
+                let (delivery, event) =
+                    Delivery::schedule(id, order_id, address, self.policy.eta(now), now);
+                tx.deliveries().insert(&delivery).await?;
+                tracing::info!(%order_id, delivery_id = %id, "delivery scheduled");
+                self.event_message(&event, Some(cause))
+            }
+            Err(reason) => {
+                tracing::info!(%order_id, %reason, "delivery rejected");
+                let kind = match reason {
+                    RejectionReason::CountryNotServed { .. } => "country_not_served",
+                    RejectionReason::CapacityExhausted { .. } => "capacity_exhausted",
+                };
+                let payload = DeliveryRejectedV1 {
+                    order_id: command.order_id,
+                    reason_kind: kind.to_owned(),
+                    reason: reason.to_string(),
+                };
+                reply(
+                    &self.messages,
+                    types::DELIVERY_REJECTED,
+                    order_id,
+                    &payload,
+                    Some(cause),
+                )
+            }
+        }
+    }
+
+    fn answer_for_existing(&self, d: &Delivery, cause: MessageId) -> Result<Message, HandleError> {
+        let (delivery_id, order_id) = (d.id(), d.order_id());
+        let event = if d.status() == DeliveryStatus::Cancelled {
+            DeliveryEvent::Cancelled {
+                delivery_id,
+                order_id,
+            }
+        } else {
+            DeliveryEvent::Scheduled {
+                delivery_id,
+                order_id,
+                eta: d.eta(),
+            }
+        };
+        self.event_message(&event, Some(cause))
+    }
+
+    /// `CancelDelivery`: cancels a scheduled delivery, confirms when there is none (or it is
+    /// cancelled already), refuses once shipped.
+    async fn cancel(
+        &self,
+        tx: &mut dyn DeliveryTransaction,
+        command: &CancelDeliveryV1,
+        cause: MessageId,
+    ) -> Result<Message, HandleError> {
+        let order_id = OrderId::from_uuid(command.order_id);
+        let Some(mut delivery) = tx.deliveries().get_by_order(order_id).await? else {
+            let payload = DeliveryCancelledV1 {
+                order_id: command.order_id,
+                delivery_id: None,
+            };
+            return reply(
+                &self.messages,
+                types::DELIVERY_CANCELLED,
+                order_id,
+                &payload,
+                Some(cause),
+            );
+        };
+        match delivery.status() {
+            DeliveryStatus::Scheduled => {
+                let expected = delivery.version();
+                let event = delivery
+                    .cancel(self.messages.now())
+                    .map_err(|e| HandleError::Transient(Box::new(e)))?;
+                tx.deliveries().update(&delivery, expected).await?;
+                self.event_message(&event, Some(cause))
+            }
+            DeliveryStatus::Cancelled => self.answer_for_existing(&delivery, cause),
+            DeliveryStatus::Shipped | DeliveryStatus::Delivered => {
+                let payload = DeliveryCancellationRefusedV1 {
+                    order_id: command.order_id,
+                    delivery_id: *delivery.id().as_uuid(),
+                    status: delivery.status().as_str().to_owned(),
+                };
+                reply(
+                    &self.messages,
+                    types::DELIVERY_CANCELLATION_REFUSED,
+                    order_id,
+                    &payload,
+                    Some(cause),
+                )
+            }
+        }
+    }
+
+    /// The courier picked the parcel up.
+    ///
+    /// # Errors
+    /// See [`DeliveryCommandError`].
+    pub async fn ship(&self, id: DeliveryId) -> Result<Delivery, DeliveryCommandError> {
+        self.progress(id, Delivery::ship).await
+    }
+
+    /// The parcel reached the recipient.
+    ///
+    /// # Errors
+    /// See [`DeliveryCommandError`].
+    pub async fn deliver(&self, id: DeliveryId) -> Result<Delivery, DeliveryCommandError> {
+        self.progress(id, Delivery::deliver).await
+    }
+
+    async fn progress(
+        &self,
+        id: DeliveryId,
+        command: fn(
+            &mut Delivery,
+            chrono::DateTime<chrono::Utc>,
+        ) -> Result<DeliveryEvent, InvalidTransition>,
+    ) -> Result<Delivery, DeliveryCommandError> {
+        let mut tx = self.uow.begin().await?;
+        let mut delivery = tx
+            .deliveries()
+            .get(id)
+            .await?
+            .ok_or(DeliveryCommandError::NotFound)?;
+        let expected = delivery.version();
+        let event = command(&mut delivery, self.messages.now())
+            .map_err(DeliveryCommandError::InvalidTransition)?;
+        tx.deliveries().update(&delivery, expected).await?;
+        let message = self
+            .event_message(&event, None)
+            .map_err(|e| DeliveryCommandError::Unexpected(Box::new(e)))?;
+        tx.outbox().append(&message).await?;
+        tx.commit().await?;
+        Ok(delivery)
+    }
+
+    /// # Errors
+    /// `NotFound`, or the store's failure.
+    pub async fn get(&self, id: DeliveryId) -> Result<Delivery, GetDeliveryError> {
+        let mut tx = self.uow.begin().await?;
+        tx.deliveries()
+            .get(id)
+            .await?
+            .ok_or(GetDeliveryError::NotFound)
+    }
+
+    /// The delivery of an order, if it has one.
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn find_by_order(
+        &self,
+        order_id: OrderId,
+    ) -> Result<Option<Delivery>, GetDeliveryError> {
+        let mut tx = self.uow.begin().await?;
+        Ok(tx.deliveries().get_by_order(order_id).await?)
+    }
+}
+
+#[async_trait]
+impl MessageHandler for DeliveryService {
+    async fn handle(&self, message: &Message) -> Result<HandleOutcome, HandleError> {
+        enum Command {
+            Schedule(ScheduleDeliveryV1),
+            Cancel(CancelDeliveryV1),
+        }
+        let command = match message.message_type.as_str() {
+            types::SCHEDULE_DELIVERY => Command::Schedule(decode(message)?),
+            types::CANCEL_DELIVERY => Command::Cancel(decode(message)?),
+            other => {
+                return Err(HandleError::Permanent(format!(
+                    "unknown message type {other:?} on {}",
+                    message.topic
+                )));
+            }
+        };
+        let mut tx = self.uow.begin().await?;
+        if !tx
+            .inbox()
+            .record(CONSUMER, message.id, self.messages.now())
+            .await?
+        {
+            return Ok(HandleOutcome::Duplicate);
+        }
+        let answer = match command {
+            Command::Schedule(c) => self.schedule(tx.as_mut(), c, message.id).await?,
+            Command::Cancel(c) => self.cancel(tx.as_mut(), &c, message.id).await?,
+        };
+        tx.outbox().append(&answer).await?;
+        tx.commit().await?;
+        Ok(HandleOutcome::Applied)
+    }
+}

@@ -1,0 +1,325 @@
+//! The order service's use cases: place, read, list and cancel orders, with HTTP-agnostic
+//! idempotency keys.
+
+use std::sync::Arc;
+
+use ordership_domain::ports::{
+    BoxError, Claim, OrderQuery, OrderTransaction, StoreError, StoredResponse, UnitOfWork,
+};
+use ordership_domain::{
+    CancellationReason, FulfilmentSaga, Order, OrderId, OrderStatus, PlaceOrder, SagaState,
+};
+
+use crate::config::SagaConfig;
+use crate::error::from_store_error;
+use crate::messages::MessageFactory;
+use crate::saga;
+
+/// An order as the API shows it: the aggregate and its saga.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderView {
+    pub order: Order,
+    pub saga: Option<FulfilmentSaga>,
+}
+
+/// A client's idempotency key for one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentRequest {
+    /// The operation the key belongs to (`POST /orders`); keys of different scopes never clash.
+    pub scope: String,
+    pub key: String,
+    /// Digest of the request; the same key with another fingerprint is refused.
+    pub fingerprint: String,
+}
+
+/// Turns the result into the response to store under the idempotency key.
+pub type Render<'a> = &'a (dyn Fn(&OrderView) -> StoredResponse + Send + Sync);
+
+/// What an idempotent command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Executed now.
+    Done(Box<OrderView>),
+    /// The key was used before with the same request: the stored response, to send again as is.
+    Replayed(StoredResponse),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceOrderError {
+    #[error("the idempotency key was already used for a different request")]
+    KeyReused,
+    #[error("a request with this idempotency key is still being processed")]
+    KeyInFlight,
+    #[error("the order was changed concurrently")]
+    Conflict,
+    #[error("storage is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("unexpected error")]
+    Unexpected(#[source] BoxError),
+}
+from_store_error!(PlaceOrderError);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CancelOrderError {
+    #[error("order not found")]
+    NotFound,
+    #[error("an order that is {status} can no longer be cancelled")]
+    NotCancellable { status: OrderStatus },
+    #[error("the idempotency key was already used for a different request")]
+    KeyReused,
+    #[error("a request with this idempotency key is still being processed")]
+    KeyInFlight,
+    #[error("the order was changed concurrently")]
+    Conflict,
+    #[error("storage is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("unexpected error")]
+    Unexpected(#[source] BoxError),
+}
+from_store_error!(CancelOrderError);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GetOrderError {
+    #[error("order not found")]
+    NotFound,
+    #[error("storage is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("unexpected error")]
+    Unexpected(#[source] BoxError),
+}
+from_store_error!(GetOrderError, without_conflict);
+
+/// How often a command is tried again after losing an optimistic-concurrency race.
+const CONFLICT_RETRIES: usize = 3;
+
+enum KeyCheck {
+    Proceed,
+    Replay(StoredResponse),
+    Reused,
+    InFlight,
+}
+
+async fn claim_key(
+    tx: &mut dyn OrderTransaction,
+    request: Option<&IdempotentRequest>,
+    messages: &MessageFactory,
+) -> Result<KeyCheck, StoreError> {
+    let Some(r) = request else {
+        return Ok(KeyCheck::Proceed);
+    };
+    let claim = tx
+        .idempotency_keys()
+        .claim(&r.scope, &r.key, &r.fingerprint, messages.now())
+        .await?;
+    Ok(match claim {
+        Claim::Claimed => KeyCheck::Proceed,
+        Claim::Existing(record) if record.fingerprint != r.fingerprint => KeyCheck::Reused,
+        Claim::Existing(record) => record.response.map_or(KeyCheck::InFlight, KeyCheck::Replay),
+    })
+}
+
+async fn store_response(
+    tx: &mut dyn OrderTransaction,
+    request: Option<&IdempotentRequest>,
+    view: &OrderView,
+    render: Render<'_>,
+) -> Result<(), StoreError> {
+    if let Some(r) = request {
+        tx.idempotency_keys()
+            .complete(&r.scope, &r.key, &render(view))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The order service's use cases.
+#[derive(Clone)]
+pub struct OrderService {
+    uow: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
+    messages: MessageFactory,
+    config: SagaConfig,
+}
+
+impl std::fmt::Debug for OrderService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OrderService {
+    #[must_use]
+    pub fn new(
+        uow: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
+        messages: MessageFactory,
+        config: SagaConfig,
+    ) -> Self {
+        Self {
+            uow,
+            messages,
+            config,
+        }
+    }
+
+    /// Places an order and starts its fulfilment saga, in one transaction: the order
+    /// (`pending`), the saga (`awaiting_delivery`), `OrderPlaced` and `ScheduleDelivery` in the
+    /// outbox, and the idempotency key with its response.
+    ///
+    /// # Errors
+    /// See [`PlaceOrderError`].
+    pub async fn place_order(
+        &self,
+        command: PlaceOrder,
+        idempotency: Option<&IdempotentRequest>,
+        render: Render<'_>,
+    ) -> Result<Outcome, PlaceOrderError> {
+        let mut tx = self.uow.begin().await?;
+        match claim_key(tx.as_mut(), idempotency, &self.messages).await? {
+            KeyCheck::Proceed => {}
+            KeyCheck::Replay(response) => return Ok(Outcome::Replayed(response)),
+            KeyCheck::Reused => return Err(PlaceOrderError::KeyReused),
+            KeyCheck::InFlight => return Err(PlaceOrderError::KeyInFlight),
+        }
+        let now = self.messages.now();
+        let id = OrderId::from_uuid(self.messages.new_id());
+        let (order, placed) = Order::place(id, command, now);
+        let saga = FulfilmentSaga::start(id, self.config.deadline(1, now), now);
+        tx.orders().insert(&order).await?;
+        tx.sagas().insert(&saga).await?;
+        let placed = self
+            .messages
+            .order_event(&order, &placed, None)
+            .map_err(PlaceOrderError::Unexpected)?;
+        let schedule = saga::schedule_delivery(&self.messages, &order, Some(placed.id))
+            .map_err(PlaceOrderError::Unexpected)?;
+        tx.outbox().append(&placed).await?;
+        tx.outbox().append(&schedule).await?;
+        let view = OrderView {
+            order,
+            saga: Some(saga),
+        };
+        store_response(tx.as_mut(), idempotency, &view, render).await?;
+        tx.commit().await?;
+        tracing::info!(order_id = %id, "order placed");
+        Ok(Outcome::Done(Box::new(view)))
+    }
+
+    /// Cancels an order on the customer's request.
+    ///
+    /// A `pending` order is cancelled at once and `CancelDelivery` is still sent, since a
+    /// schedule may be in flight. A `confirmed` order stays confirmed while the saga cancels its
+    /// delivery (`cancelling`), and becomes `cancelled` when the delivery service confirms.
+    /// Cancelling a cancelled order, or one already being cancelled, changes nothing.
+    ///
+    /// # Errors
+    /// See [`CancelOrderError`]; `NotCancellable` once shipped.
+    pub async fn cancel_order(
+        &self,
+        id: OrderId,
+        idempotency: Option<&IdempotentRequest>,
+        render: Render<'_>,
+    ) -> Result<Outcome, CancelOrderError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_cancel(id, idempotency, render).await {
+                Err(CancelOrderError::Conflict) if attempt < CONFLICT_RETRIES => {}
+                result => return result,
+            }
+        }
+    }
+
+    async fn try_cancel(
+        &self,
+        id: OrderId,
+        idempotency: Option<&IdempotentRequest>,
+        render: Render<'_>,
+    ) -> Result<Outcome, CancelOrderError> {
+        let mut tx = self.uow.begin().await?;
+        match claim_key(tx.as_mut(), idempotency, &self.messages).await? {
+            KeyCheck::Proceed => {}
+            KeyCheck::Replay(response) => return Ok(Outcome::Replayed(response)),
+            KeyCheck::Reused => return Err(CancelOrderError::KeyReused),
+            KeyCheck::InFlight => return Err(CancelOrderError::KeyInFlight),
+        }
+        let mut order = tx
+            .orders()
+            .get(id)
+            .await?
+            .ok_or(CancelOrderError::NotFound)?;
+        let mut saga = tx.sagas().get_for_update(id).await?;
+        let (order_version, saga_version) =
+            (order.version(), saga.as_ref().map(FulfilmentSaga::version));
+        let now = self.messages.now();
+        let mut outgoing = Vec::new();
+
+        match order.status() {
+            OrderStatus::Shipped | OrderStatus::Delivered => {
+                return Err(CancelOrderError::NotCancellable {
+                    status: order.status(),
+                });
+            }
+            OrderStatus::Cancelled => {}
+            OrderStatus::Pending => {
+                let event = order
+                    .cancel(CancellationReason::CustomerRequested, now)
+                    .map_err(|e| CancelOrderError::Unexpected(Box::new(e)))?;
+                outgoing.push(self.messages.order_event(&order, &event, None));
+            }
+            OrderStatus::Confirmed => {}
+        }
+        // Undo the delivery unless the saga is already doing so (or done).
+        if let Some(saga) = saga.as_mut()
+            && matches!(
+                saga.state(),
+                SagaState::AwaitingDelivery | SagaState::Completed
+            )
+        {
+            saga.begin_compensation(self.config.deadline(1, now), now)
+                .map_err(|e| CancelOrderError::Unexpected(Box::new(e)))?;
+            outgoing.push(saga::cancel_delivery(&self.messages, id, None));
+        }
+
+        if order.version() != order_version {
+            tx.orders().update(&order, order_version).await?;
+        }
+        if let (Some(saga), Some(expected)) = (&saga, saga_version)
+            && saga.version() != expected
+        {
+            tx.sagas().update(saga, expected).await?;
+        }
+        for message in outgoing {
+            let message = message.map_err(CancelOrderError::Unexpected)?;
+            tx.outbox().append(&message).await?;
+        }
+        let view = OrderView { order, saga };
+        store_response(tx.as_mut(), idempotency, &view, render).await?;
+        tx.commit().await?;
+        Ok(Outcome::Done(Box::new(view)))
+    }
+
+    /// # Errors
+    /// `NotFound`, or the store's failure.
+    pub async fn get_order(&self, id: OrderId) -> Result<OrderView, GetOrderError> {
+        let mut tx = self.uow.begin().await?;
+        let order = tx.orders().get(id).await?.ok_or(GetOrderError::NotFound)?;
+        let saga = tx.sagas().get(id).await?;
+        Ok(OrderView { order, saga })
+    }
+
+    /// A page of orders by ascending id; pass the last id as `after` for the next page.
+    ///
+    /// # Errors
+    /// The store's failure (`NotFound` is never returned).
+    pub async fn list_orders(&self, query: &OrderQuery) -> Result<Vec<OrderView>, GetOrderError> {
+        let mut tx = self.uow.begin().await?;
+        let orders = tx.orders().list(query).await?;
+        let mut views = Vec::with_capacity(orders.len());
+        for order in orders {
+            let saga = tx.sagas().get(order.id()).await?;
+            views.push(OrderView { order, saga });
+        }
+        Ok(views)
+    }
+}

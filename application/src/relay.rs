@@ -1,0 +1,129 @@
+//! The outbox relay: moves committed outbox messages to the broker, in outbox order, at least
+//! once. It claims a batch inside a transaction, publishes the whole batch, waits for the
+//! broker's acknowledgement of every message, then marks the batch published and commits. A
+//! crash anywhere before the commit leaves the batch unpublished in the outbox, to be sent again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordership_domain::ports::{
+    Clock, MessagePublisher, OutboxSignal, PublishError, StoreError, Transaction, UnitOfWork,
+};
+
+use crate::shutdown::Shutdown;
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub batch_size: u32,
+    /// Poll this often even without a wake-up (a wake-up can be lost).
+    pub poll_interval: Duration,
+    /// Wait after a failure before trying again.
+    pub error_backoff: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            poll_interval: Duration::from_millis(500),
+            error_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// One relay over one service's outbox.
+pub struct OutboxRelay<Tx: ?Sized> {
+    uow: Arc<dyn UnitOfWork<Tx>>,
+    publisher: Arc<dyn MessagePublisher>,
+    signal: Arc<dyn OutboxSignal>,
+    clock: Arc<dyn Clock>,
+    config: RelayConfig,
+}
+
+impl<Tx: ?Sized> std::fmt::Debug for OutboxRelay<Tx> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRelay")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
+    #[must_use]
+    pub fn new(
+        uow: Arc<dyn UnitOfWork<Tx>>,
+        publisher: Arc<dyn MessagePublisher>,
+        signal: Arc<dyn OutboxSignal>,
+        clock: Arc<dyn Clock>,
+        config: RelayConfig,
+    ) -> Self {
+        Self {
+            uow,
+            publisher,
+            signal,
+            clock,
+            config,
+        }
+    }
+
+    /// Publishes one batch; returns how many messages were published.
+    ///
+    /// # Errors
+    /// The store's or the publisher's failure; the batch then stays in the outbox.
+    pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        let mut tx = self.uow.begin().await?;
+        let batch = tx
+            .outbox()
+            .claim_unpublished(self.config.batch_size)
+            .await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let messages: Vec<_> = batch.iter().map(|e| e.message.clone()).collect();
+        let published = match self.publisher.publish(&messages).await {
+            Ok(()) => batch.len(),
+            Err(PublishError::Refused { message_id, reason }) => {
+                // Keep what went out before the refused message; it holds back the rest, which
+                // keeps per-key order, and shows as outbox backlog until someone looks at it.
+                let sent = messages.iter().take_while(|m| m.id != message_id).count();
+                tracing::error!(%message_id, %reason, "the broker refused an outbox message");
+                sent
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let positions: Vec<i64> = batch.iter().take(published).map(|e| e.position).collect();
+        tx.outbox()
+            .mark_published(&positions, self.clock.now())
+            .await?;
+        tx.commit().await?;
+        Ok(published)
+    }
+
+    /// Relays until `shutdown`: at once while batches come full, else on a commit signal or
+    /// the poll interval.
+    pub async fn run(&self, mut shutdown: Shutdown) {
+        loop {
+            let wait = match self.relay_once().await {
+                Ok(n) if n == self.config.batch_size as usize => continue,
+                Ok(_) => self.config.poll_interval,
+                Err(e) => {
+                    tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "outbox relay failed, retrying");
+                    self.config.error_backoff
+                }
+            };
+            tokio::select! {
+                () = shutdown.requested() => return,
+                () = self.signal.committed() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
