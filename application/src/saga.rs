@@ -10,7 +10,7 @@ use ordership_domain::ports::{
 };
 use ordership_domain::{
     CancellationReason, DeliveryId, FulfilmentSaga, InvalidTransition, Message, MessageId, Order,
-    OrderId, SagaState, topics,
+    OrderId, OrderStatus, SagaState, topics,
 };
 use uuid::Uuid;
 
@@ -210,7 +210,7 @@ impl FulfilmentOrchestrator {
                 },
                 SagaState::Cancelling,
             ) => {
-                if order.is_cancellable() {
+                if order.status() != OrderStatus::Cancelled {
                     // The customer asked too late: the parcel is on its way, the order follows it.
                     saga.complete(now).map_err(bug)?;
                 } else {

@@ -1,0 +1,232 @@
+//! Tests where the calls matter or a failure is injected: mockall mocks of the ports, wrapped
+//! around the real in-memory transaction.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use ordership_application::{
+    MessageFactory, OrderService, OutboxRelay, PlaceOrderError, RelayConfig, RelayError,
+};
+use ordership_domain::ports::{
+    IdempotencyStore, Inbox, MockMessagePublisher, MockOutbox, OrderRepository, OrderTransaction,
+    Outbox, PublishError, SagaRepository, StoreError, Transaction, UnitOfWork,
+};
+use ordership_memory::{MemoryStore, SystemClock, UuidV7Ids};
+
+use crate::harness::{config, place, render};
+
+/// A transaction of the memory store with an injected outbox and/or a commit that fails.
+struct Injected {
+    inner: Box<dyn OrderTransaction>,
+    outbox: Option<MockOutbox>,
+    fail_commit: bool,
+}
+
+#[async_trait]
+impl Transaction for Injected {
+    fn outbox(&mut self) -> &mut dyn Outbox {
+        if let Some(mock) = self.outbox.as_mut() {
+            return mock;
+        }
+        self.inner.outbox()
+    }
+    fn inbox(&mut self) -> &mut dyn Inbox {
+        self.inner.inbox()
+    }
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        if self.fail_commit {
+            drop(self.inner);
+            return Err(StoreError::Unavailable(
+                "connection lost during commit".into(),
+            ));
+        }
+        self.inner.commit().await
+    }
+}
+
+impl OrderTransaction for Injected {
+    fn orders(&mut self) -> &mut dyn OrderRepository {
+        self.inner.orders()
+    }
+    fn sagas(&mut self) -> &mut dyn SagaRepository {
+        self.inner.sagas()
+    }
+    fn idempotency_keys(&mut self) -> &mut dyn IdempotencyStore {
+        self.inner.idempotency_keys()
+    }
+}
+
+struct InjectingStore {
+    store: MemoryStore,
+    outbox: fn() -> Option<MockOutbox>,
+    fail_commit: bool,
+}
+
+#[async_trait]
+impl UnitOfWork<dyn OrderTransaction> for InjectingStore {
+    async fn begin(&self) -> Result<Box<dyn OrderTransaction>, StoreError> {
+        let inner = UnitOfWork::<dyn OrderTransaction>::begin(&self.store).await?;
+        Ok(Box::new(Injected {
+            inner,
+            outbox: (self.outbox)(),
+            fail_commit: self.fail_commit,
+        }))
+    }
+}
+
+fn service(uow: InjectingStore) -> OrderService {
+    OrderService::new(
+        Arc::new(uow),
+        MessageFactory::new("/test", Arc::new(SystemClock), Arc::new(UuidV7Ids)),
+        config(),
+    )
+}
+
+#[tokio::test]
+async fn a_failing_commit_leaves_no_order_and_no_outbox_message() {
+    let store = MemoryStore::new();
+    let orders = service(InjectingStore {
+        store: store.clone(),
+        outbox: || None,
+        fail_commit: true,
+    });
+    let err = orders
+        .place_order(place("KR"), None, &render)
+        .await
+        .expect_err("commit fails");
+    assert!(matches!(err, PlaceOrderError::Unavailable(_)));
+    assert!(store.orders().await.is_empty());
+    assert!(store.outbox_messages().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_outbox_failure_rolls_back_the_order_and_its_saga() {
+    let store = MemoryStore::new();
+    let orders = service(InjectingStore {
+        store: store.clone(),
+        outbox: || {
+            let mut outbox = MockOutbox::new();
+            outbox
+                .expect_append()
+                .times(1)
+                .returning(|_| Err(StoreError::Unavailable("disk full".into())));
+            Some(outbox)
+        },
+        fail_commit: false,
+    });
+    let err = orders
+        .place_order(place("KR"), None, &render)
+        .await
+        .expect_err("append fails");
+    assert!(matches!(err, PlaceOrderError::Unavailable(_)));
+    assert!(
+        store.orders().await.is_empty(),
+        "the order must be rolled back"
+    );
+}
+
+async fn store_with_two_messages() -> MemoryStore {
+    let store = MemoryStore::new();
+    service(InjectingStore {
+        store: store.clone(),
+        outbox: || None,
+        fail_commit: false,
+    })
+    .place_order(place("KR"), None, &render)
+    .await
+    .expect("placed");
+    store
+}
+
+fn relay(
+    store: &MemoryStore,
+    publisher: MockMessagePublisher,
+) -> OutboxRelay<dyn OrderTransaction> {
+    OutboxRelay::new(
+        Arc::new(store.clone()),
+        Arc::new(publisher),
+        Arc::new(store.clone()),
+        Arc::new(SystemClock),
+        RelayConfig::default(),
+    )
+}
+
+#[tokio::test]
+async fn the_relay_publishes_a_batch_once_and_marks_it() {
+    let store = store_with_two_messages().await;
+    let mut publisher = MockMessagePublisher::new();
+    publisher
+        .expect_publish()
+        .withf(|batch| batch.len() == 2)
+        .times(1)
+        .returning(|_| Ok(()));
+    let relay = relay(&store, publisher);
+    assert_eq!(relay.relay_once().await.expect("relay"), 2);
+    assert_eq!(
+        relay.relay_once().await.expect("relay"),
+        0,
+        "nothing left to publish"
+    );
+    assert!(
+        store
+            .outbox_messages()
+            .await
+            .iter()
+            .all(|(_, published)| *published)
+    );
+}
+
+#[tokio::test]
+async fn a_batch_the_broker_did_not_acknowledge_stays_in_the_outbox() {
+    let store = store_with_two_messages().await;
+    let mut publisher = MockMessagePublisher::new();
+    let mut sequence = mockall::Sequence::new();
+    publisher
+        .expect_publish()
+        .times(1)
+        .in_sequence(&mut sequence)
+        .returning(|_| Err(PublishError::Unavailable("broker down".into())));
+    publisher
+        .expect_publish()
+        .withf(|batch| batch.len() == 2)
+        .times(1)
+        .in_sequence(&mut sequence)
+        .returning(|_| Ok(()));
+    let relay = relay(&store, publisher);
+    assert!(matches!(
+        relay.relay_once().await,
+        Err(RelayError::Publish(_))
+    ));
+    assert!(
+        store
+            .outbox_messages()
+            .await
+            .iter()
+            .all(|(_, published)| !published)
+    );
+    assert_eq!(relay.relay_once().await.expect("relay"), 2);
+}
+
+#[tokio::test]
+async fn a_refused_message_holds_back_the_messages_behind_it() {
+    let store = store_with_two_messages().await;
+    let second = store.outbox_messages().await[1].0.id;
+    let mut publisher = MockMessagePublisher::new();
+    publisher.expect_publish().times(1).returning(move |_| {
+        Err(PublishError::Refused {
+            message_id: second,
+            reason: "too large".into(),
+        })
+    });
+    let relay = relay(&store, publisher);
+    assert_eq!(relay.relay_once().await.expect("relay"), 1);
+    let published: Vec<bool> = store
+        .outbox_messages()
+        .await
+        .iter()
+        .map(|(_, p)| *p)
+        .collect();
+    assert_eq!(published, [true, false]);
+    let _ = Utc::now();
+}
