@@ -14,6 +14,7 @@ pub mod config;
 pub mod deliveries;
 mod error;
 pub mod messages;
+pub mod monitoring;
 pub mod orders;
 pub mod relay;
 pub mod saga;

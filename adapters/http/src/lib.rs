@@ -1,1 +1,199 @@
+//! # ordership-http
+//!
+//! The driving HTTP adapter (axum): the REST API of the order and delivery services with the
+//! JSON contract of the design, RFC 9457 problem details for every error, `Idempotency-Key`
+//! support, request-id / tracing / timeout / body-limit layers, health and Prometheus metrics,
+//! and an OpenAPI 3.1 document generated from the handlers, shown by a Scalar reference page.
+//!
+//! Only this crate knows HTTP status codes and JSON DTOs; it calls the application's use cases
+//! and nothing else.
 
+mod deliveries;
+pub mod dto;
+mod extract;
+mod health;
+mod metrics;
+mod ops;
+mod orders;
+pub mod problem;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use ordership_application::{DeliveryService, OrderService};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+pub use extract::IDEMPOTENCY_KEY;
+pub use health::{HealthCheck, StoreCheck};
+pub use metrics::{Family, Kind, MetricSource, Metrics, OutboxBacklog, SagaStates};
+pub use orders::REPLAYED;
+pub use problem::{ApiError, PROBLEM_JSON, Problem};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ordership", description = "Orders and deliveries kept consistent by an orchestrated saga, a transactional outbox and idempotent consumers."),
+    paths(ops::live, ops::ready, ops::metrics),
+    components(schemas(Problem, problem::FieldError)),
+    tags((name = "orders", description = "The order service"),
+        (name = "deliveries", description = "The delivery service"),
+        (name = "operations", description = "Health and metrics")),
+)]
+struct BaseDoc;
+
+#[derive(OpenApi)]
+#[openapi(paths(
+    orders::place_order,
+    orders::get_order,
+    orders::list_orders,
+    orders::cancel_order
+))]
+struct OrderDoc;
+
+#[derive(OpenApi)]
+#[openapi(paths(
+    deliveries::get_delivery,
+    deliveries::find_deliveries,
+    deliveries::ship,
+    deliveries::deliver
+))]
+struct DeliveryDoc;
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// A request still running after this is answered with 503.
+    pub request_timeout: Duration,
+    /// Larger bodies are refused with 413.
+    pub body_limit: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            body_limit: 64 * 1024,
+        }
+    }
+}
+
+/// Assembles the API of the services this process runs.
+#[derive(Default)]
+pub struct ApiBuilder {
+    orders: Option<OrderService>,
+    deliveries: Option<DeliveryService>,
+    checks: Vec<Arc<dyn HealthCheck>>,
+    metric_sources: Vec<Arc<dyn MetricSource>>,
+    config: HttpConfig,
+}
+
+impl std::fmt::Debug for ApiBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiBuilder")
+            .field("orders", &self.orders.is_some())
+            .field("deliveries", &self.deliveries.is_some())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiBuilder {
+    #[must_use]
+    pub fn new(config: HttpConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    #[must_use]
+    pub fn orders(mut self, orders: OrderService) -> Self {
+        self.orders = Some(orders);
+        self
+    }
+
+    #[must_use]
+    pub fn deliveries(mut self, deliveries: DeliveryService) -> Self {
+        self.deliveries = Some(deliveries);
+        self
+    }
+
+    #[must_use]
+    pub fn check(mut self, check: Arc<dyn HealthCheck>) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    #[must_use]
+    pub fn metric_source(mut self, source: Arc<dyn MetricSource>) -> Self {
+        self.metric_sources.push(source);
+        self
+    }
+
+    /// The OpenAPI document of the endpoints this builder will serve.
+    #[must_use]
+    pub fn openapi(&self) -> utoipa::openapi::OpenApi {
+        let mut doc = BaseDoc::openapi();
+        if self.orders.is_some() {
+            doc.merge(OrderDoc::openapi());
+        }
+        if self.deliveries.is_some() {
+            doc.merge(DeliveryDoc::openapi());
+        }
+        doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+        doc
+    }
+
+    /// The router, with every layer.
+    pub fn build(self) -> Router {
+        let doc = self.openapi();
+        let openapi_json: Arc<str> = doc.to_json().unwrap_or_else(|_| "{}".to_owned()).into();
+        let docs_html: Arc<str> = utoipa_scalar::Scalar::new(doc).to_html().into();
+        let metrics = Arc::new(Metrics::new(self.metric_sources));
+        let mut router = ops::routes(ops::Ops {
+            checks: Arc::new(self.checks),
+            metrics: Arc::clone(&metrics),
+            openapi_json,
+            docs_html,
+        });
+        if let Some(orders) = self.orders {
+            router = router.merge(orders::routes(orders));
+        }
+        if let Some(deliveries) = self.deliveries {
+            router = router.merge(deliveries::routes(deliveries));
+        }
+        let timeout = self.config.request_timeout;
+        router
+            .fallback(|| async { ApiError::NoRoute })
+            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+            .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+            .layer(DefaultBodyLimit::max(self.config.body_limit))
+            .layer(
+                ServiceBuilder::new()
+                    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                    .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                        let request_id = request
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!("http", method = %request.method(), uri = %request.uri(), request_id)
+                    }))
+                    .layer(PropagateRequestIdLayer::x_request_id())
+                    .layer(HandleErrorLayer::new(|error: tower::BoxError| async move {
+                        if error.is::<tower::timeout::error::Elapsed>() {
+                            ApiError::Timeout
+                        } else {
+                            ApiError::Internal(error)
+                        }
+                    }))
+                    .layer(tower::timeout::TimeoutLayer::new(timeout)),
+            )
+    }
+}

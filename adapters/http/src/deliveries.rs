@@ -1,0 +1,98 @@
+//! The delivery service's endpoints.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use ordership_application::DeliveryService;
+use ordership_domain::{DeliveryId, OrderId};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::dto::{DeliveryList, DeliveryResponse};
+use crate::problem::{ApiError, FieldError, Problem};
+
+pub(crate) fn routes(deliveries: DeliveryService) -> Router {
+    Router::new()
+        .route("/deliveries", get(find_deliveries))
+        .route("/deliveries/{id}", get(get_delivery))
+        .route("/deliveries/{id}/ship", post(ship))
+        .route("/deliveries/{id}/deliver", post(deliver))
+        .with_state(deliveries)
+}
+
+fn parse_id(id: &str) -> Result<DeliveryId, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound("delivery"))
+}
+
+/// A delivery.
+#[utoipa::path(
+    get, path = "/deliveries/{id}", tag = "deliveries",
+    params(("id" = uuid::Uuid, Path, description = "Delivery id")),
+    responses((status = 200, body = DeliveryResponse), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+pub(crate) async fn get_delivery(
+    State(deliveries): State<DeliveryService>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<DeliveryResponse>, ApiError> {
+    let delivery = deliveries.get(parse_id(&id)?).await?;
+    Ok(axum::Json(DeliveryResponse::from(&delivery)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct FindParams {
+    /// The order whose delivery to find.
+    order_id: String,
+}
+
+/// The delivery of an order (at most one).
+#[utoipa::path(
+    get, path = "/deliveries", tag = "deliveries",
+    params(FindParams),
+    responses((status = 200, body = DeliveryList), (status = 400, body = Problem, content_type = "application/problem+json"))
+)]
+pub(crate) async fn find_deliveries(
+    State(deliveries): State<DeliveryService>,
+    Query(params): Query<FindParams>,
+) -> Result<axum::Json<DeliveryList>, ApiError> {
+    let order_id: OrderId = params
+        .order_id
+        .parse()
+        .map_err(|_| ApiError::BadParameter(FieldError::new("order_id", "must be a UUID")))?;
+    let found = deliveries.find_by_order(order_id).await?;
+    Ok(axum::Json(DeliveryList {
+        items: found.iter().map(DeliveryResponse::from).collect(),
+    }))
+}
+
+/// The courier picked the parcel up (`scheduled → shipped`).
+#[utoipa::path(
+    post, path = "/deliveries/{id}/ship", tag = "deliveries",
+    params(("id" = uuid::Uuid, Path, description = "Delivery id")),
+    responses((status = 200, body = DeliveryResponse),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not scheduled", body = Problem, content_type = "application/problem+json"))
+)]
+pub(crate) async fn ship(
+    State(deliveries): State<DeliveryService>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<DeliveryResponse>, ApiError> {
+    let delivery = deliveries.ship(parse_id(&id)?).await?;
+    Ok(axum::Json(DeliveryResponse::from(&delivery)))
+}
+
+/// The parcel reached the recipient (`shipped → delivered`).
+#[utoipa::path(
+    post, path = "/deliveries/{id}/deliver", tag = "deliveries",
+    params(("id" = uuid::Uuid, Path, description = "Delivery id")),
+    responses((status = 200, body = DeliveryResponse),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not shipped", body = Problem, content_type = "application/problem+json"))
+)]
+pub(crate) async fn deliver(
+    State(deliveries): State<DeliveryService>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<DeliveryResponse>, ApiError> {
+    let delivery = deliveries.deliver(parse_id(&id)?).await?;
+    Ok(axum::Json(DeliveryResponse::from(&delivery)))
+}

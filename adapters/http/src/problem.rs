@@ -1,0 +1,269 @@
+//! Errors as RFC 9457 problem details (`application/problem+json`). Every error the API returns
+//! goes through [`ApiError`]; server-side failures log their cause chain and never show it.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ordership_application::{
+    CancelOrderError, DeliveryCommandError, GetDeliveryError, GetOrderError, PlaceOrderError,
+};
+use ordership_domain::{ValidationError, ValidationErrors};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The media type of problem details.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One invalid input field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Path of the field in the request, e.g. `lines[0].quantity`.
+    pub field: String,
+    pub message: String,
+}
+
+/// RFC 9457 problem details.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// Identifies the kind of problem; stable, safe to branch on.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    pub status: u16,
+    /// What went wrong this time.
+    pub detail: String,
+    /// For validation problems: every offending field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// Every error an endpoint can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON for this operation: {0}")]
+    MalformedBody(String),
+    #[error("the request body is larger than allowed")]
+    BodyTooLarge,
+    #[error("the request is invalid")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    BadParameter(FieldError),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the Idempotency-Key header is invalid: {0}")]
+    BadIdempotencyKey(&'static str),
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyKeyInFlight,
+    #[error("no route for this path")]
+    NoRoute,
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    #[error("the request took too long")]
+    Timeout,
+    #[error("a backing service is unavailable; retry later")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl FieldError {
+    #[must_use]
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl From<ValidationError> for FieldError {
+    fn from(e: ValidationError) -> Self {
+        Self::new(e.field, e.message)
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(e: ValidationErrors) -> Self {
+        Self::Validation(e.0.into_iter().map(FieldError::from).collect())
+    }
+}
+
+impl ApiError {
+    /// Status, `type` slug and title.
+    const fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "Malformed request body"),
+            Self::BodyTooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+            ),
+            Self::Validation(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "Validation failed",
+            ),
+            Self::BadParameter(_) => (S::BAD_REQUEST, "bad-parameter", "Invalid parameter"),
+            Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
+            Self::Conflict(_) => (S::CONFLICT, "conflict", "Conflict with the current state"),
+            Self::BadIdempotencyKey(_) => (
+                S::BAD_REQUEST,
+                "bad-idempotency-key",
+                "Invalid Idempotency-Key",
+            ),
+            Self::IdempotencyKeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused with a different request",
+            ),
+            Self::IdempotencyKeyInFlight => (
+                S::CONFLICT,
+                "idempotency-key-in-flight",
+                "Request with this Idempotency-Key in progress",
+            ),
+            Self::NoRoute => (S::NOT_FOUND, "no-route", "No such resource"),
+            Self::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Self::Timeout => (S::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
+            Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            Self::Internal(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
+        }
+    }
+
+    /// The problem document for this error.
+    #[must_use]
+    pub fn problem(&self) -> Problem {
+        let (status, slug, title) = self.kind();
+        let errors = match self {
+            Self::Validation(errors) => Some(errors.clone()),
+            Self::BadParameter(e) => Some(vec![e.clone()]),
+            _ => None,
+        };
+        Problem {
+            kind: format!("https://ordership.dev/problems/{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors,
+        }
+    }
+}
+
+fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut chain = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    chain
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        match &self {
+            Self::Internal(_) => tracing::error!(error = %cause_chain(&self), "request failed"),
+            Self::Unavailable(_) => tracing::warn!(error = %cause_chain(&self), "request failed"),
+            _ => {}
+        }
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(problem)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if matches!(
+            self,
+            Self::Unavailable(_) | Self::Timeout | Self::IdempotencyKeyInFlight
+        ) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<PlaceOrderError> for ApiError {
+    fn from(e: PlaceOrderError) -> Self {
+        match e {
+            PlaceOrderError::KeyReused => Self::IdempotencyKeyReused,
+            PlaceOrderError::KeyInFlight => Self::IdempotencyKeyInFlight,
+            PlaceOrderError::Conflict => {
+                Self::Conflict("the order was changed concurrently; retry".into())
+            }
+            PlaceOrderError::Unavailable(e) => Self::Unavailable(Box::new(e)),
+            PlaceOrderError::Unexpected(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<CancelOrderError> for ApiError {
+    fn from(e: CancelOrderError) -> Self {
+        match e {
+            CancelOrderError::NotFound => Self::NotFound("order"),
+            CancelOrderError::NotCancellable { .. } => Self::Conflict(e.to_string()),
+            CancelOrderError::KeyReused => Self::IdempotencyKeyReused,
+            CancelOrderError::KeyInFlight => Self::IdempotencyKeyInFlight,
+            CancelOrderError::Conflict => {
+                Self::Conflict("the order was changed concurrently; retry".into())
+            }
+            CancelOrderError::Unavailable(e) => Self::Unavailable(Box::new(e)),
+            CancelOrderError::Unexpected(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<GetOrderError> for ApiError {
+    fn from(e: GetOrderError) -> Self {
+        match e {
+            GetOrderError::NotFound => Self::NotFound("order"),
+            GetOrderError::Unavailable(e) => Self::Unavailable(Box::new(e)),
+            GetOrderError::Unexpected(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<GetDeliveryError> for ApiError {
+    fn from(e: GetDeliveryError) -> Self {
+        match e {
+            GetDeliveryError::NotFound => Self::NotFound("delivery"),
+            GetDeliveryError::Unavailable(e) => Self::Unavailable(Box::new(e)),
+            GetDeliveryError::Unexpected(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<DeliveryCommandError> for ApiError {
+    fn from(e: DeliveryCommandError) -> Self {
+        match e {
+            DeliveryCommandError::NotFound => Self::NotFound("delivery"),
+            DeliveryCommandError::InvalidTransition(t) => Self::Conflict(format!("delivery: {t}")),
+            DeliveryCommandError::Conflict => {
+                Self::Conflict("the delivery was changed concurrently; retry".into())
+            }
+            DeliveryCommandError::Unavailable(e) => Self::Unavailable(Box::new(e)),
+            DeliveryCommandError::Unexpected(e) => Self::Internal(e),
+        }
+    }
+}
