@@ -15,7 +15,10 @@ pub async fn saga_counts(
     Ok(SagaState::ALL
         .into_iter()
         .map(|state| {
-            let n = counted.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+            let n = counted
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n);
             (state, n)
         })
         .collect())

@@ -209,7 +209,9 @@ pub(crate) async fn track(
 }
 
 /// `ordership_sagas{state}`: sagas by state, from the order store.
-pub struct SagaStates(pub Arc<dyn ordership_domain::ports::UnitOfWork<dyn ordership_domain::ports::OrderTransaction>>);
+pub struct SagaStates(
+    pub Arc<dyn ordership_domain::ports::UnitOfWork<dyn ordership_domain::ports::OrderTransaction>>,
+);
 
 #[async_trait]
 impl MetricSource for SagaStates {
@@ -240,7 +242,9 @@ pub struct OutboxBacklog<Tx: ?Sized> {
 }
 
 #[async_trait]
-impl<Tx: ?Sized + ordership_domain::ports::Transaction + 'static> MetricSource for OutboxBacklog<Tx> {
+impl<Tx: ?Sized + ordership_domain::ports::Transaction + 'static> MetricSource
+    for OutboxBacklog<Tx>
+{
     async fn collect(&self) -> Vec<Family> {
         match ordership_application::monitoring::outbox_stats(self.uow.as_ref()).await {
             Ok(stats) => {

@@ -1,0 +1,159 @@
+//! Command line: subcommands and flags; every flag can also come from its environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ordership",
+    version,
+    about = "Orders and deliveries kept consistent by a saga, a transactional outbox and idempotent consumers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Both services, their relays and the saga in one process (the default).
+    All,
+    /// The order API, the saga, its relay and consumers.
+    OrderService,
+    /// The delivery API, its relay and consumers.
+    DeliveryService,
+    /// Apply the schema migrations and exit.
+    Migrate,
+    /// A Kafka-protocol broker for development and tests.
+    DevBroker {
+        #[arg(long, env = "ORDERSHIP_DEV_BROKER_PORT", default_value_t = 19092)]
+        port: u16,
+    },
+    /// Load generator against a running deployment.
+    Load,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Where the HTTP API listens.
+    #[arg(
+        long,
+        env = "ORDERSHIP_HTTP_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub http_addr: SocketAddr,
+
+    /// PostgreSQL URL; unset: in-memory adapters.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Kafka bootstrap servers; unset: the in-process bus.
+    #[arg(long, env = "KAFKA_BROKERS", global = true)]
+    pub kafka_brokers: Option<String>,
+
+    /// Log output.
+    #[arg(long, env = "ORDERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+
+    /// Countries the delivery service serves (ISO 3166-1 alpha-2, comma-separated).
+    #[arg(
+        long,
+        env = "ORDERSHIP_SERVED_COUNTRIES",
+        value_delimiter = ',',
+        default_value = "KR,JP,US,DE,GB,FR",
+        global = true
+    )]
+    pub served_countries: Vec<String>,
+
+    /// Deliveries per country and day; unset: unlimited.
+    #[arg(long, env = "ORDERSHIP_DAILY_CAPACITY", global = true)]
+    pub daily_capacity: Option<u32>,
+
+    /// How long the saga waits for the delivery service before sending again.
+    #[arg(long, env = "ORDERSHIP_REPLY_TIMEOUT", value_parser = parse_duration, default_value = "10s", global = true)]
+    pub reply_timeout: Duration,
+
+    /// `ScheduleDelivery` sends before the saga compensates.
+    #[arg(
+        long,
+        env = "ORDERSHIP_MAX_SCHEDULE_ATTEMPTS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub max_schedule_attempts: u32,
+
+    /// How often overdue sagas are looked for.
+    #[arg(long, env = "ORDERSHIP_SWEEP_INTERVAL", value_parser = parse_duration, default_value = "1s", global = true)]
+    pub sweep_interval: Duration,
+
+    /// In-process bus only: chance (0–1) that a message is delivered twice, to watch the inbox work.
+    #[arg(
+        long,
+        env = "ORDERSHIP_REDELIVERY_PROBABILITY",
+        default_value_t = 0.0,
+        global = true
+    )]
+    pub redelivery_probability: f64,
+}
+
+/// Parses `250ms`, `10s`, `5m` or a bare number of seconds.
+///
+/// # Errors
+/// A message for anything else.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 250ms, 10s or 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: unit must be ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_ms_s_and_m() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn no_subcommand_means_all_with_the_documented_defaults() {
+        let cli = Cli::try_parse_from(["ordership"]).expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.common.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(cli.common.served_countries.len(), 6);
+    }
+
+    #[test]
+    fn flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["ordership", "all", "--http-addr", "127.0.0.1:0"])
+            .expect("parses");
+        assert!(matches!(cli.command, Some(Command::All)));
+        assert_eq!(cli.common.http_addr.port(), 0);
+    }
+}
