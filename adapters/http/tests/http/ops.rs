@@ -1,0 +1,177 @@
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::json;
+
+use crate::app::{Options, TestApp};
+
+#[tokio::test]
+async fn liveness_and_readiness_answer_ok() {
+    let app = TestApp::new();
+    assert_eq!(app.get("/health/live").await.json()["status"], "ok");
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(
+        ready.json()["checks"][0],
+        json!({"name": "order-store", "ok": true})
+    );
+}
+
+#[tokio::test]
+async fn readiness_fails_when_a_dependency_is_down() {
+    let app = TestApp::with(Options {
+        broken_check: true,
+        ..Options::default()
+    });
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = ready.json();
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["checks"][1]["error"], "connection refused");
+    assert_eq!(
+        app.get("/health/live").await.status,
+        StatusCode::OK,
+        "still alive"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_sagas_by_state() {
+    let app = TestApp::new();
+    let id = app.place("BR").await["id"].as_str().expect("id").to_owned();
+    app.wait_for(&id, |o| o["saga"]["state"] == "compensated")
+        .await;
+    let reply = app.get("/metrics").await;
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain; version=0.0.4"))
+    );
+    let text = reply.text();
+    assert!(
+        text.contains(r#"http_requests_total{method="POST",route="/orders",status="201"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(
+        r#"http_request_duration_seconds_bucket{method="GET",route="/orders/{id}",le="+Inf"}"#
+    ));
+    assert!(!text.contains(&id), "no series per order id");
+    assert!(
+        text.contains(r#"ordership_sagas{state="compensated"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"ordership_sagas{state="failed"} 0"#));
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_endpoint() {
+    let app = TestApp::new();
+    let doc = app.get("/openapi.json").await.json();
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for path in [
+        "/orders",
+        "/orders/{id}",
+        "/orders/{id}/cancel",
+        "/deliveries",
+        "/deliveries/{id}",
+        "/deliveries/{id}/ship",
+        "/deliveries/{id}/deliver",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    ] {
+        assert!(paths.contains(&path), "{path} missing from {paths:?}");
+    }
+    for schema in [
+        "PlaceOrderRequest",
+        "OrderResponse",
+        "Problem",
+        "DeliveryResponse",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} missing"
+        );
+    }
+    let post = &doc["paths"]["/orders"]["post"];
+    assert!(post["responses"]["201"].is_object() && post["responses"]["422"].is_object());
+    assert!(
+        post["parameters"]
+            .as_array()
+            .expect("params")
+            .iter()
+            .any(|p| p["name"] == "Idempotency-Key")
+    );
+}
+
+#[tokio::test]
+async fn the_docs_page_embeds_the_document() {
+    let app = TestApp::new();
+    let docs = app.get("/docs").await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(
+        docs.header("content-type")
+            .is_some_and(|c| c.starts_with("text/html"))
+    );
+    assert!(docs.text().contains("/orders/{id}/cancel"));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems_too() {
+    let app = TestApp::new();
+    app.get("/nowhere")
+        .await
+        .problem(StatusCode::NOT_FOUND, "no-route");
+    let delete = Request::delete("/orders")
+        .body(Body::empty())
+        .expect("request");
+    app.send(delete)
+        .await
+        .problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
+    let app = TestApp::new();
+    let generated = app.get("/health/live").await;
+    assert!(
+        generated
+            .header("x-request-id")
+            .is_some_and(|id| id.len() == 36)
+    );
+    let request = Request::get("/health/live")
+        .header("x-request-id", "trace-me")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(
+        app.send(request).await.header("x-request-id"),
+        Some("trace-me")
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_takes_too_long_is_answered_with_503() {
+    use ordership_domain::ports::{OrderTransaction, UnitOfWork};
+    let app = TestApp::with(Options {
+        request_timeout: std::time::Duration::from_millis(50),
+        ..Options::default()
+    });
+    // An open transaction holds the memory store: the request below cannot finish in time.
+    let held = UnitOfWork::<dyn OrderTransaction>::begin(&app.order_store)
+        .await
+        .expect("begin");
+    let reply = app
+        .get("/orders/01890a5d-ac96-774b-bcce-b302099a8057")
+        .await;
+    reply.problem(StatusCode::SERVICE_UNAVAILABLE, "timeout");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    drop(held);
+    app.get("/orders/01890a5d-ac96-774b-bcce-b302099a8057")
+        .await
+        .problem(StatusCode::NOT_FOUND, "not-found");
+}
