@@ -36,6 +36,7 @@ impl HealthCheck for Broken {
     }
 }
 
+#[derive(Clone, Copy)]
 pub(crate) struct Options {
     pub(crate) body_limit: usize,
     pub(crate) broken_check: bool,
@@ -93,8 +94,8 @@ impl TestApp {
         );
         let delivery_relay: OutboxRelay<dyn DeliveryTransaction> = OutboxRelay::new(
             delivery_uow.clone(),
-            Arc::new(bus.clone()),
-            Arc::new(delivery_store.clone()),
+            Arc::new(bus),
+            Arc::new(delivery_store),
             clock,
             relay_config,
         );
