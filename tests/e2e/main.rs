@@ -1,1 +1,8 @@
+//! End-to-end tests: the whole system in one process (the embedded wiring) and the real
+//! `ordership` binary over TCP. Each checks the invariants of DESIGN §8.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod binary;
+mod embedded;
+mod invariants;

@@ -1,0 +1,202 @@
+//! The real `ordership` binary, over TCP, as a user runs it.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// Builds the binary (a no-op when it is up to date) and returns its path.
+fn binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "--quiet", "-p", "ordership", "--bin", "ordership"]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo build runs");
+    assert!(
+        status.success(),
+        "cargo build of the ordership binary failed"
+    );
+    profile_dir.join("ordership")
+}
+
+/// A running `ordership` process and the address it listens on.
+struct Process {
+    child: Child,
+    addr: String,
+}
+
+async fn start(args: &[&str]) -> Process {
+    let mut child = Command::new(binary())
+        .args(args)
+        .args(["--http-addr", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .env_remove("DATABASE_URL")
+        .env_remove("KAFKA_BROKERS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ordership starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+            .await
+            .expect("ordership logged its address in time")
+            .expect("read stdout")
+            .expect("ordership exited before listening");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split(['"', ' ']).next().expect("address").to_owned();
+        }
+    };
+    // Keep draining the log so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Process { child, addr }
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns status and body.
+async fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers end");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let mut payload = response[split + 4..].to_vec();
+    if chunked {
+        payload = dechunk(&payload);
+    }
+    (status, payload)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 4 + size..];
+    }
+    out
+}
+
+fn order(country: &str, i: usize) -> Value {
+    json!({
+        "customer_id": format!("c-{i}"),
+        "lines": [{ "sku": "ABC-123", "quantity": 2, "unit_price": { "amount": 1250, "currency": "KRW" } }],
+        "shipping_address": { "recipient": "Kim", "line1": "1 Sejong-daero", "city": "Seoul",
+                              "postal_code": "04524", "country": country }
+    })
+}
+
+async fn terminate(mut process: Process) {
+    let pid = process.child.id().expect("pid").to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), process.child.wait())
+        .await
+        .expect("ordership stops within 15 s of SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_settles_two_hundred_concurrent_orders_and_stops_on_sigterm() {
+    let process = start(&["all"]).await;
+    let addr = process.addr.clone();
+
+    let placed = (0..200).map(|i| {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let country = if i % 5 == 0 { "BR" } else { "KR" };
+            let (status, body) = http(&addr, "POST", "/orders", Some(&order(country, i))).await;
+            assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+            let order: Value = serde_json::from_slice(&body).expect("json");
+            (order["id"].as_str().expect("id").to_owned(), country)
+        })
+    });
+    let mut orders = Vec::new();
+    for task in placed {
+        orders.push(task.await.expect("task"));
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (id, country) in &orders {
+        loop {
+            let (status, body) = http(&addr, "GET", &format!("/orders/{id}"), None).await;
+            assert_eq!(status, 200);
+            let order: Value = serde_json::from_slice(&body).expect("json");
+            let expected = if *country == "BR" {
+                ("cancelled", "compensated")
+            } else {
+                ("confirmed", "completed")
+            };
+            if (order["status"].as_str(), order["saga"]["state"].as_str())
+                == (Some(expected.0), Some(expected.1))
+            {
+                if *country == "BR" {
+                    assert_eq!(
+                        order["cancellation_reason"],
+                        "delivery rejected: country BR is not served"
+                    );
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "order {id} stuck at {order}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    let (status, docs) = http(&addr, "GET", "/docs", None).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&docs).contains("api-reference"));
+    let (status, _) = http(&addr, "GET", "/health/ready", None).await;
+    assert_eq!(status, 200);
+    terminate(process).await;
+}
+
+#[tokio::test]
+async fn the_separate_services_say_clearly_what_they_need() {
+    let output = Command::new(binary())
+        .args(["order-service", "--http-addr", "127.0.0.1:0"])
+        .output()
+        .await
+        .expect("runs");
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("PostgreSQL and Kafka"), "{text}");
+}
