@@ -110,7 +110,7 @@ pub(crate) fn assert_invariants(
                 order.id()
             );
             assert!(
-                per_order.get(&order.id()).is_none(),
+                !per_order.contains_key(&order.id()),
                 "rejected order {} must have no delivery at all",
                 order.id()
             );
