@@ -56,14 +56,6 @@ pub struct DeliveryService {
     policy: DeliveryPolicy,
 }
 
-impl std::fmt::Debug for DeliveryService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeliveryService")
-            .field("policy", &self.policy)
-            .finish_non_exhaustive()
-    }
-}
-
 fn reply(
     messages: &MessageFactory,
     message_type: &str,

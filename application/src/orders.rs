@@ -140,14 +140,6 @@ pub struct OrderService {
     config: SagaConfig,
 }
 
-impl std::fmt::Debug for OrderService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrderService")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
 impl OrderService {
     #[must_use]
     pub fn new(

@@ -139,14 +139,6 @@ pub struct FulfilmentOrchestrator {
     config: SagaConfig,
 }
 
-impl std::fmt::Debug for FulfilmentOrchestrator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FulfilmentOrchestrator")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
 fn bug(e: InvalidTransition) -> HandleError {
     HandleError::Transient(Box::new(e))
 }

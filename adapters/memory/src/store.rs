@@ -31,8 +31,8 @@ struct OutboxRow {
 #[derive(Debug, Default)]
 struct Tables {
     orders: BTreeMap<OrderId, Order>,
-    sagas: HashMap<OrderId, FulfilmentSaga>,
-    deliveries: HashMap<DeliveryId, Delivery>,
+    sagas: BTreeMap<OrderId, FulfilmentSaga>,
+    deliveries: BTreeMap<DeliveryId, Delivery>,
     delivery_by_order: HashMap<OrderId, DeliveryId>,
     outbox: BTreeMap<i64, OutboxRow>,
     outbox_ids: HashMap<MessageId, i64>,
@@ -43,6 +43,80 @@ struct Tables {
 }
 
 type Undo = Box<dyn FnOnce(&mut Tables) + Send>;
+
+/// An aggregate kept in a table under its id, with an optimistic-concurrency version.
+trait Row: Clone + Send + 'static {
+    type Key: Copy + Ord + Send + 'static;
+    fn key(&self) -> Self::Key;
+    fn version(&self) -> u64;
+}
+
+/// Which table of [`Tables`] holds rows of type `R`.
+type TableOf<R> = fn(&mut Tables) -> &mut BTreeMap<<R as Row>::Key, R>;
+
+impl Row for Order {
+    type Key = OrderId;
+    fn key(&self) -> OrderId {
+        self.id()
+    }
+    fn version(&self) -> u64 {
+        Order::version(self)
+    }
+}
+
+impl Row for FulfilmentSaga {
+    type Key = OrderId;
+    fn key(&self) -> OrderId {
+        self.order_id()
+    }
+    fn version(&self) -> u64 {
+        FulfilmentSaga::version(self)
+    }
+}
+
+impl Row for Delivery {
+    type Key = DeliveryId;
+    fn key(&self) -> DeliveryId {
+        self.id()
+    }
+    fn version(&self) -> u64 {
+        Delivery::version(self)
+    }
+}
+
+/// Inserts a row that must be new: `Duplicate` if its key exists.
+fn insert_row<R: Row>(tables: &mut Tables, table: TableOf<R>, row: R) -> Result<Undo, StoreError> {
+    let key = row.key();
+    let rows = table(tables);
+    if rows.contains_key(&key) {
+        return Err(StoreError::Duplicate);
+    }
+    rows.insert(key, row);
+    Ok(Box::new(move |t| {
+        table(t).remove(&key);
+    }))
+}
+
+/// Replaces a row whose stored version is still `expected`: `Conflict` otherwise.
+fn update_row<R: Row>(
+    tables: &mut Tables,
+    table: TableOf<R>,
+    row: R,
+    expected: u64,
+) -> Result<Undo, StoreError> {
+    let key = row.key();
+    let rows = table(tables);
+    match rows.get(&key) {
+        Some(stored) if stored.version() == expected => {}
+        _ => return Err(StoreError::Conflict),
+    }
+    let previous = rows.insert(key, row);
+    Ok(Box::new(move |t| {
+        if let Some(previous) = previous {
+            table(t).insert(key, previous);
+        }
+    }))
+}
 
 /// An in-memory database for one service (or both, in tests). Cheap to clone: clones share the
 /// same tables.
@@ -214,33 +288,12 @@ impl OrderRepository for MemoryTransaction {
 
     async fn insert(&mut self, order: &Order) -> Result<(), StoreError> {
         let order = order.clone();
-        self.write(|t| {
-            let id = order.id();
-            if t.orders.contains_key(&id) {
-                return Err(StoreError::Duplicate);
-            }
-            t.orders.insert(id, order);
-            Ok(Box::new(move |t| {
-                t.orders.remove(&id);
-            }))
-        })
+        self.write(|t| insert_row(t, |t| &mut t.orders, order))
     }
 
     async fn update(&mut self, order: &Order, expected_version: u64) -> Result<(), StoreError> {
         let order = order.clone();
-        self.write(|t| {
-            let id = order.id();
-            match t.orders.get(&id) {
-                Some(stored) if stored.version() == expected_version => {}
-                _ => return Err(StoreError::Conflict),
-            }
-            let previous = t.orders.insert(id, order);
-            Ok(Box::new(move |t| {
-                if let Some(previous) = previous {
-                    t.orders.insert(id, previous);
-                }
-            }))
-        })
+        self.write(|t| update_row(t, |t| &mut t.orders, order, expected_version))
     }
 
     async fn list(&mut self, query: &OrderQuery) -> Result<Vec<Order>, StoreError> {
@@ -273,16 +326,7 @@ impl SagaRepository for MemoryTransaction {
 
     async fn insert(&mut self, saga: &FulfilmentSaga) -> Result<(), StoreError> {
         let saga = saga.clone();
-        self.write(|t| {
-            let id = saga.order_id();
-            if t.sagas.contains_key(&id) {
-                return Err(StoreError::Duplicate);
-            }
-            t.sagas.insert(id, saga);
-            Ok(Box::new(move |t| {
-                t.sagas.remove(&id);
-            }))
-        })
+        self.write(|t| insert_row(t, |t| &mut t.sagas, saga))
     }
 
     async fn update(
@@ -291,19 +335,7 @@ impl SagaRepository for MemoryTransaction {
         expected_version: u64,
     ) -> Result<(), StoreError> {
         let saga = saga.clone();
-        self.write(|t| {
-            let id = saga.order_id();
-            match t.sagas.get(&id) {
-                Some(stored) if stored.version() == expected_version => {}
-                _ => return Err(StoreError::Conflict),
-            }
-            let previous = t.sagas.insert(id, saga);
-            Ok(Box::new(move |t| {
-                if let Some(previous) = previous {
-                    t.sagas.insert(id, previous);
-                }
-            }))
-        })
+        self.write(|t| update_row(t, |t| &mut t.sagas, saga, expected_version))
     }
 
     async fn claim_overdue(
@@ -351,14 +383,15 @@ impl DeliveryRepository for MemoryTransaction {
         let delivery = delivery.clone();
         self.write(|t| {
             let (id, order_id) = (delivery.id(), delivery.order_id());
-            if t.deliveries.contains_key(&id) || t.delivery_by_order.contains_key(&order_id) {
+            // At most one delivery per order: the unique index of a database.
+            if t.delivery_by_order.contains_key(&order_id) {
                 return Err(StoreError::Duplicate);
             }
-            t.deliveries.insert(id, delivery);
+            let undo_row = insert_row(t, |t| &mut t.deliveries, delivery)?;
             t.delivery_by_order.insert(order_id, id);
             Ok(Box::new(move |t| {
-                t.deliveries.remove(&id);
                 t.delivery_by_order.remove(&order_id);
+                undo_row(t);
             }))
         })
     }
@@ -369,19 +402,7 @@ impl DeliveryRepository for MemoryTransaction {
         expected_version: u64,
     ) -> Result<(), StoreError> {
         let delivery = delivery.clone();
-        self.write(|t| {
-            let id = delivery.id();
-            match t.deliveries.get(&id) {
-                Some(stored) if stored.version() == expected_version => {}
-                _ => return Err(StoreError::Conflict),
-            }
-            let previous = t.deliveries.insert(id, delivery);
-            Ok(Box::new(move |t| {
-                if let Some(previous) = previous {
-                    t.deliveries.insert(id, previous);
-                }
-            }))
-        })
+        self.write(|t| update_row(t, |t| &mut t.deliveries, delivery, expected_version))
     }
 
     async fn count_live_on(
