@@ -55,6 +55,10 @@ pub trait UnitOfWork<Tx: ?Sized + Send>: Send + Sync {
 }
 
 /// What every transaction offers: the service's outbox and inbox, and commit.
+///
+/// After any error from one of its ports the transaction is unusable: drop it (it rolls back).
+/// An adapter MAY fail every later call; [`Transaction::commit`] MUST then fail rather than
+/// commit part of the work.
 #[async_trait::async_trait]
 pub trait Transaction: Send {
     fn outbox(&mut self) -> &mut dyn Outbox;
@@ -184,7 +188,9 @@ pub trait DeliveryRepository: Send {
         expected_version: u64,
     ) -> Result<(), StoreError>;
 
-    /// Live (not cancelled) deliveries to `country` created on `day` (UTC).
+    /// Live (not cancelled) deliveries to `country` created on `day` (UTC). Concurrent
+    /// transactions that count the same country and day MUST be serialized until they end, so
+    /// two schedulers cannot both take the last slot of a day's capacity.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.

@@ -187,6 +187,28 @@ pub async fn a_rolled_back_unit_of_work_leaves_nothing(store: &OrderStore) {
     );
 }
 
+/// After a failed call, commit MUST NOT commit part of the work.
+pub async fn a_transaction_with_a_failed_call_does_not_commit_half(store: &OrderStore) {
+    let existing = order();
+    let mut tx = store.begin().await.expect("begin");
+    tx.orders().insert(&existing).await.expect("insert");
+    tx.commit().await.expect("commit");
+
+    let fresh = order();
+    let mut tx = store.begin().await.expect("begin");
+    tx.orders().insert(&fresh).await.expect("insert");
+    assert!(tx.orders().insert(&existing).await.is_err());
+    // Either commit fails, or it succeeds only because the failed call left the rest intact.
+    let committed = tx.commit().await.is_ok();
+    let mut tx = store.begin().await.expect("begin");
+    let stored = tx.orders().get(fresh.id()).await.expect("get");
+    assert_eq!(
+        stored.is_some(),
+        committed,
+        "commit reported {committed} but the order is {stored:?}"
+    );
+}
+
 /// Listing filters by status and pages by id.
 pub async fn orders_are_listed_by_status_after_a_cursor(store: &OrderStore) {
     let mut ids = Vec::new();
@@ -239,11 +261,13 @@ pub async fn sagas_round_trip_and_come_due_by_deadline(store: &OrderStore) {
         tx.sagas().insert(&saga).await.expect("insert");
         sagas.push(saga);
     }
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
     assert!(matches!(
         tx.sagas().insert(&sagas[0]).await,
         Err(StoreError::Duplicate)
     ));
-    tx.commit().await.expect("commit");
+    drop(tx);
 
     let mut tx = store.begin().await.expect("begin");
     assert_eq!(
@@ -267,11 +291,13 @@ pub async fn sagas_round_trip_and_come_due_by_deadline(store: &OrderStore) {
     let mut done = sagas[1].clone();
     done.complete(t0()).expect("complete");
     tx.sagas().update(&done, 1).await.expect("update");
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
     assert!(matches!(
         tx.sagas().update(&done, 1).await,
         Err(StoreError::Conflict)
     ));
-    tx.commit().await.expect("commit");
+    drop(tx);
 
     let mut tx = store.begin().await.expect("begin");
     let due = tx
@@ -298,11 +324,13 @@ pub async fn the_outbox_publishes_in_order_and_purges_only_published(store: &Ord
     for m in &messages {
         tx.outbox().append(m).await.expect("append");
     }
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
     assert!(matches!(
         tx.outbox().append(&messages[0]).await,
         Err(StoreError::Duplicate)
     ));
-    tx.commit().await.expect("commit");
+    drop(tx);
 
     let mut tx = store.begin().await.expect("begin");
     let stats = tx.outbox().stats().await.expect("stats");
@@ -449,15 +477,18 @@ pub async fn deliveries_are_one_per_order_and_counted_per_day(store: &DeliverySt
     let mut d = delivery(order_id, "KR", t0());
     let mut tx = store.begin().await.expect("begin");
     tx.deliveries().insert(&d).await.expect("insert");
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    let second = tx
+        .deliveries()
+        .insert(&delivery(order_id, "KR", t0()))
+        .await;
     assert!(
-        matches!(
-            tx.deliveries()
-                .insert(&delivery(order_id, "KR", t0()))
-                .await,
-            Err(StoreError::Duplicate)
-        ),
+        matches!(second, Err(StoreError::Duplicate)),
         "a second delivery for one order"
     );
+    drop(tx);
+    let mut tx = store.begin().await.expect("begin");
     let other_day = delivery(
         OrderId::from_uuid(Uuid::now_v7()),
         "KR",
@@ -490,11 +521,13 @@ pub async fn deliveries_are_one_per_order_and_counted_per_day(store: &DeliverySt
     );
     d.ship(t0()).expect("ship");
     tx.deliveries().update(&d, 1).await.expect("update");
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
     assert!(matches!(
         tx.deliveries().update(&d, 1).await,
         Err(StoreError::Conflict)
     ));
-    tx.commit().await.expect("commit");
+    drop(tx);
     let mut tx = store.begin().await.expect("begin");
     assert_eq!(
         tx.deliveries()
@@ -516,6 +549,7 @@ macro_rules! contract_tests {
             inserting_an_order_twice_is_a_duplicate,
             a_stale_order_update_is_a_conflict,
             a_rolled_back_unit_of_work_leaves_nothing,
+            a_transaction_with_a_failed_call_does_not_commit_half,
             orders_are_listed_by_status_after_a_cursor,
             sagas_round_trip_and_come_due_by_deadline,
             the_outbox_publishes_in_order_and_purges_only_published,

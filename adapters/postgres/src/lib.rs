@@ -1,0 +1,85 @@
+//! # ordership-postgres
+//!
+//! The PostgreSQL adapter (sqlx): every storage port of `ordership-domain` on one
+//! `sqlx::Transaction` per unit of work. Each service owns a schema (`orders`, `delivery`) with its
+//! own outbox, inbox and migrations table. Repositories use optimistic concurrency (a version
+//! column), saga steps lock their row (`FOR UPDATE`), the sweeper and the relay claim with
+//! `FOR UPDATE SKIP LOCKED`, the inbox and idempotency keys insert-or-ignore, and an outbox trigger
+//! `NOTIFY`s the relay on commit. sqlx errors are classified once, by SQLSTATE, into the ports'
+//! errors: only this crate knows SQL.
+
+mod deliveries;
+mod error;
+mod notify;
+mod orders;
+pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tx;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use ordership_domain::ShippingAddress;
+use ordership_domain::ports::StoreError;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+
+pub use notify::PgOutboxSignal;
+pub use schema::{DELIVERY, ORDERS, Schema};
+pub use tx::{PgDeliveryStore, PgDeliveryTx, PgOrderStore, PgOrderTx, PgTx};
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    pub url: String,
+    pub max_connections: u32,
+    /// Server-side limit per statement; a statement over it fails as `Unavailable`.
+    pub statement_timeout: Duration,
+    /// How long to wait for a free connection before `Unavailable`.
+    pub acquire_timeout: Duration,
+}
+
+impl PgConfig {
+    #[must_use]
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            max_connections: 16,
+            statement_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens a pool. Connections are made lazily, so this succeeds while the database is down; the
+/// first use then fails with `Unavailable`.
+///
+/// # Errors
+/// An unparsable URL.
+pub fn connect(config: &PgConfig) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(&config.url)
+        .map_err(|e| StoreError::Unexpected(format!("invalid database URL: {e}").into()))?
+        .application_name("ordership")
+        .options([(
+            "statement_timeout",
+            format!("{}ms", config.statement_timeout.as_millis()),
+        )]);
+    Ok(PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_lazy_with(options))
+}
+
+/// A shipping address stored as `ship_*` columns.
+pub(crate) fn address_from_row(row: &PgRow) -> Result<ShippingAddress, StoreError> {
+    let get = |c: &str| row.try_get::<String, _>(c).map_err(error::classify);
+    ShippingAddress::new(
+        &get("ship_recipient")?,
+        &get("ship_line1")?,
+        &get("ship_city")?,
+        &get("ship_postal_code")?,
+        get("ship_country")?.trim(),
+    )
+    .map_err(|e| error::corrupt("shipping address", e))
+}

@@ -1,0 +1,141 @@
+//! The two schemas, their migrations, and their schema-qualified SQL.
+//!
+//! Every statement is a `&'static str` (assembled with `concat!`), so nothing is ever formatted
+//! into SQL at run time; values always travel as bind parameters.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{PgPool, SqlSafeStr};
+
+use crate::error::classify;
+use ordership_domain::ports::StoreError;
+
+/// A service's schema: its name, its migrations, and its outbox/inbox statements.
+#[derive(Debug)]
+pub struct Schema {
+    pub name: &'static str,
+    /// `LISTEN` channel the outbox trigger notifies.
+    pub notify_channel: &'static str,
+    migrations_table: &'static str,
+    migrations: &'static [(i64, &'static str, &'static str, &'static str)],
+    pub(crate) sql: OutboxSql,
+}
+
+/// Outbox and inbox statements of one schema.
+#[derive(Debug)]
+pub(crate) struct OutboxSql {
+    pub(crate) append: &'static str,
+    pub(crate) claim: &'static str,
+    pub(crate) mark: &'static str,
+    pub(crate) stats: &'static str,
+    pub(crate) purge: &'static str,
+    pub(crate) inbox_record: &'static str,
+    pub(crate) inbox_purge: &'static str,
+}
+
+macro_rules! outbox_sql {
+    ($schema:literal) => {
+        OutboxSql {
+            append: concat!(
+                "INSERT INTO ", $schema, ".outbox (message_id, topic, key, message_type, payload, headers, created_at) ",
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+            // SKIP LOCKED: rows another relay holds are not waited for; rows of transactions not
+            // yet committed are invisible and are claimed once they commit (no id high-water mark).
+            claim: concat!(
+                "SELECT id, message_id, topic, key, message_type, payload, headers, created_at FROM ",
+                $schema, ".outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+            ),
+            mark: concat!("UPDATE ", $schema, ".outbox SET published_at = $1 WHERE id = ANY($2) AND published_at IS NULL"),
+            stats: concat!("SELECT count(*), min(created_at) FROM ", $schema, ".outbox WHERE published_at IS NULL"),
+            purge: concat!("DELETE FROM ", $schema, ".outbox WHERE published_at < $1"),
+            inbox_record: concat!(
+                "INSERT INTO ", $schema, ".inbox (consumer, message_id, received_at) VALUES ($1, $2, $3) ",
+                "ON CONFLICT DO NOTHING"
+            ),
+            inbox_purge: concat!("DELETE FROM ", $schema, ".inbox WHERE received_at < $1"),
+        }
+    };
+}
+
+/// The order service's schema.
+pub static ORDERS: Schema = Schema {
+    name: "orders",
+    notify_channel: "ordership_orders_outbox",
+    migrations_table: "orders._sqlx_migrations",
+    migrations: &[(
+        1,
+        "initial",
+        include_str!("../migrations/orders_0001_initial.up.sql"),
+        include_str!("../migrations/orders_0001_initial.down.sql"),
+    )],
+    sql: outbox_sql!("orders"),
+};
+
+/// The delivery service's schema.
+pub static DELIVERY: Schema = Schema {
+    name: "delivery",
+    notify_channel: "ordership_delivery_outbox",
+    migrations_table: "delivery._sqlx_migrations",
+    migrations: &[(
+        1,
+        "initial",
+        include_str!("../migrations/delivery_0001_initial.up.sql"),
+        include_str!("../migrations/delivery_0001_initial.down.sql"),
+    )],
+    sql: outbox_sql!("delivery"),
+};
+
+impl Schema {
+    /// The schema's migrator. Its bookkeeping table lives in the schema itself, so each service
+    /// migrates only what it owns, even when both share one database.
+    #[must_use]
+    pub fn migrator(&self) -> Migrator {
+        let mut migrations = Vec::new();
+        for &(version, description, up, down) in self.migrations {
+            for (kind, sql) in [
+                (MigrationType::ReversibleUp, up),
+                (MigrationType::ReversibleDown, down),
+            ] {
+                migrations.push(Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    kind,
+                    sql.into_sql_str(),
+                    false,
+                ));
+            }
+        }
+        let mut migrator = Migrator::with_migrations(migrations);
+        migrator.dangerous_set_table_name(self.migrations_table);
+        migrator.create_schema(self.name);
+        migrator
+    }
+
+    /// Applies every pending migration. Safe when several instances start at once: sqlx holds an
+    /// advisory lock while it migrates.
+    ///
+    /// # Errors
+    /// The database refused a migration, or a migration applied earlier has changed.
+    pub async fn migrate(&self, pool: &PgPool) -> Result<(), StoreError> {
+        self.migrator().run(pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => classify(e),
+            other => StoreError::Unexpected(Box::new(other)),
+        })
+    }
+
+    /// Reverts migrations down to `target` (0: everything).
+    ///
+    /// # Errors
+    /// As for [`Schema::migrate`].
+    pub async fn undo(&self, pool: &PgPool, target: i64) -> Result<(), StoreError> {
+        self.migrator()
+            .undo(pool, target)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => classify(e),
+                other => StoreError::Unexpected(Box::new(other)),
+            })
+    }
+}

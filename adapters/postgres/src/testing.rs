@@ -1,0 +1,63 @@
+//! Test support: a fresh, migrated database per test on the server of `TEST_DATABASE_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`). A test that cannot reach the server
+//! fails; it never skips.
+
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{DELIVERY, ORDERS, PgConfig, connect};
+
+/// The admin URL of the test server.
+#[must_use]
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The URL of database `name` on the test server.
+#[must_use]
+pub fn database_url(name: &str) -> String {
+    let server = server_url();
+    match server.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+/// Creates an empty database with a unique name (`ordership_test_…`) and returns its name.
+///
+/// # Panics
+/// When the server cannot be reached: tests that need PostgreSQL fail without it.
+pub async fn create_database() -> String {
+    let name = format!("ordership_test_{}", Uuid::now_v7().simple());
+    let mut admin = PgConnection::connect(&server_url())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is required for this test and is not reachable at {} ({e}); \
+             start it (scripts/test.sh does) or set TEST_DATABASE_URL",
+                server_url()
+            )
+        });
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+    name
+}
+
+/// A fresh database with both schemas migrated, and a pool on it.
+///
+/// # Panics
+/// When the server cannot be reached or a migration fails.
+pub async fn fresh_database() -> PgPool {
+    let name = create_database().await;
+    let pool = connect(&PgConfig::new(&database_url(&name))).unwrap_or_else(|e| panic!("{e}"));
+    for schema in [&ORDERS, &DELIVERY] {
+        schema
+            .migrate(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("migrating {}: {e:?}", schema.name));
+    }
+    pool
+}

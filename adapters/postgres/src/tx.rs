@@ -1,0 +1,300 @@
+//! The unit of work on one `sqlx::Transaction`, and the outbox and inbox every service has.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ordership_domain::ports::{
+    DeliveryRepository, DeliveryTransaction, IdempotencyStore, Inbox, OrderRepository,
+    OrderTransaction, Outbox, OutboxStats, SagaRepository, StoreError, Transaction, UnitOfWork,
+};
+use ordership_domain::{Message, MessageId, OutboxEntry};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Postgres, Row};
+use uuid::Uuid;
+
+use crate::error::{classify, corrupt};
+use crate::schema::{DELIVERY, ORDERS, Schema};
+
+/// One open transaction on one service's schema.
+pub struct PgTx {
+    pub(crate) tx: sqlx::Transaction<'static, Postgres>,
+    schema: &'static Schema,
+    /// A statement failed: PostgreSQL has aborted the transaction, and a `COMMIT` would silently
+    /// roll back. Commit refuses instead.
+    aborted: bool,
+}
+
+impl PgTx {
+    /// Classifies a failed statement and remembers that the transaction is now aborted.
+    pub(crate) fn failed(&mut self, error: sqlx::Error) -> StoreError {
+        self.aborted = true;
+        classify(error)
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        if self.aborted {
+            // Dropping rolls back.
+            return Err(StoreError::Unexpected(
+                "commit of a transaction in which a statement failed; it was rolled back".into(),
+            ));
+        }
+        self.tx.commit().await.map_err(classify)
+    }
+}
+
+impl std::fmt::Debug for PgTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTx")
+            .field("schema", &self.schema.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transaction of the order service.
+#[derive(Debug)]
+pub struct PgOrderTx(pub(crate) PgTx);
+
+/// A transaction of the delivery service.
+#[derive(Debug)]
+pub struct PgDeliveryTx(pub(crate) PgTx);
+
+async fn begin(pool: &PgPool, schema: &'static Schema) -> Result<PgTx, StoreError> {
+    let tx = pool.begin().await.map_err(classify)?;
+    Ok(PgTx {
+        tx,
+        schema,
+        aborted: false,
+    })
+}
+
+/// The order service's store: its pool, used through the unit-of-work port.
+#[derive(Debug, Clone)]
+pub struct PgOrderStore {
+    pool: PgPool,
+}
+
+/// The delivery service's store.
+#[derive(Debug, Clone)]
+pub struct PgDeliveryStore {
+    pool: PgPool,
+}
+
+impl PgOrderStore {
+    #[must_use]
+    pub const fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+    #[must_use]
+    pub const fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl PgDeliveryStore {
+    #[must_use]
+    pub const fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+    #[must_use]
+    pub const fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl UnitOfWork<dyn OrderTransaction> for PgOrderStore {
+    async fn begin(&self) -> Result<Box<dyn OrderTransaction>, StoreError> {
+        Ok(Box::new(PgOrderTx(begin(&self.pool, &ORDERS).await?)))
+    }
+}
+
+#[async_trait]
+impl UnitOfWork<dyn Transaction> for PgOrderStore {
+    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        Ok(Box::new(PgOrderTx(begin(&self.pool, &ORDERS).await?)))
+    }
+}
+
+#[async_trait]
+impl UnitOfWork<dyn DeliveryTransaction> for PgDeliveryStore {
+    async fn begin(&self) -> Result<Box<dyn DeliveryTransaction>, StoreError> {
+        Ok(Box::new(PgDeliveryTx(begin(&self.pool, &DELIVERY).await?)))
+    }
+}
+
+#[async_trait]
+impl UnitOfWork<dyn Transaction> for PgDeliveryStore {
+    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        Ok(Box::new(PgDeliveryTx(begin(&self.pool, &DELIVERY).await?)))
+    }
+}
+
+macro_rules! transaction {
+    ($tx:ty) => {
+        #[async_trait]
+        impl Transaction for $tx {
+            fn outbox(&mut self) -> &mut dyn Outbox {
+                &mut self.0
+            }
+            fn inbox(&mut self) -> &mut dyn Inbox {
+                &mut self.0
+            }
+            async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+                self.0.commit().await
+            }
+        }
+    };
+}
+transaction!(PgOrderTx);
+transaction!(PgDeliveryTx);
+
+impl OrderTransaction for PgOrderTx {
+    fn orders(&mut self) -> &mut dyn OrderRepository {
+        self
+    }
+    fn sagas(&mut self) -> &mut dyn SagaRepository {
+        self
+    }
+    fn idempotency_keys(&mut self) -> &mut dyn IdempotencyStore {
+        self
+    }
+}
+
+impl DeliveryTransaction for PgDeliveryTx {
+    fn deliveries(&mut self) -> &mut dyn DeliveryRepository {
+        self
+    }
+}
+
+/// What the `headers` column holds besides the payload.
+#[derive(Debug, Serialize, Deserialize)]
+struct Headers {
+    source: String,
+    correlation_id: Uuid,
+    causation_id: Option<Uuid>,
+    traceparent: Option<String>,
+}
+
+pub(crate) fn count(n: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| corrupt(what, n))
+}
+
+#[async_trait]
+impl Outbox for PgTx {
+    async fn append(&mut self, message: &Message) -> Result<(), StoreError> {
+        let headers = Headers {
+            source: message.source.clone(),
+            correlation_id: message.correlation_id,
+            causation_id: message.causation_id.map(|c| *c.as_uuid()),
+            traceparent: message.traceparent.clone(),
+        };
+        let headers =
+            serde_json::to_value(&headers).map_err(|e| StoreError::Unexpected(Box::new(e)))?;
+        sqlx::query(self.schema.sql.append)
+            .bind(message.id.as_uuid())
+            .bind(&message.topic)
+            .bind(&message.key)
+            .bind(&message.message_type)
+            .bind(&message.payload)
+            .bind(headers)
+            .bind(message.occurred_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    async fn claim_unpublished(&mut self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = sqlx::query(self.schema.sql.claim)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        rows.iter().map(outbox_entry).collect()
+    }
+
+    async fn mark_published(
+        &mut self,
+        positions: &[i64],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(self.schema.sql.mark)
+            .bind(at)
+            .bind(positions)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    async fn stats(&mut self) -> Result<OutboxStats, StoreError> {
+        let row = sqlx::query(self.schema.sql.stats)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(OutboxStats {
+            pending: count(row.try_get(0).map_err(classify)?, "outbox count")?,
+            oldest_pending_at: row.try_get(1).map_err(classify)?,
+        })
+    }
+
+    async fn purge_published(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.schema.sql.purge)
+            .bind(before)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn outbox_entry(row: &sqlx::postgres::PgRow) -> Result<OutboxEntry, StoreError> {
+    let headers: serde_json::Value = row.try_get("headers").map_err(classify)?;
+    let headers: Headers =
+        serde_json::from_value(headers).map_err(|e| corrupt("outbox headers", e))?;
+    let created_at: DateTime<Utc> = row.try_get("created_at").map_err(classify)?;
+    let message = Message {
+        id: MessageId::from_uuid(row.try_get("message_id").map_err(classify)?),
+        topic: row.try_get("topic").map_err(classify)?,
+        key: row.try_get("key").map_err(classify)?,
+        message_type: row.try_get("message_type").map_err(classify)?,
+        source: headers.source,
+        payload: row.try_get("payload").map_err(classify)?,
+        correlation_id: headers.correlation_id,
+        causation_id: headers.causation_id.map(MessageId::from_uuid),
+        traceparent: headers.traceparent,
+        occurred_at: created_at,
+    };
+    Ok(OutboxEntry {
+        position: row.try_get("id").map_err(classify)?,
+        message,
+        created_at,
+    })
+}
+
+#[async_trait]
+impl Inbox for PgTx {
+    async fn record(
+        &mut self,
+        consumer: &str,
+        message_id: MessageId,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.schema.sql.inbox_record)
+            .bind(consumer)
+            .bind(message_id.as_uuid())
+            .bind(at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn purge(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.schema.sql.inbox_purge)
+            .bind(before)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(done.rows_affected())
+    }
+}
