@@ -235,12 +235,13 @@ impl OrderService {
             KeyCheck::Reused => return Err(CancelOrderError::KeyReused),
             KeyCheck::InFlight => return Err(CancelOrderError::KeyInFlight),
         }
+        // Lock the saga before reading the order, as every saga step does.
+        let mut saga = tx.sagas().get_for_update(id).await?;
         let mut order = tx
             .orders()
             .get(id)
             .await?
             .ok_or(CancelOrderError::NotFound)?;
-        let mut saga = tx.sagas().get_for_update(id).await?;
         let (order_version, saga_version) =
             (order.version(), saga.as_ref().map(FulfilmentSaga::version));
         let now = self.messages.now();

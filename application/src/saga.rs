@@ -321,10 +321,9 @@ impl MessageHandler for FulfilmentOrchestrator {
         {
             return Ok(HandleOutcome::Duplicate);
         }
-        let (Some(mut order), Some(mut saga)) = (
-            tx.orders().get(order_id).await?,
-            tx.sagas().get_for_update(order_id).await?,
-        ) else {
+        // Lock the saga first: the order is then read after any concurrent step committed.
+        let saga = tx.sagas().get_for_update(order_id).await?;
+        let (Some(mut saga), Some(mut order)) = (saga, tx.orders().get(order_id).await?) else {
             return Err(HandleError::Permanent(format!(
                 "{} for unknown order {order_id}",
                 message.message_type

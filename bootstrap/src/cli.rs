@@ -26,8 +26,12 @@ pub enum Command {
     OrderService,
     /// The delivery API, its relay and consumers.
     DeliveryService,
-    /// Apply the schema migrations and exit.
-    Migrate,
+    /// Apply the schema migrations of both services and exit (needs --database-url).
+    Migrate {
+        /// Instead, revert the migrations above this version (0: all of them).
+        #[arg(long)]
+        undo_to: Option<i64>,
+    },
     /// A Kafka-protocol broker for development and tests.
     DevBroker {
         #[arg(long, env = "ORDERSHIP_DEV_BROKER_PORT", default_value_t = 19092)]
@@ -96,6 +100,31 @@ pub struct CommonArgs {
     /// How often overdue sagas are looked for.
     #[arg(long, env = "ORDERSHIP_SWEEP_INTERVAL", value_parser = parse_duration, default_value = "1s", global = true)]
     pub sweep_interval: Duration,
+
+    /// PostgreSQL: connections per service pool.
+    #[arg(
+        long,
+        env = "ORDERSHIP_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_max_connections: u32,
+
+    /// PostgreSQL: server-side limit per statement.
+    #[arg(long, env = "ORDERSHIP_DB_STATEMENT_TIMEOUT", value_parser = parse_duration, default_value = "5s", global = true)]
+    pub db_statement_timeout: Duration,
+
+    /// How long published outbox messages are kept.
+    #[arg(long, env = "ORDERSHIP_OUTBOX_RETENTION", value_parser = parse_duration, default_value = "60m", global = true)]
+    pub outbox_retention: Duration,
+
+    /// How long inbox entries (message ids already handled) are kept.
+    #[arg(long, env = "ORDERSHIP_INBOX_RETENTION", value_parser = parse_duration, default_value = "10080m", global = true)]
+    pub inbox_retention: Duration,
+
+    /// How long idempotency keys are kept (at least 24 hours is advised).
+    #[arg(long, env = "ORDERSHIP_IDEMPOTENCY_RETENTION", value_parser = parse_duration, default_value = "1440m", global = true)]
+    pub idempotency_retention: Duration,
 
     /// In-process bus only: chance (0–1) that a message is delivered twice, to watch the inbox work.
     #[arg(

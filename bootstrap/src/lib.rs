@@ -8,3 +8,4 @@ pub mod cli;
 pub mod embedded;
 pub mod run;
 pub mod telemetry;
+pub mod wiring;

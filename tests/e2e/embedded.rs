@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use ordership::embedded::{Embedded, EmbeddedConfig};
+use ordership::embedded::Embedded;
+use ordership::wiring::SystemConfig;
 use ordership_application::RelayConfig;
 use ordership_domain::ports::MessageHandler;
 use ordership_domain::{Order, SagaState, topics};
@@ -46,6 +47,7 @@ async fn place(system: &Embedded, body: &Value) -> Value {
         .body(Body::from(body.to_string()))
         .expect("request");
     let response = system
+        .app
         .router
         .clone()
         .oneshot(request)
@@ -80,7 +82,7 @@ async fn wait_until_settled(system: &Embedded, count: usize) -> Vec<Order> {
         }
         let mut settled = Vec::with_capacity(ids.len());
         for id in ids {
-            let view = system.orders.get_order(id).await.expect("order");
+            let view = system.app.orders.get_order(id).await.expect("order");
             if view.saga.expect("saga").state().is_waiting() {
                 continue 'poll;
             }
@@ -92,7 +94,7 @@ async fn wait_until_settled(system: &Embedded, count: usize) -> Vec<Order> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery() {
-    let config = EmbeddedConfig {
+    let config = SystemConfig {
         bus: BusConfig {
             redelivery_probability: 0.2,
             ..BusConfig::default()
@@ -101,12 +103,13 @@ async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery(
             poll_interval: Duration::from_millis(20),
             ..RelayConfig::default()
         },
-        ..EmbeddedConfig::default()
+        ..SystemConfig::default()
     };
     let system = Arc::new(Embedded::start(&config));
     let recorder = Arc::new(EventRecorder::default());
     let handler: Arc<dyn MessageHandler> = recorder.clone();
     system
+        .app
         .bus
         .subscribe(topics::ORDER_EVENTS, "test-recorder", &handler);
 
@@ -139,6 +142,7 @@ async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery(
     assert_invariants(&orders, &deliveries, &|o| expected[&o.id().to_string()]);
     for order in orders.iter().filter(|o| !expected[&o.id().to_string()]) {
         let saga = system
+            .app
             .orders
             .get_order(order.id())
             .await
@@ -160,16 +164,16 @@ async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery(
         );
     }
     // Redeliveries happened, and the inboxes discarded them.
-    let stats = system.bus.stats();
+    let stats = system.app.bus.stats();
     assert!(stats.redelivered.load(Relaxed) > 0);
     assert!(
         stats.duplicates_discarded.load(Relaxed) > 0,
         "duplicates were delivered and discarded"
     );
     assert!(
-        system.bus.dead_letters().is_empty(),
+        system.app.bus.dead_letters().is_empty(),
         "{:?}",
-        system.bus.dead_letters()
+        system.app.bus.dead_letters()
     );
     // Order events: every order's, in order, despite redelivery (the recorder saw duplicates).
     let recorder_done = Instant::now() + Duration::from_secs(10);
@@ -181,6 +185,7 @@ async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery(
 
     Arc::into_inner(system)
         .expect("sole owner")
+        .app
         .shutdown()
         .await;
 }

@@ -7,6 +7,11 @@
 //! in the dead-letter list and moves on. With `redelivery_probability > 0` the bus delivers
 //! messages a second time at random, as Kafka does after a crash or rebalance, so consumers
 //! must be idempotent.
+//!
+//! The bus keeps nothing: a message it holds is lost if the process dies. Over durable stores
+//! set `acknowledge_after_handling`, so that `publish` returns only once every subscriber has
+//! handled the batch: the relay then marks a message published only after its effect committed,
+//! and a crash leaves it in the outbox to be sent again.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -20,7 +25,7 @@ use ordership_domain::ports::{
     HandleError, HandleOutcome, MessageHandler, MessagePublisher, PublishError,
 };
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// How the bus behaves.
@@ -33,6 +38,8 @@ pub struct BusConfig {
     /// First wait after a transient error; doubles up to `max_backoff`.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// `publish` waits until every subscriber has handled (or dead-lettered) the batch.
+    pub acknowledge_after_handling: bool,
 }
 
 impl Default for BusConfig {
@@ -42,6 +49,7 @@ impl Default for BusConfig {
             redelivery_probability: 0.0,
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_secs(1),
+            acknowledge_after_handling: false,
         }
     }
 }
@@ -65,8 +73,11 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+/// A message on its way to a worker, with whom to tell when it was handled.
+type Envelope = (Message, Option<oneshot::Sender<()>>);
+
 struct Subscription {
-    partitions: Vec<mpsc::UnboundedSender<Message>>,
+    partitions: Vec<mpsc::UnboundedSender<Envelope>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -177,22 +188,31 @@ impl InProcessBus {
 #[async_trait]
 impl MessagePublisher for InProcessBus {
     async fn publish(&self, batch: &[Message]) -> Result<(), PublishError> {
-        let subscriptions = self
-            .inner
-            .subscriptions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        for message in batch {
-            let partition = self.partition_of(&message.key);
-            for subscription in subscriptions.get(&message.topic).into_iter().flatten() {
-                if subscription.partitions[partition]
-                    .send(message.clone())
-                    .is_err()
-                {
-                    return Err(PublishError::Unavailable("the bus is closed".into()));
+        let closed = || PublishError::Unavailable("the bus is closed".into());
+        let mut handled = Vec::new();
+        {
+            let subscriptions = self
+                .inner
+                .subscriptions
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            for message in batch {
+                let partition = self.partition_of(&message.key);
+                for subscription in subscriptions.get(&message.topic).into_iter().flatten() {
+                    let ack = self.inner.config.acknowledge_after_handling.then(|| {
+                        let (tx, rx) = oneshot::channel();
+                        handled.push(rx);
+                        tx
+                    });
+                    subscription.partitions[partition]
+                        .send((message.clone(), ack))
+                        .map_err(|_| closed())?;
                 }
+                self.inner.stats.published.fetch_add(1, Ordering::Relaxed);
             }
-            self.inner.stats.published.fetch_add(1, Ordering::Relaxed);
+        }
+        for ack in handled {
+            ack.await.map_err(|_| closed())?;
         }
         Ok(())
     }
@@ -205,14 +225,18 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Message>) {
-        while let Some(message) = rx.recv().await {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Envelope>) {
+        while let Some((message, ack)) = rx.recv().await {
             self.deliver(&message).await;
             let again = self.bus.config.redelivery_probability > 0.0
                 && rand::rng().random_bool(self.bus.config.redelivery_probability.min(1.0));
             if again {
                 self.bus.stats.redelivered.fetch_add(1, Ordering::Relaxed);
                 self.deliver(&message).await;
+            }
+            if let Some(ack) = ack {
+                // The publisher may have given up waiting; nothing to tell then.
+                let _ = ack.send(());
             }
         }
     }
