@@ -46,18 +46,27 @@ pub async fn create_database() -> String {
     name
 }
 
-/// A fresh database with both schemas migrated, and a pool on it.
+/// A fresh database with both schemas migrated; returns its URL.
 ///
 /// # Panics
 /// When the server cannot be reached or a migration fails.
-pub async fn fresh_database() -> PgPool {
-    let name = create_database().await;
-    let pool = connect(&PgConfig::new(&database_url(&name))).unwrap_or_else(|e| panic!("{e}"));
+pub async fn fresh_database_url() -> String {
+    let url = database_url(&create_database().await);
+    let pool = connect(&PgConfig::new(&url)).unwrap_or_else(|e| panic!("{e}"));
     for schema in [&ORDERS, &DELIVERY] {
         schema
             .migrate(&pool)
             .await
             .unwrap_or_else(|e| panic!("migrating {}: {e:?}", schema.name));
     }
-    pool
+    pool.close().await;
+    url
+}
+
+/// A fresh database with both schemas migrated, and a pool on it.
+///
+/// # Panics
+/// When the server cannot be reached or a migration fails.
+pub async fn fresh_database() -> PgPool {
+    connect(&PgConfig::new(&fresh_database_url().await)).unwrap_or_else(|e| panic!("{e}"))
 }

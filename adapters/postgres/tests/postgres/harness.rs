@@ -1,0 +1,83 @@
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use ordership_application::{
+    DeliveryService, FulfilmentOrchestrator, MessageFactory, OrderService, OrderView, SagaConfig,
+};
+use ordership_domain::ports::{MessagePublisher, PublishError, StoredResponse};
+use ordership_domain::{
+    CustomerId, DeliveryPolicy, Message, PlaceOrder, ShippingAddress, parse_order_line,
+};
+use ordership_memory::{SystemClock, UuidV7Ids};
+use ordership_postgres::{PgDeliveryStore, PgOrderStore};
+use sqlx::PgPool;
+
+pub(crate) fn factory() -> MessageFactory {
+    MessageFactory::new("/test", Arc::new(SystemClock), Arc::new(UuidV7Ids))
+}
+
+pub(crate) struct Services {
+    pub(crate) pool: PgPool,
+    pub(crate) orders: OrderService,
+    pub(crate) saga: FulfilmentOrchestrator,
+    pub(crate) deliveries: DeliveryService,
+}
+
+pub(crate) fn services(pool: &PgPool, policy: DeliveryPolicy) -> Services {
+    let order_store = Arc::new(PgOrderStore::new(pool.clone()));
+    Services {
+        pool: pool.clone(),
+        orders: OrderService::new(order_store.clone(), factory(), SagaConfig::default()),
+        saga: FulfilmentOrchestrator::new(order_store, factory(), SagaConfig::default()),
+        deliveries: DeliveryService::new(
+            Arc::new(PgDeliveryStore::new(pool.clone())),
+            factory(),
+            policy,
+        ),
+    }
+}
+
+pub(crate) fn place(country: &str) -> PlaceOrder {
+    let line = parse_order_line(0, "ABC-123", 2, 1250, "KRW").expect("line");
+    let address =
+        ShippingAddress::new("Kim", "1 Sejong-daero", "Seoul", "04524", country).expect("address");
+    PlaceOrder::new(
+        CustomerId::parse("c-42").expect("customer"),
+        vec![line],
+        address,
+    )
+    .expect("order")
+}
+
+pub(crate) fn render(view: &OrderView) -> StoredResponse {
+    StoredResponse {
+        status: 201,
+        body: view.order.id().to_string().into_bytes(),
+    }
+}
+
+/// Collects what a relay publishes.
+#[derive(Default)]
+pub(crate) struct Captured(pub(crate) Mutex<Vec<Message>>);
+
+#[async_trait]
+impl MessagePublisher for Captured {
+    async fn publish(&self, batch: &[Message]) -> Result<(), PublishError> {
+        self.0.lock().expect("lock").extend_from_slice(batch);
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub(crate) fn take(&self) -> Vec<Message> {
+        std::mem::take(&mut *self.0.lock().expect("lock"))
+    }
+}
+
+/// Counts rows of a table (test inspection only).
+pub(crate) async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
