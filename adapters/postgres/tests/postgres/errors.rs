@@ -54,8 +54,7 @@ async fn a_statement_over_its_timeout_is_unavailable() {
         .sagas()
         .get_for_update(id)
         .await
-        .err()
-        .expect("times out");
+        .expect_err("times out");
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     assert!(
         waiter.commit().await.is_err(),
