@@ -17,6 +17,45 @@ if ! command -v cc >/dev/null; then
   apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
 fi
 
+step "PostgreSQL"
+# The tests need a PostgreSQL server on 127.0.0.1:5432 that lets `postgres` in without a password,
+# with wal_level=logical (the CDC relay reads the log). Install, configure and start it if needed.
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+pg() { psql "$TEST_DATABASE_URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
+pg_start() { pg_ctlcluster --skip-systemctl-redirect "$1" main "$2"; }
+wait_for_postgres() {
+  for _ in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+    sleep 0.5
+  done
+  fail "PostgreSQL did not become ready on 127.0.0.1:5432"
+}
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if ! command -v pg_ctlcluster >/dev/null; then
+    echo "installing PostgreSQL"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    # A fresh test machine: trust local TCP connections, as the tests connect without a password.
+    sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "/etc/postgresql/$version/main/pg_hba.conf"
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  echo "starting PostgreSQL $version"
+  pg_start "$version" start || true
+  wait_for_postgres
+fi
+pg -c 'SELECT 1' >/dev/null || fail "cannot connect to $TEST_DATABASE_URL (set TEST_DATABASE_URL)"
+if [ "$(pg -At -c 'SHOW wal_level')" != logical ]; then
+  echo "setting wal_level=logical (restart)"
+  pg -c 'ALTER SYSTEM SET wal_level = logical'
+  pg_start "$(pg -At -c 'SHOW server_version' | cut -d. -f1)" restart
+  wait_for_postgres
+fi
+# Databases left by earlier runs (each test makes its own).
+for db in $(pg -At -c "SELECT datname FROM pg_database WHERE datname LIKE 'ordership\_test\_%'"); do
+  pg -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+done
+echo "PostgreSQL ready: $(pg -At -c 'SHOW server_version'), wal_level=$(pg -At -c 'SHOW wal_level')"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

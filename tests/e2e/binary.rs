@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 /// Builds the binary (a no-op when it is up to date) and returns its path.
-fn binary() -> std::path::PathBuf {
+pub(crate) fn binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     let profile_dir = exe
         .parent()
@@ -30,12 +30,12 @@ fn binary() -> std::path::PathBuf {
 }
 
 /// A running `ordership` process and the address it listens on.
-struct Process {
-    child: Child,
-    addr: String,
+pub(crate) struct Process {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
-async fn start(args: &[&str]) -> Process {
+pub(crate) async fn start(args: &[&str]) -> Process {
     let mut child = Command::new(binary())
         .args(args)
         .args(["--http-addr", "127.0.0.1:0", "--log-format", "json"])
@@ -66,34 +66,49 @@ async fn start(args: &[&str]) -> Process {
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns status and body.
-async fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+pub(crate) async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Vec<u8>) {
+    try_http(addr, method, path, body, None)
+        .await
+        .expect("a whole HTTP response")
+}
+
+/// One HTTP/1.1 request on a fresh connection, with an optional Idempotency-Key; `None` when the
+/// connection failed or closed before a whole response arrived (the server died).
+pub(crate) async fn try_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    idempotency_key: Option<&str>,
+) -> Option<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
     let body = body.map(Value::to_string).unwrap_or_default();
+    let key = idempotency_key
+        .map(|k| format!("idempotency-key: {k}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n{key}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read");
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("headers end");
+    stream.read_to_end(&mut response).await.ok()?;
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok())?;
     let mut payload = response[split + 4..].to_vec();
-    if chunked {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         payload = dechunk(&payload);
     }
-    (status, payload)
+    Some((status, payload))
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
@@ -110,7 +125,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn order(country: &str, i: usize) -> Value {
+pub(crate) fn order(country: &str, i: usize) -> Value {
     json!({
         "customer_id": format!("c-{i}"),
         "lines": [{ "sku": "ABC-123", "quantity": 2, "unit_price": { "amount": 1250, "currency": "KRW" } }],
@@ -119,7 +134,7 @@ fn order(country: &str, i: usize) -> Value {
     })
 }
 
-async fn terminate(mut process: Process) {
+pub(crate) async fn terminate(mut process: Process) {
     let pid = process.child.id().expect("pid").to_string();
     let sent = Command::new("kill")
         .args(["-TERM", &pid])

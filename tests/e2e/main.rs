@@ -4,5 +4,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod binary;
+mod crash;
 mod embedded;
 mod invariants;

@@ -280,3 +280,179 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+    use std::sync::atomic::AtomicU32;
+
+    use ordership_domain::{MessageId, OrderId};
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    fn message(key: &str, n: u64) -> Message {
+        Message {
+            id: MessageId::from_uuid(uuid::Uuid::now_v7()),
+            topic: "t".into(),
+            key: key.into(),
+            message_type: "test.v1".into(),
+            source: "/test".into(),
+            payload: serde_json::json!({ "n": n }),
+            correlation_id: *OrderId::from_uuid(uuid::Uuid::now_v7()).as_uuid(),
+            causation_id: None,
+            traceparent: None,
+            occurred_at: chrono::Utc::now(),
+        }
+    }
+
+    /// Records `(key, n)` in arrival order; fails the first `transient` calls.
+    #[derive(Default)]
+    struct Recorder {
+        seen: StdMutex<Vec<(String, u64)>>,
+        transient: AtomicU32,
+        gate: Option<Arc<Notify>>,
+    }
+
+    #[async_trait]
+    impl MessageHandler for Recorder {
+        async fn handle(&self, m: &Message) -> Result<HandleOutcome, HandleError> {
+            if let Some(gate) = &self.gate {
+                gate.notified().await;
+            }
+            if self
+                .transient
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(HandleError::Transient("database down".into()));
+            }
+            if m.payload["n"] == 999 {
+                return Err(HandleError::Permanent("poison".into()));
+            }
+            let n = m.payload["n"].as_u64().unwrap_or_default();
+            self.seen.lock().expect("lock").push((m.key.clone(), n));
+            Ok(HandleOutcome::Applied)
+        }
+    }
+
+    fn fast() -> BusConfig {
+        BusConfig {
+            initial_backoff: Duration::from_millis(1),
+            ..BusConfig::default()
+        }
+    }
+
+    async fn settle(bus: &InProcessBus, handled: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while bus.stats().handled.load(Ordering::Relaxed)
+            + bus.stats().dead_lettered.load(Ordering::Relaxed)
+            < handled
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "messages were not handled"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_of_one_key_arrive_in_order_across_partitions() {
+        let bus = InProcessBus::new(fast());
+        let recorder = Arc::new(Recorder::default());
+        let handler: Arc<dyn MessageHandler> = recorder.clone();
+        bus.subscribe("t", "g", &handler);
+        let batch: Vec<_> = (0..200)
+            .map(|n| message(&format!("k{}", n % 7), n))
+            .collect();
+        bus.publish(&batch).await.expect("publish");
+        settle(&bus, 200).await;
+        let seen = recorder.seen.lock().expect("lock").clone();
+        for key in 0..7 {
+            let ns: Vec<u64> = seen
+                .iter()
+                .filter(|(k, _)| *k == format!("k{key}"))
+                .map(|(_, n)| *n)
+                .collect();
+            assert!(
+                ns.windows(2).all(|w| w[0] < w[1]),
+                "key k{key} out of order: {ns:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_without_moving_on() {
+        let bus = InProcessBus::new(BusConfig {
+            partitions: 1,
+            ..fast()
+        });
+        let recorder = Arc::new(Recorder {
+            transient: AtomicU32::new(3),
+            ..Recorder::default()
+        });
+        let handler: Arc<dyn MessageHandler> = recorder.clone();
+        bus.subscribe("t", "g", &handler);
+        bus.publish(&[message("k", 1), message("k", 2)])
+            .await
+            .expect("publish");
+        settle(&bus, 2).await;
+        assert_eq!(
+            *recorder.seen.lock().expect("lock"),
+            [("k".to_owned(), 1), ("k".to_owned(), 2)]
+        );
+        assert_eq!(bus.stats().transient_failures.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn a_poison_message_is_dead_lettered_and_the_next_one_is_handled() {
+        let bus = InProcessBus::new(BusConfig {
+            partitions: 1,
+            ..fast()
+        });
+        let recorder = Arc::new(Recorder::default());
+        let handler: Arc<dyn MessageHandler> = recorder.clone();
+        bus.subscribe("t", "g", &handler);
+        bus.publish(&[message("k", 999), message("k", 2)])
+            .await
+            .expect("publish");
+        settle(&bus, 2).await;
+        assert_eq!(*recorder.seen.lock().expect("lock"), [("k".to_owned(), 2)]);
+        let dead = bus.dead_letters();
+        assert_eq!((dead.len(), dead[0].reason.as_str()), (1, "poison"));
+    }
+
+    #[tokio::test]
+    async fn with_acknowledge_after_handling_publish_waits_for_the_handler() {
+        for acknowledge_after_handling in [false, true] {
+            let bus = InProcessBus::new(BusConfig {
+                acknowledge_after_handling,
+                ..fast()
+            });
+            let gate = Arc::new(Notify::new());
+            let handler: Arc<dyn MessageHandler> = Arc::new(Recorder {
+                gate: Some(gate.clone()),
+                ..Recorder::default()
+            });
+            bus.subscribe("t", "g", &handler);
+            let batch = [message("k", 1)];
+            let publish = bus.publish(&batch);
+            let returned_early = tokio::time::timeout(Duration::from_millis(100), publish)
+                .await
+                .is_ok();
+            // Without the acknowledgement, a crash now would lose a message already "published".
+            assert_eq!(
+                returned_early, !acknowledge_after_handling,
+                "acknowledge_after_handling = {acknowledge_after_handling}"
+            );
+            gate.notify_one();
+            if acknowledge_after_handling {
+                tokio::time::timeout(Duration::from_secs(5), bus.publish(&[]))
+                    .await
+                    .expect("an empty batch needs no acknowledgement")
+                    .expect("publish");
+            }
+        }
+    }
+}
