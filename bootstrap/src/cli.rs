@@ -37,8 +37,41 @@ pub enum Command {
         #[arg(long, env = "ORDERSHIP_DEV_BROKER_PORT", default_value_t = 19092)]
         port: u16,
     },
-    /// Load generator against a running deployment.
-    Load,
+    /// Load generator: places orders against a running deployment and waits for each to settle.
+    Load(LoadArgs),
+}
+
+/// What `ordership load` does.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Base URL of the order API.
+    #[arg(
+        long,
+        env = "ORDERSHIP_LOAD_TARGET",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub target: String,
+    /// Orders to place.
+    #[arg(long, default_value_t = 1000)]
+    pub orders: usize,
+    /// Orders in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Share of orders sent to a country that is not served (they end cancelled).
+    #[arg(long, default_value_t = 0.2)]
+    pub unserved_ratio: f64,
+    /// Only place the orders; do not wait for them to settle (measures POST /orders alone).
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up on an order that has not settled this long after it was placed.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub deadline: Duration,
+    /// How often an order in flight is polled.
+    #[arg(long, value_parser = parse_duration, default_value = "10ms")]
+    pub poll_interval: Duration,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

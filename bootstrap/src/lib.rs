@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod embedded;
+pub mod load;
 pub mod run;
 pub mod telemetry;
 pub mod wiring;

@@ -32,7 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DevBroker { .. } => {
             bail!("`dev-broker` comes with the Kafka adapter, which this build does not have yet")
         }
-        Command::Load => bail!("`load` is not available in this build yet"),
+        Command::Load(args) => crate::load::run(&args).await,
     }
 }
 
