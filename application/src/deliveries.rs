@@ -304,7 +304,7 @@ impl DeliveryService {
     /// # Errors
     /// `NotFound`, or the store's failure.
     pub async fn get(&self, id: DeliveryId) -> Result<Delivery, GetDeliveryError> {
-        let mut tx = self.uow.begin().await?;
+        let mut tx = self.uow.begin_read_only().await?;
         tx.deliveries()
             .get(id)
             .await?
@@ -319,7 +319,7 @@ impl DeliveryService {
         &self,
         order_id: OrderId,
     ) -> Result<Option<Delivery>, GetDeliveryError> {
-        let mut tx = self.uow.begin().await?;
+        let mut tx = self.uow.begin_read_only().await?;
         Ok(tx.deliveries().get_by_order(order_id).await?)
     }
 }

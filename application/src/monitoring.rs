@@ -10,7 +10,7 @@ use ordership_domain::ports::{OrderTransaction, OutboxStats, StoreError, Transac
 pub async fn saga_counts(
     uow: &dyn UnitOfWork<dyn OrderTransaction>,
 ) -> Result<Vec<(SagaState, u64)>, StoreError> {
-    let mut tx = uow.begin().await?;
+    let mut tx = uow.begin_read_only().await?;
     let counted = tx.sagas().count_by_state().await?;
     Ok(SagaState::ALL
         .into_iter()
@@ -31,5 +31,5 @@ pub async fn saga_counts(
 pub async fn outbox_stats<Tx: ?Sized + Transaction>(
     uow: &dyn UnitOfWork<Tx>,
 ) -> Result<OutboxStats, StoreError> {
-    uow.begin().await?.outbox().stats().await
+    uow.begin_read_only().await?.outbox().stats().await
 }

@@ -295,7 +295,7 @@ impl OrderService {
     /// # Errors
     /// `NotFound`, or the store's failure.
     pub async fn get_order(&self, id: OrderId) -> Result<OrderView, GetOrderError> {
-        let mut tx = self.uow.begin().await?;
+        let mut tx = self.uow.begin_read_only().await?;
         let order = tx.orders().get(id).await?.ok_or(GetOrderError::NotFound)?;
         let saga = tx.sagas().get(id).await?;
         Ok(OrderView { order, saga })
@@ -306,7 +306,7 @@ impl OrderService {
     /// # Errors
     /// The store's failure (`NotFound` is never returned).
     pub async fn list_orders(&self, query: &OrderQuery) -> Result<Vec<OrderView>, GetOrderError> {
-        let mut tx = self.uow.begin().await?;
+        let mut tx = self.uow.begin_read_only().await?;
         let orders = tx.orders().list(query).await?;
         let mut views = Vec::with_capacity(orders.len());
         for order in orders {

@@ -66,7 +66,7 @@ pub struct LoadArgs {
     /// Give up on an order that has not settled this long after it was placed.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub deadline: Duration,
-    /// How often an order in flight is polled.
+    /// How soon an order in flight is first polled (then every 1.5x longer, up to 50 ms).
     #[arg(long, value_parser = parse_duration, default_value = "10ms")]
     pub poll_interval: Duration,
     /// Print the report as one JSON object.

@@ -52,6 +52,16 @@ pub trait UnitOfWork<Tx: ?Sized + Send>: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] if no transaction can be opened now.
     async fn begin(&self) -> Result<Box<Tx>, StoreError>;
+
+    /// A transaction for reading only, in which every read sees the same committed state (one
+    /// snapshot), so that, say, an order and its saga are never shown from two different moments.
+    /// The default is [`UnitOfWork::begin`], right for stores whose transactions are serializable.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if no transaction can be opened now.
+    async fn begin_read_only(&self) -> Result<Box<Tx>, StoreError> {
+        self.begin().await
+    }
 }
 
 /// What every transaction offers: the service's outbox and inbox, and commit.

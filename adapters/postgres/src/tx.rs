@@ -66,6 +66,20 @@ async fn begin(pool: &PgPool, schema: &'static Schema) -> Result<PgTx, StoreErro
     })
 }
 
+/// One snapshot for every statement: under READ COMMITTED two reads could see different commits
+/// (an order already confirmed beside its saga still waiting).
+async fn begin_read_only(pool: &PgPool, schema: &'static Schema) -> Result<PgTx, StoreError> {
+    let tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(classify)?;
+    Ok(PgTx {
+        tx,
+        schema,
+        aborted: false,
+    })
+}
+
 /// The order service's store: its pool, used through the unit-of-work port.
 #[derive(Debug, Clone)]
 pub struct PgOrderStore {
@@ -105,6 +119,11 @@ impl UnitOfWork<dyn OrderTransaction> for PgOrderStore {
     async fn begin(&self) -> Result<Box<dyn OrderTransaction>, StoreError> {
         Ok(Box::new(PgOrderTx(begin(&self.pool, &ORDERS).await?)))
     }
+    async fn begin_read_only(&self) -> Result<Box<dyn OrderTransaction>, StoreError> {
+        Ok(Box::new(PgOrderTx(
+            begin_read_only(&self.pool, &ORDERS).await?,
+        )))
+    }
 }
 
 #[async_trait]
@@ -118,6 +137,11 @@ impl UnitOfWork<dyn Transaction> for PgOrderStore {
 impl UnitOfWork<dyn DeliveryTransaction> for PgDeliveryStore {
     async fn begin(&self) -> Result<Box<dyn DeliveryTransaction>, StoreError> {
         Ok(Box::new(PgDeliveryTx(begin(&self.pool, &DELIVERY).await?)))
+    }
+    async fn begin_read_only(&self) -> Result<Box<dyn DeliveryTransaction>, StoreError> {
+        Ok(Box::new(PgDeliveryTx(
+            begin_read_only(&self.pool, &DELIVERY).await?,
+        )))
     }
 }
 

@@ -232,3 +232,54 @@ async fn two_sweepers_never_handle_the_same_saga() {
         120
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_and_its_saga_are_always_read_from_one_snapshot() {
+    let pool = fresh_database().await;
+    let s = Arc::new(services(&pool, DeliveryPolicy::default()));
+    let mut skewed = Vec::new();
+    for _ in 0..100 {
+        let Outcome::Done(view) = s
+            .orders
+            .place_order(place("KR"), None, &render)
+            .await
+            .expect("placed")
+        else {
+            panic!("placed")
+        };
+        let id = view.order.id();
+        let reader = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                loop {
+                    let view = s.orders.get_order(id).await.expect("read");
+                    let pair = (view.order.status(), view.saga.expect("saga").state());
+                    seen.push(pair);
+                    if pair.0 == OrderStatus::Confirmed {
+                        return seen;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        s.saga
+            .handle(&scheduled(id, uuid::Uuid::now_v7()))
+            .await
+            .expect("handled");
+        for pair in reader.await.expect("reader") {
+            let consistent = matches!(
+                pair,
+                (OrderStatus::Pending, SagaState::AwaitingDelivery)
+                    | (OrderStatus::Confirmed, SagaState::Completed)
+            );
+            if !consistent {
+                skewed.push(pair);
+            }
+        }
+    }
+    assert!(
+        skewed.is_empty(),
+        "order and saga read from different moments: {skewed:?}"
+    );
+}
