@@ -111,7 +111,13 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
     /// the poll interval.
     pub async fn run(&self, mut shutdown: Shutdown) {
         loop {
-            let wait = match self.relay_once().await {
+            // On shutdown the batch in flight is abandoned: its transaction rolls back and the
+            // messages stay in the outbox for the next start (at least once, never lost).
+            let relayed = tokio::select! {
+                () = shutdown.requested() => return,
+                relayed = self.relay_once() => relayed,
+            };
+            let wait = match relayed {
                 Ok(n) if n == self.config.batch_size as usize => continue,
                 Ok(_) => self.config.poll_interval,
                 Err(e) => {

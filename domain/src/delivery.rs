@@ -125,6 +125,12 @@ impl DeliveryPolicy {
         self.served.iter().copied()
     }
 
+    /// Whether deliveries to `country` are accepted at all.
+    #[must_use]
+    pub fn serves(&self, country: CountryCode) -> bool {
+        self.served.contains(&country)
+    }
+
     #[must_use]
     pub const fn daily_capacity(&self) -> Option<u32> {
         self.daily_capacity
@@ -140,7 +146,7 @@ impl DeliveryPolicy {
         scheduled_today_in_region: u64,
     ) -> Result<(), RejectionReason> {
         let country = address.country();
-        if !self.served.contains(&country) {
+        if !self.serves(country) {
             return Err(RejectionReason::CountryNotServed { country });
         }
         if let Some(capacity) = self.daily_capacity

@@ -83,6 +83,8 @@ struct Subscription {
 
 struct Inner {
     config: BusConfig,
+    /// Set by `close`: workers stop after the message in hand.
+    closing: std::sync::atomic::AtomicBool,
     subscriptions: RwLock<HashMap<String, Vec<Subscription>>>,
     stats: BusStats,
     dead_letters: Mutex<Vec<DeadLetter>>,
@@ -110,6 +112,7 @@ impl InProcessBus {
         Self {
             inner: Arc::new(Inner {
                 config,
+                closing: std::sync::atomic::AtomicBool::new(false),
                 subscriptions: RwLock::default(),
                 stats: BusStats::default(),
                 dead_letters: Mutex::default(),
@@ -158,8 +161,11 @@ impl InProcessBus {
             .clone()
     }
 
-    /// Stops accepting messages, lets every worker finish what it was given, and waits for them.
+    /// Stops accepting messages, lets every worker finish the message in hand, and waits for
+    /// them. Queued messages are dropped unhandled; their publishers (if they wait for the
+    /// acknowledgement) see the bus closed and keep them for later.
     pub async fn close(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
         let subscriptions = std::mem::take(
             &mut *self
                 .inner
@@ -227,6 +233,9 @@ struct Worker {
 impl Worker {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<Envelope>) {
         while let Some((message, ack)) = rx.recv().await {
+            if self.bus.closing.load(Ordering::SeqCst) {
+                return;
+            }
             self.deliver(&message).await;
             let again = self.bus.config.redelivery_probability > 0.0
                 && rand::rng().random_bool(self.bus.config.redelivery_probability.min(1.0));
@@ -421,6 +430,37 @@ mod tests {
         assert_eq!(*recorder.seen.lock().expect("lock"), [("k".to_owned(), 2)]);
         let dead = bus.dead_letters();
         assert_eq!((dead.len(), dead[0].reason.as_str()), (1, "poison"));
+    }
+
+    /// Takes a while per message.
+    struct Slow;
+
+    #[async_trait]
+    impl MessageHandler for Slow {
+        async fn handle(&self, _: &Message) -> Result<HandleOutcome, HandleError> {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(HandleOutcome::Applied)
+        }
+    }
+
+    #[tokio::test]
+    async fn closing_finishes_the_message_in_hand_without_draining_the_queue() {
+        let bus = InProcessBus::new(BusConfig {
+            partitions: 1,
+            ..fast()
+        });
+        let handler: Arc<dyn MessageHandler> = Arc::new(Slow);
+        bus.subscribe("t", "g", &handler);
+        let batch: Vec<_> = (0..500).map(|n| message("k", n)).collect();
+        bus.publish(&batch).await.expect("publish");
+        tokio::time::timeout(Duration::from_secs(2), bus.close())
+            .await
+            .expect("closing does not wait for 500 x 20 ms");
+        assert!(bus.stats().handled.load(Ordering::Relaxed) < 100);
+        assert!(
+            bus.publish(&[message("k", 1)]).await.is_ok(),
+            "no subscriber left: nothing to send to"
+        );
     }
 
     #[tokio::test]
