@@ -1,0 +1,150 @@
+//! The publisher port on a Kafka producer: idempotent, `acks=all`, batched and compressed. A
+//! batch is sent as a whole and its delivery reports awaited together — never one round trip per
+//! message.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordership_domain::Message;
+use ordership_domain::ports::{MessagePublisher, PublishError};
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use crate::envelope;
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub brokers: String,
+    /// How long a message may wait for batching.
+    pub linger: Duration,
+    /// How long librdkafka keeps trying to deliver one message before reporting failure.
+    pub delivery_timeout: Duration,
+}
+
+impl ProducerConfig {
+    #[must_use]
+    pub fn new(brokers: &str) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            linger: Duration::from_millis(5),
+            delivery_timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", self.linger.as_millis().to_string())
+            .set("delivery.timeout.ms", self.delivery_timeout.as_millis().to_string());
+        config
+    }
+}
+
+/// Publishes outbox batches to Kafka.
+#[derive(Clone)]
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for KafkaPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaPublisher").finish_non_exhaustive()
+    }
+}
+
+/// Errors the broker will never accept on a retry.
+fn is_permanent(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
+}
+
+impl KafkaPublisher {
+    /// # Errors
+    /// An invalid configuration.
+    pub fn new(config: &ProducerConfig) -> Result<Self, KafkaError> {
+        Ok(Self { producer: config.client_config().create()? })
+    }
+
+    /// Sends every message not yet acknowledged, waiting for all outstanding deliveries.
+    ///
+    /// # Errors
+    /// Whatever librdkafka reports after its own retries.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(Timeout::After(timeout))
+    }
+
+    /// Whether the cluster answers a metadata request in time.
+    pub async fn reachable(&self, timeout: Duration) -> Result<(), String> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Timeout::After(timeout))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+#[async_trait]
+impl MessagePublisher for KafkaPublisher {
+    async fn publish(&self, batch: &[Message]) -> Result<(), PublishError> {
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for message in batch {
+            let payload = serde_json::to_vec(&message.payload).map_err(|e| PublishError::Refused {
+                message_id: message.id,
+                reason: format!("payload is not serializable: {e}"),
+            })?;
+            let mut record = FutureRecord::to(&message.topic)
+                .key(message.key.as_bytes())
+                .payload(&payload)
+                .headers(envelope::headers(message));
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push((message.id, delivery));
+                        break;
+                    }
+                    // The local queue is full: let it drain, then enqueue again.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((error, _)) if is_permanent(&error) => {
+                        return Err(PublishError::Refused { message_id: message.id, reason: error.to_string() });
+                    }
+                    Err((error, _)) => return Err(PublishError::Unavailable(Box::new(error))),
+                }
+            }
+        }
+        // Every delivery report, in batch order: the first failure decides.
+        for (message_id, delivery) in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) if is_permanent(&error) => {
+                    return Err(PublishError::Refused { message_id, reason: error.to_string() });
+                }
+                Ok(Err((error, _))) => return Err(PublishError::Unavailable(Box::new(error))),
+                Err(canceled) => return Err(PublishError::Unavailable(Box::new(canceled))),
+            }
+        }
+        Ok(())
+    }
+}
