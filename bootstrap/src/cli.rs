@@ -32,10 +32,14 @@ pub enum Command {
         #[arg(long)]
         undo_to: Option<i64>,
     },
-    /// A Kafka-protocol broker for development and tests.
+    /// A Kafka-protocol broker for development and tests (librdkafka's mock cluster).
+    /// SIGUSR1 takes its broker down, SIGUSR2 brings it back.
     DevBroker {
         #[arg(long, env = "ORDERSHIP_DEV_BROKER_PORT", default_value_t = 19092)]
         port: u16,
+        /// Partitions of every topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
     },
     /// Load generator: places orders against a running deployment and waits for each to settle.
     Load(LoadArgs),
@@ -82,14 +86,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// Where the HTTP API listens.
-    #[arg(
-        long,
-        env = "ORDERSHIP_HTTP_ADDR",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
-    pub http_addr: SocketAddr,
+    /// Where the HTTP API listens [default: 127.0.0.1:8080; delivery-service 127.0.0.1:8081].
+    #[arg(long, env = "ORDERSHIP_HTTP_ADDR", global = true)]
+    pub http_addr: Option<SocketAddr>,
 
     /// PostgreSQL URL; unset: in-memory adapters.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
@@ -159,6 +158,15 @@ pub struct CommonArgs {
     #[arg(long, env = "ORDERSHIP_IDEMPOTENCY_RETENTION", value_parser = parse_duration, default_value = "1440m", global = true)]
     pub idempotency_retention: Duration,
 
+    /// UNSAFE, for the mutation test only: consumers store offsets before handling.
+    #[arg(
+        long,
+        env = "ORDERSHIP_UNSAFE_STORE_OFFSET_BEFORE_COMMIT",
+        hide = true,
+        global = true
+    )]
+    pub unsafe_store_offset_before_commit: bool,
+
     /// In-process bus only: chance (0–1) that a message is delivered twice, to watch the inbox work.
     #[arg(
         long,
@@ -207,7 +215,7 @@ mod tests {
     fn no_subcommand_means_all_with_the_documented_defaults() {
         let cli = Cli::try_parse_from(["ordership"]).expect("parses");
         assert!(cli.command.is_none());
-        assert_eq!(cli.common.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(cli.common.http_addr, None);
         assert_eq!(cli.common.served_countries.len(), 6);
     }
 
@@ -216,6 +224,6 @@ mod tests {
         let cli = Cli::try_parse_from(["ordership", "all", "--http-addr", "127.0.0.1:0"])
             .expect("parses");
         assert!(matches!(cli.command, Some(Command::All)));
-        assert_eq!(cli.common.http_addr.port(), 0);
+        assert_eq!(cli.common.http_addr.map(|a| a.port()), Some(0));
     }
 }

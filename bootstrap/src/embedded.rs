@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use ordership_memory::MemoryStore;
 
-use crate::wiring::{self, Running, Stores, SystemConfig};
+use crate::wiring::{self, Running, Side, Stores, SystemConfig, Transport};
 
 /// A running embedded system, with its stores (for tests and checks).
 pub struct Embedded {
@@ -20,13 +20,18 @@ impl Embedded {
         let order_store = MemoryStore::new();
         let delivery_store = MemoryStore::new();
         let stores = Stores {
-            orders: Arc::new(order_store.clone()),
-            order_outbox: Arc::new(order_store.clone()),
-            deliveries: Arc::new(delivery_store.clone()),
-            delivery_outbox: Arc::new(delivery_store.clone()),
+            orders: Some(Side {
+                store: Arc::new(order_store.clone()),
+                outbox: Arc::new(order_store.clone()),
+            }),
+            deliveries: Some(Side {
+                store: Arc::new(delivery_store.clone()),
+                outbox: Arc::new(delivery_store.clone()),
+            }),
         };
+        let bus = ordership_memory::InProcessBus::new(config.bus.clone());
         Self {
-            app: wiring::start(config, stores),
+            app: wiring::start(config, &stores, Transport::Bus(bus)),
             order_store,
             delivery_store,
         }

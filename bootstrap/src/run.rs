@@ -1,12 +1,14 @@
 //! What each subcommand does.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use ordership_application::{RetentionConfig, SagaConfig};
 use ordership_domain::{CountryCode, DeliveryPolicy};
-use ordership_memory::BusConfig;
+use ordership_kafka::{ConsumerStats, DevBroker, KafkaPublisher, ProducerConfig};
+use ordership_memory::{BusConfig, InProcessBus};
 use ordership_postgres::{
     DELIVERY, ORDERS, PgConfig, PgDeliveryStore, PgOrderStore, PgOutboxSignal,
 };
@@ -14,24 +16,27 @@ use tokio::net::TcpListener;
 
 use crate::cli::{Cli, Command, CommonArgs};
 use crate::embedded::Embedded;
-use crate::wiring::{self, Running, Stores, SystemConfig};
+use crate::wiring::{self, KafkaTransport, Running, Side, Stores, SystemConfig, Transport};
+
+/// Which services a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    All,
+    Orders,
+    Deliveries,
+}
 
 /// Runs the parsed command line to completion.
 ///
 /// # Errors
-/// Bad configuration, a port that cannot be bound, an unreachable database, or a subcommand this
-/// build cannot run.
+/// Bad configuration, a port that cannot be bound, an unreachable database, or missing settings.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::All) {
-        Command::All => all(&cli.common).await,
+        Command::All => serve_role(&cli.common, Role::All).await,
+        Command::OrderService => serve_role(&cli.common, Role::Orders).await,
+        Command::DeliveryService => serve_role(&cli.common, Role::Deliveries).await,
         Command::Migrate { undo_to } => migrate(&cli.common, undo_to).await,
-        Command::OrderService | Command::DeliveryService => bail!(
-            "running the services as separate processes needs Kafka (--kafka-brokers), which this \
-             build does not support yet; run `ordership all` for both services in one process"
-        ),
-        Command::DevBroker { .. } => {
-            bail!("`dev-broker` comes with the Kafka adapter, which this build does not have yet")
-        }
+        Command::DevBroker { port, partitions } => dev_broker(port, partitions).await,
         Command::Load(args) => crate::load::run(&args).await,
     }
 }
@@ -97,50 +102,103 @@ async fn migrate(args: &CommonArgs, undo_to: Option<i64>) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Opens both services' pools and migrates their schemas (idempotent; safe when several
-/// instances start at once).
-async fn postgres_stores(args: &CommonArgs, url: &str) -> anyhow::Result<Stores> {
+/// Opens the pools of the role's services and migrates their schemas (idempotent; safe when
+/// several instances start at once).
+async fn postgres_stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::Result<Stores> {
     let config = pg_config(args, url);
-    let order_pool = ordership_postgres::connect(&config)?;
-    let delivery_pool = ordership_postgres::connect(&config)?;
-    ORDERS
-        .migrate(&order_pool)
-        .await
-        .context("migrating schema orders")?;
-    DELIVERY
-        .migrate(&delivery_pool)
-        .await
-        .context("migrating schema delivery")?;
-    Ok(Stores {
-        orders: Arc::new(PgOrderStore::new(order_pool.clone())),
-        order_outbox: Arc::new(PgOutboxSignal::new(order_pool, &ORDERS)),
-        deliveries: Arc::new(PgDeliveryStore::new(delivery_pool.clone())),
-        delivery_outbox: Arc::new(PgOutboxSignal::new(delivery_pool, &DELIVERY)),
-    })
+    let mut stores = Stores {
+        orders: None,
+        deliveries: None,
+    };
+    if role != Role::Deliveries {
+        let pool = ordership_postgres::connect(&config)?;
+        ORDERS
+            .migrate(&pool)
+            .await
+            .context("migrating schema orders")?;
+        stores.orders = Some(Side {
+            store: Arc::new(PgOrderStore::new(pool.clone())),
+            outbox: Arc::new(PgOutboxSignal::new(pool, &ORDERS)),
+        });
+    }
+    if role != Role::Orders {
+        let pool = ordership_postgres::connect(&config)?;
+        DELIVERY
+            .migrate(&pool)
+            .await
+            .context("migrating schema delivery")?;
+        stores.deliveries = Some(Side {
+            store: Arc::new(PgDeliveryStore::new(pool.clone())),
+            outbox: Arc::new(PgOutboxSignal::new(pool, &DELIVERY)),
+        });
+    }
+    Ok(stores)
 }
 
-async fn all(args: &CommonArgs) -> anyhow::Result<()> {
-    if args.kafka_brokers.is_some() {
+async fn serve_role(args: &CommonArgs, role: Role) -> anyhow::Result<()> {
+    let default_port = if role == Role::Deliveries { 8081 } else { 8080 };
+    let addr = args
+        .http_addr
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)));
+    if role != Role::All && (args.database_url.is_none() || args.kafka_brokers.is_none()) {
         bail!(
-            "KAFKA_BROKERS is set, but this build has no Kafka adapter yet; unset it to use the in-process bus"
+            "a service running as its own process needs PostgreSQL and Kafka: set --database-url \
+             (DATABASE_URL) and --kafka-brokers (KAFKA_BROKERS); `ordership dev-broker` gives a \
+             local broker. Or run `ordership all` for both services in one process"
+        );
+    }
+    if args.kafka_brokers.is_some() && args.database_url.is_none() {
+        bail!(
+            "--kafka-brokers needs --database-url too: consumer offsets in Kafka and state in memory would disagree after a restart"
         );
     }
     let config = system_config(args)?;
-    let listener = TcpListener::bind(args.http_addr)
+    let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {}", args.http_addr))?;
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
-    let (app, mode) = match &args.database_url {
-        Some(url) => (
-            wiring::start(&config, postgres_stores(args, url).await?),
-            "PostgreSQL stores, in-process bus",
-        ),
-        None => (
+    let (app, mode) = match (&args.database_url, &args.kafka_brokers) {
+        (Some(url), Some(brokers)) => {
+            let publisher = KafkaPublisher::new(&ProducerConfig::new(brokers))
+                .context("creating the Kafka producer")?;
+            let transport = Transport::Kafka(KafkaTransport {
+                brokers: brokers.clone(),
+                publisher,
+                stats: Arc::new(ConsumerStats::default()),
+                store_offset_before_handling: args.unsafe_store_offset_before_commit,
+            });
+            if args.unsafe_store_offset_before_commit {
+                tracing::warn!(
+                    "UNSAFE: consumers store offsets before handling (mutation testing only)"
+                );
+            }
+            (
+                wiring::start(&config, &postgres_stores(args, url, role).await?, transport),
+                "PostgreSQL, Kafka",
+            )
+        }
+        (Some(url), None) => {
+            let bus = InProcessBus::new(config.bus.clone());
+            (
+                wiring::start(
+                    &config,
+                    &postgres_stores(args, url, role).await?,
+                    Transport::Bus(bus),
+                ),
+                "PostgreSQL, in-process bus",
+            )
+        }
+        _ => (
             Embedded::start(&config).app,
             "embedded: in-memory stores, in-process bus",
         ),
     };
-    tracing::info!("ordership ({mode}) listening on http://{addr}");
+    let name = match role {
+        Role::All => "ordership",
+        Role::Orders => "ordership order-service",
+        Role::Deliveries => "ordership delivery-service",
+    };
+    tracing::info!("{name} ({mode}) listening on http://{addr}");
     tracing::info!(
         "API reference: http://{addr}/docs   OpenAPI: http://{addr}/openapi.json   metrics: http://{addr}/metrics"
     );
@@ -156,6 +214,46 @@ async fn serve(listener: TcpListener, app: Running) -> anyhow::Result<()> {
     tokio::time::timeout(Duration::from_secs(10), app.shutdown())
         .await
         .context("background work did not stop within 10 s")?;
+    Ok(())
+}
+
+async fn dev_broker(port: u16, partitions: i32) -> anyhow::Result<()> {
+    let broker = DevBroker::start(partitions).context("starting the mock cluster")?;
+    let target: SocketAddr = broker
+        .bootstrap_servers()
+        .split(',')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .context("the mock cluster gave no address")?;
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let forwarder = tokio::spawn(ordership_kafka::forward(listener, target));
+    tracing::info!(mock = %target, partitions, "dev broker ready on 127.0.0.1:{port} (KAFKA_BROKERS=127.0.0.1:{port}); SIGUSR1: broker down, SIGUSR2: broker up");
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut down = signal(SignalKind::user_defined1())?;
+        let mut up = signal(SignalKind::user_defined2())?;
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = down.recv() => match broker.down() {
+                    Ok(()) => tracing::warn!("broker DOWN"),
+                    Err(e) => tracing::error!(error = %e, "cannot take the broker down"),
+                },
+                _ = up.recv() => match broker.up() {
+                    Ok(()) => tracing::info!("broker UP"),
+                    Err(e) => tracing::error!(error = %e, "cannot bring the broker up"),
+                },
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    shutdown_signal().await;
+    forwarder.abort();
     Ok(())
 }
 

@@ -12,15 +12,17 @@ use ordership_application::background::{
 };
 use ordership_application::{
     DeliveryService, FulfilmentOrchestrator, MessageFactory, OrderService, OutboxRelay,
-    RelayConfig, RetentionConfig, SagaConfig, ShutdownTrigger,
+    RelayConfig, RetentionConfig, SagaConfig, Shutdown, ShutdownTrigger,
 };
 use ordership_domain::ports::{
-    Clock, DeliveryTransaction, MessageHandler, OrderTransaction, OutboxSignal, UnitOfWork,
+    Clock, DeliveryTransaction, MessageHandler, MessagePublisher, OrderTransaction, OutboxSignal,
+    UnitOfWork,
 };
 use ordership_domain::{DeliveryPolicy, topics};
 use ordership_http::{
     ApiBuilder, Family, HttpConfig, Kind, MetricSource, OutboxBacklog, SagaStates, StoreCheck,
 };
+use ordership_kafka::{ConsumerConfig, ConsumerStats, KafkaPublisher, consume};
 use ordership_memory::{BusConfig, InProcessBus, SystemClock, UuidV7Ids};
 use tokio::task::JoinHandle;
 
@@ -50,22 +52,54 @@ impl Default for SystemConfig {
     }
 }
 
-/// The two services' stores and the wake-up signals of their outboxes.
+/// One service's store and the wake-up signal of its outbox.
+pub struct Side<Tx: ?Sized> {
+    pub store: Arc<dyn UnitOfWork<Tx>>,
+    pub outbox: Arc<dyn OutboxSignal>,
+}
+
+impl<Tx: ?Sized> Clone for Side<Tx> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            outbox: Arc::clone(&self.outbox),
+        }
+    }
+}
+
+/// The services this process runs, with their stores.
 #[derive(Clone)]
 pub struct Stores {
-    pub orders: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
-    pub order_outbox: Arc<dyn OutboxSignal>,
-    pub deliveries: Arc<dyn UnitOfWork<dyn DeliveryTransaction>>,
-    pub delivery_outbox: Arc<dyn OutboxSignal>,
+    pub orders: Option<Side<dyn OrderTransaction>>,
+    pub deliveries: Option<Side<dyn DeliveryTransaction>>,
+}
+
+/// How messages travel between the services.
+#[derive(Clone)]
+pub enum Transport {
+    /// In this process (embedded mode, or both services on PostgreSQL without Kafka).
+    Bus(InProcessBus),
+    /// Kafka: relays publish to it, consumer groups read from it.
+    Kafka(KafkaTransport),
+}
+
+/// Kafka settings of a process.
+#[derive(Clone)]
+pub struct KafkaTransport {
+    pub brokers: String,
+    pub publisher: KafkaPublisher,
+    pub stats: Arc<ConsumerStats>,
+    /// UNSAFE, mutation tests only: store offsets before handling.
+    pub store_offset_before_handling: bool,
 }
 
 /// A running system.
 pub struct Running {
-    /// The HTTP API of both services.
+    /// The HTTP API of the services this process runs.
     pub router: Router,
-    pub bus: InProcessBus,
-    pub orders: OrderService,
-    pub deliveries: DeliveryService,
+    pub transport: Transport,
+    pub orders: Option<OrderService>,
+    pub deliveries: Option<DeliveryService>,
     trigger: ShutdownTrigger,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -119,79 +153,212 @@ impl MetricSource for BusMetrics {
     }
 }
 
-/// Wires and starts everything on `stores`. Must be called inside a Tokio runtime.
+/// Consumer counters as metrics.
+struct ConsumerMetrics(Arc<ConsumerStats>);
+
+#[async_trait]
+impl MetricSource for ConsumerMetrics {
+    async fn collect(&self) -> Vec<Family> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.0;
+        let counter = |name, help, value: &std::sync::atomic::AtomicU64| Family {
+            name,
+            help,
+            kind: Kind::Counter,
+            samples: vec![(Vec::new(), value.load(Relaxed) as f64)],
+        };
+        let handled = s.handled.load(Relaxed);
+        let mean = if handled == 0 {
+            0.0
+        } else {
+            s.processing_micros.load(Relaxed) as f64 / handled as f64 / 1e6
+        };
+        vec![
+            counter(
+                "ordership_messages_handled_total",
+                "Messages consumers handled (including duplicates).",
+                &s.handled,
+            ),
+            counter(
+                "ordership_inbox_duplicates_discarded_total",
+                "Duplicates the inbox acknowledged without effect.",
+                &s.duplicates_discarded,
+            ),
+            counter(
+                "ordership_consumer_transient_failures_total",
+                "Handler attempts that failed transiently and were retried.",
+                &s.transient_failures,
+            ),
+            counter(
+                "ordership_messages_dead_lettered_total",
+                "Messages parked in a dead-letter topic.",
+                &s.dead_lettered,
+            ),
+            Family {
+                name: "ordership_consumer_processing_seconds_mean",
+                help: "Mean time to handle one message, including retries.",
+                kind: Kind::Gauge,
+                samples: vec![(Vec::new(), mean)],
+            },
+        ]
+    }
+}
+
+/// Ready when the Kafka cluster answers a metadata request.
+struct KafkaCheck(KafkaPublisher);
+
+#[async_trait]
+impl ordership_http::HealthCheck for KafkaCheck {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.reachable(Duration::from_secs(2)).await
+    }
+}
+
+impl Transport {
+    fn publisher(&self) -> Arc<dyn MessagePublisher> {
+        match self {
+            Self::Bus(bus) => Arc::new(bus.clone()),
+            Self::Kafka(kafka) => Arc::new(kafka.publisher.clone()),
+        }
+    }
+
+    /// Delivers `topic` to `handler` as consumer group `group`.
+    fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        handler: Arc<dyn MessageHandler>,
+        shutdown: &Shutdown,
+    ) -> Option<JoinHandle<()>> {
+        match self {
+            Self::Bus(bus) => {
+                bus.subscribe(topic, group, &handler);
+                None
+            }
+            Self::Kafka(kafka) => {
+                let config = ConsumerConfig {
+                    store_offset_before_handling: kafka.store_offset_before_handling,
+                    ..ConsumerConfig::new(&kafka.brokers, group, &[topic])
+                };
+                let (stats, mut shutdown) = (Arc::clone(&kafka.stats), shutdown.clone());
+                Some(tokio::spawn(async move {
+                    if let Err(e) =
+                        consume(
+                            config,
+                            handler,
+                            stats,
+                            async move { shutdown.requested().await },
+                        )
+                        .await
+                    {
+                        tracing::error!(error = %e, "the consumer could not start");
+                    }
+                }))
+            }
+        }
+    }
+}
+
+/// Wires and starts the services `stores` holds, on `transport`. Must be called inside a Tokio
+/// runtime.
 #[must_use]
-pub fn start(config: &SystemConfig, stores: Stores) -> Running {
+pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Running {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ids = Arc::new(UuidV7Ids);
-    let bus = InProcessBus::new(config.bus.clone());
     let factory = |source: &str| MessageFactory::new(source, Arc::clone(&clock), ids.clone());
-
-    let orders = OrderService::new(
-        stores.orders.clone(),
-        factory("/ordership/order-service"),
-        config.saga.clone(),
-    );
-    let saga = FulfilmentOrchestrator::new(
-        stores.orders.clone(),
-        factory("/ordership/order-service"),
-        config.saga.clone(),
-    );
-    let deliveries = DeliveryService::new(
-        stores.deliveries.clone(),
-        factory("/ordership/delivery-service"),
-        config.policy.clone(),
-    );
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let publisher = transport.publisher();
+    let mut tasks = Vec::new();
+    let mut api = ApiBuilder::new(config.http.clone());
+    let mut orders = None;
+    let mut deliveries = None;
 
     // Consumers first, so the relays never publish into a topic nobody listens to.
-    let delivery_handler: Arc<dyn MessageHandler> = Arc::new(deliveries.clone());
-    let saga_handler: Arc<dyn MessageHandler> = Arc::new(saga.clone());
-    bus.subscribe(
-        topics::DELIVERY_COMMANDS,
-        ordership_application::deliveries::CONSUMER,
-        &delivery_handler,
-    );
-    bus.subscribe(
-        topics::DELIVERY_EVENTS,
-        ordership_application::saga::CONSUMER,
-        &saga_handler,
-    );
-
-    let (trigger, shutdown) = ShutdownTrigger::new();
-    let order_relay: OutboxRelay<dyn OrderTransaction> = OutboxRelay::new(
-        stores.orders.clone(),
-        Arc::new(bus.clone()),
-        stores.order_outbox.clone(),
-        Arc::clone(&clock),
-        config.relay.clone(),
-    );
-    let delivery_relay: OutboxRelay<dyn DeliveryTransaction> = OutboxRelay::new(
-        stores.deliveries.clone(),
-        Arc::new(bus.clone()),
-        stores.delivery_outbox.clone(),
-        Arc::clone(&clock),
-        config.relay.clone(),
-    );
-    let mut tasks = vec![
-        tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { order_relay.run(shutdown).await }
-        }),
-        tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { delivery_relay.run(shutdown).await }
-        }),
-        tokio::spawn(run_sweeper(
+    if let Some(side) = &stores.deliveries {
+        let service = DeliveryService::new(
+            side.store.clone(),
+            factory("/ordership/delivery-service"),
+            config.policy.clone(),
+        );
+        tasks.extend(transport.subscribe(
+            topics::DELIVERY_COMMANDS,
+            ordership_application::deliveries::CONSUMER,
+            Arc::new(service.clone()),
+            &shutdown,
+        ));
+        let relay: OutboxRelay<dyn DeliveryTransaction> = OutboxRelay::new(
+            side.store.clone(),
+            publisher.clone(),
+            side.outbox.clone(),
+            Arc::clone(&clock),
+            config.relay.clone(),
+        );
+        let s = shutdown.clone();
+        tasks.push(tokio::spawn(async move { relay.run(s).await }));
+        api = api
+            .deliveries(service.clone())
+            .check(Arc::new(StoreCheck::new(
+                "delivery-store",
+                side.store.clone(),
+            )))
+            .metric_source(Arc::new(OutboxBacklog {
+                service: "delivery",
+                uow: side.store.clone(),
+                clock: Arc::clone(&clock),
+            }));
+        deliveries = Some(service);
+    }
+    if let Some(side) = &stores.orders {
+        let service = OrderService::new(
+            side.store.clone(),
+            factory("/ordership/order-service"),
+            config.saga.clone(),
+        );
+        let saga = FulfilmentOrchestrator::new(
+            side.store.clone(),
+            factory("/ordership/order-service"),
+            config.saga.clone(),
+        );
+        tasks.extend(transport.subscribe(
+            topics::DELIVERY_EVENTS,
+            ordership_application::saga::CONSUMER,
+            Arc::new(saga.clone()),
+            &shutdown,
+        ));
+        let relay: OutboxRelay<dyn OrderTransaction> = OutboxRelay::new(
+            side.store.clone(),
+            publisher.clone(),
+            side.outbox.clone(),
+            Arc::clone(&clock),
+            config.relay.clone(),
+        );
+        let s = shutdown.clone();
+        tasks.push(tokio::spawn(async move { relay.run(s).await }));
+        tasks.push(tokio::spawn(run_sweeper(
             saga,
             config.sweep_interval,
             100,
             shutdown.clone(),
-        )),
-    ];
+        )));
+        api = api
+            .orders(service.clone())
+            .check(Arc::new(StoreCheck::new("order-store", side.store.clone())))
+            .metric_source(Arc::new(SagaStates(side.store.clone())))
+            .metric_source(Arc::new(OutboxBacklog {
+                service: "order",
+                uow: side.store.clone(),
+                clock: Arc::clone(&clock),
+            }));
+        orders = Some(service);
+    }
+
     let retention = config.retention.clone();
     let (o, d, c) = (
-        stores.orders.clone(),
-        stores.deliveries.clone(),
+        stores.orders.clone().map(|s| s.store),
+        stores.deliveries.clone().map(|s| s.store),
         Arc::clone(&clock),
     );
     tasks.push(tokio::spawn(run_every(
@@ -201,42 +368,27 @@ pub fn start(config: &SystemConfig, stores: Stores) -> Running {
         move || {
             let (o, d, c, retention) = (o.clone(), d.clone(), c.clone(), retention.clone());
             async move {
-                purge_outbox_and_inbox(o.as_ref(), c.as_ref(), &retention).await?;
-                purge_outbox_and_inbox(d.as_ref(), c.as_ref(), &retention).await?;
-                purge_idempotency_keys(o.as_ref(), c.as_ref(), &retention).await?;
+                if let Some(o) = &o {
+                    purge_outbox_and_inbox(o.as_ref(), c.as_ref(), &retention).await?;
+                    purge_idempotency_keys(o.as_ref(), c.as_ref(), &retention).await?;
+                }
+                if let Some(d) = &d {
+                    purge_outbox_and_inbox(d.as_ref(), c.as_ref(), &retention).await?;
+                }
                 Ok(())
             }
         },
     )));
 
-    let router = ApiBuilder::new(config.http.clone())
-        .orders(orders.clone())
-        .deliveries(deliveries.clone())
-        .check(Arc::new(StoreCheck::new(
-            "order-store",
-            stores.orders.clone(),
-        )))
-        .check(Arc::new(StoreCheck::new(
-            "delivery-store",
-            stores.deliveries.clone(),
-        )))
-        .metric_source(Arc::new(SagaStates(stores.orders.clone())))
-        .metric_source(Arc::new(OutboxBacklog {
-            service: "order",
-            uow: stores.orders,
-            clock: Arc::clone(&clock),
-        }))
-        .metric_source(Arc::new(OutboxBacklog {
-            service: "delivery",
-            uow: stores.deliveries,
-            clock,
-        }))
-        .metric_source(Arc::new(BusMetrics(bus.clone())))
-        .build();
-
+    api = match &transport {
+        Transport::Bus(bus) => api.metric_source(Arc::new(BusMetrics(bus.clone()))),
+        Transport::Kafka(kafka) => api
+            .metric_source(Arc::new(ConsumerMetrics(Arc::clone(&kafka.stats))))
+            .check(Arc::new(KafkaCheck(kafka.publisher.clone()))),
+    };
     Running {
-        router,
-        bus,
+        router: api.build(),
+        transport,
         orders,
         deliveries,
         trigger,
@@ -253,6 +405,22 @@ impl Running {
                 tracing::warn!(error = %e, "background task ended abnormally");
             }
         }
-        self.bus.close().await;
+        match &self.transport {
+            Transport::Bus(bus) => bus.close().await,
+            Transport::Kafka(kafka) => {
+                if let Err(e) = kafka.publisher.flush(Duration::from_secs(5)) {
+                    tracing::warn!(error = %e, "unflushed messages stay in the outbox");
+                }
+            }
+        }
+    }
+
+    /// The in-process bus, when that is the transport.
+    #[must_use]
+    pub fn bus(&self) -> Option<&InProcessBus> {
+        match &self.transport {
+            Transport::Bus(bus) => Some(bus),
+            Transport::Kafka(_) => None,
+        }
     }
 }

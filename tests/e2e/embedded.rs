@@ -82,7 +82,14 @@ async fn wait_until_settled(system: &Embedded, count: usize) -> Vec<Order> {
         }
         let mut settled = Vec::with_capacity(ids.len());
         for id in ids {
-            let view = system.app.orders.get_order(id).await.expect("order");
+            let view = system
+                .app
+                .orders
+                .as_ref()
+                .expect("order service")
+                .get_order(id)
+                .await
+                .expect("order");
             if view.saga.expect("saga").state().is_waiting() {
                 continue 'poll;
             }
@@ -108,10 +115,11 @@ async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery(
     let system = Arc::new(Embedded::start(&config));
     let recorder = Arc::new(EventRecorder::default());
     let handler: Arc<dyn MessageHandler> = recorder.clone();
-    system
-        .app
-        .bus
-        .subscribe(topics::ORDER_EVENTS, "test-recorder", &handler);
+    system.app.bus().expect("in-process bus").subscribe(
+        topics::ORDER_EVENTS,
+        "test-recorder",
+        &handler,
+    );
 
     const ORDERS: usize = 1000;
     let mut expected = std::collections::HashMap::new();
@@ -144,6 +152,8 @@ async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery(
         let saga = system
             .app
             .orders
+            .as_ref()
+            .expect("order service")
             .get_order(order.id())
             .await
             .expect("order")
@@ -164,16 +174,21 @@ async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery(
         );
     }
     // Redeliveries happened, and the inboxes discarded them.
-    let stats = system.app.bus.stats();
+    let stats = system.app.bus().expect("in-process bus").stats();
     assert!(stats.redelivered.load(Relaxed) > 0);
     assert!(
         stats.duplicates_discarded.load(Relaxed) > 0,
         "duplicates were delivered and discarded"
     );
     assert!(
-        system.app.bus.dead_letters().is_empty(),
+        system
+            .app
+            .bus()
+            .expect("in-process bus")
+            .dead_letters()
+            .is_empty(),
         "{:?}",
-        system.app.bus.dead_letters()
+        system.app.bus().expect("in-process bus").dead_letters()
     );
     // Order events: every order's, in order, despite redelivery (the recorder saw duplicates).
     let recorder_done = Instant::now() + Duration::from_secs(10);

@@ -60,7 +60,9 @@ impl ConsumerConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000");
+            .set("heartbeat.interval.ms", "1000")
+            // Latency over batching: the broker answers a fetch after 10 ms even with little data.
+            .set("fetch.wait.max.ms", "10");
         config
     }
 }
@@ -101,7 +103,9 @@ pub async fn consume(
     let consumer: StreamConsumer = config.client_config().create()?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
-    let dlq: FutureProducer = crate::publisher::ProducerConfig::new(&config.brokers).client_config().create()?;
+    let dlq: FutureProducer = crate::publisher::ProducerConfig::new(&config.brokers)
+        .client_config()
+        .create()?;
     let shared = Arc::new(Shared {
         closing: std::sync::atomic::AtomicBool::new(false),
         consumer,
@@ -110,7 +114,8 @@ pub async fn consume(
         stats,
         config,
     });
-    let mut workers: HashMap<Partition, (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> = HashMap::new();
+    let mut workers: HashMap<Partition, (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> =
+        HashMap::new();
     tokio::pin!(shutdown);
     loop {
         let received = tokio::select! {
@@ -159,7 +164,12 @@ async fn worker(shared: Arc<Shared>, mut rx: mpsc::Receiver<OwnedMessage>) {
             store(&shared, &record);
         }
         let started = Instant::now();
-        let decoded = envelope::decode(record.topic(), record.key(), record.headers(), record.payload());
+        let decoded = envelope::decode(
+            record.topic(),
+            record.key(),
+            record.headers(),
+            record.payload(),
+        );
         match decoded {
             Err(e) => dead_letter(&shared, &record, &e.to_string()).await,
             Ok(message) => {
@@ -169,12 +179,18 @@ async fn worker(shared: Arc<Shared>, mut rx: mpsc::Receiver<OwnedMessage>) {
                         Ok(outcome) => {
                             shared.stats.handled.fetch_add(1, Ordering::Relaxed);
                             if outcome == HandleOutcome::Duplicate {
-                                shared.stats.duplicates_discarded.fetch_add(1, Ordering::Relaxed);
+                                shared
+                                    .stats
+                                    .duplicates_discarded
+                                    .fetch_add(1, Ordering::Relaxed);
                             }
                             break;
                         }
                         Err(HandleError::Transient(error)) => {
-                            shared.stats.transient_failures.fetch_add(1, Ordering::Relaxed);
+                            shared
+                                .stats
+                                .transient_failures
+                                .fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(group = %shared.config.group, message_id = %message.id, error = %error,
                                 retry_in_ms = backoff.as_millis(), "transient failure, retrying");
                             tokio::time::sleep(backoff).await;
@@ -189,7 +205,10 @@ async fn worker(shared: Arc<Shared>, mut rx: mpsc::Receiver<OwnedMessage>) {
             }
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        shared.stats.processing_micros.fetch_add(micros, Ordering::Relaxed);
+        shared
+            .stats
+            .processing_micros
+            .fetch_add(micros, Ordering::Relaxed);
         if !shared.config.store_offset_before_handling {
             store(&shared, &record);
         }
@@ -198,7 +217,11 @@ async fn worker(shared: Arc<Shared>, mut rx: mpsc::Receiver<OwnedMessage>) {
 
 /// Marks the record done; auto-commit sends the stored offsets to the broker.
 fn store(shared: &Shared, record: &OwnedMessage) {
-    if let Err(e) = shared.consumer.store_offset(record.topic(), record.partition(), record.offset()) {
+    if let Err(e) =
+        shared
+            .consumer
+            .store_offset(record.topic(), record.partition(), record.offset())
+    {
         // The partition was revoked meanwhile: its next owner replays the record (the inbox
         // discards it), so nothing is lost.
         tracing::debug!(error = %e, topic = record.topic(), partition = record.partition(), "offset not stored");
@@ -211,21 +234,44 @@ async fn dead_letter(shared: &Shared, record: &OwnedMessage, reason: &str) {
     let partition = record.partition().to_string();
     let offset = record.offset().to_string();
     let mut backoff = shared.config.initial_backoff;
-    tracing::error!(topic = record.topic(), partition = record.partition(), offset = record.offset(), reason,
-        "message dead-lettered");
+    tracing::error!(
+        topic = record.topic(),
+        partition = record.partition(),
+        offset = record.offset(),
+        reason,
+        "message dead-lettered"
+    );
     loop {
         let mut headers = OwnedHeaders::new();
         if let Some(original) = record.headers() {
             for h in original.iter() {
-                headers = headers.insert(Header { key: h.key, value: h.value });
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
             }
         }
         let headers = headers
-            .insert(Header { key: "dlq_reason", value: Some(reason) })
-            .insert(Header { key: "dlq_original_topic", value: Some(record.topic()) })
-            .insert(Header { key: "dlq_original_partition", value: Some(partition.as_str()) })
-            .insert(Header { key: "dlq_original_offset", value: Some(offset.as_str()) })
-            .insert(Header { key: "dlq_consumer_group", value: Some(shared.config.group.as_str()) });
+            .insert(Header {
+                key: "dlq_reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "dlq_original_topic",
+                value: Some(record.topic()),
+            })
+            .insert(Header {
+                key: "dlq_original_partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "dlq_original_offset",
+                value: Some(offset.as_str()),
+            })
+            .insert(Header {
+                key: "dlq_consumer_group",
+                value: Some(shared.config.group.as_str()),
+            });
         let mut out = FutureRecord::to(&dlq_topic).headers(headers);
         if let Some(key) = record.key() {
             out = out.key(key);

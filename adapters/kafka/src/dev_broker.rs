@@ -23,7 +23,9 @@ pub struct DevBroker {
 
 impl std::fmt::Debug for DevBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevBroker").field("bootstrap", &self.cluster.bootstrap_servers()).finish()
+        f.debug_struct("DevBroker")
+            .field("bootstrap", &self.cluster.bootstrap_servers())
+            .finish()
     }
 }
 

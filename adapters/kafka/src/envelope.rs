@@ -11,23 +11,55 @@ pub(crate) const SPEC_VERSION: &str = "1.0";
 /// The record headers of `message`.
 pub(crate) fn headers(message: &Message) -> OwnedHeaders {
     let id = message.id.to_string();
-    let time = message.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let time = message
+        .occurred_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let correlation = message.correlation_id.to_string();
     let causation = message.causation_id.map(|c| c.to_string());
     let mut headers = OwnedHeaders::new_with_capacity(10)
-        .insert(Header { key: "ce_specversion", value: Some(SPEC_VERSION) })
-        .insert(Header { key: "ce_id", value: Some(id.as_str()) })
-        .insert(Header { key: "ce_type", value: Some(message.message_type.as_str()) })
-        .insert(Header { key: "ce_source", value: Some(message.source.as_str()) })
-        .insert(Header { key: "ce_subject", value: Some(message.key.as_str()) })
-        .insert(Header { key: "ce_time", value: Some(time.as_str()) })
-        .insert(Header { key: "content-type", value: Some("application/json") })
-        .insert(Header { key: "correlation_id", value: Some(correlation.as_str()) });
+        .insert(Header {
+            key: "ce_specversion",
+            value: Some(SPEC_VERSION),
+        })
+        .insert(Header {
+            key: "ce_id",
+            value: Some(id.as_str()),
+        })
+        .insert(Header {
+            key: "ce_type",
+            value: Some(message.message_type.as_str()),
+        })
+        .insert(Header {
+            key: "ce_source",
+            value: Some(message.source.as_str()),
+        })
+        .insert(Header {
+            key: "ce_subject",
+            value: Some(message.key.as_str()),
+        })
+        .insert(Header {
+            key: "ce_time",
+            value: Some(time.as_str()),
+        })
+        .insert(Header {
+            key: "content-type",
+            value: Some("application/json"),
+        })
+        .insert(Header {
+            key: "correlation_id",
+            value: Some(correlation.as_str()),
+        });
     if let Some(causation) = &causation {
-        headers = headers.insert(Header { key: "causation_id", value: Some(causation.as_str()) });
+        headers = headers.insert(Header {
+            key: "causation_id",
+            value: Some(causation.as_str()),
+        });
     }
     if let Some(traceparent) = &message.traceparent {
-        headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
+        headers = headers.insert(Header {
+            key: "traceparent",
+            value: Some(traceparent.as_str()),
+        });
     }
     headers
 }
@@ -56,7 +88,9 @@ pub fn decode(
     payload: Option<&[u8]>,
 ) -> Result<Message, DecodeError> {
     let header = |name: &'static str| -> Result<Option<String>, DecodeError> {
-        let Some(headers) = headers else { return Ok(None) };
+        let Some(headers) = headers else {
+            return Ok(None);
+        };
         for h in headers.iter() {
             if h.key == name {
                 let value = h.value.unwrap_or_default();
@@ -84,10 +118,13 @@ pub fn decode(
     let correlation = required("correlation_id")?;
     let causation = header("causation_id")?;
     let key = match key {
-        Some(k) => String::from_utf8(k.to_vec()).map_err(|e| DecodeError::Invalid("key", e.to_string()))?,
+        Some(k) => {
+            String::from_utf8(k.to_vec()).map_err(|e| DecodeError::Invalid("key", e.to_string()))?
+        }
         None => header("ce_subject")?.unwrap_or_default(),
     };
-    let payload = serde_json::from_slice(payload.unwrap_or(b"null")).map_err(|e| DecodeError::Payload(e.to_string()))?;
+    let payload = serde_json::from_slice(payload.unwrap_or(b"null"))
+        .map_err(|e| DecodeError::Payload(e.to_string()))?;
     Ok(Message {
         id: MessageId::from_uuid(uuid("ce_id", &id)?),
         topic: topic.to_owned(),
@@ -96,7 +133,9 @@ pub fn decode(
         source: required("ce_source")?,
         payload,
         correlation_id: uuid("correlation_id", &correlation)?,
-        causation_id: causation.map(|c| uuid("causation_id", &c).map(MessageId::from_uuid)).transpose()?,
+        causation_id: causation
+            .map(|c| uuid("causation_id", &c).map(MessageId::from_uuid))
+            .transpose()?,
         traceparent: header("traceparent")?,
         occurred_at,
     })
@@ -122,14 +161,23 @@ mod tests {
         };
         let headers = headers(&message);
         let payload = serde_json::to_vec(&message.payload).expect("json");
-        let decoded = decode(&message.topic, Some(message.key.as_bytes()), Some(&headers), Some(&payload)).expect("decodes");
+        let decoded = decode(
+            &message.topic,
+            Some(message.key.as_bytes()),
+            Some(&headers),
+            Some(&payload),
+        )
+        .expect("decodes");
         assert_eq!(decoded, message);
     }
 
     #[test]
     fn a_record_without_cloudevents_headers_is_undecodable() {
         let none: Option<&OwnedHeaders> = None;
-        assert!(matches!(decode("t", None, none, Some(b"{}")), Err(DecodeError::Missing("ce_specversion"))));
+        assert!(matches!(
+            decode("t", None, none, Some(b"{}")),
+            Err(DecodeError::Missing("ce_specversion"))
+        ));
     }
 
     use chrono::SubsecRound;

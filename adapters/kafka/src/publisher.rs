@@ -42,7 +42,10 @@ impl ProducerConfig {
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("linger.ms", self.linger.as_millis().to_string())
-            .set("delivery.timeout.ms", self.delivery_timeout.as_millis().to_string());
+            .set(
+                "delivery.timeout.ms",
+                self.delivery_timeout.as_millis().to_string(),
+            );
         config
     }
 }
@@ -77,7 +80,9 @@ impl KafkaPublisher {
     /// # Errors
     /// An invalid configuration.
     pub fn new(config: &ProducerConfig) -> Result<Self, KafkaError> {
-        Ok(Self { producer: config.client_config().create()? })
+        Ok(Self {
+            producer: config.client_config().create()?,
+        })
     }
 
     /// Sends every message not yet acknowledged, waiting for all outstanding deliveries.
@@ -108,10 +113,11 @@ impl MessagePublisher for KafkaPublisher {
     async fn publish(&self, batch: &[Message]) -> Result<(), PublishError> {
         let mut deliveries = Vec::with_capacity(batch.len());
         for message in batch {
-            let payload = serde_json::to_vec(&message.payload).map_err(|e| PublishError::Refused {
-                message_id: message.id,
-                reason: format!("payload is not serializable: {e}"),
-            })?;
+            let payload =
+                serde_json::to_vec(&message.payload).map_err(|e| PublishError::Refused {
+                    message_id: message.id,
+                    reason: format!("payload is not serializable: {e}"),
+                })?;
             let mut record = FutureRecord::to(&message.topic)
                 .key(message.key.as_bytes())
                 .payload(&payload)
@@ -128,7 +134,10 @@ impl MessagePublisher for KafkaPublisher {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     Err((error, _)) if is_permanent(&error) => {
-                        return Err(PublishError::Refused { message_id: message.id, reason: error.to_string() });
+                        return Err(PublishError::Refused {
+                            message_id: message.id,
+                            reason: error.to_string(),
+                        });
                     }
                     Err((error, _)) => return Err(PublishError::Unavailable(Box::new(error))),
                 }
@@ -139,7 +148,10 @@ impl MessagePublisher for KafkaPublisher {
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((error, _))) if is_permanent(&error) => {
-                    return Err(PublishError::Refused { message_id, reason: error.to_string() });
+                    return Err(PublishError::Refused {
+                        message_id,
+                        reason: error.to_string(),
+                    });
                 }
                 Ok(Err((error, _))) => return Err(PublishError::Unavailable(Box::new(error))),
                 Err(canceled) => return Err(PublishError::Unavailable(Box::new(canceled))),
