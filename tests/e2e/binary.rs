@@ -213,5 +213,5 @@ async fn the_separate_services_say_clearly_what_they_need() {
         .expect("runs");
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
-    assert!(text.contains("needs Kafka"), "{text}");
+    assert!(text.contains("needs PostgreSQL and Kafka"), "{text}");
 }
