@@ -7,6 +7,11 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 started=$SECONDS
 
 step() { printf '\n==> %s\n' "$*"; }
+cleanup() {
+  [ -n "${broker_pid:-}" ] && kill "$broker_pid" 2>/dev/null
+  rm -f "${broker_log:-}" "${log:-}"
+}
+trap cleanup EXIT
 fail() { printf 'FAILED: %s\n' "$*" >&2; exit 1; }
 
 step "toolchain"
@@ -56,6 +61,27 @@ for db in $(pg -At -c "SELECT datname FROM pg_database WHERE datname LIKE 'order
 done
 echo "PostgreSQL ready: $(pg -At -c 'SHOW server_version'), wal_level=$(pg -At -c 'SHOW wal_level')"
 
+step "Kafka-protocol broker"
+# Tests talk to the broker in KAFKA_BROKERS; without one, start `ordership dev-broker` (librdkafka's
+# mock cluster: no Kafka distribution can be installed from the package registries).
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  cargo build --locked -q -p ordership --bin ordership
+  port=19092
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  broker_log=$(mktemp)
+  target/debug/ordership dev-broker --port "$port" >"$broker_log" 2>&1 &
+  broker_pid=$!
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    kill -0 "$broker_pid" 2>/dev/null || { cat "$broker_log"; fail "the dev broker did not start"; }
+    sleep 0.1
+  done
+  export KAFKA_BROKERS="127.0.0.1:$port"
+  echo "dev broker started: KAFKA_BROKERS=$KAFKA_BROKERS"
+else
+  echo "using KAFKA_BROKERS=$KAFKA_BROKERS"
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -76,10 +102,11 @@ forbidden_in ordership-domain tokio 'sqlx.*' 'rdkafka.*' 'axum.*' hyper mockall 
 forbidden_in ordership-application 'sqlx.*' 'rdkafka.*' 'axum.*' hyper mockall anyhow ordership-memory ordership-http ordership-postgres ordership-kafka
 forbidden_in ordership-memory 'sqlx.*' 'rdkafka.*' 'axum.*' hyper anyhow ordership-application ordership-http
 forbidden_in ordership-http 'sqlx.*' 'rdkafka.*' anyhow ordership-memory
+forbidden_in ordership-postgres 'rdkafka.*' 'axum.*' anyhow ordership-application ordership-memory
+forbidden_in ordership-kafka 'sqlx.*' 'axum.*' anyhow ordership-application ordership-memory
 
 step "tests"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 
 printf '\nscripts/test.sh: all checks passed in %ss\n' "$((SECONDS - started))"

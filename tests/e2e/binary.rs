@@ -36,9 +36,17 @@ pub(crate) struct Process {
 }
 
 pub(crate) async fn start(args: &[&str]) -> Process {
+    let mut all = args.to_vec();
+    all.extend(["--http-addr", "127.0.0.1:0"]);
+    spawn(&all, "listening on http://").await
+}
+
+/// Starts `ordership` with `args` and waits for a log line containing `marker`; the address is
+/// what follows the marker.
+pub(crate) async fn spawn(args: &[&str], marker: &str) -> Process {
     let mut child = Command::new(binary())
         .args(args)
-        .args(["--http-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--log-format", "json"])
         .env("RUST_LOG", "info")
         .env_remove("DATABASE_URL")
         .env_remove("KAFKA_BROKERS")
@@ -56,7 +64,7 @@ pub(crate) async fn start(args: &[&str]) -> Process {
             .expect("ordership logged its address in time")
             .expect("read stdout")
             .expect("ordership exited before listening");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
+        if let Some(rest) = line.split(marker).nth(1) {
             break rest.split(['"', ' ']).next().expect("address").to_owned();
         }
     };

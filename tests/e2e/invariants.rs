@@ -43,17 +43,21 @@ impl EventRecorder {
     /// Every order's events arrived once each, in version order, without gaps, up to the
     /// order's current version.
     pub(crate) fn check_in_order(&self, orders: &[Order]) -> Result<(), String> {
+        self.check_versions(orders.iter().map(|o| (o.id().to_string(), o.version())))
+    }
+
+    /// Like [`Self::check_in_order`], from `(order id, current version)` pairs.
+    pub(crate) fn check_versions(
+        &self,
+        orders: impl IntoIterator<Item = (String, u64)>,
+    ) -> Result<(), String> {
         let seen = self.seen.lock().expect("lock");
-        for order in orders {
-            let versions = seen
-                .versions
-                .get(&order.id().to_string())
-                .map_or(&[][..], Vec::as_slice);
-            let expected: Vec<u64> = (1..=order.version()).collect();
+        for (id, version) in orders {
+            let versions = seen.versions.get(&id).map_or(&[][..], Vec::as_slice);
+            let expected: Vec<u64> = (1..=version).collect();
             if versions != expected {
                 return Err(format!(
-                    "order {}: events {versions:?}, expected {expected:?}",
-                    order.id()
+                    "order {id}: events {versions:?}, expected {expected:?}"
                 ));
             }
         }

@@ -7,3 +7,4 @@ mod binary;
 mod crash;
 mod embedded;
 mod invariants;
+mod kafka;

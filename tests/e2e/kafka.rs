@@ -1,0 +1,177 @@
+//! The two services as separate processes over PostgreSQL and a Kafka-protocol broker, driven
+//! by `ordership load`. Each test runs its own `ordership dev-broker`, so it owns the topics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ordership_domain::ports::MessageHandler;
+use ordership_domain::topics;
+use ordership_kafka::{ConsumerConfig, ConsumerStats, consume};
+use ordership_postgres::testing::fresh_database_url;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::process::Command;
+
+use crate::binary::{Process, binary, spawn, start, terminate};
+use crate::invariants::EventRecorder;
+
+/// A dev broker, the delivery service and the order service, on a fresh database.
+pub(crate) struct Deployment {
+    pub(crate) broker: Process,
+    pub(crate) orders: Process,
+    pub(crate) deliveries: Process,
+    pub(crate) database: String,
+}
+
+pub(crate) async fn service(kind: &str, database: &str, brokers: &str, extra: &[&str]) -> Process {
+    let mut args = vec![
+        kind,
+        "--database-url",
+        database,
+        "--kafka-brokers",
+        brokers,
+        "--reply-timeout",
+        "2s",
+        "--sweep-interval",
+        "200ms",
+    ];
+    args.extend_from_slice(extra);
+    start(&args).await
+}
+
+impl Deployment {
+    pub(crate) async fn start(extra: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port()
+            .to_string();
+        let broker = spawn(&["dev-broker", "--port", &port], "dev broker ready on ").await;
+        let database = fresh_database_url().await;
+        let deliveries = service("delivery-service", &database, &broker.addr, extra).await;
+        let orders = service("order-service", &database, &broker.addr, extra).await;
+        Self {
+            broker,
+            orders,
+            deliveries,
+            database,
+        }
+    }
+
+    pub(crate) async fn stop(self) {
+        terminate(self.orders).await;
+        terminate(self.deliveries).await;
+        terminate(self.broker).await;
+    }
+}
+
+/// Runs `ordership load` against `target` and returns its JSON report.
+pub(crate) async fn load(target: &str, orders: usize) -> Value {
+    let output = Command::new(binary())
+        .args([
+            "load",
+            "--target",
+            &format!("http://{target}"),
+            "--orders",
+            &orders.to_string(),
+            "--concurrency",
+            "32",
+            "--json",
+            "--deadline",
+            "90s",
+        ])
+        .output()
+        .await
+        .expect("load runs");
+    assert!(
+        output.status.success(),
+        "load failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("a JSON report")
+}
+
+/// The invariants of DESIGN §8 on the deployment's database.
+pub(crate) async fn check_invariants(pool: &PgPool) {
+    let one = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(pool)
+            .await
+            .expect(sql)
+    };
+    assert_eq!(
+        one("SELECT count(*) FROM orders.orders o WHERE o.status = 'confirmed' AND (SELECT count(*) FROM delivery.deliveries d WHERE d.order_id = o.id AND d.status <> 'cancelled') <> 1").await,
+        0,
+        "every confirmed order has exactly one live delivery"
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM orders.orders o WHERE o.cancellation_kind = 'delivery_rejected' AND EXISTS (SELECT 1 FROM delivery.deliveries d WHERE d.order_id = o.id)").await,
+        0,
+        "no delivery for an order cancelled by rejection"
+    );
+    assert_eq!(one("SELECT count(*) FROM orders.sagas WHERE state IN ('awaiting_delivery', 'cancelling', 'failed')").await, 0);
+    // Every committed outbox message reaches the broker.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while one("SELECT (SELECT count(*) FROM orders.outbox WHERE published_at IS NULL) + (SELECT count(*) FROM delivery.outbox WHERE published_at IS NULL)").await > 0 {
+        assert!(Instant::now() < deadline, "outbox messages were never published");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads `ordership.order.events` from the start and checks each order's events arrive in order.
+pub(crate) async fn check_event_order(pool: &PgPool, brokers: &str) {
+    let recorder = Arc::new(EventRecorder::default());
+    let handler: Arc<dyn MessageHandler> = recorder.clone();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let config = ConsumerConfig::new(
+        brokers,
+        &format!("test-recorder-{}", uuid::Uuid::now_v7()),
+        &[topics::ORDER_EVENTS],
+    );
+    let consumer = tokio::spawn(async move {
+        consume(
+            config,
+            handler,
+            Arc::new(ConsumerStats::default()),
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        )
+        .await
+        .expect("consumer runs");
+    });
+    let versions: Vec<(String, u64)> =
+        sqlx::query_as::<_, (uuid::Uuid, i64)>("SELECT id, version FROM orders.orders")
+            .fetch_all(pool)
+            .await
+            .expect("orders")
+            .into_iter()
+            .map(|(id, v)| (id.to_string(), u64::try_from(v).expect("version")))
+            .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(problem) = recorder.check_versions(versions.clone()) {
+        assert!(Instant::now() < deadline, "order events: {problem}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.send_replace(true);
+    consumer.await.expect("consumer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_orders_over_kafka_between_two_processes_all_settle() {
+    let deployment = Deployment::start(&[]).await;
+    let report = load(&deployment.orders.addr, 2000).await;
+    assert_eq!(
+        report["outcomes"],
+        serde_json::json!({ "confirmed": 1600, "cancelled": 400 }),
+        "{report}"
+    );
+
+    let pool = PgPool::connect(&deployment.database)
+        .await
+        .expect("database");
+    check_invariants(&pool).await;
+    check_event_order(&pool, &deployment.broker.addr).await;
+    deployment.stop().await;
+}
