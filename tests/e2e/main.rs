@@ -8,3 +8,4 @@ mod crash;
 mod embedded;
 mod invariants;
 mod kafka;
+mod kafka_crash;

@@ -31,8 +31,9 @@ pub struct ConsumerConfig {
     pub topics: Vec<String>,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// UNSAFE, for the mutation test only: store the offset *before* handling, which loses
-    /// messages on a crash. The crash test must go red with it.
+    /// UNSAFE, for the mutation test only: store the offset on receipt, *before* handling, which
+    /// loses the messages received but not yet handled when the process dies. The crash test
+    /// must go red with it.
     pub store_offset_before_handling: bool,
 }
 
@@ -59,8 +60,9 @@ impl ConsumerConfig {
             // Offsets are stored by us, after the effect committed.
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
+            // A crashed member's partitions move on after this long (6 s is the brokers' minimum).
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
             // Latency over batching: the broker answers a fetch after 10 ms even with little data.
             .set("fetch.wait.max.ms", "10");
         config
@@ -130,6 +132,9 @@ pub async fn consume(
                 continue;
             }
         };
+        if shared.config.store_offset_before_handling {
+            store(&shared, &message);
+        }
         let partition = (message.topic().to_owned(), message.partition());
         let (sender, _) = workers.entry(partition).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(256);
@@ -159,9 +164,6 @@ async fn worker(shared: Arc<Shared>, mut rx: mpsc::Receiver<OwnedMessage>) {
     while let Some(record) = rx.recv().await {
         if shared.closing.load(Ordering::SeqCst) {
             return;
-        }
-        if shared.config.store_offset_before_handling {
-            store(&shared, &record);
         }
         let started = Instant::now();
         let decoded = envelope::decode(

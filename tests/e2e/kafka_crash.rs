@@ -1,0 +1,251 @@
+//! Crash tests over Kafka: the delivery service and the order service (with their relays and
+//! consumers) are killed with SIGKILL at moments of load and restarted. Correct offsets mean
+//! nothing is lost: every order settles once the group has rebalanced, and no saga ever has to
+//! re-send a command (the reply timeout is two minutes). The same run with offsets stored before the effect
+//! committed (the unsafe test-only switch) must be caught.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+use crate::binary::{Process, http, order, spawn, terminate, try_http};
+use crate::kafka::check_invariants;
+use ordership_postgres::testing::fresh_database_url;
+
+const ORDERS: usize = 3000;
+/// Orders start this far apart, so they keep flowing through every crash.
+const SPACING: Duration = Duration::from_millis(5);
+
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    format!("127.0.0.1:{}", listener.local_addr().expect("addr").port())
+}
+
+struct Service {
+    args: Vec<String>,
+    process: Option<Process>,
+}
+
+impl Service {
+    async fn start(
+        kind: &str,
+        addr: &str,
+        database: &str,
+        brokers: &str,
+        unsafe_offsets: bool,
+    ) -> Self {
+        let mut args: Vec<String> = [
+            kind,
+            "--http-addr",
+            addr,
+            "--database-url",
+            database,
+            "--kafka-brokers",
+            brokers,
+            "--reply-timeout",
+            "120s",
+            "--sweep-interval",
+            "200ms",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        if unsafe_offsets {
+            args.push("--unsafe-store-offset-before-commit".to_owned());
+        }
+        let mut service = Self {
+            args,
+            process: None,
+        };
+        service.restart().await;
+        service
+    }
+
+    async fn restart(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.process = Some(spawn(&args, "listening on http://").await);
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.child.start_kill().expect("SIGKILL");
+            process.child.wait().await.expect("killed");
+        }
+    }
+}
+
+/// What a crash run left behind.
+#[derive(Debug)]
+struct Verdict {
+    stuck_sagas: i64,
+    resent: i64,
+    duplicates: f64,
+}
+
+async fn duplicates(addr: &str) -> f64 {
+    let (_, body) = http(addr, "GET", "/metrics", None).await;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with("ordership_inbox_duplicates_discarded_total"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn settled(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM orders.sagas WHERE state IN ('completed', 'compensated')",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("count")
+}
+
+/// Waits until `more` sagas have settled since the call.
+async fn wait_for_progress(pool: &PgPool, more: i64) {
+    let target = settled(pool).await + more;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while settled(pool).await < target {
+        assert!(Instant::now() < deadline, "the services made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn crash_run(unsafe_offsets: bool) -> Verdict {
+    let broker_port = free_port().rsplit(':').next().expect("port").to_owned();
+    let broker = spawn(
+        &["dev-broker", "--port", &broker_port],
+        "dev broker ready on ",
+    )
+    .await;
+    let database = fresh_database_url().await;
+    let (order_addr, delivery_addr) = (free_port(), free_port());
+    let mut deliveries = Service::start(
+        "delivery-service",
+        &delivery_addr,
+        &database,
+        &broker.addr,
+        unsafe_offsets,
+    )
+    .await;
+    let mut orders = Service::start(
+        "order-service",
+        &order_addr,
+        &database,
+        &broker.addr,
+        unsafe_offsets,
+    )
+    .await;
+
+    // Clients: each order has its key and is retried until the order service answers 201.
+    let permits = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..ORDERS {
+        let (addr, permits) = (order_addr.clone(), permits.clone());
+        clients.spawn(async move {
+            tokio::time::sleep(SPACING * u32::try_from(i).expect("small")).await;
+            let _permit = permits.acquire_owned().await.expect("semaphore");
+            let country = if i % 5 == 4 { "BR" } else { "KR" };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some((201, _)) = try_http(
+                    &addr,
+                    "POST",
+                    "/orders",
+                    Some(&order(country, i)),
+                    Some(&format!("crash-{i}")),
+                )
+                .await
+                {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "order {i} was never accepted");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+
+    // Chaos while the orders flow: each kill waits until the services are visibly at work, so
+    // there are messages in flight to lose (or to redeliver).
+    let pool = PgPool::connect(&database).await.expect("database");
+    wait_for_progress(&pool, 150).await;
+    deliveries.kill().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    deliveries.restart().await;
+    wait_for_progress(&pool, 150).await;
+    orders.kill().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    orders.restart().await;
+    wait_for_progress(&pool, 150).await;
+    deliveries.kill().await;
+    deliveries.restart().await;
+    while let Some(done) = clients.join_next().await {
+        done.expect("client");
+    }
+
+    let one = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .expect(sql)
+        }
+    };
+    assert_eq!(
+        one("SELECT count(*) FROM orders.orders").await,
+        ORDERS as i64,
+        "one order per key"
+    );
+    // Correct delivery settles everything once the group has moved the dead members' partitions
+    // (session timeout 6 s per crash); 90 s is plenty, and still well under the reply timeout.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut stuck =
+        one("SELECT count(*) FROM orders.sagas WHERE state IN ('awaiting_delivery', 'cancelling')")
+            .await;
+    while stuck > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stuck = one(
+            "SELECT count(*) FROM orders.sagas WHERE state IN ('awaiting_delivery', 'cancelling')",
+        )
+        .await;
+    }
+    let verdict = Verdict {
+        stuck_sagas: stuck,
+        resent: one("SELECT count(*) FROM orders.sagas WHERE attempts > 1").await,
+        duplicates: duplicates(&order_addr).await + duplicates(&delivery_addr).await,
+    };
+    if stuck == 0 {
+        check_invariants(&pool).await;
+    }
+    for service in [orders, deliveries] {
+        if let Some(process) = service.process {
+            terminate(process).await;
+        }
+    }
+    terminate(broker).await;
+    verdict
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_services_mid_run_loses_nothing_and_duplicates_are_discarded() {
+    let verdict = crash_run(false).await;
+    assert_eq!(verdict.stuck_sagas, 0, "{verdict:?}: a message was lost");
+    assert_eq!(
+        verdict.resent, 0,
+        "{verdict:?}: no saga should have needed its deadline"
+    );
+    assert!(
+        verdict.duplicates > 0.0,
+        "{verdict:?}: the crashes must have caused redeliveries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crash_test_catches_offsets_stored_before_the_commit() {
+    let verdict = crash_run(true).await;
+    assert!(
+        verdict.stuck_sagas > 0 || verdict.resent > 0,
+        "{verdict:?}: the mutant went unnoticed"
+    );
+}
