@@ -175,3 +175,66 @@ async fn two_thousand_orders_over_kafka_between_two_processes_all_settle() {
     check_event_order(&pool, &deployment.broker.addr).await;
     deployment.stop().await;
 }
+
+async fn signal(process: &Process, name: &str) {
+    let pid = process.child.id().expect("pid").to_string();
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(sent.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_completes_after_the_broker_was_down_for_several_seconds() {
+    let deployment = Deployment::start(&[]).await;
+    let target = deployment.orders.addr.clone();
+    let run = tokio::spawn(async move { load(&target, 1000).await });
+    let pool = PgPool::connect(&deployment.database)
+        .await
+        .expect("database");
+    let settled = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM orders.sagas WHERE state IN ('completed', 'compensated')",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("count")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while settled().await < 100 {
+        assert!(Instant::now() < deadline, "no progress before the outage");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    signal(&deployment.broker, "USR1").await;
+    // Readiness reports the outage (the metadata request fails while the broker is down).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) =
+            crate::binary::http(&deployment.orders.addr, "GET", "/health/ready", None).await;
+        if status == 503 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness never noticed the broker was down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    signal(&deployment.broker, "USR2").await;
+
+    let report = run.await.expect("load task");
+    assert_eq!(
+        report["outcomes"],
+        serde_json::json!({ "confirmed": 800, "cancelled": 200 }),
+        "{report}"
+    );
+    check_invariants(&pool).await;
+    let (status, _) =
+        crate::binary::http(&deployment.orders.addr, "GET", "/health/ready", None).await;
+    assert_eq!(status, 200, "ready again");
+    deployment.stop().await;
+}
