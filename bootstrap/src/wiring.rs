@@ -104,20 +104,26 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// A counter family with one unlabelled sample.
+fn counter(name: &'static str, help: &'static str, value: &std::sync::atomic::AtomicU64) -> Family {
+    Family {
+        name,
+        help,
+        kind: Kind::Counter,
+        samples: vec![(
+            Vec::new(),
+            value.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        )],
+    }
+}
+
 /// The in-process bus's counters as metrics.
 struct BusMetrics(InProcessBus);
 
 #[async_trait]
 impl MetricSource for BusMetrics {
     async fn collect(&self) -> Vec<Family> {
-        use std::sync::atomic::Ordering::Relaxed;
         let s = self.0.stats();
-        let counter = |name, help, value: &std::sync::atomic::AtomicU64| Family {
-            name,
-            help,
-            kind: Kind::Counter,
-            samples: vec![(Vec::new(), value.load(Relaxed) as f64)],
-        };
         vec![
             counter(
                 "ordership_messages_published_total",
@@ -161,12 +167,6 @@ impl MetricSource for ConsumerMetrics {
     async fn collect(&self) -> Vec<Family> {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &self.0;
-        let counter = |name, help, value: &std::sync::atomic::AtomicU64| Family {
-            name,
-            help,
-            kind: Kind::Counter,
-            samples: vec![(Vec::new(), value.load(Relaxed) as f64)],
-        };
         let handled = s.handled.load(Relaxed);
         let mean = if handled == 0 {
             0.0

@@ -11,7 +11,7 @@ use sqlx::postgres::PgRow;
 
 use crate::error::{classify, corrupt};
 use crate::orders::version;
-use crate::tx::{PgDeliveryTx, count};
+use crate::tx::{PgDeliveryTx, count, updated_one};
 
 macro_rules! select_deliveries {
     ($where:literal) => {
@@ -101,11 +101,7 @@ impl DeliveryRepository for PgDeliveryTx {
             .execute(&mut *self.0.tx)
             .await
             .map_err(|e| self.0.failed(e))?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
+        updated_one(&done)
     }
 
     async fn count_live_on(

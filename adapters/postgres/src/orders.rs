@@ -16,7 +16,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::error::{classify, corrupt};
-use crate::tx::{PgOrderTx, count};
+use crate::tx::{PgOrderTx, count, updated_one};
 
 macro_rules! select_orders {
     ($($rest:literal),*) => {
@@ -196,11 +196,7 @@ impl OrderRepository for PgOrderTx {
             .execute(&mut *self.0.tx)
             .await
             .map_err(|e| self.0.failed(e))?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
+        updated_one(&done)
     }
 
     async fn list(&mut self, query: &OrderQuery) -> Result<Vec<Order>, StoreError> {
@@ -275,11 +271,7 @@ impl SagaRepository for PgOrderTx {
             .execute(&mut *self.0.tx)
             .await
             .map_err(|e| self.0.failed(e))?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
+        updated_one(&done)
     }
 
     async fn claim_overdue(

@@ -198,6 +198,15 @@ struct Headers {
     traceparent: Option<String>,
 }
 
+/// An optimistic update touched its row, or the version had moved on (or the row is gone).
+pub(crate) fn updated_one(done: &sqlx::postgres::PgQueryResult) -> Result<(), StoreError> {
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict)
+    }
+}
+
 pub(crate) fn count(n: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| corrupt(what, n))
 }
