@@ -2,6 +2,8 @@
 //! once. It claims a batch inside a transaction, publishes the whole batch, waits for the
 //! broker's acknowledgement of every message, then marks the batch published and commits. A
 //! crash anywhere before the commit leaves the batch unpublished in the outbox, to be sent again.
+//! Several relays may run (one per service instance): each batch's transaction first takes the
+//! outbox's relay lock, so only one publishes at a time and per-key order holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +82,10 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
     /// The store's or the publisher's failure; the batch then stays in the outbox.
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
         let mut tx = self.uow.begin().await?;
+        if !tx.outbox().try_lock_relay().await? {
+            // Another relay is publishing this outbox; it keeps the per-key order.
+            return Ok(0);
+        }
         let batch = tx
             .outbox()
             .claim_unpublished(self.config.batch_size)

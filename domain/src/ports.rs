@@ -228,6 +228,14 @@ pub trait Outbox: Send {
     /// [`StoreError::Duplicate`] if a message with this id exists.
     async fn append(&mut self, message: &Message) -> Result<(), StoreError>;
 
+    /// Takes this outbox's relay right until the transaction ends, so that of several relays
+    /// only one publishes at a time and one key's messages never leave out of order. Returns
+    /// `false` when another relay holds it (this one should try again later).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn try_lock_relay(&mut self) -> Result<bool, StoreError>;
+
     /// Locks and returns up to `limit` unpublished messages in position order, skipping rows
     /// other transactions hold. A message committed late with a lower position than one already
     /// published MUST still be returned (no high-water mark).

@@ -25,6 +25,7 @@ pub struct Schema {
 /// Outbox and inbox statements of one schema.
 #[derive(Debug)]
 pub(crate) struct OutboxSql {
+    pub(crate) lock_relay: &'static str,
     pub(crate) append: &'static str,
     pub(crate) claim: &'static str,
     pub(crate) mark: &'static str,
@@ -37,6 +38,8 @@ pub(crate) struct OutboxSql {
 macro_rules! outbox_sql {
     ($schema:literal) => {
         OutboxSql {
+            // Transaction-scoped: released at commit or rollback, so it guards exactly the batch.
+            lock_relay: concat!("SELECT pg_try_advisory_xact_lock(hashtextextended('", $schema, ".outbox-relay', 0))"),
             append: concat!(
                 "INSERT INTO ", $schema, ".outbox (message_id, topic, key, message_type, payload, headers, created_at) ",
                 "VALUES ($1, $2, $3, $4, $5, $6, $7)"

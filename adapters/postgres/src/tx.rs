@@ -236,6 +236,14 @@ impl Outbox for PgTx {
         Ok(())
     }
 
+    async fn try_lock_relay(&mut self) -> Result<bool, StoreError> {
+        let row = sqlx::query(self.schema.sql.lock_relay)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        row.try_get(0).map_err(classify)
+    }
+
     async fn claim_unpublished(&mut self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
         let rows = sqlx::query(self.schema.sql.claim)
             .bind(i64::from(limit))

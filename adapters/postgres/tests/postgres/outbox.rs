@@ -110,3 +110,88 @@ async fn a_commit_to_the_outbox_wakes_the_listener() {
         .expect("woken by NOTIFY within 5 s")
         .expect("task");
 }
+
+/// Publishes only when the test lets it, telling the test when it got a batch.
+struct Gated {
+    entered: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Notify>,
+    captured: Captured,
+}
+
+#[async_trait::async_trait]
+impl ordership_domain::ports::MessagePublisher for Gated {
+    async fn publish(
+        &self,
+        batch: &[Message],
+    ) -> Result<(), ordership_domain::ports::PublishError> {
+        self.entered.notify_one();
+        self.gate.notified().await;
+        self.captured.publish(batch).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_relay_waits_while_the_first_publishes_so_one_key_stays_in_order() {
+    let pool = fresh_database().await;
+    let store = PgOrderStore::new(pool.clone());
+    let key = OrderId::from_uuid(uuid::Uuid::now_v7()).to_string();
+    let mut tx = UnitOfWork::<dyn OrderTransaction>::begin(&store)
+        .await
+        .expect("begin");
+    let mut sent = Vec::new();
+    for n in 0..10 {
+        let mut m = message(n);
+        m.key.clone_from(&key);
+        tx.outbox().append(&m).await.expect("append");
+        sent.push(m.id);
+    }
+    tx.commit().await.expect("commit");
+
+    let config = RelayConfig {
+        batch_size: 5,
+        ..RelayConfig::default()
+    };
+    let relay = |publisher: Arc<dyn ordership_domain::ports::MessagePublisher>| -> OutboxRelay<dyn OrderTransaction> {
+        OutboxRelay::new(
+            Arc::new(store.clone()),
+            publisher,
+            Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
+            Arc::new(SystemClock),
+            config.clone(),
+        )
+    };
+    let first = Arc::new(Gated {
+        entered: Arc::default(),
+        gate: Arc::default(),
+        captured: Captured::default(),
+    });
+    let second = Arc::new(Captured::default());
+    let (relay_a, relay_b) = (Arc::new(relay(first.clone())), relay(second.clone()));
+
+    // Relay A claims messages 1-5 and hangs in publish.
+    let a = {
+        let relay_a = relay_a.clone();
+        tokio::spawn(async move { relay_a.relay_once().await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), first.entered.notified())
+        .await
+        .expect("A is publishing");
+    // Meanwhile B must not publish 6-10 ahead of them.
+    assert_eq!(relay_b.relay_once().await.expect("relay"), 0);
+    assert!(
+        second.take().is_empty(),
+        "a second relay published while the first held its batch"
+    );
+
+    first.gate.notify_one();
+    assert_eq!(a.await.expect("task").expect("relay"), 5);
+    assert_eq!(relay_b.relay_once().await.expect("relay"), 5);
+    let order: Vec<MessageId> = first
+        .captured
+        .take()
+        .into_iter()
+        .chain(second.take())
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(order, sent, "one key, published in outbox order");
+}
