@@ -94,21 +94,23 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             return Ok(0);
         }
         let messages: Vec<_> = batch.iter().map(|e| e.message.clone()).collect();
-        let published = match self.publisher.publish(&messages).await {
-            Ok(()) => batch.len(),
+        let (published, refused) = match self.publisher.publish(&messages).await {
+            Ok(()) => (batch.len(), None),
             Err(PublishError::Refused { message_id, reason }) => {
-                // Keep what went out before the refused message; it holds back the rest, which
-                // keeps per-key order, and shows as outbox backlog until someone looks at it.
+                // What went out before the refused message stays published; the refused one is
+                // parked with its reason, holding back only the later messages of its key.
                 let sent = messages.iter().take_while(|m| m.id != message_id).count();
-                tracing::error!(%message_id, %reason, "the broker refused an outbox message");
-                sent
+                tracing::error!(%message_id, %reason, "the broker refused an outbox message; parked");
+                (sent, batch.get(sent).map(|e| (e.position, reason)))
             }
             Err(e) => return Err(e.into()),
         };
+        let now = self.clock.now();
         let positions: Vec<i64> = batch.iter().take(published).map(|e| e.position).collect();
-        tx.outbox()
-            .mark_published(&positions, self.clock.now())
-            .await?;
+        tx.outbox().mark_published(&positions, now).await?;
+        if let Some((position, reason)) = refused {
+            tx.outbox().park(position, &reason, now).await?;
+        }
         tx.commit().await?;
         Ok(published)
     }

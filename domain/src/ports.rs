@@ -214,8 +214,11 @@ pub trait DeliveryRepository: Send {
 /// Backlog figures of an outbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxStats {
+    /// Waiting to be published (parked messages not included).
     pub pending: u64,
     pub oldest_pending_at: Option<DateTime<Utc>>,
+    /// Refused by the broker for good and set aside (see [`Outbox::park`]).
+    pub parked: u64,
 }
 
 #[cfg_attr(feature = "mocks", mockall::automock)]
@@ -237,12 +240,25 @@ pub trait Outbox: Send {
     async fn try_lock_relay(&mut self) -> Result<bool, StoreError>;
 
     /// Locks and returns up to `limit` unpublished messages in position order, skipping rows
-    /// other transactions hold. A message committed late with a lower position than one already
+    /// other transactions hold, parked messages and the later messages of a parked key. A message committed late with a lower position than one already
     /// published MUST still be returned (no high-water mark).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
     async fn claim_unpublished(&mut self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Sets a claimed message aside with the reason the broker refused it for good. A parked
+    /// message is not claimed again, and neither are the later messages of its key (their order
+    /// depends on it) until it is dealt with; other keys flow on.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn park(
+        &mut self,
+        position: i64,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Marks claimed messages as published (after the broker acknowledged them).
     ///

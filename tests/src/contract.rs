@@ -382,6 +382,43 @@ pub async fn the_outbox_publishes_in_order_and_purges_only_published(store: &Ord
     );
 }
 
+/// A parked message is not claimed again and holds back the later messages of its key only.
+pub async fn a_parked_message_holds_back_only_its_key(store: &OrderStore) {
+    let (k1, k2) = (order().id(), order().id());
+    let (first, second, other) = (message(k1, 1), message(k1, 2), message(k2, 3));
+    let mut tx = store.begin().await.expect("begin");
+    for m in [&first, &second, &other] {
+        tx.outbox().append(m).await.expect("append");
+    }
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.begin().await.expect("begin");
+    let batch = tx.outbox().claim_unpublished(10).await.expect("claim");
+    assert_eq!(batch.len(), 3);
+    tx.outbox()
+        .park(batch[0].position, "message too large", t0())
+        .await
+        .expect("park");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.begin().await.expect("begin");
+    let ids: Vec<MessageId> = tx
+        .outbox()
+        .claim_unpublished(10)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|e| e.message.id)
+        .collect();
+    assert_eq!(
+        ids,
+        [other.id],
+        "the parked message's key waits; the other key flows"
+    );
+    let stats = tx.outbox().stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.parked), (2, 1));
+}
+
 /// The inbox says yes once per (consumer, message) and no afterwards, also across transactions.
 pub async fn the_inbox_recognises_a_duplicate(store: &OrderStore) {
     let id = MessageId::from_uuid(Uuid::now_v7());
@@ -553,6 +590,7 @@ macro_rules! contract_tests {
             orders_are_listed_by_status_after_a_cursor,
             sagas_round_trip_and_come_due_by_deadline,
             the_outbox_publishes_in_order_and_purges_only_published,
+            a_parked_message_holds_back_only_its_key,
             the_inbox_recognises_a_duplicate,
             idempotency_keys_remember_fingerprint_and_response
         );

@@ -260,6 +260,12 @@ impl<Tx: ?Sized + ordership_domain::ports::Transaction + 'static> MetricSource
                         samples: vec![(label(), stats.pending as f64)],
                     },
                     Family {
+                        name: "ordership_outbox_parked",
+                        help: "Outbox messages the broker refused for good, set aside with their reason.",
+                        kind: Kind::Gauge,
+                        samples: vec![(label(), stats.parked as f64)],
+                    },
+                    Family {
                         name: "ordership_outbox_oldest_pending_age_seconds",
                         help: "Age of the oldest unpublished outbox message.",
                         kind: Kind::Gauge,

@@ -26,6 +26,7 @@ use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 struct OutboxRow {
     entry: OutboxEntry,
     published_at: Option<DateTime<Utc>>,
+    parked: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -448,6 +449,7 @@ impl Outbox for MemoryTransaction {
                         created_at,
                     },
                     published_at: None,
+                    parked: None,
                 },
             );
             Ok(Box::new(move |t| {
@@ -467,13 +469,39 @@ impl Outbox for MemoryTransaction {
 
     async fn claim_unpublished(&mut self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
         let tables = self.tables()?;
-        Ok(tables
-            .pending
-            .iter()
-            .take(limit as usize)
-            .filter_map(|p| tables.outbox.get(p))
-            .map(|row| row.entry.clone())
-            .collect())
+        let mut held_back = std::collections::HashSet::new();
+        let mut batch = Vec::new();
+        for row in tables.pending.iter().filter_map(|p| tables.outbox.get(p)) {
+            if batch.len() == limit as usize {
+                break;
+            }
+            if row.parked.is_some() {
+                held_back.insert(row.entry.message.key.as_str());
+            } else if !held_back.contains(row.entry.message.key.as_str()) {
+                batch.push(row.entry.clone());
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn park(
+        &mut self,
+        position: i64,
+        reason: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let reason = reason.to_owned();
+        self.write(|t| {
+            let row = t.outbox.get_mut(&position).ok_or_else(|| {
+                StoreError::Unexpected(format!("no outbox message {position}").into())
+            })?;
+            let previous = row.parked.replace(reason);
+            Ok(Box::new(move |t| {
+                if let Some(row) = t.outbox.get_mut(&position) {
+                    row.parked = previous;
+                }
+            }))
+        })
     }
 
     async fn mark_published(
@@ -506,14 +534,12 @@ impl Outbox for MemoryTransaction {
 
     async fn stats(&mut self) -> Result<OutboxStats, StoreError> {
         let tables = self.tables()?;
-        let oldest_pending_at = tables
-            .pending
-            .first()
-            .and_then(|p| tables.outbox.get(p))
-            .map(|row| row.entry.created_at);
+        let rows = tables.pending.iter().filter_map(|p| tables.outbox.get(p));
+        let (parked, waiting): (Vec<_>, Vec<_>) = rows.partition(|row| row.parked.is_some());
         Ok(OutboxStats {
-            pending: tables.pending.len() as u64,
-            oldest_pending_at,
+            pending: waiting.len() as u64,
+            oldest_pending_at: waiting.first().map(|row| row.entry.created_at),
+            parked: parked.len() as u64,
         })
     }
 

@@ -29,6 +29,7 @@ pub(crate) struct OutboxSql {
     pub(crate) append: &'static str,
     pub(crate) claim: &'static str,
     pub(crate) mark: &'static str,
+    pub(crate) park: &'static str,
     pub(crate) stats: &'static str,
     pub(crate) purge: &'static str,
     pub(crate) inbox_record: &'static str,
@@ -48,10 +49,16 @@ macro_rules! outbox_sql {
             // yet committed are invisible and are claimed once they commit (no id high-water mark).
             claim: concat!(
                 "SELECT id, message_id, topic, key, message_type, payload, headers, created_at FROM ",
-                $schema, ".outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+                $schema, ".outbox o WHERE published_at IS NULL AND parked_at IS NULL AND NOT EXISTS (SELECT 1 FROM ",
+                $schema, ".outbox p WHERE p.key = o.key AND p.parked_at IS NOT NULL AND p.published_at IS NULL) ",
+                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
             ),
+            park: concat!("UPDATE ", $schema, ".outbox SET parked_at = $2, parked_reason = $3 WHERE id = $1"),
             mark: concat!("UPDATE ", $schema, ".outbox SET published_at = $1 WHERE id = ANY($2) AND published_at IS NULL"),
-            stats: concat!("SELECT count(*), min(created_at) FROM ", $schema, ".outbox WHERE published_at IS NULL"),
+            stats: concat!(
+                "SELECT count(*) FILTER (WHERE parked_at IS NULL), min(created_at) FILTER (WHERE parked_at IS NULL), ",
+                "count(*) FILTER (WHERE parked_at IS NOT NULL) FROM ", $schema, ".outbox WHERE published_at IS NULL"
+            ),
             purge: concat!("DELETE FROM ", $schema, ".outbox WHERE published_at < $1"),
             inbox_record: concat!(
                 "INSERT INTO ", $schema, ".inbox (consumer, message_id, received_at) VALUES ($1, $2, $3) ",
@@ -67,12 +74,20 @@ pub static ORDERS: Schema = Schema {
     name: "orders",
     notify_channel: "ordership_orders_outbox",
     migrations_table: "orders._sqlx_migrations",
-    migrations: &[(
-        1,
-        "initial",
-        include_str!("../migrations/orders_0001_initial.up.sql"),
-        include_str!("../migrations/orders_0001_initial.down.sql"),
-    )],
+    migrations: &[
+        (
+            1,
+            "initial",
+            include_str!("../migrations/orders_0001_initial.up.sql"),
+            include_str!("../migrations/orders_0001_initial.down.sql"),
+        ),
+        (
+            2,
+            "parked outbox messages",
+            include_str!("../migrations/orders_0002_parked_outbox.up.sql"),
+            include_str!("../migrations/orders_0002_parked_outbox.down.sql"),
+        ),
+    ],
     sql: outbox_sql!("orders"),
 };
 
@@ -81,12 +96,20 @@ pub static DELIVERY: Schema = Schema {
     name: "delivery",
     notify_channel: "ordership_delivery_outbox",
     migrations_table: "delivery._sqlx_migrations",
-    migrations: &[(
-        1,
-        "initial",
-        include_str!("../migrations/delivery_0001_initial.up.sql"),
-        include_str!("../migrations/delivery_0001_initial.down.sql"),
-    )],
+    migrations: &[
+        (
+            1,
+            "initial",
+            include_str!("../migrations/delivery_0001_initial.up.sql"),
+            include_str!("../migrations/delivery_0001_initial.down.sql"),
+        ),
+        (
+            2,
+            "parked outbox messages",
+            include_str!("../migrations/delivery_0002_parked_outbox.up.sql"),
+            include_str!("../migrations/delivery_0002_parked_outbox.down.sql"),
+        ),
+    ],
     sql: outbox_sql!("delivery"),
 };
 

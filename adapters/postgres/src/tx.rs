@@ -267,6 +267,22 @@ impl Outbox for PgTx {
         Ok(())
     }
 
+    async fn park(
+        &mut self,
+        position: i64,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(self.schema.sql.park)
+            .bind(position)
+            .bind(at)
+            .bind(reason)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
     async fn stats(&mut self) -> Result<OutboxStats, StoreError> {
         let row = sqlx::query(self.schema.sql.stats)
             .fetch_one(&mut *self.tx)
@@ -275,6 +291,7 @@ impl Outbox for PgTx {
         Ok(OutboxStats {
             pending: count(row.try_get(0).map_err(classify)?, "outbox count")?,
             oldest_pending_at: row.try_get(1).map_err(classify)?,
+            parked: count(row.try_get(2).map_err(classify)?, "parked count")?,
         })
     }
 
