@@ -98,6 +98,27 @@ pub struct CommonArgs {
     #[arg(long, env = "KAFKA_BROKERS", global = true)]
     pub kafka_brokers: Option<String>,
 
+    /// Kafka: put before every topic and consumer-group name, so that several deployments can
+    /// share one cluster (`staging.` gives `staging.ordership.order.events`).
+    #[arg(
+        long,
+        env = "ORDERSHIP_KAFKA_NAMESPACE",
+        default_value = "",
+        hide_default_value = true,
+        global = true
+    )]
+    pub kafka_namespace: String,
+
+    /// Kafka: partitions of the topics ordership creates at start, on clusters that do not
+    /// create topics on first use (where they do, the cluster's default applies).
+    #[arg(
+        long,
+        env = "ORDERSHIP_KAFKA_PARTITIONS",
+        default_value_t = 4,
+        global = true
+    )]
+    pub kafka_partitions: i32,
+
     /// Log output.
     #[arg(long, env = "ORDERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
@@ -128,6 +149,16 @@ pub struct CommonArgs {
         global = true
     )]
     pub max_schedule_attempts: u32,
+
+    /// Attempts of a message whose handler keeps failing (a conflict, a broken invariant) before
+    /// it is dead-lettered; failures because the database is down do not count.
+    #[arg(
+        long,
+        env = "ORDERSHIP_MAX_HANDLER_ATTEMPTS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub max_handler_attempts: u32,
 
     /// How often overdue sagas are looked for.
     #[arg(long, env = "ORDERSHIP_SWEEP_INTERVAL", value_parser = parse_duration, default_value = "1s", global = true)]

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use ordership_application::{RetentionConfig, SagaConfig};
-use ordership_domain::{CountryCode, DeliveryPolicy};
-use ordership_kafka::{ConsumerStats, DevBroker, KafkaPublisher, ProducerConfig};
+use ordership_domain::{CountryCode, DeliveryPolicy, RetryPolicy};
+use ordership_kafka::{
+    ConsumerStats, DevBroker, KafkaPublisher, Namespace, ProducerConfig, ensure_topics,
+};
 use ordership_memory::{BusConfig, InProcessBus};
 use ordership_postgres::{
     DELIVERY, ORDERS, PgConfig, PgDeliveryStore, PgOrderStore, PgOutboxSignal,
@@ -63,6 +65,10 @@ pub fn system_config(args: &CommonArgs) -> anyhow::Result<SystemConfig> {
         policy: DeliveryPolicy::new(served, args.daily_capacity),
         bus: BusConfig {
             redelivery_probability: args.redelivery_probability,
+            retry: RetryPolicy {
+                max_attempts: args.max_handler_attempts.max(1),
+                ..BusConfig::default().retry
+            },
             // Over a durable store, a message counts as published only once it was handled.
             acknowledge_after_handling: args.database_url.is_some(),
             ..BusConfig::default()
@@ -159,10 +165,27 @@ async fn serve_role(args: &CommonArgs, role: Role) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let (app, mode) = match (&args.database_url, &args.kafka_brokers) {
         (Some(url), Some(brokers)) => {
-            let publisher = KafkaPublisher::new(&ProducerConfig::new(brokers))
-                .context("creating the Kafka producer")?;
+            let namespace = Namespace::new(&args.kafka_namespace);
+            ensure_topics(
+                brokers,
+                &namespace.all_topics(),
+                args.kafka_partitions,
+                Duration::from_secs(30),
+            )
+            .await
+            .with_context(|| format!("preparing the topics on the Kafka cluster at {brokers}"))?;
+            let publisher = KafkaPublisher::new(&ProducerConfig {
+                namespace: namespace.clone(),
+                ..ProducerConfig::new(brokers)
+            })
+            .context("creating the Kafka producer")?;
             let transport = Transport::Kafka(KafkaTransport {
                 brokers: brokers.clone(),
+                namespace,
+                retry: RetryPolicy {
+                    max_attempts: args.max_handler_attempts.max(1),
+                    ..RetryPolicy::default()
+                },
                 publisher,
                 stats: Arc::new(ConsumerStats::default()),
                 store_offset_before_handling: args.unsafe_store_offset_before_commit,

@@ -18,11 +18,11 @@ use ordership_domain::ports::{
     Clock, DeliveryTransaction, MessageHandler, MessagePublisher, OrderTransaction, OutboxSignal,
     UnitOfWork,
 };
-use ordership_domain::{DeliveryPolicy, topics};
+use ordership_domain::{DeliveryPolicy, RetryPolicy, topics};
 use ordership_http::{
     ApiBuilder, Family, HttpConfig, Kind, MetricSource, OutboxBacklog, SagaStates, StoreCheck,
 };
-use ordership_kafka::{ConsumerConfig, ConsumerStats, KafkaPublisher, consume};
+use ordership_kafka::{ConsumerConfig, ConsumerStats, KafkaPublisher, Namespace, consume};
 use ordership_memory::{BusConfig, InProcessBus, SystemClock, UuidV7Ids};
 use tokio::task::JoinHandle;
 
@@ -87,6 +87,10 @@ pub enum Transport {
 #[derive(Clone)]
 pub struct KafkaTransport {
     pub brokers: String,
+    /// Prefix of the topics and consumer groups on the cluster.
+    pub namespace: Namespace,
+    /// Retries and dead-lettering of failed handler calls.
+    pub retry: RetryPolicy,
     pub publisher: KafkaPublisher,
     pub stats: Arc<ConsumerStats>,
     /// UNSAFE, mutation tests only: store offsets before handling.
@@ -240,6 +244,8 @@ impl Transport {
             }
             Self::Kafka(kafka) => {
                 let config = ConsumerConfig {
+                    namespace: kafka.namespace.clone(),
+                    retry: kafka.retry.clone(),
                     store_offset_before_handling: kafka.store_offset_before_handling,
                     ..ConsumerConfig::new(&kafka.brokers, group, &[topic])
                 };

@@ -17,6 +17,7 @@ pub mod message;
 pub mod money;
 pub mod order;
 pub mod ports;
+pub mod retry;
 pub mod saga;
 
 pub use address::{CountryCode, ShippingAddress};
@@ -31,6 +32,7 @@ pub use order::{
     CancellationReason, CustomerId, Order, OrderEvent, OrderLine, OrderSnapshot, OrderStatus,
     PlaceOrder, Quantity, Sku, parse_order_line,
 };
+pub use retry::{Attempts, RetryPolicy, Verdict};
 pub use saga::{FulfilmentSaga, SagaSnapshot, SagaState};
 
 #[cfg(test)]

@@ -406,20 +406,32 @@ pub enum HandleOutcome {
     Ignored,
 }
 
-/// Why a message was not handled.
+/// Why a message was not handled. The transport decides what follows through a
+/// [`crate::retry::RetryPolicy`], the same for every transport.
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
-    /// Try again later, without moving on (the database is down, a version conflict).
+    /// A dependency is down (the database): the message is fine, so it is tried again, with
+    /// backoff, for as long as it takes, without moving on. Never dead-lettered.
+    #[error("a dependency is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// This attempt failed and another may succeed (a version conflict, a race). Tried again with
+    /// backoff a bounded number of times; a message that keeps failing breaks an invariant and
+    /// is dead-lettered.
     #[error("transient failure")]
     Transient(#[source] BoxError),
-    /// Will never succeed: undecodable, unknown type. Goes to the dead-letter topic.
+    /// Will never succeed: undecodable, unknown type. Dead-lettered at once.
     #[error("{0}")]
     Permanent(String),
 }
 
 impl From<StoreError> for HandleError {
     fn from(e: StoreError) -> Self {
-        Self::Transient(Box::new(e))
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable(Box::new(e)),
+            StoreError::Conflict | StoreError::Duplicate | StoreError::Unexpected(_) => {
+                Self::Transient(Box::new(e))
+            }
+        }
     }
 }
 
@@ -428,8 +440,8 @@ impl From<StoreError> for HandleError {
 #[async_trait::async_trait]
 pub trait MessageHandler: Send + Sync {
     /// # Errors
-    /// [`HandleError::Transient`] to be called again with the same message later;
-    /// [`HandleError::Permanent`] to have it dead-lettered.
+    /// [`HandleError::Unavailable`] or [`HandleError::Transient`] to be called again with the
+    /// same message later; [`HandleError::Permanent`] to have it dead-lettered.
     async fn handle(&self, message: &Message) -> Result<HandleOutcome, HandleError>;
 }
 

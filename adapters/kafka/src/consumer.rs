@@ -1,36 +1,49 @@
 //! Consumers in a consumer group, at least once: a message's offset is stored only after its
 //! handler committed (or it was dead-lettered), so a crash anywhere before replays it and the
 //! handler's inbox discards what was already done. Partitions are processed concurrently, each
-//! in order, by one worker per partition. Transient failures are retried with backoff without
-//! moving on; undecodable, unknown or permanently failing messages go to `<topic>.dlq` with the
-//! reason in their headers, and the partition moves on.
+//! in order, by one worker per partition. Failed handler calls are judged by the shared
+//! [`RetryPolicy`]: retried with backoff without moving on, or sent to `<topic>.dlq` with the
+//! reason in their headers, after which the partition moves on.
+//!
+//! Rebalances: when partitions are revoked, their workers are told to stop at once. Each
+//! finishes the message in hand and drops its queue, so a partition's next owner is the only
+//! one to start its messages; what was queued here is replayed there. A partition that comes
+//! back starts a new worker only after the old one has finished, so it stays in order.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use ordership_domain::ports::{HandleError, HandleOutcome, MessageHandler};
-use ordership_domain::topics;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use ordership_domain::ports::{HandleOutcome, MessageHandler};
+use ordership_domain::retry::error_chain;
+use ordership_domain::{Attempts, RetryPolicy, Verdict, topics};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::mpsc;
+use rdkafka::{ClientConfig, ClientContext};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::envelope;
+use crate::namespace::Namespace;
 
 /// Consumer settings.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     pub brokers: String,
+    /// Where the topics and the group live on the cluster.
+    pub namespace: Namespace,
+    /// The logical consumer group.
     pub group: String,
+    /// The logical topics.
     pub topics: Vec<String>,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
+    /// Retries and dead-lettering of failed handler calls.
+    pub retry: RetryPolicy,
     /// UNSAFE, for the mutation test only: store the offset on receipt, *before* handling, which
     /// loses the messages received but not yet handled when the process dies. The crash test
     /// must go red with it.
@@ -42,10 +55,10 @@ impl ConsumerConfig {
     pub fn new(brokers: &str, group: &str, topics: &[&str]) -> Self {
         Self {
             brokers: brokers.to_owned(),
+            namespace: Namespace::default(),
             group: group.to_owned(),
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(5),
+            retry: RetryPolicy::default(),
             store_offset_before_handling: false,
         }
     }
@@ -54,7 +67,7 @@ impl ConsumerConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
-            .set("group.id", &self.group)
+            .set("group.id", self.namespace.group(&self.group))
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "500")
             // Offsets are stored by us, after the effect committed.
@@ -76,15 +89,74 @@ pub struct ConsumerStats {
     pub duplicates_discarded: AtomicU64,
     pub transient_failures: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Partitions taken away by rebalances.
+    pub partitions_revoked: AtomicU64,
     /// Sum of handling times, for the mean.
     pub processing_micros: AtomicU64,
 }
 
 type Partition = (String, i32);
 
+/// A partition's worker: its queue, its stop signal, its task.
+struct Worker {
+    queue: mpsc::Sender<OwnedMessage>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The partition workers, shared between the intake loop and the rebalance callback.
+#[derive(Default)]
+struct Workers {
+    live: HashMap<Partition, Worker>,
+    /// Workers told to stop that may still be finishing the message in hand.
+    retiring: HashMap<Partition, JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Tells the worker of `partition` to stop after the message in hand; its queue is dropped.
+    fn retire(&mut self, partition: &Partition) {
+        if let Some(worker) = self.live.remove(partition) {
+            worker.stop.send_replace(true);
+            // A partition has at most one retiring worker: a new one takes over its predecessor.
+            self.retiring.insert(partition.clone(), worker.task);
+        }
+    }
+
+    fn retire_all(&mut self) -> Vec<JoinHandle<()>> {
+        let partitions: Vec<Partition> = self.live.keys().cloned().collect();
+        for partition in &partitions {
+            self.retire(partition);
+        }
+        self.retiring.drain().map(|(_, task)| task).collect()
+    }
+}
+
+/// Stops the workers of revoked partitions before the rebalance completes.
+struct RebalanceContext {
+    workers: Arc<Mutex<Workers>>,
+    stats: Arc<ConsumerStats>,
+    group: String,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+            for element in revoked.elements() {
+                self.stats
+                    .partitions_revoked
+                    .fetch_add(1, Ordering::Relaxed);
+                workers.retire(&(element.topic().to_owned(), element.partition()));
+            }
+            tracing::info!(group = %self.group, partitions = revoked.count(), "partitions revoked");
+        }
+    }
+}
+
 struct Shared {
-    closing: std::sync::atomic::AtomicBool,
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<RebalanceContext>,
     dlq: FutureProducer,
     handler: Arc<dyn MessageHandler>,
     stats: Arc<ConsumerStats>,
@@ -102,24 +174,35 @@ pub async fn consume(
     stats: Arc<ConsumerStats>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), KafkaError> {
-    let consumer: StreamConsumer = config.client_config().create()?;
-    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    let workers = Arc::new(Mutex::new(Workers::default()));
+    let consumer: StreamConsumer<RebalanceContext> =
+        config
+            .client_config()
+            .create_with_context(RebalanceContext {
+                workers: Arc::clone(&workers),
+                stats: Arc::clone(&stats),
+                group: config.group.clone(),
+            })?;
+    let topics: Vec<String> = config
+        .topics
+        .iter()
+        .map(|t| config.namespace.topic(t))
+        .collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     let dlq: FutureProducer = crate::publisher::ProducerConfig::new(&config.brokers)
         .client_config()
         .create()?;
     let shared = Arc::new(Shared {
-        closing: std::sync::atomic::AtomicBool::new(false),
         consumer,
         dlq,
         handler,
         stats,
         config,
     });
-    let mut workers: HashMap<Partition, (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> =
-        HashMap::new();
     tokio::pin!(shutdown);
     loop {
+        // Rebalance callbacks run inside `recv`, on this task.
         let received = tokio::select! {
             () = &mut shutdown => break,
             received = shared.consumer.recv() => received.map(|m| m.detach()),
@@ -128,28 +211,44 @@ pub async fn consume(
             Ok(message) => message,
             Err(e) => {
                 tracing::warn!(error = %e, group = %shared.config.group, "consumer error");
-                tokio::time::sleep(shared.config.initial_backoff).await;
+                tokio::time::sleep(shared.config.retry.initial_backoff).await;
                 continue;
             }
         };
         if shared.config.store_offset_before_handling {
             store(&shared, &message);
         }
-        let partition = (message.topic().to_owned(), message.partition());
-        let (sender, _) = workers.entry(partition).or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(256);
-            (tx, tokio::spawn(worker(Arc::clone(&shared), rx)))
-        });
-        // A worker stuck on a transient failure fills its queue; waiting here then pauses intake.
-        if sender.send(message).await.is_err() {
-            tracing::error!("a partition worker stopped unexpectedly");
+        let queue = {
+            let mut workers = workers.lock().unwrap_or_else(PoisonError::into_inner);
+            let workers = &mut *workers;
+            let partition = (message.topic().to_owned(), message.partition());
+            let previous = workers.retiring.remove(&partition);
+            workers
+                .live
+                .entry(partition)
+                .or_insert_with(|| {
+                    let (queue, rx) = mpsc::channel(256);
+                    let (stop, stopped) = watch::channel(false);
+                    let task = tokio::spawn(worker(Arc::clone(&shared), rx, stopped, previous));
+                    Worker { queue, stop, task }
+                })
+                .queue
+                .clone()
+        };
+        // A worker stuck on a failing message fills its queue; waiting here then pauses intake.
+        if queue.send(message).await.is_err() {
+            tracing::debug!(
+                "a partition worker stopped; the message is replayed by the next owner"
+            );
         }
     }
     // Workers finish the message in hand; queued ones are left unstored, to be replayed.
-    shared.closing.store(true, Ordering::SeqCst);
-    for (_, (sender, handle)) in workers.drain() {
-        drop(sender);
-        if let Err(e) = handle.await {
+    let tasks = workers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retire_all();
+    for task in tasks {
+        if let Err(e) = task.await {
             tracing::warn!(error = %e, "partition worker ended abnormally");
         }
     }
@@ -160,51 +259,37 @@ pub async fn consume(
     Ok(())
 }
 
-async fn worker(shared: Arc<Shared>, mut rx: mpsc::Receiver<OwnedMessage>) {
-    while let Some(record) = rx.recv().await {
-        if shared.closing.load(Ordering::SeqCst) {
+/// Waits `duration`; `true` if told to stop meanwhile.
+async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => false,
+        _ = stop.wait_for(|stopped| *stopped) => true,
+    }
+}
+
+async fn worker(
+    shared: Arc<Shared>,
+    mut queue: mpsc::Receiver<OwnedMessage>,
+    mut stop: watch::Receiver<bool>,
+    previous: Option<JoinHandle<()>>,
+) {
+    // The partition's previous worker may still be finishing a message: keep the order.
+    if let Some(previous) = previous {
+        let _ = previous.await;
+    }
+    loop {
+        let record = tokio::select! {
+            record = queue.recv() => record,
+            _ = stop.wait_for(|stopped| *stopped) => None,
+        };
+        let Some(record) = record else { return };
+        if *stop.borrow() {
             return;
         }
         let started = Instant::now();
-        let decoded = envelope::decode(
-            record.topic(),
-            record.key(),
-            record.headers(),
-            record.payload(),
-        );
-        match decoded {
-            Err(e) => dead_letter(&shared, &record, &e.to_string()).await,
-            Ok(message) => {
-                let mut backoff = shared.config.initial_backoff;
-                loop {
-                    match shared.handler.handle(&message).await {
-                        Ok(outcome) => {
-                            shared.stats.handled.fetch_add(1, Ordering::Relaxed);
-                            if outcome == HandleOutcome::Duplicate {
-                                shared
-                                    .stats
-                                    .duplicates_discarded
-                                    .fetch_add(1, Ordering::Relaxed);
-                            }
-                            break;
-                        }
-                        Err(HandleError::Transient(error)) => {
-                            shared
-                                .stats
-                                .transient_failures
-                                .fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(group = %shared.config.group, message_id = %message.id, error = %error,
-                                retry_in_ms = backoff.as_millis(), "transient failure, retrying");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(shared.config.max_backoff);
-                        }
-                        Err(HandleError::Permanent(reason)) => {
-                            dead_letter(&shared, &record, &reason).await;
-                            break;
-                        }
-                    }
-                }
-            }
+        if !process(&shared, &record, &mut stop).await {
+            // Stopped while the message kept failing: not stored, so it is replayed.
+            return;
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         shared
@@ -213,6 +298,49 @@ async fn worker(shared: Arc<Shared>, mut rx: mpsc::Receiver<OwnedMessage>) {
             .fetch_add(micros, Ordering::Relaxed);
         if !shared.config.store_offset_before_handling {
             store(&shared, &record);
+        }
+    }
+}
+
+/// Handles one record until it is processed or dead-lettered (`true`), or the worker is told
+/// to stop while it keeps failing (`false`).
+async fn process(shared: &Shared, record: &OwnedMessage, stop: &mut watch::Receiver<bool>) -> bool {
+    let topic = shared.config.namespace.logical(record.topic());
+    let message = match envelope::decode(topic, record.key(), record.headers(), record.payload()) {
+        Ok(message) => message,
+        Err(e) => return dead_letter(shared, record, &e.to_string(), stop).await,
+    };
+    let mut attempts = Attempts::default();
+    loop {
+        let error = match shared.handler.handle(&message).await {
+            Ok(outcome) => {
+                shared.stats.handled.fetch_add(1, Ordering::Relaxed);
+                if outcome == HandleOutcome::Duplicate {
+                    shared
+                        .stats
+                        .duplicates_discarded
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                return true;
+            }
+            Err(error) => error,
+        };
+        match shared.config.retry.judge(&mut attempts, error) {
+            Verdict::Retry { after, error } => {
+                shared
+                    .stats
+                    .transient_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(group = %shared.config.group, message_id = %message.id,
+                    error = %error_chain(error.as_ref()), retry_in_ms = after.as_millis(),
+                    "handler failed, retrying");
+                if pause(stop, after).await {
+                    return false;
+                }
+            }
+            Verdict::DeadLetter { reason } => {
+                return dead_letter(shared, record, &reason, stop).await;
+            }
         }
     }
 }
@@ -230,12 +358,19 @@ fn store(shared: &Shared, record: &OwnedMessage) {
     }
 }
 
-/// Parks a record on `<topic>.dlq` with the reason, retrying until the broker has it.
-async fn dead_letter(shared: &Shared, record: &OwnedMessage, reason: &str) {
+/// Parks a record on `<topic>.dlq` with the reason, retrying until the broker has it (`true`)
+/// or the worker is told to stop (`false`).
+async fn dead_letter(
+    shared: &Shared,
+    record: &OwnedMessage,
+    reason: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
     let dlq_topic = topics::dead_letter(record.topic());
     let partition = record.partition().to_string();
     let offset = record.offset().to_string();
-    let mut backoff = shared.config.initial_backoff;
+    let group = shared.config.namespace.group(&shared.config.group);
+    let mut attempts = Attempts::default();
     tracing::error!(
         topic = record.topic(),
         partition = record.partition(),
@@ -272,7 +407,7 @@ async fn dead_letter(shared: &Shared, record: &OwnedMessage, reason: &str) {
             })
             .insert(Header {
                 key: "dlq_consumer_group",
-                value: Some(shared.config.group.as_str()),
+                value: Some(group.as_str()),
             });
         let mut out = FutureRecord::to(&dlq_topic).headers(headers);
         if let Some(key) = record.key() {
@@ -284,12 +419,15 @@ async fn dead_letter(shared: &Shared, record: &OwnedMessage, reason: &str) {
         match shared.dlq.send(out, Duration::from_secs(10)).await {
             Ok(_) => {
                 shared.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                return;
+                return true;
             }
             Err((e, _)) => {
-                tracing::warn!(error = %e, "cannot write to the dead-letter topic, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(shared.config.max_backoff);
+                attempts.failures = attempts.failures.saturating_add(1);
+                let after = shared.config.retry.backoff(attempts.failures);
+                tracing::warn!(error = %e, retry_in_ms = after.as_millis(), "cannot write to the dead-letter topic, retrying");
+                if pause(stop, after).await {
+                    return false;
+                }
             }
         }
     }

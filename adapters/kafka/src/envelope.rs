@@ -9,7 +9,7 @@ use uuid::Uuid;
 pub(crate) const SPEC_VERSION: &str = "1.0";
 
 /// The record headers of `message`.
-pub(crate) fn headers(message: &Message) -> OwnedHeaders {
+pub fn headers(message: &Message) -> OwnedHeaders {
     let id = message.id.to_string();
     let time = message
         .occurred_at

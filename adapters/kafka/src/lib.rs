@@ -10,8 +10,10 @@
 mod consumer;
 mod dev_broker;
 pub mod envelope;
+mod namespace;
 mod publisher;
 
 pub use consumer::{ConsumerConfig, ConsumerStats, consume};
 pub use dev_broker::{DevBroker, forward};
+pub use namespace::{Namespace, ensure_topics};
 pub use publisher::{KafkaPublisher, ProducerConfig};

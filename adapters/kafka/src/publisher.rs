@@ -13,11 +13,14 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use crate::envelope;
+use crate::namespace::Namespace;
 
 /// Producer settings.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
     pub brokers: String,
+    /// Where the logical topics of the messages live on the cluster.
+    pub namespace: Namespace,
     /// How long a message may wait for batching.
     pub linger: Duration,
     /// How long librdkafka keeps trying to deliver one message before reporting failure.
@@ -29,6 +32,7 @@ impl ProducerConfig {
     pub fn new(brokers: &str) -> Self {
         Self {
             brokers: brokers.to_owned(),
+            namespace: Namespace::default(),
             linger: Duration::from_millis(5),
             delivery_timeout: Duration::from_secs(30),
         }
@@ -54,6 +58,7 @@ impl ProducerConfig {
 #[derive(Clone)]
 pub struct KafkaPublisher {
     producer: FutureProducer,
+    namespace: Namespace,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -82,6 +87,7 @@ impl KafkaPublisher {
     pub fn new(config: &ProducerConfig) -> Result<Self, KafkaError> {
         Ok(Self {
             producer: config.client_config().create()?,
+            namespace: config.namespace.clone(),
         })
     }
 
@@ -118,7 +124,8 @@ impl MessagePublisher for KafkaPublisher {
                     message_id: message.id,
                     reason: format!("payload is not serializable: {e}"),
                 })?;
-            let mut record = FutureRecord::to(&message.topic)
+            let topic = self.namespace.topic(&message.topic);
+            let mut record = FutureRecord::to(&topic)
                 .key(message.key.as_bytes())
                 .payload(&payload)
                 .headers(envelope::headers(message));

@@ -2,9 +2,9 @@
 //!
 //! Each topic has a fixed number of partitions; a message goes to the partition of its key, so
 //! messages with one key are handled in order. Every subscription (a consumer group) has one
-//! worker per partition: partitions are processed concurrently, each in order. A transient
-//! handler error is retried with backoff without moving on; a permanent one parks the message
-//! in the dead-letter list and moves on. With `redelivery_probability > 0` the bus delivers
+//! worker per partition: partitions are processed concurrently, each in order. A failed handler
+//! call is judged by the [`RetryPolicy`] every transport shares: retried with backoff without
+//! moving on, or the message is parked in the dead-letter list and the partition moves on. With `redelivery_probability > 0` the bus delivers
 //! messages a second time at random, as Kafka does after a crash or rebalance, so consumers
 //! must be idempotent.
 //!
@@ -20,10 +20,9 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordership_domain::Message;
-use ordership_domain::ports::{
-    HandleError, HandleOutcome, MessageHandler, MessagePublisher, PublishError,
-};
+use ordership_domain::ports::{HandleOutcome, MessageHandler, MessagePublisher, PublishError};
+use ordership_domain::retry::error_chain;
+use ordership_domain::{Attempts, Message, RetryPolicy, Verdict};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -35,9 +34,8 @@ pub struct BusConfig {
     pub partitions: usize,
     /// Chance (0.0–1.0) that a handled message is delivered once more.
     pub redelivery_probability: f64,
-    /// First wait after a transient error; doubles up to `max_backoff`.
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
+    /// Retries and dead-lettering of failed handler calls.
+    pub retry: RetryPolicy,
     /// `publish` waits until every subscriber has handled (or dead-lettered) the batch.
     pub acknowledge_after_handling: bool,
 }
@@ -47,8 +45,11 @@ impl Default for BusConfig {
         Self {
             partitions: 4,
             redelivery_probability: 0.0,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_secs(1),
+            retry: RetryPolicy {
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_secs(1),
+                ..RetryPolicy::default()
+            },
             acknowledge_after_handling: false,
         }
     }
@@ -236,12 +237,16 @@ impl Worker {
             if self.bus.closing.load(Ordering::SeqCst) {
                 return;
             }
-            self.deliver(&message).await;
+            if !self.deliver(&message).await {
+                // Closing while the message was failing: unacknowledged, so it stays in the outbox.
+                return;
+            }
             let again = self.bus.config.redelivery_probability > 0.0
                 && rand::rng().random_bool(self.bus.config.redelivery_probability.min(1.0));
             if again {
                 self.bus.stats.redelivered.fetch_add(1, Ordering::Relaxed);
-                self.deliver(&message).await;
+                // The first delivery succeeded, so the message is acknowledged either way.
+                let _ = self.deliver(&message).await;
             }
             if let Some(ack) = ack {
                 // The publisher may have given up waiting; nothing to tell then.
@@ -250,27 +255,34 @@ impl Worker {
         }
     }
 
-    /// Hands the message to the handler until it is processed or dead-lettered.
-    async fn deliver(&self, message: &Message) {
+    /// Hands the message to the handler until it is processed or dead-lettered (`true`), or the
+    /// bus closes while it is failing (`false`).
+    async fn deliver(&self, message: &Message) -> bool {
         let stats = &self.bus.stats;
-        let mut backoff = self.bus.config.initial_backoff;
+        let mut attempts = Attempts::default();
         loop {
-            match self.handler.handle(message).await {
+            let error = match self.handler.handle(message).await {
                 Ok(outcome) => {
                     stats.handled.fetch_add(1, Ordering::Relaxed);
                     if outcome == HandleOutcome::Duplicate {
                         stats.duplicates_discarded.fetch_add(1, Ordering::Relaxed);
                     }
-                    return;
+                    return true;
                 }
-                Err(HandleError::Transient(error)) => {
+                Err(error) => error,
+            };
+            match self.bus.config.retry.judge(&mut attempts, error) {
+                Verdict::Retry { after, error } => {
                     stats.transient_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(group = %self.group, message_id = %message.id, error = %error,
-                        retry_in_ms = backoff.as_millis(), "transient failure, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.bus.config.max_backoff);
+                    tracing::warn!(group = %self.group, message_id = %message.id,
+                        error = %error_chain(error.as_ref()), retry_in_ms = after.as_millis(),
+                        "handler failed, retrying");
+                    if self.bus.closing.load(Ordering::SeqCst) {
+                        return false;
+                    }
+                    tokio::time::sleep(after).await;
                 }
-                Err(HandleError::Permanent(reason)) => {
+                Verdict::DeadLetter { reason } => {
                     stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(group = %self.group, message_id = %message.id,
                         message_type = %message.message_type, %reason, "message dead-lettered");
@@ -283,7 +295,7 @@ impl Worker {
                             message: message.clone(),
                             reason,
                         });
-                    return;
+                    return true;
                 }
             }
         }
@@ -299,6 +311,7 @@ mod tests {
     use tokio::sync::Notify;
 
     use super::*;
+    use ordership_domain::ports::HandleError;
 
     fn message(key: &str, n: u64) -> Message {
         Message {
@@ -319,6 +332,7 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         seen: StdMutex<Vec<(String, u64)>>,
+        unavailable: AtomicU32,
         transient: AtomicU32,
         gate: Option<Arc<Notify>>,
     }
@@ -329,12 +343,15 @@ mod tests {
             if let Some(gate) = &self.gate {
                 gate.notified().await;
             }
-            if self
-                .transient
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                return Err(HandleError::Transient("database down".into()));
+            let take = |n: &AtomicU32| {
+                n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+            };
+            if take(&self.unavailable) {
+                return Err(HandleError::Unavailable("database down".into()));
+            }
+            if take(&self.transient) {
+                return Err(HandleError::Transient("version conflict".into()));
             }
             if m.payload["n"] == 999 {
                 return Err(HandleError::Permanent("poison".into()));
@@ -347,7 +364,11 @@ mod tests {
 
     fn fast() -> BusConfig {
         BusConfig {
-            initial_backoff: Duration::from_millis(1),
+            retry: RetryPolicy {
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(5),
+                max_attempts: 5,
+            },
             ..BusConfig::default()
         }
     }
@@ -392,13 +413,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_transient_failure_is_retried_without_moving_on() {
+    async fn failures_are_retried_without_moving_on() {
         let bus = InProcessBus::new(BusConfig {
             partitions: 1,
             ..fast()
         });
+        // 20 outage failures, more than max_attempts, then 4 conflicts, one fewer than it.
         let recorder = Arc::new(Recorder {
-            transient: AtomicU32::new(3),
+            unavailable: AtomicU32::new(20),
+            transient: AtomicU32::new(4),
             ..Recorder::default()
         });
         let handler: Arc<dyn MessageHandler> = recorder.clone();
@@ -411,7 +434,32 @@ mod tests {
             *recorder.seen.lock().expect("lock"),
             [("k".to_owned(), 1), ("k".to_owned(), 2)]
         );
-        assert_eq!(bus.stats().transient_failures.load(Ordering::Relaxed), 3);
+        assert_eq!(bus.stats().transient_failures.load(Ordering::Relaxed), 24);
+        assert!(bus.dead_letters().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_message_that_keeps_failing_is_dead_lettered_after_max_attempts() {
+        let bus = InProcessBus::new(BusConfig {
+            partitions: 1,
+            ..fast()
+        });
+        let recorder = Arc::new(Recorder {
+            transient: AtomicU32::new(5),
+            ..Recorder::default()
+        });
+        let handler: Arc<dyn MessageHandler> = recorder.clone();
+        bus.subscribe("t", "g", &handler);
+        bus.publish(&[message("k", 1), message("k", 2)])
+            .await
+            .expect("publish");
+        settle(&bus, 2).await;
+        assert_eq!(*recorder.seen.lock().expect("lock"), [("k".to_owned(), 2)]);
+        let dead = bus.dead_letters();
+        assert_eq!(
+            (dead.len(), dead[0].reason.as_str()),
+            (1, "failed attempt 5 of 5: version conflict")
+        );
     }
 
     #[tokio::test]

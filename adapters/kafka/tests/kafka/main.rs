@@ -9,9 +9,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ordership_domain::ports::{HandleError, HandleOutcome, MessageHandler, MessagePublisher};
-use ordership_domain::{Message, MessageId, topics};
-use ordership_kafka::{ConsumerConfig, ConsumerStats, KafkaPublisher, ProducerConfig, consume};
+use ordership_domain::{Message, MessageId, RetryPolicy, topics};
+use ordership_kafka::{
+    ConsumerConfig, ConsumerStats, KafkaPublisher, ProducerConfig, consume, ensure_topics,
+};
 use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -43,7 +47,8 @@ fn message(topic: &str, key: &str, n: u32) -> Message {
     }
 }
 
-/// Records what it handles; fails transiently while `failing` is set.
+/// Records what it handles; while `failing` is set, fails as if the database were down; fails
+/// with a conflict whenever the payload says `"conflict": true`.
 #[derive(Default)]
 struct Recorder {
     seen: Mutex<Vec<Message>>,
@@ -54,7 +59,10 @@ struct Recorder {
 impl MessageHandler for Recorder {
     async fn handle(&self, message: &Message) -> Result<HandleOutcome, HandleError> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(HandleError::Transient("database down".into()));
+            return Err(HandleError::Unavailable("database down".into()));
+        }
+        if message.payload["conflict"] == true {
+            return Err(HandleError::Transient("version conflict".into()));
         }
         self.seen.lock().expect("lock").push(message.clone());
         Ok(HandleOutcome::Applied)
@@ -65,22 +73,30 @@ impl MessageHandler for Recorder {
 fn start_consumer(
     topic: &str,
     group: &str,
-    handler: Arc<Recorder>,
+    handler: Arc<dyn MessageHandler>,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    start_consumer_with(topic, group, handler, Arc::new(ConsumerStats::default()))
+}
+
+fn start_consumer_with(
+    topic: &str,
+    group: &str,
+    handler: Arc<dyn MessageHandler>,
+    stats: Arc<ConsumerStats>,
 ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let (stop, mut stopped) = watch::channel(false);
     let config = ConsumerConfig {
-        initial_backoff: Duration::from_millis(20),
+        retry: RetryPolicy {
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+            max_attempts: 3,
+        },
         ..ConsumerConfig::new(&brokers(), group, &[topic])
     };
     let task = tokio::spawn(async move {
-        consume(
-            config,
-            handler,
-            Arc::new(ConsumerStats::default()),
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            },
-        )
+        consume(config, handler, stats, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
         .await
         .expect("consumer runs");
     });
@@ -171,7 +187,8 @@ async fn a_message_whose_handler_fails_is_not_acknowledged() {
         .await
         .expect("published");
 
-    // The first consumer keeps failing, then stops (as if the process went down).
+    // The first consumer keeps failing (the database is down: more failures than max_attempts,
+    // yet never dead-lettered), then stops (as if the process went down).
     let failing = Arc::new(Recorder::default());
     failing
         .failing
@@ -228,25 +245,230 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_and_the_next_one_is_proc
     stop.send_replace(true);
     task.await.expect("stops");
 
+    let (payload, reason) = first_dead_letter(&topic).await;
+    assert_eq!(payload, b"not json, no headers");
+    assert_eq!(reason, "missing header ce_specversion");
+}
+
+/// The payload and `dlq_reason` of the first record on `<topic>.dlq`.
+async fn first_dead_letter(topic: &str) -> (Vec<u8>, String) {
     let dlq: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("dlq-reader"))
         .set("auto.offset.reset", "earliest")
         .create()
         .expect("consumer");
-    let dlq_topic = topics::dead_letter(&topic);
+    let dlq_topic = topics::dead_letter(topic);
     dlq.subscribe(&[dlq_topic.as_str()]).expect("subscribe");
     let parked = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
         .await
         .expect("a parked record")
         .expect("ok");
-    assert_eq!(parked.payload(), Some(&b"not json, no headers"[..]));
     let reason = parked
         .headers()
         .expect("headers")
         .iter()
         .find(|h| h.key == "dlq_reason")
         .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned());
-    assert_eq!(reason.as_deref(), Some("missing header ce_specversion"));
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .expect("a dlq_reason header");
+    (parked.payload().unwrap_or_default().to_vec(), reason)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_failing_is_dead_lettered_after_max_attempts() {
+    let topic = unique("failing");
+    let mut stuck = message(&topic, "order-1", 1);
+    stuck.payload = serde_json::json!({ "n": 1, "conflict": true });
+    let next = message(&topic, "order-1", 2);
+    KafkaPublisher::new(&ProducerConfig::new(&brokers()))
+        .expect("producer")
+        .publish(&[stuck.clone(), next.clone()])
+        .await
+        .expect("published");
+
+    let recorder = Arc::new(Recorder::default());
+    let stats = Arc::new(ConsumerStats::default());
+    let (stop, task) =
+        start_consumer_with(&topic, &unique("group"), recorder.clone(), stats.clone());
+    wait_until("the next message of the partition is processed", || {
+        !recorder.seen.lock().expect("lock").is_empty()
+    })
+    .await;
+    assert_eq!(recorder.seen.lock().expect("lock")[0].id, next.id);
+    stop.send_replace(true);
+    task.await.expect("stops");
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(
+        (
+            stats.transient_failures.load(Relaxed),
+            stats.dead_lettered.load(Relaxed)
+        ),
+        (2, 1),
+        "two retries, then the third failure dead-letters"
+    );
+    let (payload, reason) = first_dead_letter(&topic).await;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&payload).expect("json"),
+        stuck.payload
+    );
+    assert_eq!(reason, "failed attempt 3 of 3: version conflict");
+}
+
+/// Which consumer started which message (partition, number), and when.
+type Timeline = Arc<Mutex<Vec<(&'static str, i64, i64, std::time::Instant)>>>;
+
+/// Records each start on a shared timeline, then takes `delay`.
+struct Timed {
+    name: &'static str,
+    delay: Duration,
+    timeline: Timeline,
+}
+
+#[async_trait]
+impl MessageHandler for Timed {
+    async fn handle(&self, message: &Message) -> Result<HandleOutcome, HandleError> {
+        let (p, n) = (
+            message.payload["p"].as_i64().unwrap_or(-1),
+            message.payload["n"].as_i64().unwrap_or(-1),
+        );
+        self.timeline
+            .lock()
+            .expect("lock")
+            .push((self.name, p, n, std::time::Instant::now()));
+        tokio::time::sleep(self.delay).await;
+        Ok(HandleOutcome::Applied)
+    }
+}
+
+/// Creates `topic` with `partitions` partitions through the admin API where the cluster has one
+/// (the development broker has not: it creates topics on first use, with 4 partitions).
+async fn topic_with_partitions(topic: &str, partitions: i32) -> i32 {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let options = AdminOptions::new()
+        .request_timeout(Some(Duration::from_secs(3)))
+        .operation_timeout(Some(Duration::from_secs(3)));
+    let _ = admin
+        .create_topics(
+            &[NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(-1),
+            )],
+            &options,
+        )
+        .await;
+    ensure_topics(
+        &brokers(),
+        &[topic.to_owned()],
+        partitions,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("the topic exists");
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    i32::try_from(metadata.topics()[0].partitions().len()).expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_partition_is_not_worked_on_by_its_old_owner() {
+    let topic = unique("rebalance");
+    let partitions = topic_with_partitions(&topic, 4).await;
+    assert!(partitions >= 2, "the test needs at least two partitions");
+    // 40 messages on every partition, each carrying its partition and number.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    for p in 0..partitions {
+        for n in 0..40 {
+            let mut m = message(&topic, &format!("key-{p}"), 0);
+            m.payload = serde_json::json!({ "p": p, "n": n });
+            let payload = serde_json::to_vec(&m.payload).expect("json");
+            producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .partition(p)
+                        .key(&m.key)
+                        .payload(&payload)
+                        .headers(ordership_kafka::envelope::headers(&m)),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("sent");
+        }
+    }
+    // A takes 250 ms a message, so it still holds every partition's queue when B has joined.
+    let group = unique("group");
+    let timeline = Timeline::default();
+    let a_stats = Arc::new(ConsumerStats::default());
+    let slow: Arc<dyn MessageHandler> = Arc::new(Timed {
+        name: "a",
+        delay: Duration::from_millis(250),
+        timeline: timeline.clone(),
+    });
+    let (stop_a, task_a) = start_consumer_with(&topic, &group, slow, a_stats.clone());
+    wait_until("a started on every partition", || {
+        let t = timeline.lock().expect("lock");
+        (0..partitions).all(|p| t.iter().any(|e| e.1 == i64::from(p)))
+    })
+    .await;
+    let fast: Arc<dyn MessageHandler> = Arc::new(Timed {
+        name: "b",
+        delay: Duration::ZERO,
+        timeline: timeline.clone(),
+    });
+    let (stop_b, task_b) = start_consumer(&topic, &group, fast);
+    wait_until("b took over a partition", || {
+        timeline.lock().expect("lock").iter().any(|e| e.0 == "b")
+    })
+    .await;
+    // Everything is handled at least once, by one or the other.
+    let total = usize::try_from(partitions * 40).expect("count");
+    wait_until("every message was handled", || {
+        let t = timeline.lock().expect("lock");
+        let mut done: Vec<(i64, i64)> = t.iter().map(|e| (e.1, e.2)).collect();
+        done.sort_unstable();
+        done.dedup();
+        done.len() == total
+    })
+    .await;
+    stop_a.send_replace(true);
+    stop_b.send_replace(true);
+    task_a.await.expect("a stops");
+    task_b.await.expect("b stops");
+
+    assert!(
+        a_stats
+            .partitions_revoked
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    // On every partition B worked on, A started nothing after B's first start there.
+    let t = timeline.lock().expect("lock");
+    for p in 0..i64::from(partitions) {
+        let Some(b_first) = t
+            .iter()
+            .filter(|e| e.0 == "b" && e.1 == p)
+            .map(|e| e.3)
+            .min()
+        else {
+            continue;
+        };
+        let late: Vec<i64> = t
+            .iter()
+            .filter(|e| e.0 == "a" && e.1 == p && e.3 > b_first)
+            .map(|e| e.2)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "partition {p} was revoked from a, yet a started {late:?} after b took it over"
+        );
+    }
 }
