@@ -12,6 +12,7 @@ use ordership_domain::ports::{
     Clock, MessagePublisher, OutboxSignal, PublishError, StoreError, Transaction, UnitOfWork,
 };
 
+use crate::monitoring::RelayMetrics;
 use crate::shutdown::Shutdown;
 
 #[derive(Debug, Clone)]
@@ -48,6 +49,7 @@ pub struct OutboxRelay<Tx: ?Sized> {
     signal: Arc<dyn OutboxSignal>,
     clock: Arc<dyn Clock>,
     config: RelayConfig,
+    metrics: Arc<RelayMetrics>,
 }
 
 impl<Tx: ?Sized> std::fmt::Debug for OutboxRelay<Tx> {
@@ -73,7 +75,15 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             signal,
             clock,
             config,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Records what the relay publishes, and how fast, in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<RelayMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Publishes one batch; returns how many messages were published.
@@ -94,7 +104,10 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             return Ok(0);
         }
         let messages: Vec<_> = batch.iter().map(|e| e.message.clone()).collect();
-        let (published, refused) = match self.publisher.publish(&messages).await {
+        let started = std::time::Instant::now();
+        let outcome = self.publisher.publish(&messages).await;
+        self.metrics.publish.observe(started.elapsed());
+        let (published, refused) = match outcome {
             Ok(()) => (batch.len(), None),
             Err(PublishError::Refused { message_id, reason }) => {
                 // What went out before the refused message stays published; the refused one is
@@ -106,6 +119,13 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             Err(e) => return Err(e.into()),
         };
         let now = self.clock.now();
+        for message in messages.iter().take(published) {
+            let lag = (now - message.occurred_at).to_std().unwrap_or_default();
+            self.metrics.lag.observe(lag);
+        }
+        self.metrics
+            .published
+            .fetch_add(published as u64, std::sync::atomic::Ordering::Relaxed);
         let positions: Vec<i64> = batch.iter().take(published).map(|e| e.position).collect();
         tx.outbox().mark_published(&positions, now).await?;
         if let Some((position, reason)) = refused {

@@ -3,6 +3,8 @@
 //! in-memory stores (embedded) and on PostgreSQL.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,17 +12,19 @@ use axum::Router;
 use ordership_application::background::{
     purge_idempotency_keys, purge_outbox_and_inbox, run_every, run_sweeper,
 };
+use ordership_application::monitoring::{HandlerMetrics, Measured, RelayMetrics};
 use ordership_application::{
     DeliveryService, FulfilmentOrchestrator, MessageFactory, OrderService, OutboxRelay,
     RelayConfig, RetentionConfig, SagaConfig, Shutdown, ShutdownTrigger,
 };
 use ordership_domain::ports::{
     Clock, DeliveryTransaction, MessageHandler, MessagePublisher, OrderTransaction, OutboxSignal,
-    UnitOfWork,
+    Transaction, UnitOfWork,
 };
 use ordership_domain::{DeliveryPolicy, RetryPolicy, topics};
 use ordership_http::{
-    ApiBuilder, Family, HttpConfig, Kind, MetricSource, OutboxBacklog, SagaStates, StoreCheck,
+    ApiBuilder, Family, HandlerLatency, HttpConfig, MetricSource, OutboxBacklog, RelayLatency,
+    SagaStates, StoreCheck,
 };
 use ordership_kafka::{ConsumerConfig, ConsumerStats, KafkaPublisher, Namespace, consume};
 use ordership_memory::{BusConfig, InProcessBus, SystemClock, UuidV7Ids};
@@ -109,19 +113,11 @@ pub struct Running {
 }
 
 /// A counter family with one unlabelled sample.
-fn counter(name: &'static str, help: &'static str, value: &std::sync::atomic::AtomicU64) -> Family {
-    Family {
-        name,
-        help,
-        kind: Kind::Counter,
-        samples: vec![(
-            Vec::new(),
-            value.load(std::sync::atomic::Ordering::Relaxed) as f64,
-        )],
-    }
+fn counter(name: &'static str, help: &'static str, value: &AtomicU64) -> Family {
+    Family::counter(name, help, vec![(Vec::new(), value.load(Relaxed) as f64)])
 }
 
-/// The in-process bus's counters as metrics.
+/// What the in-process bus did, as metrics (handling itself is measured per consumer).
 struct BusMetrics(InProcessBus);
 
 #[async_trait]
@@ -131,13 +127,8 @@ impl MetricSource for BusMetrics {
         vec![
             counter(
                 "ordership_messages_published_total",
-                "Messages the relays published.",
+                "Messages the relays published to the bus.",
                 &s.published,
-            ),
-            counter(
-                "ordership_messages_handled_total",
-                "Messages consumers handled (including duplicates).",
-                &s.handled,
             ),
             counter(
                 "ordership_messages_redelivered_total",
@@ -145,13 +136,8 @@ impl MetricSource for BusMetrics {
                 &s.redelivered,
             ),
             counter(
-                "ordership_inbox_duplicates_discarded_total",
-                "Duplicates the inbox acknowledged without effect.",
-                &s.duplicates_discarded,
-            ),
-            counter(
-                "ordership_consumer_transient_failures_total",
-                "Handler attempts that failed transiently and were retried.",
+                "ordership_consumer_retries_total",
+                "Failed handler attempts the transport tried again.",
                 &s.transient_failures,
             ),
             counter(
@@ -163,34 +149,17 @@ impl MetricSource for BusMetrics {
     }
 }
 
-/// Consumer counters as metrics.
+/// What the Kafka consumers did, as metrics (handling itself is measured per consumer).
 struct ConsumerMetrics(Arc<ConsumerStats>);
 
 #[async_trait]
 impl MetricSource for ConsumerMetrics {
     async fn collect(&self) -> Vec<Family> {
-        use std::sync::atomic::Ordering::Relaxed;
         let s = &self.0;
-        let handled = s.handled.load(Relaxed);
-        let mean = if handled == 0 {
-            0.0
-        } else {
-            s.processing_micros.load(Relaxed) as f64 / handled as f64 / 1e6
-        };
         vec![
             counter(
-                "ordership_messages_handled_total",
-                "Messages consumers handled (including duplicates).",
-                &s.handled,
-            ),
-            counter(
-                "ordership_inbox_duplicates_discarded_total",
-                "Duplicates the inbox acknowledged without effect.",
-                &s.duplicates_discarded,
-            ),
-            counter(
-                "ordership_consumer_transient_failures_total",
-                "Handler attempts that failed transiently and were retried.",
+                "ordership_consumer_retries_total",
+                "Failed handler attempts the transport tried again.",
                 &s.transient_failures,
             ),
             counter(
@@ -198,12 +167,11 @@ impl MetricSource for ConsumerMetrics {
                 "Messages parked in a dead-letter topic.",
                 &s.dead_lettered,
             ),
-            Family {
-                name: "ordership_consumer_processing_seconds_mean",
-                help: "Mean time to handle one message, including retries.",
-                kind: Kind::Gauge,
-                samples: vec![(Vec::new(), mean)],
-            },
+            counter(
+                "ordership_consumer_partitions_revoked_total",
+                "Partitions taken away from this process's consumers by rebalances.",
+                &s.partitions_revoked,
+            ),
         ]
     }
 }
@@ -268,6 +236,65 @@ impl Transport {
     }
 }
 
+/// Starts the messaging of the services: their consumers, measured, and their outbox relays.
+struct Launcher<'a> {
+    transport: &'a Transport,
+    publisher: Arc<dyn MessagePublisher>,
+    clock: Arc<dyn Clock>,
+    relay: RelayConfig,
+    shutdown: Shutdown,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Launcher<'_> {
+    /// Delivers `topic` to `handler` as consumer group `group`; returns the handler's metrics.
+    fn consumer(
+        &mut self,
+        topic: &str,
+        group: &'static str,
+        handler: Arc<dyn MessageHandler>,
+    ) -> Arc<dyn MetricSource> {
+        let metrics = Arc::new(HandlerMetrics::default());
+        let measured = Arc::new(Measured::new(handler, Arc::clone(&metrics)));
+        self.tasks.extend(
+            self.transport
+                .subscribe(topic, group, measured, &self.shutdown),
+        );
+        Arc::new(HandlerLatency {
+            consumer: group,
+            metrics,
+        })
+    }
+
+    /// Relays `side`'s outbox; returns the relay's and the outbox's metrics.
+    fn relay<Tx: ?Sized + Transaction + 'static>(
+        &mut self,
+        service: &'static str,
+        side: &Side<Tx>,
+    ) -> [Arc<dyn MetricSource>; 2] {
+        let metrics = Arc::new(RelayMetrics::default());
+        let relay = OutboxRelay::new(
+            side.store.clone(),
+            Arc::clone(&self.publisher),
+            side.outbox.clone(),
+            Arc::clone(&self.clock),
+            self.relay.clone(),
+        )
+        .with_metrics(Arc::clone(&metrics));
+        let shutdown = self.shutdown.clone();
+        self.tasks
+            .push(tokio::spawn(async move { relay.run(shutdown).await }));
+        [
+            Arc::new(RelayLatency { service, metrics }),
+            Arc::new(OutboxBacklog {
+                service,
+                uow: side.store.clone(),
+                clock: Arc::clone(&self.clock),
+            }),
+        ]
+    }
+}
+
 /// Wires and starts the services `stores` holds, on `transport`. Must be called inside a Tokio
 /// runtime.
 #[must_use]
@@ -276,8 +303,14 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
     let ids = Arc::new(UuidV7Ids);
     let factory = |source: &str| MessageFactory::new(source, Arc::clone(&clock), ids.clone());
     let (trigger, shutdown) = ShutdownTrigger::new();
-    let publisher = transport.publisher();
-    let mut tasks = Vec::new();
+    let mut launch = Launcher {
+        transport: &transport,
+        publisher: transport.publisher(),
+        clock: Arc::clone(&clock),
+        relay: config.relay.clone(),
+        shutdown: shutdown.clone(),
+        tasks: Vec::new(),
+    };
     let mut api = ApiBuilder::new(config.http.clone());
     let mut orders = None;
     let mut deliveries = None;
@@ -289,32 +322,18 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
             factory("/ordership/delivery-service"),
             config.policy.clone(),
         );
-        tasks.extend(transport.subscribe(
-            topics::DELIVERY_COMMANDS,
-            ordership_application::deliveries::CONSUMER,
-            Arc::new(service.clone()),
-            &shutdown,
-        ));
-        let relay: OutboxRelay<dyn DeliveryTransaction> = OutboxRelay::new(
-            side.store.clone(),
-            publisher.clone(),
-            side.outbox.clone(),
-            Arc::clone(&clock),
-            config.relay.clone(),
-        );
-        let s = shutdown.clone();
-        tasks.push(tokio::spawn(async move { relay.run(s).await }));
         api = api
+            .metric_source(launch.consumer(
+                topics::DELIVERY_COMMANDS,
+                ordership_application::deliveries::CONSUMER,
+                Arc::new(service.clone()),
+            ))
+            .metric_sources(launch.relay("delivery", side))
             .deliveries(service.clone())
             .check(Arc::new(StoreCheck::new(
                 "delivery-store",
                 side.store.clone(),
-            )))
-            .metric_source(Arc::new(OutboxBacklog {
-                service: "delivery",
-                uow: side.store.clone(),
-                clock: Arc::clone(&clock),
-            }));
+            )));
         deliveries = Some(service);
     }
     if let Some(side) = &stores.orders {
@@ -328,38 +347,25 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
             factory("/ordership/order-service"),
             config.saga.clone(),
         );
-        tasks.extend(transport.subscribe(
-            topics::DELIVERY_EVENTS,
-            ordership_application::saga::CONSUMER,
-            Arc::new(saga.clone()),
-            &shutdown,
-        ));
-        let relay: OutboxRelay<dyn OrderTransaction> = OutboxRelay::new(
-            side.store.clone(),
-            publisher.clone(),
-            side.outbox.clone(),
-            Arc::clone(&clock),
-            config.relay.clone(),
-        );
-        let s = shutdown.clone();
-        tasks.push(tokio::spawn(async move { relay.run(s).await }));
-        tasks.push(tokio::spawn(run_sweeper(
+        api = api
+            .metric_source(launch.consumer(
+                topics::DELIVERY_EVENTS,
+                ordership_application::saga::CONSUMER,
+                Arc::new(saga.clone()),
+            ))
+            .metric_sources(launch.relay("order", side))
+            .orders(service.clone())
+            .check(Arc::new(StoreCheck::new("order-store", side.store.clone())))
+            .metric_source(Arc::new(SagaStates(side.store.clone())));
+        launch.tasks.push(tokio::spawn(run_sweeper(
             saga,
             config.sweep_interval,
             100,
             shutdown.clone(),
         )));
-        api = api
-            .orders(service.clone())
-            .check(Arc::new(StoreCheck::new("order-store", side.store.clone())))
-            .metric_source(Arc::new(SagaStates(side.store.clone())))
-            .metric_source(Arc::new(OutboxBacklog {
-                service: "order",
-                uow: side.store.clone(),
-                clock: Arc::clone(&clock),
-            }));
         orders = Some(service);
     }
+    let mut tasks = launch.tasks;
 
     let retention = config.retention.clone();
     let (o, d, c) = (

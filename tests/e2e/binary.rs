@@ -50,6 +50,7 @@ pub(crate) async fn spawn(args: &[&str], marker: &str) -> Process {
         .env("RUST_LOG", "info")
         .env_remove("DATABASE_URL")
         .env_remove("KAFKA_BROKERS")
+        .env_remove("ORDERSHIP_KAFKA_NAMESPACE")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

@@ -1,12 +1,15 @@
 //! The two services as separate processes over PostgreSQL and a Kafka-protocol broker, driven
-//! by `ordership load`. Each test runs its own `ordership dev-broker`, so it owns the topics.
+//! by `ordership load`. Tests use the cluster in `KAFKA_BROKERS` (scripts/test.sh starts a dev
+//! broker; any real cluster works), each in a namespace of its own, so they share it without
+//! seeing each other's topics or groups; without `KAFKA_BROKERS` each starts its own
+//! `ordership dev-broker`. The broker-outage test always takes its own dev broker down.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordership_domain::ports::MessageHandler;
 use ordership_domain::topics;
-use ordership_kafka::{ConsumerConfig, ConsumerStats, consume};
+use ordership_kafka::{ConsumerConfig, ConsumerStats, Namespace, consume};
 use ordership_postgres::testing::fresh_database_url;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -15,32 +18,30 @@ use tokio::process::Command;
 use crate::binary::{Process, binary, spawn, start, terminate};
 use crate::invariants::EventRecorder;
 
-/// A dev broker, the delivery service and the order service, on a fresh database.
-pub(crate) struct Deployment {
-    pub(crate) broker: Process,
-    pub(crate) orders: Process,
-    pub(crate) deliveries: Process,
-    pub(crate) database: String,
+/// A Kafka cluster and the namespace a test works in.
+pub(crate) struct Cluster {
+    pub(crate) brokers: String,
+    pub(crate) namespace: String,
+    /// The dev broker this test started, if it started one.
+    pub(crate) own: Option<Process>,
 }
 
-pub(crate) async fn service(kind: &str, database: &str, brokers: &str, extra: &[&str]) -> Process {
-    let mut args = vec![
-        kind,
-        "--database-url",
-        database,
-        "--kafka-brokers",
-        brokers,
-        "--reply-timeout",
-        "2s",
-        "--sweep-interval",
-        "200ms",
-    ];
-    args.extend_from_slice(extra);
-    start(&args).await
-}
+impl Cluster {
+    /// The cluster in `KAFKA_BROKERS` with a fresh namespace, or else a dev broker of this test's
+    /// own.
+    pub(crate) async fn for_test() -> Self {
+        match std::env::var("KAFKA_BROKERS") {
+            Ok(brokers) if !brokers.trim().is_empty() => Self {
+                brokers,
+                namespace: format!("e2e-{}.", uuid::Uuid::now_v7().simple()),
+                own: None,
+            },
+            _ => Self::own().await,
+        }
+    }
 
-impl Deployment {
-    pub(crate) async fn start(extra: &[&str]) -> Self {
+    /// A dev broker of this test's own, for tests that take it down.
+    pub(crate) async fn own() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("a free port")
             .local_addr()
@@ -48,11 +49,65 @@ impl Deployment {
             .port()
             .to_string();
         let broker = spawn(&["dev-broker", "--port", &port], "dev broker ready on ").await;
-        let database = fresh_database_url().await;
-        let deliveries = service("delivery-service", &database, &broker.addr, extra).await;
-        let orders = service("order-service", &database, &broker.addr, extra).await;
         Self {
-            broker,
+            brokers: broker.addr.clone(),
+            namespace: String::new(),
+            own: Some(broker),
+        }
+    }
+
+    /// The flags that put a service on this cluster, in this namespace.
+    pub(crate) fn args(&self) -> [&str; 4] {
+        [
+            "--kafka-brokers",
+            &self.brokers,
+            "--kafka-namespace",
+            &self.namespace,
+        ]
+    }
+
+    pub(crate) async fn stop(self) {
+        if let Some(broker) = self.own {
+            terminate(broker).await;
+        }
+    }
+}
+
+/// The delivery service and the order service on a Kafka cluster and a fresh database.
+pub(crate) struct Deployment {
+    pub(crate) cluster: Cluster,
+    pub(crate) orders: Process,
+    pub(crate) deliveries: Process,
+    pub(crate) database: String,
+}
+
+pub(crate) async fn service(
+    kind: &str,
+    database: &str,
+    cluster: &Cluster,
+    extra: &[&str],
+) -> Process {
+    let mut args = vec![
+        kind,
+        "--database-url",
+        database,
+        "--reply-timeout",
+        "2s",
+        "--sweep-interval",
+        "200ms",
+    ];
+    args.extend_from_slice(&cluster.args());
+    args.extend_from_slice(extra);
+    start(&args).await
+}
+
+impl Deployment {
+    pub(crate) async fn start(cluster: Cluster) -> Self {
+        let database = fresh_database_url().await;
+        let deliveries = service("delivery-service", &database, &cluster, &[]).await;
+        let orders = service("order-service", &database, &cluster, &[]).await;
+        Self {
+            cluster,
             orders,
             deliveries,
             database,
@@ -62,7 +117,7 @@ impl Deployment {
     pub(crate) async fn stop(self) {
         terminate(self.orders).await;
         terminate(self.deliveries).await;
-        terminate(self.broker).await;
+        self.cluster.stop().await;
     }
 }
 
@@ -120,15 +175,18 @@ pub(crate) async fn check_invariants(pool: &PgPool) {
 }
 
 /// Reads `ordership.order.events` from the start and checks each order's events arrive in order.
-pub(crate) async fn check_event_order(pool: &PgPool, brokers: &str) {
+pub(crate) async fn check_event_order(pool: &PgPool, cluster: &Cluster) {
     let recorder = Arc::new(EventRecorder::default());
     let handler: Arc<dyn MessageHandler> = recorder.clone();
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let config = ConsumerConfig::new(
-        brokers,
-        &format!("test-recorder-{}", uuid::Uuid::now_v7()),
-        &[topics::ORDER_EVENTS],
-    );
+    let config = ConsumerConfig {
+        namespace: Namespace::new(&cluster.namespace),
+        ..ConsumerConfig::new(
+            &cluster.brokers,
+            &format!("test-recorder-{}", uuid::Uuid::now_v7()),
+            &[topics::ORDER_EVENTS],
+        )
+    };
     let consumer = tokio::spawn(async move {
         consume(
             config,
@@ -160,7 +218,7 @@ pub(crate) async fn check_event_order(pool: &PgPool, brokers: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_orders_over_kafka_between_two_processes_all_settle() {
-    let deployment = Deployment::start(&[]).await;
+    let deployment = Deployment::start(Cluster::for_test().await).await;
     let report = load(&deployment.orders.addr, 2000).await;
     assert_eq!(
         report["outcomes"],
@@ -172,7 +230,7 @@ async fn two_thousand_orders_over_kafka_between_two_processes_all_settle() {
         .await
         .expect("database");
     check_invariants(&pool).await;
-    check_event_order(&pool, &deployment.broker.addr).await;
+    check_event_order(&pool, &deployment.cluster).await;
     deployment.stop().await;
 }
 
@@ -188,7 +246,12 @@ async fn signal(process: &Process, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_completes_after_the_broker_was_down_for_several_seconds() {
-    let deployment = Deployment::start(&[]).await;
+    let deployment = Deployment::start(Cluster::own().await).await;
+    let broker = deployment
+        .cluster
+        .own
+        .as_ref()
+        .expect("a dev broker of its own");
     let target = deployment.orders.addr.clone();
     let run = tokio::spawn(async move { load(&target, 1000).await });
     let pool = PgPool::connect(&deployment.database)
@@ -208,7 +271,7 @@ async fn a_run_completes_after_the_broker_was_down_for_several_seconds() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    signal(&deployment.broker, "USR1").await;
+    signal(broker, "USR1").await;
     // Readiness reports the outage (the metadata request fails while the broker is down).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -224,7 +287,7 @@ async fn a_run_completes_after_the_broker_was_down_for_several_seconds() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
-    signal(&deployment.broker, "USR2").await;
+    signal(broker, "USR2").await;
 
     let report = run.await.expect("load task");
     assert_eq!(

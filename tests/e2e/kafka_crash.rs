@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use crate::binary::{Process, http, order, spawn, terminate, try_http};
-use crate::kafka::check_invariants;
+use crate::kafka::{Cluster, check_invariants};
 use ordership_postgres::testing::fresh_database_url;
 
 const ORDERS: usize = 3000;
@@ -32,7 +32,7 @@ impl Service {
         kind: &str,
         addr: &str,
         database: &str,
-        brokers: &str,
+        cluster: &Cluster,
         unsafe_offsets: bool,
     ) -> Self {
         let mut args: Vec<String> = [
@@ -41,14 +41,13 @@ impl Service {
             addr,
             "--database-url",
             database,
-            "--kafka-brokers",
-            brokers,
             "--reply-timeout",
             "120s",
             "--sweep-interval",
             "200ms",
         ]
         .iter()
+        .chain(cluster.args().iter())
         .map(|s| (*s).to_owned())
         .collect();
         if unsafe_offsets {
@@ -112,19 +111,14 @@ async fn wait_for_progress(pool: &PgPool, more: i64) {
 }
 
 async fn crash_run(unsafe_offsets: bool) -> Verdict {
-    let broker_port = free_port().rsplit(':').next().expect("port").to_owned();
-    let broker = spawn(
-        &["dev-broker", "--port", &broker_port],
-        "dev broker ready on ",
-    )
-    .await;
+    let cluster = Cluster::for_test().await;
     let database = fresh_database_url().await;
     let (order_addr, delivery_addr) = (free_port(), free_port());
     let mut deliveries = Service::start(
         "delivery-service",
         &delivery_addr,
         &database,
-        &broker.addr,
+        &cluster,
         unsafe_offsets,
     )
     .await;
@@ -132,7 +126,7 @@ async fn crash_run(unsafe_offsets: bool) -> Verdict {
         "order-service",
         &order_addr,
         &database,
-        &broker.addr,
+        &cluster,
         unsafe_offsets,
     )
     .await;
@@ -223,7 +217,7 @@ async fn crash_run(unsafe_offsets: bool) -> Verdict {
             terminate(process).await;
         }
     }
-    terminate(broker).await;
+    cluster.stop().await;
     verdict
 }
 

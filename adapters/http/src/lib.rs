@@ -32,7 +32,10 @@ use utoipa::OpenApi;
 
 pub use extract::IDEMPOTENCY_KEY;
 pub use health::{HealthCheck, StoreCheck};
-pub use metrics::{Family, Kind, MetricSource, Metrics, OutboxBacklog, SagaStates};
+pub use metrics::{
+    Family, HandlerLatency, Kind, MetricSource, Metrics, OutboxBacklog, RelayLatency, SagaStates,
+    Samples,
+};
 pub use orders::REPLAYED;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 
@@ -133,6 +136,16 @@ impl ApiBuilder {
     #[must_use]
     pub fn metric_source(mut self, source: Arc<dyn MetricSource>) -> Self {
         self.metric_sources.push(source);
+        self
+    }
+
+    /// Adds several metric sources.
+    #[must_use]
+    pub fn metric_sources(
+        mut self,
+        sources: impl IntoIterator<Item = Arc<dyn MetricSource>>,
+    ) -> Self {
+        self.metric_sources.extend(sources);
         self
     }
 

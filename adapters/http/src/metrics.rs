@@ -5,36 +5,18 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use ordership_application::monitoring::{
+    HandlerMetrics, Histogram, HistogramSnapshot, RelayMetrics,
+};
+use std::sync::atomic::Ordering;
 
-/// Latency bucket bounds, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        for (bound, count) in BUCKETS.iter().zip(self.counts.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
-}
+type Labels = Vec<(&'static str, String)>;
 
 #[derive(Debug, Default)]
 struct HttpTables {
@@ -47,6 +29,14 @@ struct HttpTables {
 pub enum Kind {
     Counter,
     Gauge,
+    Histogram,
+}
+
+/// The samples of a family: plain values, or histograms.
+#[derive(Debug, Clone)]
+pub enum Samples {
+    Values(Vec<(Labels, f64)>),
+    Histograms(Vec<(Labels, HistogramSnapshot)>),
 }
 
 /// One metric family computed by a [`MetricSource`].
@@ -55,7 +45,85 @@ pub struct Family {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Kind,
-    pub samples: Vec<(Vec<(&'static str, String)>, f64)>,
+    pub samples: Samples,
+}
+
+impl Family {
+    #[must_use]
+    pub const fn counter(
+        name: &'static str,
+        help: &'static str,
+        samples: Vec<(Labels, f64)>,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            kind: Kind::Counter,
+            samples: Samples::Values(samples),
+        }
+    }
+
+    #[must_use]
+    pub const fn gauge(
+        name: &'static str,
+        help: &'static str,
+        samples: Vec<(Labels, f64)>,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            kind: Kind::Gauge,
+            samples: Samples::Values(samples),
+        }
+    }
+
+    #[must_use]
+    pub const fn histogram(
+        name: &'static str,
+        help: &'static str,
+        samples: Vec<(Labels, HistogramSnapshot)>,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            kind: Kind::Histogram,
+            samples: Samples::Histograms(samples),
+        }
+    }
+
+    /// Appends the family in the text exposition format.
+    fn render(&self, out: &mut String) {
+        let kind = match self.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} {kind}", self.name);
+        match &self.samples {
+            Samples::Values(samples) => {
+                for (l, v) in samples {
+                    let _ = writeln!(out, "{}{} {v}", self.name, labels(l));
+                }
+            }
+            Samples::Histograms(samples) => {
+                for (l, h) in samples {
+                    let bounds = h
+                        .buckets
+                        .iter()
+                        .map(|(bound, n)| (bound.to_string(), *n))
+                        .chain([("+Inf".to_owned(), h.count)]);
+                    for (le, n) in bounds {
+                        let mut with_le = l.clone();
+                        with_le.push(("le", le));
+                        let _ = writeln!(out, "{}_bucket{} {n}", self.name, labels(&with_le));
+                    }
+                    let _ = writeln!(out, "{}_sum{} {}", self.name, labels(l), h.sum_seconds);
+                    let _ = writeln!(out, "{}_count{} {}", self.name, labels(l), h.count);
+                }
+            }
+        }
+    }
 }
 
 /// Computes metric families at scrape time.
@@ -106,7 +174,7 @@ impl Metrics {
         }
     }
 
-    fn record(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let mut http = self.http.lock().unwrap_or_else(PoisonError::into_inner);
         *http
             .requests
@@ -115,71 +183,59 @@ impl Metrics {
         http.latency
             .entry((method.to_owned(), route.to_owned()))
             .or_default()
-            .observe(seconds);
+            .observe(elapsed);
     }
 
     /// The whole exposition, HTTP metrics first.
     pub async fn render(&self) -> String {
-        let mut out = String::new();
-        {
+        let http = {
             let http = self.http.lock().unwrap_or_else(PoisonError::into_inner);
-            out.push_str("# HELP http_requests_total HTTP requests by method, route and status.\n");
-            out.push_str("# TYPE http_requests_total counter\n");
-            for ((method, route, status), n) in &http.requests {
-                let l = labels(&[
-                    ("method", method.clone()),
-                    ("route", route.clone()),
-                    ("status", status.to_string()),
-                ]);
-                let _ = writeln!(out, "http_requests_total{l} {n}");
-            }
-            out.push_str("# HELP http_request_duration_seconds HTTP request latency.\n");
-            out.push_str("# TYPE http_request_duration_seconds histogram\n");
-            for ((method, route), h) in &http.latency {
-                let base = [("method", method.clone()), ("route", route.clone())];
-                for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                    let mut with_le = base.to_vec();
-                    with_le.push(("le", bound.to_string()));
-                    let _ = writeln!(
-                        out,
-                        "http_request_duration_seconds_bucket{} {count}",
-                        labels(&with_le)
-                    );
-                }
-                let mut inf = base.to_vec();
-                inf.push(("le", "+Inf".to_owned()));
-                let _ = writeln!(
-                    out,
-                    "http_request_duration_seconds_bucket{} {}",
-                    labels(&inf),
-                    h.count
-                );
-                let _ = writeln!(
-                    out,
-                    "http_request_duration_seconds_sum{} {}",
-                    labels(&base),
-                    h.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "http_request_duration_seconds_count{} {}",
-                    labels(&base),
-                    h.count
-                );
-            }
-        }
+            [
+                Family::counter(
+                    "http_requests_total",
+                    "HTTP requests by method, route and status.",
+                    http.requests
+                        .iter()
+                        .map(|((method, route, status), n)| {
+                            let l = vec![
+                                ("method", method.clone()),
+                                ("route", route.clone()),
+                                ("status", status.to_string()),
+                            ];
+                            (l, *n as f64)
+                        })
+                        .collect(),
+                ),
+                Family::histogram(
+                    "http_request_duration_seconds",
+                    "HTTP request latency.",
+                    http.latency
+                        .iter()
+                        .map(|((method, route), h)| {
+                            let l = vec![("method", method.clone()), ("route", route.clone())];
+                            (l, h.snapshot())
+                        })
+                        .collect(),
+                ),
+            ]
+        };
+        let mut families: Vec<Family> = http.into();
         for source in &self.sources {
             for family in source.collect().await {
-                let kind = match family.kind {
-                    Kind::Counter => "counter",
-                    Kind::Gauge => "gauge",
-                };
-                let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
-                let _ = writeln!(out, "# TYPE {} {kind}", family.name);
-                for (l, v) in &family.samples {
-                    let _ = writeln!(out, "{}{} {v}", family.name, labels(l));
+                // Sources of two services may report the same family: one family, all samples.
+                match families.iter_mut().find(|f| f.name == family.name) {
+                    Some(known) => match (&mut known.samples, family.samples) {
+                        (Samples::Values(all), Samples::Values(more)) => all.extend(more),
+                        (Samples::Histograms(all), Samples::Histograms(more)) => all.extend(more),
+                        _ => tracing::warn!(name = family.name, "metric family of two kinds"),
+                    },
+                    None => families.push(family),
                 }
             }
+        }
+        let mut out = String::new();
+        for family in &families {
+            family.render(&mut out);
         }
         out
     }
@@ -203,7 +259,7 @@ pub(crate) async fn track(
         &method,
         &route,
         response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
+        started.elapsed(),
     );
     response
 }
@@ -217,15 +273,14 @@ pub struct SagaStates(
 impl MetricSource for SagaStates {
     async fn collect(&self) -> Vec<Family> {
         match ordership_application::monitoring::saga_counts(self.0.as_ref()).await {
-            Ok(counts) => vec![Family {
-                name: "ordership_sagas",
-                help: "Fulfilment sagas by state (completed/compensated/failed are outcomes).",
-                kind: Kind::Gauge,
-                samples: counts
+            Ok(counts) => vec![Family::gauge(
+                "ordership_sagas",
+                "Fulfilment sagas by state (completed/compensated/failed are outcomes).",
+                counts
                     .into_iter()
                     .map(|(state, n)| (vec![("state", state.as_str().to_owned())], n as f64))
                     .collect(),
-            }],
+            )],
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read saga counts for metrics");
                 Vec::new()
@@ -253,24 +308,21 @@ impl<Tx: ?Sized + ordership_domain::ports::Transaction + 'static> MetricSource
                     (self.clock.now() - at).num_milliseconds().max(0) as f64 / 1000.0
                 });
                 vec![
-                    Family {
-                        name: "ordership_outbox_pending",
-                        help: "Outbox messages not yet published.",
-                        kind: Kind::Gauge,
-                        samples: vec![(label(), stats.pending as f64)],
-                    },
-                    Family {
-                        name: "ordership_outbox_parked",
-                        help: "Outbox messages the broker refused for good, set aside with their reason.",
-                        kind: Kind::Gauge,
-                        samples: vec![(label(), stats.parked as f64)],
-                    },
-                    Family {
-                        name: "ordership_outbox_oldest_pending_age_seconds",
-                        help: "Age of the oldest unpublished outbox message.",
-                        kind: Kind::Gauge,
-                        samples: vec![(label(), age)],
-                    },
+                    Family::gauge(
+                        "ordership_outbox_pending",
+                        "Outbox messages not yet published.",
+                        vec![(label(), stats.pending as f64)],
+                    ),
+                    Family::gauge(
+                        "ordership_outbox_parked",
+                        "Outbox messages the broker refused for good, set aside with their reason.",
+                        vec![(label(), stats.parked as f64)],
+                    ),
+                    Family::gauge(
+                        "ordership_outbox_oldest_pending_age_seconds",
+                        "Age of the oldest unpublished outbox message.",
+                        vec![(label(), age)],
+                    ),
                 ]
             }
             Err(e) => {
@@ -278,5 +330,75 @@ impl<Tx: ?Sized + ordership_domain::ports::Transaction + 'static> MetricSource
                 Vec::new()
             }
         }
+    }
+}
+
+/// What an outbox relay published, and how fast.
+pub struct RelayLatency {
+    pub service: &'static str,
+    pub metrics: Arc<RelayMetrics>,
+}
+
+#[async_trait]
+impl MetricSource for RelayLatency {
+    async fn collect(&self) -> Vec<Family> {
+        let label = || vec![("service", self.service.to_owned())];
+        vec![
+            Family::counter(
+                "ordership_relay_published_total",
+                "Outbox messages the broker acknowledged.",
+                vec![(
+                    label(),
+                    self.metrics.published.load(Ordering::Relaxed) as f64,
+                )],
+            ),
+            Family::histogram(
+                "ordership_relay_lag_seconds",
+                "From a message's creation to the broker's acknowledgement.",
+                vec![(label(), self.metrics.lag.snapshot())],
+            ),
+            Family::histogram(
+                "ordership_relay_publish_seconds",
+                "Broker round trip of one outbox batch, first send to last acknowledgement.",
+                vec![(label(), self.metrics.publish.snapshot())],
+            ),
+        ]
+    }
+}
+
+/// How long one consumer's handler takes, and what it did.
+pub struct HandlerLatency {
+    pub consumer: &'static str,
+    pub metrics: Arc<HandlerMetrics>,
+}
+
+#[async_trait]
+impl MetricSource for HandlerLatency {
+    async fn collect(&self) -> Vec<Family> {
+        let label = || vec![("consumer", self.consumer.to_owned())];
+        let count =
+            |n: &std::sync::atomic::AtomicU64| vec![(label(), n.load(Ordering::Relaxed) as f64)];
+        vec![
+            Family::histogram(
+                "ordership_consumer_handle_seconds",
+                "Time to handle one message (one attempt, in its own transaction).",
+                vec![(label(), self.metrics.latency.snapshot())],
+            ),
+            Family::counter(
+                "ordership_messages_handled_total",
+                "Messages consumers handled, duplicates included.",
+                count(&self.metrics.handled),
+            ),
+            Family::counter(
+                "ordership_inbox_duplicates_discarded_total",
+                "Duplicates the inbox acknowledged without effect.",
+                count(&self.metrics.duplicates_discarded),
+            ),
+            Family::counter(
+                "ordership_consumer_failures_total",
+                "Handler attempts that failed (retried or dead-lettered by the transport).",
+                count(&self.metrics.failed),
+            ),
+        ]
     }
 }

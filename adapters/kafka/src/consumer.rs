@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ordership_domain::ports::{HandleOutcome, MessageHandler};
 use ordership_domain::retry::error_chain;
@@ -91,8 +91,6 @@ pub struct ConsumerStats {
     pub dead_lettered: AtomicU64,
     /// Partitions taken away by rebalances.
     pub partitions_revoked: AtomicU64,
-    /// Sum of handling times, for the mean.
-    pub processing_micros: AtomicU64,
 }
 
 type Partition = (String, i32);
@@ -286,16 +284,10 @@ async fn worker(
         if *stop.borrow() {
             return;
         }
-        let started = Instant::now();
         if !process(&shared, &record, &mut stop).await {
             // Stopped while the message kept failing: not stored, so it is replayed.
             return;
         }
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        shared
-            .stats
-            .processing_micros
-            .fetch_add(micros, Ordering::Relaxed);
         if !shared.config.store_offset_before_handling {
             store(&shared, &record);
         }

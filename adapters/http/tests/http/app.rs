@@ -6,13 +6,17 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
+use ordership_application::monitoring::{HandlerMetrics, Measured, RelayMetrics};
 use ordership_application::{
     DeliveryService, FulfilmentOrchestrator, MessageFactory, OrderService, OutboxRelay,
     RelayConfig, SagaConfig, ShutdownTrigger,
 };
 use ordership_domain::ports::{DeliveryTransaction, MessageHandler, OrderTransaction};
 use ordership_domain::{DeliveryPolicy, topics};
-use ordership_http::{ApiBuilder, HealthCheck, HttpConfig, SagaStates, StoreCheck};
+use ordership_http::{
+    ApiBuilder, HandlerLatency, HealthCheck, HttpConfig, MetricSource, OutboxBacklog, RelayLatency,
+    SagaStates, StoreCheck,
+};
 use ordership_memory::{BusConfig, InProcessBus, MemoryStore, SystemClock, UuidV7Ids};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -77,7 +81,9 @@ impl TestApp {
         );
         let bus = InProcessBus::new(BusConfig::default());
         let d: Arc<dyn MessageHandler> = Arc::new(deliveries.clone());
-        let s: Arc<dyn MessageHandler> = Arc::new(saga);
+        let saga_metrics = Arc::new(HandlerMetrics::default());
+        let s: Arc<dyn MessageHandler> =
+            Arc::new(Measured::new(Arc::new(saga), saga_metrics.clone()));
         bus.subscribe(topics::DELIVERY_COMMANDS, "d", &d);
         bus.subscribe(topics::DELIVERY_EVENTS, "o", &s);
         let (trigger, shutdown) = ShutdownTrigger::new();
@@ -85,20 +91,24 @@ impl TestApp {
             poll_interval: Duration::from_millis(20),
             ..RelayConfig::default()
         };
+        let order_relay_metrics = Arc::new(RelayMetrics::default());
+        let delivery_relay_metrics = Arc::new(RelayMetrics::default());
         let order_relay: OutboxRelay<dyn OrderTransaction> = OutboxRelay::new(
             order_uow.clone(),
             Arc::new(bus.clone()),
             Arc::new(order_store.clone()),
             clock.clone(),
             relay_config.clone(),
-        );
+        )
+        .with_metrics(order_relay_metrics.clone());
         let delivery_relay: OutboxRelay<dyn DeliveryTransaction> = OutboxRelay::new(
             delivery_uow.clone(),
             Arc::new(bus),
             Arc::new(delivery_store),
-            clock,
+            clock.clone(),
             relay_config,
-        );
+        )
+        .with_metrics(delivery_relay_metrics.clone());
         let s1 = shutdown.clone();
         tokio::spawn(async move { order_relay.run(s1).await });
         tokio::spawn(async move { delivery_relay.run(shutdown).await });
@@ -110,7 +120,31 @@ impl TestApp {
         .orders(orders)
         .deliveries(deliveries)
         .check(Arc::new(StoreCheck::new("order-store", order_uow.clone())))
-        .metric_source(Arc::new(SagaStates(order_uow)));
+        .metric_source(Arc::new(SagaStates(order_uow.clone())))
+        .metric_source(Arc::new(HandlerLatency {
+            consumer: "order-service.saga",
+            metrics: saga_metrics,
+        }))
+        .metric_sources([
+            Arc::new(RelayLatency {
+                service: "order",
+                metrics: order_relay_metrics,
+            }) as Arc<dyn MetricSource>,
+            Arc::new(RelayLatency {
+                service: "delivery",
+                metrics: delivery_relay_metrics,
+            }),
+            Arc::new(OutboxBacklog {
+                service: "order",
+                uow: order_uow,
+                clock: clock.clone(),
+            }),
+            Arc::new(OutboxBacklog {
+                service: "delivery",
+                uow: delivery_uow,
+                clock,
+            }),
+        ]);
         if options.broken_check {
             builder = builder.check(Arc::new(Broken));
         }

@@ -60,6 +60,35 @@ async fn metrics_count_requests_by_route_template_and_sagas_by_state() {
         "{text}"
     );
     assert!(text.contains(r#"ordership_sagas{state="failed"} 0"#));
+    // Relay and handler latency: the order relay published the command (and the cancellation
+    // event), the saga handled the rejection.
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from {text}"))
+    };
+    assert!(value(r#"ordership_relay_lag_seconds_count{service="order"}"#) >= 2.0);
+    assert!(value(r#"ordership_relay_lag_seconds_bucket{service="order",le="10"}"#) >= 2.0);
+    assert!(value(r#"ordership_relay_publish_seconds_count{service="delivery"}"#) >= 1.0);
+    assert!(value(r#"ordership_relay_published_total{service="delivery"}"#) >= 1.0);
+    assert_eq!(
+        value(r#"ordership_consumer_handle_seconds_count{consumer="order-service.saga"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"ordership_messages_handled_total{consumer="order-service.saga"}"#),
+        1.0
+    );
+    // Two services report the outbox backlog: one family, two series.
+    for family in ["ordership_outbox_pending", "ordership_relay_lag_seconds"] {
+        let declared = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("# TYPE {family} ")))
+            .count();
+        assert_eq!(declared, 1, "{family} declared once: {text}");
+    }
+    assert!(text.contains(r#"ordership_outbox_pending{service="order"}"#));
+    assert!(text.contains(r#"ordership_outbox_pending{service="delivery"}"#));
 }
 
 #[tokio::test]
