@@ -420,7 +420,7 @@ impl Running {
         match &self.transport {
             Transport::Bus(bus) => bus.close().await,
             Transport::Kafka(kafka) => {
-                if let Err(e) = kafka.publisher.flush(Duration::from_secs(5)) {
+                if let Err(e) = kafka.publisher.flush(Duration::from_secs(2)) {
                     tracing::warn!(error = %e, "unflushed messages stay in the outbox");
                 }
             }

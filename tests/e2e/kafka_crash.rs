@@ -1,5 +1,5 @@
 //! Crash tests over Kafka: the delivery service and the order service (with their relays and
-//! consumers) are killed with SIGKILL at moments of load and restarted. Correct offsets mean
+//! consumers) are killed with SIGKILL at random moments of load and restarted. Correct offsets mean
 //! nothing is lost: every order settles once the group has rebalanced, and no saga ever has to
 //! re-send a command (the reply timeout is two minutes). The same run with offsets stored before the effect
 //! committed (the unsafe test-only switch) must be caught.
@@ -16,6 +16,18 @@ use ordership_postgres::testing::fresh_database_url;
 const ORDERS: usize = 3000;
 /// Orders start this far apart, so they keep flowing through every crash.
 const SPACING: Duration = Duration::from_millis(5);
+
+/// A random number below `n`, different in every run.
+fn random_below<T: TryFrom<u64>>(n: u64) -> T {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    T::try_from(hasher.finish() % n.max(1)).unwrap_or_else(|_| panic!("{n} fits the target type"))
+}
 
 fn free_port() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -159,20 +171,24 @@ async fn crash_run(unsafe_offsets: bool) -> Verdict {
         });
     }
 
-    // Chaos while the orders flow: each kill waits until the services are visibly at work, so
-    // there are messages in flight to lose (or to redeliver).
+    // Chaos while the orders flow: each kill comes after a random number of settled sagas (so
+    // there are messages in flight to lose, or to redeliver), at a random point of the stream.
     let pool = PgPool::connect(&database).await.expect("database");
-    wait_for_progress(&pool, 150).await;
-    deliveries.kill().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    deliveries.restart().await;
-    wait_for_progress(&pool, 150).await;
-    orders.kill().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    orders.restart().await;
-    wait_for_progress(&pool, 150).await;
-    deliveries.kill().await;
-    deliveries.restart().await;
+    let moments: Vec<(i64, u64)> = (0..3)
+        .map(|_| (75 + random_below::<i64>(150), random_below::<u64>(400)))
+        .collect();
+    eprintln!("crash moments (sagas settled before, ms down): {moments:?}");
+    for (round, (progress, down)) in moments.into_iter().enumerate() {
+        wait_for_progress(&pool, progress).await;
+        let victim = if round == 1 {
+            &mut orders
+        } else {
+            &mut deliveries
+        };
+        victim.kill().await;
+        tokio::time::sleep(Duration::from_millis(down)).await;
+        victim.restart().await;
+    }
     while let Some(done) = clients.join_next().await {
         done.expect("client");
     }

@@ -250,11 +250,41 @@ pub async fn consume(
             tracing::warn!(error = %e, "partition worker ended abnormally");
         }
     }
-    match shared.consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => tracing::warn!(error = %e, "final offset commit failed; the next owner replays"),
-    }
+    close(shared, CLOSE_TIMEOUT).await;
     Ok(())
+}
+
+/// How long a stopping consumer may take to commit its offsets and leave its group.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Commits the stored offsets and leaves the group, on a thread of its own: librdkafka blocks
+/// while it does, and without a reachable broker it would block for good. After `timeout` the
+/// process goes on without it: the group notices the member is gone after its session timeout,
+/// and the uncommitted messages are replayed (the inboxes discard them).
+async fn close(shared: Arc<Shared>, timeout: Duration) {
+    let (done, closed) = tokio::sync::oneshot::channel();
+    let group = shared.config.group.clone();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-consumer-close".into())
+        .spawn(move || {
+            match shared.consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(())
+                | Err(KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "final offset commit failed; the next owner replays");
+                }
+            }
+            drop(shared);
+            let _ = done.send(());
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to close the consumer");
+        return;
+    }
+    if tokio::time::timeout(timeout, closed).await.is_err() {
+        tracing::warn!(%group, timeout_s = timeout.as_secs(),
+            "the consumer did not leave its group in time (broker unreachable?); going on without");
+    }
 }
 
 /// Waits `duration`; `true` if told to stop meanwhile.

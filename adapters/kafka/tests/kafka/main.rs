@@ -1,6 +1,6 @@
 //! The Kafka adapter against a real Kafka-protocol broker: `KAFKA_BROKERS` (scripts/test.sh starts
-//! `ordership dev-broker`; any real cluster with topic auto-creation works too). Without a broker
-//! these tests fail; they never skip. Every test uses its own topics and consumer group.
+//! `ordership dev-broker`; any real cluster works too). Without a broker these tests fail; they
+//! never skip. Every test creates its own topics and uses its own consumer groups.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -30,6 +30,20 @@ fn brokers() -> String {
 
 fn unique(name: &str) -> String {
     format!("test.{name}.{}", Uuid::now_v7().simple())
+}
+
+/// A topic of the test's own, with its dead-letter topic, created on the cluster.
+async fn fresh_topic(name: &str) -> String {
+    let topic = unique(name);
+    ensure_topics(
+        &brokers(),
+        &[topic.clone(), topics::dead_letter(&topic)],
+        4,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("topics created");
+    topic
 }
 
 fn message(topic: &str, key: &str, n: u32) -> Message {
@@ -116,7 +130,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_batch_arrives_in_order_with_its_cloudevents_headers() {
-    let topic = unique("roundtrip");
+    let topic = fresh_topic("roundtrip").await;
     let publisher = KafkaPublisher::new(&ProducerConfig::new(&brokers())).expect("producer");
     let batch: Vec<Message> = (0..5).map(|n| message(&topic, "order-1", n)).collect();
     publisher
@@ -178,7 +192,7 @@ async fn a_published_batch_arrives_in_order_with_its_cloudevents_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_whose_handler_fails_is_not_acknowledged() {
-    let topic = unique("unacked");
+    let topic = fresh_topic("unacked").await;
     let group = unique("group");
     let publisher = KafkaPublisher::new(&ProducerConfig::new(&brokers())).expect("producer");
     let sent = message(&topic, "order-1", 1);
@@ -213,7 +227,7 @@ async fn a_message_whose_handler_fails_is_not_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_goes_to_the_dead_letter_topic_and_the_next_one_is_processed() {
-    let topic = unique("poison");
+    let topic = fresh_topic("poison").await;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
@@ -277,7 +291,7 @@ async fn first_dead_letter(topic: &str) -> (Vec<u8>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_keeps_failing_is_dead_lettered_after_max_attempts() {
-    let topic = unique("failing");
+    let topic = fresh_topic("failing").await;
     let mut stuck = message(&topic, "order-1", 1);
     stuck.payload = serde_json::json!({ "n": 1, "conflict": true });
     let next = message(&topic, "order-1", 2);

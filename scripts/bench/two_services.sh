@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The issue-4 benchmark: `ordership load` against order-service + delivery-service over a dev
+# broker (or KAFKA_BROKERS), then, in the same run, pgbench of one saga step's SQL on a database
+# of its own; prints sagas/s, POST→terminal percentiles, relay lag and the ratio
+# sagas/s ÷ (pgbench TPS / 3 commits per saga).
+#   scripts/bench/two_services.sh [orders=4000] [concurrency=32]
+# WARMUP=N places N orders first, unmeasured (connection pools, caches, consumer fetch sessions).
+# Needs PostgreSQL at PGHOST/PGUSER (default 127.0.0.1/postgres) and a release build.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+orders=${1:-4000}
+concurrency=${2:-32}
+export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres}
+bin=target/release/ordership
+cargo build --release --quiet -p ordership
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+for db in ordership_bench ordership_bench_pgbench; do
+  psql -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+done
+url="postgres://$PGUSER@$PGHOST/ordership_bench"
+bench_url="postgres://$PGUSER@$PGHOST/ordership_bench_pgbench"
+
+brokers=${KAFKA_BROKERS:-}
+if [ -z "$brokers" ]; then
+  "$bin" dev-broker --port 19192 >"$work/broker.log" 2>&1 & pids+=($!)
+  brokers=127.0.0.1:19192
+  until grep -q "dev broker ready" "$work/broker.log"; do sleep 0.2; done
+fi
+common=(--database-url "$url" --kafka-brokers "$brokers" --log-format json)
+RUST_LOG=warn "$bin" delivery-service --http-addr 127.0.0.1:18081 "${common[@]}" >"$work/d.log" 2>&1 & pids+=($!)
+RUST_LOG=warn "$bin" order-service --http-addr 127.0.0.1:18080 "${common[@]}" >"$work/o.log" 2>&1 & pids+=($!)
+for port in 18080 18081; do
+  until curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.2; done
+done
+
+if [ "${WARMUP:-0}" -gt 0 ]; then
+  "$bin" load --target http://127.0.0.1:18080 --orders "$WARMUP" --concurrency "$concurrency" --json >/dev/null
+  curl -s http://127.0.0.1:18080/metrics >"$work/o.warm"
+  curl -s http://127.0.0.1:18081/metrics >"$work/d.warm"
+fi
+"$bin" load --target http://127.0.0.1:18080 --orders "$orders" --concurrency "$concurrency" --json >"$work/load.json"
+lag() {
+  psql -At -d ordership_bench -c "SELECT round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) || ' / ' || round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) FROM $1.outbox WHERE published_at IS NOT NULL"
+}
+orders_lag=$(lag orders)
+delivery_lag=$(lag delivery)
+# Relay batches (one transaction each) and the relay lag p99 the services' own histograms report.
+curl -s http://127.0.0.1:18080/metrics >"$work/o.metrics"
+curl -s http://127.0.0.1:18081/metrics >"$work/d.metrics"
+cleanup; pids=()
+
+"$bin" migrate --database-url "$bench_url" >/dev/null 2>&1
+psql -q -d ordership_bench_pgbench -f scripts/bench/saga_step_setup.sql
+tps=$(pgbench -n -M extended -f scripts/bench/saga_step.sql -c "$concurrency" -j 2 -T 20 "$bench_url" 2>/dev/null \
+  | awk '/^tps/ {print $3}')
+
+python3 - "$work/load.json" "$tps" "$orders_lag" "$delivery_lag" "$work/o.metrics" "$work/d.metrics" <<'PY'
+import json, re, sys
+report = json.load(open(sys.argv[1]))
+tps = float(sys.argv[2])
+def series(path, name):
+    return {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^' + name + r'\{([^}]*)\} (\S+)$', open(path).read(), re.M)}
+def p99(path, name):
+    buckets = sorted((float(re.search(r'le="([^"]+)"', k).group(1).replace('+Inf', 'inf')), v)
+                     for k, v in series(path, name + '_bucket').items())
+    total = buckets[-1][1]
+    return next(b for b, n in buckets if n >= 0.99 * total)
+batches = sum(series(p, 'ordership_relay_publish_seconds_count').get(
+    f'service="{s}"', 0) for p, s in ((sys.argv[5], 'order'), (sys.argv[6], 'delivery')))
+sagas = report["settled_per_second"]
+t = report["settle_latency_ms"]
+print(f"sagas/s {sagas:.1f}; POST→terminal p50 {t['p50']:.1f} ms, p95 {t['p95']:.1f} ms, p99 {t['p99']:.1f} ms; outcomes {report['outcomes']}")
+print(f"relay lag p50 / p99 (ms), from the outboxes: orders {sys.argv[3]}, delivery {sys.argv[4]}; "
+      f"p99 bucket bound from /metrics: orders ≤ {1000 * p99(sys.argv[5], 'ordership_relay_lag_seconds'):g} ms, "
+      f"delivery ≤ {1000 * p99(sys.argv[6], 'ordership_relay_lag_seconds'):g} ms")
+n = report["orders"]
+print(f"relay batches {batches:.0f} for {n} sagas: {batches / n:.2f} relay commits per saga besides the 3 of its steps")
+print(f"pgbench saga step {tps:.1f} TPS → ratio {sagas:.1f} / ({tps:.1f} / 3) = {sagas / (tps / 3):.2f}; "
+      f"counting relay commits: {sagas:.1f} / ({tps:.1f} / {3 + batches / n:.2f}) = {sagas / (tps / (3 + batches / n)):.2f}")
+PY
