@@ -37,6 +37,7 @@ for port in 18080 18081; do
   until curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.2; done
 done
 
+: >"$work/o.warm"; : >"$work/d.warm"
 if [ "${WARMUP:-0}" -gt 0 ]; then
   "$bin" load --target http://127.0.0.1:18080 --orders "$WARMUP" --concurrency "$concurrency" --json >/dev/null
   curl -s http://127.0.0.1:18080/metrics >"$work/o.warm"
@@ -58,7 +59,8 @@ psql -q -d ordership_bench_pgbench -f scripts/bench/saga_step_setup.sql
 tps=$(pgbench -n -M extended -f scripts/bench/saga_step.sql -c "$concurrency" -j 2 -T 20 "$bench_url" 2>/dev/null \
   | awk '/^tps/ {print $3}')
 
-python3 - "$work/load.json" "$tps" "$orders_lag" "$delivery_lag" "$work/o.metrics" "$work/d.metrics" <<'PY'
+python3 - "$work/load.json" "$tps" "$orders_lag" "$delivery_lag" "$work/o.metrics" "$work/d.metrics" \
+  "$work/o.warm" "$work/d.warm" <<'PY'
 import json, re, sys
 report = json.load(open(sys.argv[1]))
 tps = float(sys.argv[2])
@@ -70,8 +72,11 @@ def p99(path, name):
                      for k, v in series(path, name + '_bucket').items())
     total = buckets[-1][1]
     return next(b for b, n in buckets if n >= 0.99 * total)
-batches = sum(series(p, 'ordership_relay_publish_seconds_count').get(
-    f'service="{s}"', 0) for p, s in ((sys.argv[5], 'order'), (sys.argv[6], 'delivery')))
+def batches_in(o, d):
+    return sum(series(p, 'ordership_relay_publish_seconds_count').get(f'service="{s}"', 0)
+               for p, s in ((o, 'order'), (d, 'delivery')))
+# The measured run's batches: the counters minus what the warm-up left in them.
+batches = batches_in(sys.argv[5], sys.argv[6]) - batches_in(sys.argv[7], sys.argv[8])
 sagas = report["settled_per_second"]
 t = report["settle_latency_ms"]
 print(f"sagas/s {sagas:.1f}; POST→terminal p50 {t['p50']:.1f} ms, p95 {t['p95']:.1f} ms, p99 {t['p99']:.1f} ms; outcomes {report['outcomes']}")
