@@ -1,6 +1,7 @@
 //! The order service's use cases: place, read, list and cancel orders, with HTTP-agnostic
 //! idempotency keys.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ordership_domain::ports::{
@@ -308,11 +309,21 @@ impl OrderService {
     pub async fn list_orders(&self, query: &OrderQuery) -> Result<Vec<OrderView>, GetOrderError> {
         let mut tx = self.uow.begin_read_only().await?;
         let orders = tx.orders().list(query).await?;
-        let mut views = Vec::with_capacity(orders.len());
-        for order in orders {
-            let saga = tx.sagas().get(order.id()).await?;
-            views.push(OrderView { order, saga });
-        }
-        Ok(views)
+        // One query for the page's sagas, not one per order.
+        let ids: Vec<OrderId> = orders.iter().map(Order::id).collect();
+        let mut sagas: HashMap<OrderId, FulfilmentSaga> = tx
+            .sagas()
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .map(|saga| (saga.order_id(), saga))
+            .collect();
+        Ok(orders
+            .into_iter()
+            .map(|order| {
+                let saga = sagas.remove(&order.id());
+                OrderView { order, saga }
+            })
+            .collect())
     }
 }

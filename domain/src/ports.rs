@@ -134,6 +134,13 @@ pub trait SagaRepository: Send {
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
     async fn get(&mut self, order_id: OrderId) -> Result<Option<FulfilmentSaga>, StoreError>;
 
+    /// Reads the sagas of several orders at once, without locking them (for lists); orders
+    /// without a saga are left out, in no particular order.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn get_many(&mut self, order_ids: &[OrderId]) -> Result<Vec<FulfilmentSaga>, StoreError>;
+
     /// Reads the saga and locks it until the transaction ends, so two replies for one order
     /// are handled one after the other.
     ///

@@ -288,6 +288,18 @@ pub async fn sagas_round_trip_and_come_due_by_deadline(store: &OrderStore) {
         [sagas[1].order_id(), sagas[2].order_id()],
         "earliest deadline first, limited"
     );
+    // Several at once: the ones asked for, none for an order without a saga.
+    let unknown = order().id();
+    let mut many = tx
+        .sagas()
+        .get_many(&[sagas[3].order_id(), unknown, sagas[0].order_id()])
+        .await
+        .expect("get many");
+    many.sort_by_key(|s| *s.order_id().as_uuid());
+    let mut expected = vec![sagas[3].clone(), sagas[0].clone()];
+    expected.sort_by_key(|s| *s.order_id().as_uuid());
+    assert_eq!(many, expected);
+    assert!(tx.sagas().get_many(&[]).await.expect("none").is_empty());
     let mut done = sagas[1].clone();
     done.complete(t0()).expect("complete");
     tx.sagas().update(&done, 1).await.expect("update");

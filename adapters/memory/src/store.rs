@@ -318,6 +318,14 @@ impl SagaRepository for MemoryTransaction {
         Ok(self.tables()?.sagas.get(&order_id).cloned())
     }
 
+    async fn get_many(&mut self, order_ids: &[OrderId]) -> Result<Vec<FulfilmentSaga>, StoreError> {
+        let tables = self.tables()?;
+        Ok(order_ids
+            .iter()
+            .filter_map(|id| tables.sagas.get(id).cloned())
+            .collect())
+    }
+
     async fn get_for_update(
         &mut self,
         order_id: OrderId,

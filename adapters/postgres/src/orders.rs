@@ -41,6 +41,8 @@ const UPDATE_ORDER: &str = "UPDATE orders.orders SET status = $2, delivery_id = 
 
 const GET_SAGA: &str = "SELECT order_id, state, attempts, deadline, failure_reason, version, updated_at \
      FROM orders.sagas WHERE order_id = $1";
+const GET_SAGAS: &str = "SELECT order_id, state, attempts, deadline, failure_reason, version, updated_at \
+     FROM orders.sagas WHERE order_id = ANY($1)";
 const GET_SAGA_FOR_UPDATE: &str = "SELECT order_id, state, attempts, deadline, failure_reason, version, updated_at \
      FROM orders.sagas WHERE order_id = $1 FOR UPDATE";
 const CLAIM_OVERDUE: &str = "SELECT order_id, state, attempts, deadline, failure_reason, version, updated_at \
@@ -225,6 +227,16 @@ impl SagaRepository for PgOrderTx {
             .await
             .map_err(|e| self.0.failed(e))?;
         row.as_ref().map(saga_from_row).transpose()
+    }
+
+    async fn get_many(&mut self, order_ids: &[OrderId]) -> Result<Vec<FulfilmentSaga>, StoreError> {
+        let ids: Vec<uuid::Uuid> = order_ids.iter().map(|id| *id.as_uuid()).collect();
+        let rows = sqlx::query(GET_SAGAS)
+            .bind(ids)
+            .fetch_all(&mut *self.0.tx)
+            .await
+            .map_err(|e| self.0.failed(e))?;
+        rows.iter().map(saga_from_row).collect()
     }
 
     async fn get_for_update(
