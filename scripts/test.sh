@@ -55,7 +55,9 @@ if [ "$(pg -At -c 'SHOW wal_level')" != logical ]; then
   pg_start "$(pg -At -c 'SHOW server_version' | cut -d. -f1)" restart
   wait_for_postgres
 fi
-# Databases left by earlier runs (each test makes its own).
+# Databases left by earlier runs (each test makes its own), and the CDC relay's replication slots
+# on them (a slot keeps write-ahead log, and keeps its database from being dropped).
+pg -At -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database LIKE 'ordership\_test\_%' AND NOT active" >/dev/null
 for db in $(pg -At -c "SELECT datname FROM pg_database WHERE datname LIKE 'ordership\_test\_%'"); do
   pg -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
 done

@@ -27,6 +27,6 @@ pub use orders::{
     CancelOrderError, GetOrderError, IdempotentRequest, OrderService, OrderView, Outcome,
     PlaceOrderError, Render,
 };
-pub use relay::{OutboxRelay, RelayConfig, RelayError};
+pub use relay::{CdcRelay, OutboxRelay, RelayConfig, RelayError};
 pub use saga::{FulfilmentOrchestrator, SweepReport};
 pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -5,11 +5,15 @@
 //! Several relays may run (one per service instance): each batch's transaction first takes the
 //! outbox's relay lock, so only one publishes at a time and per-key order holds.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use ordership_domain::Message;
 use ordership_domain::ports::{
-    Clock, MessagePublisher, OutboxSignal, PublishError, StoreError, Transaction, UnitOfWork,
+    Clock, MessagePublisher, OutboxFeed, OutboxSignal, PublishError, StoreError, Transaction,
+    UnitOfWork,
 };
 
 use crate::monitoring::RelayMetrics;
@@ -119,13 +123,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             Err(e) => return Err(e.into()),
         };
         let now = self.clock.now();
-        for message in messages.iter().take(published) {
-            let lag = (now - message.occurred_at).to_std().unwrap_or_default();
-            self.metrics.lag.observe(lag);
-        }
-        self.metrics
-            .published
-            .fetch_add(published as u64, std::sync::atomic::Ordering::Relaxed);
+        observe_lag(&self.metrics, &messages[..published], now);
         let positions: Vec<i64> = batch.iter().take(published).map(|e| e.position).collect();
         tx.outbox().mark_published(&positions, now).await?;
         if let Some((position, reason)) = refused {
@@ -137,27 +135,141 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
 
     /// Relays until `shutdown`: at once while batches come full, else on a commit signal or
     /// the poll interval.
-    pub async fn run(&self, mut shutdown: Shutdown) {
+    pub async fn run(&self, shutdown: Shutdown) {
+        relay_loop(&self.config, self.signal.as_ref(), shutdown, || {
+            self.relay_once()
+        })
+        .await;
+    }
+}
+
+/// Runs `relay_once` until `shutdown`: at once while batches come full, else on a commit signal
+/// or the poll interval.
+async fn relay_loop<F: Future<Output = Result<usize, RelayError>>>(
+    config: &RelayConfig,
+    signal: &dyn OutboxSignal,
+    mut shutdown: Shutdown,
+    mut relay_once: impl FnMut() -> F,
+) {
+    loop {
+        // On shutdown the batch in flight is abandoned: nothing is confirmed, so the messages
+        // are sent again after the next start (at least once, never lost).
+        let relayed = tokio::select! {
+            () = shutdown.requested() => return,
+            relayed = relay_once() => relayed,
+        };
+        let wait = match relayed {
+            Ok(n) if n >= config.batch_size as usize => continue,
+            Ok(_) => config.poll_interval,
+            Err(e) => {
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "outbox relay failed, retrying");
+                config.error_backoff
+            }
+        };
+        tokio::select! {
+            () = shutdown.requested() => return,
+            () = signal.committed() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn observe_lag(metrics: &RelayMetrics, messages: &[Message], now: DateTime<Utc>) {
+    for message in messages {
+        let lag = (now - message.occurred_at).to_std().unwrap_or_default();
+        metrics.lag.observe(lag);
+    }
+    metrics
+        .published
+        .fetch_add(messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The relay in CDC mode: reads committed outbox messages from the database's transaction log
+/// (an [`OutboxFeed`]), publishes a whole batch, and confirms its log position only after the
+/// broker acknowledged all of it; a crash before the confirmation replays the batch. A message the
+/// broker refuses for good is parked with its reason and the rest of the batch goes on (unlike
+/// the polling relay, later messages of its key are not held back: the log has no rows to hold).
+pub struct CdcRelay {
+    feed: Arc<dyn OutboxFeed>,
+    publisher: Arc<dyn MessagePublisher>,
+    signal: Arc<dyn OutboxSignal>,
+    clock: Arc<dyn Clock>,
+    config: RelayConfig,
+    metrics: Arc<RelayMetrics>,
+}
+
+impl std::fmt::Debug for CdcRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CdcRelay")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CdcRelay {
+    #[must_use]
+    pub fn new(
+        feed: Arc<dyn OutboxFeed>,
+        publisher: Arc<dyn MessagePublisher>,
+        signal: Arc<dyn OutboxSignal>,
+        clock: Arc<dyn Clock>,
+        config: RelayConfig,
+    ) -> Self {
+        Self {
+            feed,
+            publisher,
+            signal,
+            clock,
+            config,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Records what the relay publishes, and how fast, in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<RelayMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Publishes one batch from the feed; returns how many messages it read.
+    ///
+    /// # Errors
+    /// The feed's or the publisher's failure; the batch then comes again.
+    pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        let batch = self.feed.peek(self.config.batch_size).await?;
+        let Some(up_to) = batch.up_to else {
+            return Ok(0);
+        };
+        let read = batch.messages.len();
+        let mut pending = batch.messages;
         loop {
-            // On shutdown the batch in flight is abandoned: its transaction rolls back and the
-            // messages stay in the outbox for the next start (at least once, never lost).
-            let relayed = tokio::select! {
-                () = shutdown.requested() => return,
-                relayed = self.relay_once() => relayed,
-            };
-            let wait = match relayed {
-                Ok(n) if n == self.config.batch_size as usize => continue,
-                Ok(_) => self.config.poll_interval,
-                Err(e) => {
-                    tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "outbox relay failed, retrying");
-                    self.config.error_backoff
+            let started = std::time::Instant::now();
+            let outcome = self.publisher.publish(&pending).await;
+            self.metrics.publish.observe(started.elapsed());
+            match outcome {
+                Ok(()) => break,
+                Err(PublishError::Refused { message_id, reason }) => {
+                    tracing::error!(%message_id, %reason, "the broker refused an outbox message; parked");
+                    let Some(index) = pending.iter().position(|m| m.id == message_id) else {
+                        return Err(PublishError::Refused { message_id, reason }.into());
+                    };
+                    let refused = pending.remove(index);
+                    self.feed.park(&refused, &reason).await?;
                 }
-            };
-            tokio::select! {
-                () = shutdown.requested() => return,
-                () = self.signal.committed() => {}
-                () = tokio::time::sleep(wait) => {}
+                Err(e) => return Err(e.into()),
             }
         }
+        observe_lag(&self.metrics, &pending, self.clock.now());
+        self.feed.confirm(&up_to).await?;
+        Ok(read)
+    }
+
+    /// Relays until `shutdown`, like [`OutboxRelay::run`].
+    pub async fn run(&self, shutdown: Shutdown) {
+        relay_loop(&self.config, self.signal.as_ref(), shutdown, || {
+            self.relay_once()
+        })
+        .await;
     }
 }

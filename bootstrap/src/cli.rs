@@ -84,6 +84,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// How outbox messages reach the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RelayMode {
+    Poll,
+    Cdc,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Where the HTTP API listens [default: 127.0.0.1:8080; delivery-service 127.0.0.1:8081].
@@ -118,6 +125,13 @@ pub struct CommonArgs {
         global = true
     )]
     pub kafka_partitions: i32,
+
+    /// How outbox messages reach the broker: `poll` (the relay claims unpublished rows) or `cdc`
+    /// (the relay reads the outbox's inserts from PostgreSQL's write-ahead log through a logical
+    /// replication slot; rows are deleted in the transaction that wrote them). PostgreSQL only;
+    /// `cdc` needs `wal_level=logical`.
+    #[arg(long, env = "ORDERSHIP_RELAY_MODE", value_enum, default_value_t = RelayMode::Poll, global = true)]
+    pub relay_mode: RelayMode,
 
     /// Log output.
     #[arg(long, env = "ORDERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]

@@ -23,10 +23,12 @@ impl Embedded {
             orders: Some(Side {
                 store: Arc::new(order_store.clone()),
                 outbox: Arc::new(order_store.clone()),
+                feed: None,
             }),
             deliveries: Some(Side {
                 store: Arc::new(delivery_store.clone()),
                 outbox: Arc::new(delivery_store.clone()),
+                feed: None,
             }),
         };
         let bus = ordership_memory::InProcessBus::new(config.bus.clone());

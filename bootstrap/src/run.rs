@@ -6,17 +6,19 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use ordership_application::{RetentionConfig, SagaConfig};
+use ordership_domain::ports::OutboxFeed;
 use ordership_domain::{CountryCode, DeliveryPolicy, RetryPolicy};
 use ordership_kafka::{
     ConsumerStats, DevBroker, KafkaPublisher, Namespace, ProducerConfig, ensure_topics,
 };
 use ordership_memory::{BusConfig, InProcessBus};
 use ordership_postgres::{
-    DELIVERY, ORDERS, PgConfig, PgDeliveryStore, PgOrderStore, PgOutboxSignal,
+    DELIVERY, ORDERS, OutboxMode, PgConfig, PgDeliveryStore, PgOrderStore, PgOutboxFeed,
+    PgOutboxSignal, PgPool, Schema,
 };
 use tokio::net::TcpListener;
 
-use crate::cli::{Cli, Command, CommonArgs};
+use crate::cli::{Cli, Command, CommonArgs, RelayMode};
 use crate::embedded::Embedded;
 use crate::wiring::{self, KafkaTransport, Running, Side, Stores, SystemConfig, Transport};
 
@@ -116,6 +118,10 @@ async fn postgres_stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::Re
         orders: None,
         deliveries: None,
     };
+    let mode = match args.relay_mode {
+        RelayMode::Poll => OutboxMode::Poll,
+        RelayMode::Cdc => OutboxMode::Cdc,
+    };
     if role != Role::Deliveries {
         let pool = ordership_postgres::connect(&config)?;
         ORDERS
@@ -123,8 +129,9 @@ async fn postgres_stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::Re
             .await
             .context("migrating schema orders")?;
         stores.orders = Some(Side {
-            store: Arc::new(PgOrderStore::new(pool.clone())),
-            outbox: Arc::new(PgOutboxSignal::new(pool, &ORDERS)),
+            store: Arc::new(PgOrderStore::new(pool.clone()).with_outbox_mode(mode)),
+            outbox: Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
+            feed: cdc_feed(args, pool, &ORDERS).await?,
         });
     }
     if role != Role::Orders {
@@ -134,11 +141,34 @@ async fn postgres_stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::Re
             .await
             .context("migrating schema delivery")?;
         stores.deliveries = Some(Side {
-            store: Arc::new(PgDeliveryStore::new(pool.clone())),
-            outbox: Arc::new(PgOutboxSignal::new(pool, &DELIVERY)),
+            store: Arc::new(PgDeliveryStore::new(pool.clone()).with_outbox_mode(mode)),
+            outbox: Arc::new(PgOutboxSignal::new(pool.clone(), &DELIVERY)),
+            feed: cdc_feed(args, pool, &DELIVERY).await?,
         });
     }
     Ok(stores)
+}
+
+/// The schema's outbox feed in CDC relay mode.
+async fn cdc_feed(
+    args: &CommonArgs,
+    pool: PgPool,
+    schema: &'static Schema,
+) -> anyhow::Result<Option<Arc<dyn OutboxFeed>>> {
+    if args.relay_mode != RelayMode::Cdc {
+        return Ok(None);
+    }
+    let feed = PgOutboxFeed::open(pool, schema).await.with_context(|| {
+        format!(
+            "opening the CDC feed of schema {} (wal_level=logical?)",
+            schema.name
+        )
+    })?;
+    tracing::info!(
+        slot = feed.slot(),
+        "CDC relay: reading the outbox from the write-ahead log"
+    );
+    Ok(Some(Arc::new(feed)))
 }
 
 async fn serve_role(args: &CommonArgs, role: Role) -> anyhow::Result<()> {
@@ -156,6 +186,11 @@ async fn serve_role(args: &CommonArgs, role: Role) -> anyhow::Result<()> {
     if args.kafka_brokers.is_some() && args.database_url.is_none() {
         bail!(
             "--kafka-brokers needs --database-url too: consumer offsets in Kafka and state in memory would disagree after a restart"
+        );
+    }
+    if args.relay_mode == RelayMode::Cdc && args.database_url.is_none() {
+        bail!(
+            "--relay-mode cdc reads PostgreSQL's write-ahead log: it needs --database-url (DATABASE_URL)"
         );
     }
     let config = system_config(args)?;

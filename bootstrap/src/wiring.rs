@@ -14,17 +14,17 @@ use ordership_application::background::{
 };
 use ordership_application::monitoring::{HandlerMetrics, Measured, RelayMetrics};
 use ordership_application::{
-    DeliveryService, FulfilmentOrchestrator, MessageFactory, OrderService, OutboxRelay,
+    CdcRelay, DeliveryService, FulfilmentOrchestrator, MessageFactory, OrderService, OutboxRelay,
     RelayConfig, RetentionConfig, SagaConfig, Shutdown, ShutdownTrigger,
 };
 use ordership_domain::ports::{
-    Clock, DeliveryTransaction, MessageHandler, MessagePublisher, OrderTransaction, OutboxSignal,
-    Transaction, UnitOfWork,
+    Clock, DeliveryTransaction, MessageHandler, MessagePublisher, OrderTransaction, OutboxFeed,
+    OutboxSignal, Transaction, UnitOfWork,
 };
 use ordership_domain::{DeliveryPolicy, RetryPolicy, topics};
 use ordership_http::{
     ApiBuilder, Family, HandlerLatency, HttpConfig, MetricSource, OutboxBacklog, RelayLatency,
-    SagaStates, StoreCheck,
+    SagaStates, SlotLag, StoreCheck,
 };
 use ordership_kafka::{ConsumerConfig, ConsumerStats, KafkaPublisher, Namespace, consume};
 use ordership_memory::{BusConfig, InProcessBus, SystemClock, UuidV7Ids};
@@ -60,6 +60,9 @@ impl Default for SystemConfig {
 pub struct Side<Tx: ?Sized> {
     pub store: Arc<dyn UnitOfWork<Tx>>,
     pub outbox: Arc<dyn OutboxSignal>,
+    /// The outbox read from the transaction log: set, the CDC relay publishes; unset, the
+    /// polling relay.
+    pub feed: Option<Arc<dyn OutboxFeed>>,
 }
 
 impl<Tx: ?Sized> Clone for Side<Tx> {
@@ -67,6 +70,7 @@ impl<Tx: ?Sized> Clone for Side<Tx> {
         Self {
             store: Arc::clone(&self.store),
             outbox: Arc::clone(&self.outbox),
+            feed: self.feed.clone(),
         }
     }
 }
@@ -271,9 +275,9 @@ impl Launcher<'_> {
         &mut self,
         service: &'static str,
         side: &Side<Tx>,
-    ) -> [Arc<dyn MetricSource>; 2] {
+    ) -> Vec<Arc<dyn MetricSource>> {
         let metrics = Arc::new(RelayMetrics::default());
-        let relay = OutboxRelay::new(
+        let poll = OutboxRelay::new(
             side.store.clone(),
             Arc::clone(&self.publisher),
             side.outbox.clone(),
@@ -281,17 +285,61 @@ impl Launcher<'_> {
             self.relay.clone(),
         )
         .with_metrics(Arc::clone(&metrics));
-        let shutdown = self.shutdown.clone();
-        self.tasks
-            .push(tokio::spawn(async move { relay.run(shutdown).await }));
-        [
-            Arc::new(RelayLatency { service, metrics }),
+        let mut sources: Vec<Arc<dyn MetricSource>> = vec![
+            Arc::new(RelayLatency {
+                service,
+                metrics: Arc::clone(&metrics),
+            }),
             Arc::new(OutboxBacklog {
                 service,
                 uow: side.store.clone(),
                 clock: Arc::clone(&self.clock),
             }),
-        ]
+        ];
+        let shutdown = self.shutdown.clone();
+        let task = match &side.feed {
+            None => tokio::spawn(async move { poll.run(shutdown).await }),
+            Some(feed) => {
+                sources.push(Arc::new(SlotLag {
+                    service,
+                    feed: Arc::clone(feed),
+                }));
+                let cdc = CdcRelay::new(
+                    Arc::clone(feed),
+                    Arc::clone(&self.publisher),
+                    side.outbox.clone(),
+                    Arc::clone(&self.clock),
+                    self.relay.clone(),
+                )
+                .with_metrics(metrics);
+                tokio::spawn(async move {
+                    // Rows a polling relay left behind go first; from here on the log has them.
+                    if drain(&poll, shutdown.clone()).await {
+                        cdc.run(shutdown).await;
+                    }
+                })
+            }
+        };
+        self.tasks.push(task);
+        sources
+    }
+}
+
+/// Publishes what the outbox table still holds; `false` if shut down meanwhile.
+async fn drain<Tx: ?Sized + Transaction>(relay: &OutboxRelay<Tx>, mut shutdown: Shutdown) -> bool {
+    loop {
+        let relayed = tokio::select! {
+            () = shutdown.requested() => return false,
+            relayed = relay.relay_once() => relayed,
+        };
+        match relayed {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "draining the outbox table failed, retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     }
 }
 

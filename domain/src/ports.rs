@@ -413,6 +413,50 @@ pub enum HandleOutcome {
     Ignored,
 }
 
+/// A position in a change feed; opaque to the application (a WAL position in PostgreSQL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPosition(pub String);
+
+/// What a change feed yielded.
+#[derive(Debug, Default, Clone)]
+pub struct FeedBatch {
+    /// Committed outbox messages, in commit order.
+    pub messages: Vec<Message>,
+    /// Confirming this position acknowledges the whole batch; `None` when nothing was read.
+    pub up_to: Option<FeedPosition>,
+}
+
+/// The outbox as a change feed read from the database's transaction log (the CDC relay mode):
+/// every committed append, in commit order, yielded again and again until confirmed.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait::async_trait]
+pub trait OutboxFeed: Send + Sync {
+    /// Whole transactions after the last confirmed position, stopping after about
+    /// `max_messages`. An empty batch when another reader holds the feed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; [`StoreError::Unexpected`] if the feed is broken.
+    async fn peek(&self, max_messages: u32) -> Result<FeedBatch, StoreError>;
+
+    /// Everything up to `position` reached the broker: it is never yielded again.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`]; the batch then comes again.
+    async fn confirm(&self, position: &FeedPosition) -> Result<(), StoreError>;
+
+    /// Sets aside, with its reason, a message the broker refuses for good.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`].
+    async fn park(&self, message: &Message, reason: &str) -> Result<(), StoreError>;
+
+    /// How far the confirmed position trails the log, in bytes.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`].
+    async fn lag_bytes(&self) -> Result<u64, StoreError>;
+}
+
 /// Why a message was not handled. The transport decides what follows through a
 /// [`crate::retry::RetryPolicy`], the same for every transport.
 #[derive(Debug, thiserror::Error)]

@@ -223,4 +223,14 @@ async fn the_separate_services_say_clearly_what_they_need() {
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("needs PostgreSQL and Kafka"), "{text}");
+
+    let output = Command::new(binary())
+        .args(["all", "--relay-mode", "cdc", "--http-addr", "127.0.0.1:0"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("--relay-mode cdc"), "{text}");
 }

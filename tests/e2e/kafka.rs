@@ -103,9 +103,13 @@ pub(crate) async fn service(
 
 impl Deployment {
     pub(crate) async fn start(cluster: Cluster) -> Self {
+        Self::start_with(cluster, &[]).await
+    }
+
+    pub(crate) async fn start_with(cluster: Cluster, extra: &[&str]) -> Self {
         let database = fresh_database_url().await;
-        let deliveries = service("delivery-service", &database, &cluster, &[]).await;
-        let orders = service("order-service", &database, &cluster, &[]).await;
+        let deliveries = service("delivery-service", &database, &cluster, extra).await;
+        let orders = service("order-service", &database, &cluster, extra).await;
         Self {
             cluster,
             orders,
@@ -230,6 +234,40 @@ async fn two_thousand_orders_over_kafka_between_two_processes_all_settle() {
         .await
         .expect("database");
     check_invariants(&pool).await;
+    check_event_order(&pool, &deployment.cluster).await;
+    deployment.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cdc_relay_mode_orders_settle_in_order_and_the_outboxes_stay_empty() {
+    let deployment =
+        Deployment::start_with(Cluster::for_test().await, &["--relay-mode", "cdc"]).await;
+    let report = load(&deployment.orders.addr, 1000).await;
+    assert_eq!(
+        report["outcomes"],
+        serde_json::json!({ "confirmed": 800, "cancelled": 200 }),
+        "{report}"
+    );
+    let pool = PgPool::connect(&deployment.database)
+        .await
+        .expect("database");
+    check_invariants(&pool).await;
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM orders.outbox) + (SELECT count(*) FROM delivery.outbox)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(
+        rows, 0,
+        "CDC mode deletes each outbox row in the transaction that wrote it"
+    );
+    let (_, metrics) = crate::binary::http(&deployment.orders.addr, "GET", "/metrics", None).await;
+    assert!(
+        String::from_utf8_lossy(&metrics)
+            .contains("ordership_cdc_slot_lag_bytes{service=\"order\"}"),
+        "slot lag is a metric"
+    );
     check_event_order(&pool, &deployment.cluster).await;
     deployment.stop().await;
 }

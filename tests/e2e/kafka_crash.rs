@@ -46,6 +46,7 @@ impl Service {
         database: &str,
         cluster: &Cluster,
         unsafe_offsets: bool,
+        extra: &[&str],
     ) -> Self {
         let mut args: Vec<String> = [
             kind,
@@ -60,6 +61,7 @@ impl Service {
         ]
         .iter()
         .chain(cluster.args().iter())
+        .chain(extra)
         .map(|s| (*s).to_owned())
         .collect();
         if unsafe_offsets {
@@ -94,6 +96,21 @@ struct Verdict {
     duplicates: f64,
 }
 
+impl Verdict {
+    /// Nothing lost, no saga needed its deadline, and duplicates were delivered and discarded.
+    fn assert_nothing_lost(&self) {
+        assert_eq!(self.stuck_sagas, 0, "{self:?}: a message was lost");
+        assert_eq!(
+            self.resent, 0,
+            "{self:?}: no saga should have needed its deadline"
+        );
+        assert!(
+            self.duplicates > 0.0,
+            "{self:?}: the crashes must have caused redeliveries"
+        );
+    }
+}
+
 async fn duplicates(addr: &str) -> f64 {
     let (_, body) = http(addr, "GET", "/metrics", None).await;
     String::from_utf8_lossy(&body)
@@ -122,7 +139,7 @@ async fn wait_for_progress(pool: &PgPool, more: i64) {
     }
 }
 
-async fn crash_run(unsafe_offsets: bool) -> Verdict {
+async fn crash_run(unsafe_offsets: bool, extra: &[&str]) -> Verdict {
     let cluster = Cluster::for_test().await;
     let database = fresh_database_url().await;
     let (order_addr, delivery_addr) = (free_port(), free_port());
@@ -132,6 +149,7 @@ async fn crash_run(unsafe_offsets: bool) -> Verdict {
         &database,
         &cluster,
         unsafe_offsets,
+        extra,
     )
     .await;
     let mut orders = Service::start(
@@ -140,6 +158,7 @@ async fn crash_run(unsafe_offsets: bool) -> Verdict {
         &database,
         &cluster,
         unsafe_offsets,
+        extra,
     )
     .await;
 
@@ -239,23 +258,21 @@ async fn crash_run(unsafe_offsets: bool) -> Verdict {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_services_mid_run_loses_nothing_and_duplicates_are_discarded() {
-    let verdict = crash_run(false).await;
-    assert_eq!(verdict.stuck_sagas, 0, "{verdict:?}: a message was lost");
-    assert_eq!(
-        verdict.resent, 0,
-        "{verdict:?}: no saga should have needed its deadline"
-    );
-    assert!(
-        verdict.duplicates > 0.0,
-        "{verdict:?}: the crashes must have caused redeliveries"
-    );
+    crash_run(false, &[]).await.assert_nothing_lost();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_crash_test_catches_offsets_stored_before_the_commit() {
-    let verdict = crash_run(true).await;
+    let verdict = crash_run(true, &[]).await;
     assert!(
         verdict.stuck_sagas > 0 || verdict.resent > 0,
         "{verdict:?}: the mutant went unnoticed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cdc_relay_mode_killing_the_services_loses_nothing() {
+    crash_run(false, &["--relay-mode", "cdc"])
+        .await
+        .assert_nothing_lost();
 }

@@ -34,7 +34,7 @@ pub use extract::IDEMPOTENCY_KEY;
 pub use health::{HealthCheck, StoreCheck};
 pub use metrics::{
     Family, HandlerLatency, Kind, MetricSource, Metrics, OutboxBacklog, RelayLatency, SagaStates,
-    Samples,
+    Samples, SlotLag,
 };
 pub use orders::REPLAYED;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};

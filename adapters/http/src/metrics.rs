@@ -402,3 +402,27 @@ impl MetricSource for HandlerLatency {
         ]
     }
 }
+
+/// `ordership_cdc_slot_lag_bytes{service}`: how far the CDC relay's replication slot trails the
+/// write-ahead log (the log the server must keep for it).
+pub struct SlotLag {
+    pub service: &'static str,
+    pub feed: Arc<dyn ordership_domain::ports::OutboxFeed>,
+}
+
+#[async_trait]
+impl MetricSource for SlotLag {
+    async fn collect(&self) -> Vec<Family> {
+        match self.feed.lag_bytes().await {
+            Ok(lag) => vec![Family::gauge(
+                "ordership_cdc_slot_lag_bytes",
+                "Write-ahead log the CDC relay's replication slot has not confirmed yet.",
+                vec![(vec![("service", self.service.to_owned())], lag as f64)],
+            )],
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the replication slot's lag");
+                Vec::new()
+            }
+        }
+    }
+}

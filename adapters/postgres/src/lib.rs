@@ -10,6 +10,7 @@
 
 mod deliveries;
 mod error;
+mod feed;
 mod notify;
 mod orders;
 pub mod schema;
@@ -22,12 +23,14 @@ use std::time::Duration;
 
 use ordership_domain::ShippingAddress;
 use ordership_domain::ports::StoreError;
+use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
 
+pub use feed::PgOutboxFeed;
 pub use notify::PgOutboxSignal;
 pub use schema::{DELIVERY, ORDERS, Schema};
-pub use tx::{PgDeliveryStore, PgDeliveryTx, PgOrderStore, PgOrderTx, PgTx};
+pub use sqlx::PgPool;
+pub use tx::{OutboxMode, PgDeliveryStore, PgDeliveryTx, PgOrderStore, PgOrderTx, PgTx};
 
 /// How to connect.
 #[derive(Debug, Clone)]

@@ -34,6 +34,21 @@ pub(crate) struct OutboxSql {
     pub(crate) purge: &'static str,
     pub(crate) inbox_record: &'static str,
     pub(crate) inbox_purge: &'static str,
+    pub(crate) cdc: CdcSql,
+}
+
+/// What the CDC relay and the CDC-mode outbox need of one schema.
+#[derive(Debug)]
+pub(crate) struct CdcSql {
+    /// The publication on the outbox table (migration 0003).
+    pub(crate) publication: &'static str,
+    /// Appends and returns the row's id, to delete it in the same transaction.
+    pub(crate) append_returning: &'static str,
+    pub(crate) delete_appended: &'static str,
+    /// A message the broker refused, set aside as a parked row (the feed skips parked rows).
+    pub(crate) park: &'static str,
+    pub(crate) slot_recorded: &'static str,
+    pub(crate) record_slot: &'static str,
 }
 
 macro_rules! outbox_sql {
@@ -65,6 +80,22 @@ macro_rules! outbox_sql {
                 "ON CONFLICT DO NOTHING"
             ),
             inbox_purge: concat!("DELETE FROM ", $schema, ".inbox WHERE received_at < $1"),
+            cdc: CdcSql {
+                publication: concat!("ordership_", $schema, "_outbox"),
+                append_returning: concat!(
+                    "INSERT INTO ", $schema, ".outbox (message_id, topic, key, message_type, payload, headers, created_at) ",
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+                ),
+                delete_appended: concat!("DELETE FROM ", $schema, ".outbox WHERE id = $1"),
+                park: concat!(
+                    "INSERT INTO ", $schema, ".outbox (message_id, topic, key, message_type, payload, headers, created_at, ",
+                    "parked_at, parked_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (message_id) DO NOTHING"
+                ),
+                slot_recorded: concat!("SELECT EXISTS (SELECT 1 FROM ", $schema, ".cdc_slot WHERE slot_name = $1)"),
+                record_slot: concat!(
+                    "INSERT INTO ", $schema, ".cdc_slot (slot_name, created_at) VALUES ($1, now()) ON CONFLICT DO NOTHING"
+                ),
+            },
         }
     };
 }
@@ -87,6 +118,12 @@ pub static ORDERS: Schema = Schema {
             include_str!("../migrations/orders_0002_parked_outbox.up.sql"),
             include_str!("../migrations/orders_0002_parked_outbox.down.sql"),
         ),
+        (
+            3,
+            "outbox publication for the CDC relay",
+            include_str!("../migrations/orders_0003_cdc.up.sql"),
+            include_str!("../migrations/orders_0003_cdc.down.sql"),
+        ),
     ],
     sql: outbox_sql!("orders"),
 };
@@ -108,6 +145,12 @@ pub static DELIVERY: Schema = Schema {
             "parked outbox messages",
             include_str!("../migrations/delivery_0002_parked_outbox.up.sql"),
             include_str!("../migrations/delivery_0002_parked_outbox.down.sql"),
+        ),
+        (
+            3,
+            "outbox publication for the CDC relay",
+            include_str!("../migrations/delivery_0003_cdc.up.sql"),
+            include_str!("../migrations/delivery_0003_cdc.down.sql"),
         ),
     ],
     sql: outbox_sql!("delivery"),

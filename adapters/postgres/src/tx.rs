@@ -21,6 +21,19 @@ pub struct PgTx {
     /// A statement failed: PostgreSQL has aborted the transaction, and a `COMMIT` would silently
     /// roll back. Commit refuses instead.
     aborted: bool,
+    /// How outbox messages are stored.
+    outbox: OutboxMode,
+}
+
+/// How the outbox is relayed, which decides how messages are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutboxMode {
+    /// Rows stay until the polling relay marks them published (retention purges them later).
+    #[default]
+    Poll,
+    /// Rows are inserted and deleted in the same transaction: the CDC relay reads the insert from
+    /// the transaction log, and the table does not grow.
+    Cdc,
 }
 
 impl PgTx {
@@ -57,12 +70,17 @@ pub struct PgOrderTx(pub(crate) PgTx);
 #[derive(Debug)]
 pub struct PgDeliveryTx(pub(crate) PgTx);
 
-async fn begin(pool: &PgPool, schema: &'static Schema) -> Result<PgTx, StoreError> {
+async fn begin(
+    pool: &PgPool,
+    schema: &'static Schema,
+    outbox: OutboxMode,
+) -> Result<PgTx, StoreError> {
     let tx = pool.begin().await.map_err(classify)?;
     Ok(PgTx {
         tx,
         schema,
         aborted: false,
+        outbox,
     })
 }
 
@@ -77,47 +95,57 @@ async fn begin_read_only(pool: &PgPool, schema: &'static Schema) -> Result<PgTx,
         tx,
         schema,
         aborted: false,
+        outbox: OutboxMode::Poll,
     })
 }
 
-/// The order service's store: its pool, used through the unit-of-work port.
-#[derive(Debug, Clone)]
-pub struct PgOrderStore {
-    pool: PgPool,
-}
+macro_rules! store {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            pool: PgPool,
+            outbox: OutboxMode,
+        }
 
-/// The delivery service's store.
-#[derive(Debug, Clone)]
-pub struct PgDeliveryStore {
-    pool: PgPool,
-}
+        impl $name {
+            #[must_use]
+            pub const fn new(pool: PgPool) -> Self {
+                Self {
+                    pool,
+                    outbox: OutboxMode::Poll,
+                }
+            }
 
-impl PgOrderStore {
-    #[must_use]
-    pub const fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-    #[must_use]
-    pub const fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-}
+            /// Stores outbox messages for the given relay mode.
+            #[must_use]
+            pub const fn with_outbox_mode(mut self, outbox: OutboxMode) -> Self {
+                self.outbox = outbox;
+                self
+            }
 
-impl PgDeliveryStore {
-    #[must_use]
-    pub const fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-    #[must_use]
-    pub const fn pool(&self) -> &PgPool {
-        &self.pool
-    }
+            #[must_use]
+            pub const fn pool(&self) -> &PgPool {
+                &self.pool
+            }
+        }
+    };
 }
+store!(
+    /// The order service's store: its pool, used through the unit-of-work port.
+    PgOrderStore
+);
+store!(
+    /// The delivery service's store.
+    PgDeliveryStore
+);
 
 #[async_trait]
 impl UnitOfWork<dyn OrderTransaction> for PgOrderStore {
     async fn begin(&self) -> Result<Box<dyn OrderTransaction>, StoreError> {
-        Ok(Box::new(PgOrderTx(begin(&self.pool, &ORDERS).await?)))
+        Ok(Box::new(PgOrderTx(
+            begin(&self.pool, &ORDERS, self.outbox).await?,
+        )))
     }
     async fn begin_read_only(&self) -> Result<Box<dyn OrderTransaction>, StoreError> {
         Ok(Box::new(PgOrderTx(
@@ -129,14 +157,18 @@ impl UnitOfWork<dyn OrderTransaction> for PgOrderStore {
 #[async_trait]
 impl UnitOfWork<dyn Transaction> for PgOrderStore {
     async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
-        Ok(Box::new(PgOrderTx(begin(&self.pool, &ORDERS).await?)))
+        Ok(Box::new(PgOrderTx(
+            begin(&self.pool, &ORDERS, self.outbox).await?,
+        )))
     }
 }
 
 #[async_trait]
 impl UnitOfWork<dyn DeliveryTransaction> for PgDeliveryStore {
     async fn begin(&self) -> Result<Box<dyn DeliveryTransaction>, StoreError> {
-        Ok(Box::new(PgDeliveryTx(begin(&self.pool, &DELIVERY).await?)))
+        Ok(Box::new(PgDeliveryTx(
+            begin(&self.pool, &DELIVERY, self.outbox).await?,
+        )))
     }
     async fn begin_read_only(&self) -> Result<Box<dyn DeliveryTransaction>, StoreError> {
         Ok(Box::new(PgDeliveryTx(
@@ -148,7 +180,9 @@ impl UnitOfWork<dyn DeliveryTransaction> for PgDeliveryStore {
 #[async_trait]
 impl UnitOfWork<dyn Transaction> for PgDeliveryStore {
     async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
-        Ok(Box::new(PgDeliveryTx(begin(&self.pool, &DELIVERY).await?)))
+        Ok(Box::new(PgDeliveryTx(
+            begin(&self.pool, &DELIVERY, self.outbox).await?,
+        )))
     }
 }
 
@@ -214,25 +248,26 @@ pub(crate) fn count(n: i64, what: &str) -> Result<u64, StoreError> {
 #[async_trait]
 impl Outbox for PgTx {
     async fn append(&mut self, message: &Message) -> Result<(), StoreError> {
-        let headers = Headers {
-            source: message.source.clone(),
-            correlation_id: message.correlation_id,
-            causation_id: message.causation_id.map(|c| *c.as_uuid()),
-            traceparent: message.traceparent.clone(),
-        };
-        let headers =
-            serde_json::to_value(&headers).map_err(|e| StoreError::Unexpected(Box::new(e)))?;
-        sqlx::query(self.schema.sql.append)
-            .bind(message.id.as_uuid())
-            .bind(&message.topic)
-            .bind(&message.key)
-            .bind(&message.message_type)
-            .bind(&message.payload)
-            .bind(headers)
-            .bind(message.occurred_at)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(|e| self.failed(e))?;
+        match self.outbox {
+            OutboxMode::Poll => {
+                bind_message(self.schema.sql.append, message)?
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+            }
+            OutboxMode::Cdc => {
+                let row = bind_message(self.schema.sql.cdc.append_returning, message)?
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                let id: i64 = row.try_get(0).map_err(classify)?;
+                sqlx::query(self.schema.sql.cdc.delete_appended)
+                    .bind(id)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+            }
+        }
         Ok(())
     }
 
@@ -305,23 +340,67 @@ impl Outbox for PgTx {
     }
 }
 
-fn outbox_entry(row: &sqlx::postgres::PgRow) -> Result<OutboxEntry, StoreError> {
-    let headers: serde_json::Value = row.try_get("headers").map_err(classify)?;
+/// An outbox statement with a message's seven columns bound as `$1`…`$7`: message id, topic,
+/// key, type, payload, headers (source, correlation, causation, traceparent), creation time.
+pub(crate) fn bind_message<'q>(
+    sql: &'static str,
+    message: &'q Message,
+) -> Result<sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>, StoreError> {
+    let headers = Headers {
+        source: message.source.clone(),
+        correlation_id: message.correlation_id,
+        causation_id: message.causation_id.map(|c| *c.as_uuid()),
+        traceparent: message.traceparent.clone(),
+    };
+    let headers =
+        serde_json::to_value(&headers).map_err(|e| StoreError::Unexpected(Box::new(e)))?;
+    Ok(sqlx::query(sql)
+        .bind(message.id.as_uuid())
+        .bind(&message.topic)
+        .bind(&message.key)
+        .bind(&message.message_type)
+        .bind(&message.payload)
+        .bind(headers)
+        .bind(message.occurred_at))
+}
+
+/// A message from an outbox row's values, however they were read.
+pub(crate) fn message_from_columns(
+    message_id: Uuid,
+    topic: String,
+    key: String,
+    message_type: String,
+    payload: serde_json::Value,
+    headers: serde_json::Value,
+    created_at: DateTime<Utc>,
+) -> Result<Message, StoreError> {
     let headers: Headers =
         serde_json::from_value(headers).map_err(|e| corrupt("outbox headers", e))?;
-    let created_at: DateTime<Utc> = row.try_get("created_at").map_err(classify)?;
-    let message = Message {
-        id: MessageId::from_uuid(row.try_get("message_id").map_err(classify)?),
-        topic: row.try_get("topic").map_err(classify)?,
-        key: row.try_get("key").map_err(classify)?,
-        message_type: row.try_get("message_type").map_err(classify)?,
+    Ok(Message {
+        id: MessageId::from_uuid(message_id),
+        topic,
+        key,
+        message_type,
         source: headers.source,
-        payload: row.try_get("payload").map_err(classify)?,
+        payload,
         correlation_id: headers.correlation_id,
         causation_id: headers.causation_id.map(MessageId::from_uuid),
         traceparent: headers.traceparent,
         occurred_at: created_at,
-    };
+    })
+}
+
+fn outbox_entry(row: &sqlx::postgres::PgRow) -> Result<OutboxEntry, StoreError> {
+    let created_at: DateTime<Utc> = row.try_get("created_at").map_err(classify)?;
+    let message = message_from_columns(
+        row.try_get("message_id").map_err(classify)?,
+        row.try_get("topic").map_err(classify)?,
+        row.try_get("key").map_err(classify)?,
+        row.try_get("message_type").map_err(classify)?,
+        row.try_get("payload").map_err(classify)?,
+        row.try_get("headers").map_err(classify)?,
+        created_at,
+    )?;
     Ok(OutboxEntry {
         position: row.try_get("id").map_err(classify)?,
         message,

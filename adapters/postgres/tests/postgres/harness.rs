@@ -81,3 +81,21 @@ pub(crate) async fn count(pool: &PgPool, sql: &'static str) -> i64 {
         .await
         .expect("count")
 }
+
+/// An outbox message about a new order; every attribute set, the time at the database's
+/// precision, so it survives a round trip unchanged.
+pub(crate) fn message(n: u32) -> Message {
+    let order = ordership_domain::OrderId::from_uuid(uuid::Uuid::now_v7());
+    Message {
+        id: ordership_domain::MessageId::from_uuid(uuid::Uuid::now_v7()),
+        topic: ordership_domain::topics::ORDER_EVENTS.to_owned(),
+        key: order.to_string(),
+        message_type: "ordership.test.v1".to_owned(),
+        source: "/test".to_owned(),
+        payload: serde_json::json!({ "n": n, "text": "naïve \"quoted\" \\ line\nbreak" }),
+        correlation_id: *order.as_uuid(),
+        causation_id: Some(ordership_domain::MessageId::from_uuid(uuid::Uuid::now_v7())),
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
+        occurred_at: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6),
+    }
+}

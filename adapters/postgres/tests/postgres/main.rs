@@ -3,6 +3,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod cdc;
 mod concurrency;
 mod errors;
 mod harness;

@@ -3,28 +3,12 @@ use std::time::Duration;
 
 use ordership_application::{OutboxRelay, RelayConfig};
 use ordership_domain::ports::{OrderTransaction, OutboxSignal, UnitOfWork};
-use ordership_domain::{Message, MessageId, OrderId, topics};
+use ordership_domain::{Message, MessageId, OrderId};
 use ordership_memory::SystemClock;
 use ordership_postgres::testing::fresh_database;
 use ordership_postgres::{ORDERS, PgOrderStore, PgOutboxSignal};
 
-use crate::harness::Captured;
-
-fn message(n: u32) -> Message {
-    let order = OrderId::from_uuid(uuid::Uuid::now_v7());
-    Message {
-        id: MessageId::from_uuid(uuid::Uuid::now_v7()),
-        topic: topics::ORDER_EVENTS.to_owned(),
-        key: order.to_string(),
-        message_type: "ordership.test.v1".to_owned(),
-        source: "/test".to_owned(),
-        payload: serde_json::json!({ "n": n }),
-        correlation_id: *order.as_uuid(),
-        causation_id: None,
-        traceparent: None,
-        occurred_at: chrono::Utc::now(),
-    }
-}
+use crate::harness::{Captured, message};
 
 #[tokio::test]
 async fn a_message_committed_late_with_a_lower_id_is_still_published() {

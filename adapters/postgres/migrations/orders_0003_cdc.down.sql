@@ -1,0 +1,2 @@
+DROP TABLE orders.cdc_slot;
+DROP PUBLICATION ordership_orders_outbox;

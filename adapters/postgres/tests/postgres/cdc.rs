@@ -1,0 +1,187 @@
+//! The CDC relay mode: the outbox read from the write-ahead log through a logical replication
+//! slot (needs `wal_level=logical`, which scripts/test.sh sets). Each test drops its slot.
+
+use std::sync::Arc;
+
+use ordership_application::{CdcRelay, RelayConfig};
+use ordership_domain::ports::{
+    FeedBatch, MessagePublisher, OrderTransaction, OutboxFeed, PublishError, StoreError, UnitOfWork,
+};
+use ordership_domain::{Message, MessageId};
+use ordership_memory::SystemClock;
+use ordership_postgres::testing::fresh_database;
+use ordership_postgres::{ORDERS, OutboxMode, PgOrderStore, PgOutboxFeed, PgOutboxSignal};
+use sqlx::PgPool;
+
+use crate::harness::{Captured, message};
+
+async fn append(store: &PgOrderStore, messages: &[&Message]) -> Box<dyn OrderTransaction> {
+    let mut tx = UnitOfWork::<dyn OrderTransaction>::begin(store)
+        .await
+        .expect("begin");
+    for m in messages {
+        tx.outbox().append(m).await.expect("append");
+    }
+    tx
+}
+
+async fn rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders.outbox")
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+fn ids(batch: &FeedBatch) -> Vec<MessageId> {
+    batch.messages.iter().map(|m| m.id).collect()
+}
+
+#[tokio::test]
+async fn the_feed_yields_committed_messages_in_commit_order_until_confirmed_and_no_rows_remain() {
+    let pool = fresh_database().await;
+    let feed = PgOutboxFeed::open(pool.clone(), &ORDERS)
+        .await
+        .expect("feed");
+    let store = PgOrderStore::new(pool.clone()).with_outbox_mode(OutboxMode::Cdc);
+    let (m1, m2, m3) = (message(1), message(2), message(3));
+
+    // A appends first but commits last: commit order, not append order, is the feed's order.
+    let a = append(&store, &[&m1]).await;
+    let b = append(&store, &[&m2, &m3]).await;
+    let aborted = append(&store, &[&message(99)]).await;
+    b.commit().await.expect("commit");
+    a.commit().await.expect("commit");
+    drop(aborted);
+    assert_eq!(
+        rows(&pool).await,
+        0,
+        "inserted and deleted in one transaction"
+    );
+
+    let batch = feed.peek(100).await.expect("peek");
+    assert_eq!(ids(&batch), [m2.id, m3.id, m1.id]);
+    assert_eq!(batch.messages[0], m2, "every attribute survives the log");
+    // Not confirmed: the same batch again (a crash before the broker acknowledged replays it).
+    let again = feed.peek(100).await.expect("peek");
+    assert_eq!(ids(&again), ids(&batch));
+
+    feed.confirm(batch.up_to.as_ref().expect("a position"))
+        .await
+        .expect("confirm");
+    let empty = feed.peek(100).await.expect("peek");
+    assert!(
+        empty.messages.is_empty() && empty.up_to.is_none(),
+        "{empty:?}"
+    );
+    let m4 = message(4);
+    append(&store, &[&m4]).await.commit().await.expect("commit");
+    assert_eq!(ids(&feed.peek(100).await.expect("peek")), [m4.id]);
+    assert!(feed.lag_bytes().await.expect("lag") > 0);
+    feed.drop_slot().await.expect("drop slot");
+}
+
+#[tokio::test]
+async fn a_lost_slot_fails_loudly_instead_of_starting_afresh() {
+    let pool = fresh_database().await;
+    let feed = PgOutboxFeed::open(pool.clone(), &ORDERS)
+        .await
+        .expect("feed");
+    let slot = feed.slot().to_owned();
+    PgOutboxFeed::open(pool.clone(), &ORDERS)
+        .await
+        .expect("opening again finds the same slot")
+        .drop_slot()
+        .await
+        .expect("drop");
+    match PgOutboxFeed::open(pool.clone(), &ORDERS).await {
+        Err(StoreError::Unexpected(e)) => {
+            assert!(e.to_string().contains(&format!("{slot} was lost")), "{e}");
+        }
+        other => panic!("expected a loud failure, got {other:?}"),
+    }
+    drop(feed);
+}
+
+/// A broker that cannot be reached.
+struct Down;
+
+#[async_trait::async_trait]
+impl MessagePublisher for Down {
+    async fn publish(&self, _: &[Message]) -> Result<(), PublishError> {
+        Err(PublishError::Unavailable("connection refused".into()))
+    }
+}
+
+/// Refuses one given message for good, publishes the rest.
+struct Refusing {
+    refuse: MessageId,
+    inner: Arc<Captured>,
+}
+
+#[async_trait::async_trait]
+impl MessagePublisher for Refusing {
+    async fn publish(&self, batch: &[Message]) -> Result<(), PublishError> {
+        if batch.iter().any(|m| m.id == self.refuse) {
+            return Err(PublishError::Refused {
+                message_id: self.refuse,
+                reason: "message too large".into(),
+            });
+        }
+        self.inner.publish(batch).await
+    }
+}
+
+#[tokio::test]
+async fn the_cdc_relay_confirms_after_publishing_and_parks_what_the_broker_refuses() {
+    let pool = fresh_database().await;
+    let feed = Arc::new(
+        PgOutboxFeed::open(pool.clone(), &ORDERS)
+            .await
+            .expect("feed"),
+    );
+    let store = PgOrderStore::new(pool.clone()).with_outbox_mode(OutboxMode::Cdc);
+    let (m1, m2, m3) = (message(1), message(2), message(3));
+    append(&store, &[&m1, &m2, &m3])
+        .await
+        .commit()
+        .await
+        .expect("commit");
+    // The broker is down: nothing is confirmed, the batch comes again.
+    let down = CdcRelay::new(
+        feed.clone(),
+        Arc::new(Down),
+        Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
+        Arc::new(SystemClock),
+        RelayConfig::default(),
+    );
+    assert!(down.relay_once().await.is_err());
+    assert_eq!(feed.peek(100).await.expect("peek").messages.len(), 3);
+
+    let captured = Arc::new(Captured::default());
+    let relay = CdcRelay::new(
+        feed.clone(),
+        Arc::new(Refusing {
+            refuse: m2.id,
+            inner: captured.clone(),
+        }),
+        Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
+        Arc::new(SystemClock),
+        RelayConfig::default(),
+    );
+    assert_eq!(relay.relay_once().await.expect("relay"), 3);
+    assert_eq!(
+        captured.take().iter().map(|m| m.id).collect::<Vec<_>>(),
+        [m1.id, m3.id]
+    );
+    let parked: (uuid::Uuid, String) = sqlx::query_as(
+        "SELECT message_id, parked_reason FROM orders.outbox WHERE parked_at IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the refused message, parked");
+    assert_eq!(parked, (*m2.id.as_uuid(), "message too large".to_owned()));
+    // Confirmed: nothing comes again, and the parked row is not sent either.
+    assert_eq!(relay.relay_once().await.expect("relay"), 0);
+    assert!(captured.take().is_empty());
+    feed.as_ref().clone().drop_slot().await.expect("drop slot");
+}
