@@ -5,6 +5,8 @@
 # sagas/s ÷ (pgbench TPS / 3 commits per saga).
 #   scripts/bench/two_services.sh [orders=4000] [concurrency=32]
 # WARMUP=N places N orders first, unmeasured (connection pools, caches, consumer fetch sessions).
+# RELAY_MODE=cdc runs the services with the CDC relay (their outboxes then stay empty, so the relay
+# lag below is read from /metrics only).
 # Needs PostgreSQL at PGHOST/PGUSER (default 127.0.0.1/postgres) and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,6 +20,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+# A CDC run leaves replication slots on its database, which keep it from being dropped.
+psql -q -At -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+  WHERE database IN ('ordership_bench', 'ordership_bench_pgbench') AND NOT active" >/dev/null
 for db in ordership_bench ordership_bench_pgbench; do
   psql -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 done
@@ -30,7 +35,7 @@ if [ -z "$brokers" ]; then
   brokers=127.0.0.1:19192
   until grep -q "dev broker ready" "$work/broker.log"; do sleep 0.2; done
 fi
-common=(--database-url "$url" --kafka-brokers "$brokers" --log-format json)
+common=(--database-url "$url" --kafka-brokers "$brokers" --log-format json --relay-mode "${RELAY_MODE:-poll}")
 RUST_LOG=warn "$bin" delivery-service --http-addr 127.0.0.1:18081 "${common[@]}" >"$work/d.log" 2>&1 & pids+=($!)
 RUST_LOG=warn "$bin" order-service --http-addr 127.0.0.1:18080 "${common[@]}" >"$work/o.log" 2>&1 & pids+=($!)
 for port in 18080 18081; do
