@@ -10,8 +10,14 @@
 
 mod bus;
 mod clock;
-mod store;
+mod deliveries;
+mod idempotency;
+mod inbox;
+mod orders;
+mod outbox;
+mod sagas;
+mod unit_of_work;
 
 pub use bus::{BusConfig, BusStats, DeadLetter, InProcessBus};
 pub use clock::{ManualClock, SystemClock, UuidV7Ids};
-pub use store::{MemoryStore, MemoryTransaction};
+pub use unit_of_work::{MemoryStore, MemoryTransaction};

@@ -10,8 +10,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use crate::error::{classify, corrupt};
-use crate::orders::version;
-use crate::tx::{PgDeliveryTx, count, updated_one};
+use crate::unit_of_work::{PgDeliveryTx, count, updated_one, version};
 
 macro_rules! select_deliveries {
     ($where:literal) => {

@@ -11,12 +11,17 @@
 mod deliveries;
 mod error;
 mod feed;
+mod idempotency;
+mod inbox;
 mod notify;
 mod orders;
+mod outbox;
+mod pgoutput;
+mod sagas;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod tx;
+mod unit_of_work;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,7 +35,7 @@ pub use feed::PgOutboxFeed;
 pub use notify::PgOutboxSignal;
 pub use schema::{DELIVERY, ORDERS, Schema};
 pub use sqlx::PgPool;
-pub use tx::{OutboxMode, PgDeliveryStore, PgDeliveryTx, PgOrderStore, PgOrderTx, PgTx};
+pub use unit_of_work::{OutboxMode, PgDeliveryStore, PgDeliveryTx, PgOrderStore, PgOrderTx, PgTx};
 
 /// How to connect.
 #[derive(Debug, Clone)]

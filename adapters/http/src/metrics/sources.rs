@@ -1,0 +1,174 @@
+//! The application's figures as metric families, computed at scrape time from the stores and the
+//! monitors (sagas by state, outbox backlog, relay and handler latency, CDC slot lag), so they
+//! are true after a restart too.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ordership_application::monitoring::{HandlerMetrics, RelayMetrics};
+use std::sync::atomic::Ordering;
+
+use super::{Family, MetricSource};
+
+/// `ordership_sagas{state}`: sagas by state, from the order store.
+pub struct SagaStates(
+    pub Arc<dyn ordership_domain::ports::UnitOfWork<dyn ordership_domain::ports::OrderTransaction>>,
+);
+
+#[async_trait]
+impl MetricSource for SagaStates {
+    async fn collect(&self) -> Vec<Family> {
+        match ordership_application::monitoring::saga_counts(self.0.as_ref()).await {
+            Ok(counts) => vec![Family::gauge(
+                "ordership_sagas",
+                "Fulfilment sagas by state (completed/compensated/failed are outcomes).",
+                counts
+                    .into_iter()
+                    .map(|(state, n)| (vec![("state", state.as_str().to_owned())], n as f64))
+                    .collect(),
+            )],
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read saga counts for metrics");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// `ordership_outbox_pending{service}` and the age of the oldest pending message.
+pub struct OutboxBacklog<Tx: ?Sized> {
+    pub service: &'static str,
+    pub uow: Arc<dyn ordership_domain::ports::UnitOfWork<Tx>>,
+    pub clock: Arc<dyn ordership_domain::ports::Clock>,
+}
+
+#[async_trait]
+impl<Tx: ?Sized + ordership_domain::ports::Transaction + 'static> MetricSource
+    for OutboxBacklog<Tx>
+{
+    async fn collect(&self) -> Vec<Family> {
+        match ordership_application::monitoring::outbox_stats(self.uow.as_ref()).await {
+            Ok(stats) => {
+                let label = || vec![("service", self.service.to_owned())];
+                let age = stats.oldest_pending_at.map_or(0.0, |at| {
+                    (self.clock.now() - at).num_milliseconds().max(0) as f64 / 1000.0
+                });
+                vec![
+                    Family::gauge(
+                        "ordership_outbox_pending",
+                        "Outbox messages not yet published.",
+                        vec![(label(), stats.pending as f64)],
+                    ),
+                    Family::gauge(
+                        "ordership_outbox_parked",
+                        "Outbox messages the broker refused for good, set aside with their reason.",
+                        vec![(label(), stats.parked as f64)],
+                    ),
+                    Family::gauge(
+                        "ordership_outbox_oldest_pending_age_seconds",
+                        "Age of the oldest unpublished outbox message.",
+                        vec![(label(), age)],
+                    ),
+                ]
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read outbox stats for metrics");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// What an outbox relay published, and how fast.
+pub struct RelayLatency {
+    pub service: &'static str,
+    pub metrics: Arc<RelayMetrics>,
+}
+
+#[async_trait]
+impl MetricSource for RelayLatency {
+    async fn collect(&self) -> Vec<Family> {
+        let label = || vec![("service", self.service.to_owned())];
+        vec![
+            Family::counter(
+                "ordership_relay_published_total",
+                "Outbox messages the broker acknowledged.",
+                vec![(
+                    label(),
+                    self.metrics.published.load(Ordering::Relaxed) as f64,
+                )],
+            ),
+            Family::histogram(
+                "ordership_relay_lag_seconds",
+                "From a message's creation to the broker's acknowledgement.",
+                vec![(label(), self.metrics.lag.snapshot())],
+            ),
+            Family::histogram(
+                "ordership_relay_publish_seconds",
+                "Broker round trip of one outbox batch, first send to last acknowledgement.",
+                vec![(label(), self.metrics.publish.snapshot())],
+            ),
+        ]
+    }
+}
+
+/// How long one consumer's handler takes, and what it did.
+pub struct HandlerLatency {
+    pub consumer: &'static str,
+    pub metrics: Arc<HandlerMetrics>,
+}
+
+#[async_trait]
+impl MetricSource for HandlerLatency {
+    async fn collect(&self) -> Vec<Family> {
+        let label = || vec![("consumer", self.consumer.to_owned())];
+        let count =
+            |n: &std::sync::atomic::AtomicU64| vec![(label(), n.load(Ordering::Relaxed) as f64)];
+        vec![
+            Family::histogram(
+                "ordership_consumer_handle_seconds",
+                "Time to handle one message (one attempt, in its own transaction).",
+                vec![(label(), self.metrics.latency.snapshot())],
+            ),
+            Family::counter(
+                "ordership_messages_handled_total",
+                "Messages consumers handled, duplicates included.",
+                count(&self.metrics.handled),
+            ),
+            Family::counter(
+                "ordership_inbox_duplicates_discarded_total",
+                "Duplicates the inbox acknowledged without effect.",
+                count(&self.metrics.duplicates_discarded),
+            ),
+            Family::counter(
+                "ordership_consumer_failures_total",
+                "Handler attempts that failed (retried or dead-lettered by the transport).",
+                count(&self.metrics.failed),
+            ),
+        ]
+    }
+}
+
+/// `ordership_cdc_slot_lag_bytes{service}`: how far the CDC relay's replication slot trails the
+/// write-ahead log (the log the server must keep for it).
+pub struct SlotLag {
+    pub service: &'static str,
+    pub feed: Arc<dyn ordership_domain::ports::OutboxFeed>,
+}
+
+#[async_trait]
+impl MetricSource for SlotLag {
+    async fn collect(&self) -> Vec<Family> {
+        match self.feed.lag_bytes().await {
+            Ok(lag) => vec![Family::gauge(
+                "ordership_cdc_slot_lag_bytes",
+                "Write-ahead log the CDC relay's replication slot has not confirmed yet.",
+                vec![(vec![("service", self.service.to_owned())], lag as f64)],
+            )],
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the replication slot's lag");
+                Vec::new()
+            }
+        }
+    }
+}

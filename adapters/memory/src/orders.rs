@@ -1,0 +1,38 @@
+//! Orders in memory: the order repository of a [`MemoryTransaction`].
+
+use async_trait::async_trait;
+use ordership_domain::ports::{OrderQuery, OrderRepository, StoreError};
+use ordership_domain::{Order, OrderId};
+
+use crate::unit_of_work::{MemoryTransaction, insert_row, update_row};
+
+#[async_trait]
+impl OrderRepository for MemoryTransaction {
+    async fn get(&mut self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        Ok(self.tables()?.orders.get(&id).cloned())
+    }
+
+    async fn insert(&mut self, order: &Order) -> Result<(), StoreError> {
+        let order = order.clone();
+        self.write(|t| insert_row(t, |t| &mut t.orders, order))
+    }
+
+    async fn update(&mut self, order: &Order, expected_version: u64) -> Result<(), StoreError> {
+        let order = order.clone();
+        self.write(|t| update_row(t, |t| &mut t.orders, order, expected_version))
+    }
+
+    async fn list(&mut self, query: &OrderQuery) -> Result<Vec<Order>, StoreError> {
+        use std::ops::Bound;
+        let tables = self.tables()?;
+        let start = query.after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(tables
+            .orders
+            .range((start, Bound::Unbounded))
+            .map(|(_, order)| order)
+            .filter(|order| query.status.is_none_or(|s| order.status() == s))
+            .take(query.limit as usize)
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,279 @@
+//! The in-memory unit of work: every table of both services behind one lock, and the
+//! transaction that the repository, outbox, inbox and idempotency modules implement their ports on.
+//!
+//! A transaction holds the lock from `begin` to commit or drop, so transactions are serializable
+//! (one at a time), like a database with a single writer. Writes go straight into the tables and
+//! leave an undo entry; dropping a transaction without committing replays the undo log, so a
+//! rolled-back transaction leaves nothing behind — the same guarantee the Postgres adapter gets
+//! from its database.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ordership_domain::ports::{
+    DeliveryRepository, DeliveryTransaction, IdempotencyRecord, IdempotencyStore, Inbox,
+    OrderRepository, OrderTransaction, Outbox, OutboxSignal, SagaRepository, StoreError,
+    Transaction, UnitOfWork,
+};
+use ordership_domain::{Delivery, DeliveryId, FulfilmentSaga, Message, MessageId, Order, OrderId};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
+
+use crate::outbox::OutboxRow;
+
+#[derive(Debug, Default)]
+pub(crate) struct Tables {
+    pub(crate) orders: BTreeMap<OrderId, Order>,
+    pub(crate) sagas: BTreeMap<OrderId, FulfilmentSaga>,
+    pub(crate) deliveries: BTreeMap<DeliveryId, Delivery>,
+    pub(crate) delivery_by_order: HashMap<OrderId, DeliveryId>,
+    pub(crate) outbox: BTreeMap<i64, OutboxRow>,
+    pub(crate) outbox_ids: HashMap<MessageId, i64>,
+    pub(crate) pending: BTreeSet<i64>,
+    pub(crate) next_position: i64,
+    pub(crate) inbox: HashMap<(String, MessageId), DateTime<Utc>>,
+    pub(crate) idempotency: HashMap<(String, String), IdempotencyRecord>,
+}
+
+pub(crate) type Undo = Box<dyn FnOnce(&mut Tables) + Send>;
+
+/// An aggregate kept in a table under its id, with an optimistic-concurrency version.
+pub(crate) trait Row: Clone + Send + 'static {
+    type Key: Copy + Ord + Send + 'static;
+    fn key(&self) -> Self::Key;
+    fn version(&self) -> u64;
+}
+
+/// Which table of [`Tables`] holds rows of type `R`.
+pub(crate) type TableOf<R> = fn(&mut Tables) -> &mut BTreeMap<<R as Row>::Key, R>;
+
+impl Row for Order {
+    type Key = OrderId;
+    fn key(&self) -> OrderId {
+        self.id()
+    }
+    fn version(&self) -> u64 {
+        Order::version(self)
+    }
+}
+
+impl Row for FulfilmentSaga {
+    type Key = OrderId;
+    fn key(&self) -> OrderId {
+        self.order_id()
+    }
+    fn version(&self) -> u64 {
+        FulfilmentSaga::version(self)
+    }
+}
+
+impl Row for Delivery {
+    type Key = DeliveryId;
+    fn key(&self) -> DeliveryId {
+        self.id()
+    }
+    fn version(&self) -> u64 {
+        Delivery::version(self)
+    }
+}
+
+/// Inserts a row that must be new: `Duplicate` if its key exists.
+pub(crate) fn insert_row<R: Row>(
+    tables: &mut Tables,
+    table: TableOf<R>,
+    row: R,
+) -> Result<Undo, StoreError> {
+    let key = row.key();
+    let rows = table(tables);
+    if rows.contains_key(&key) {
+        return Err(StoreError::Duplicate);
+    }
+    rows.insert(key, row);
+    Ok(Box::new(move |t| {
+        table(t).remove(&key);
+    }))
+}
+
+/// Replaces a row whose stored version is still `expected`: `Conflict` otherwise.
+pub(crate) fn update_row<R: Row>(
+    tables: &mut Tables,
+    table: TableOf<R>,
+    row: R,
+    expected: u64,
+) -> Result<Undo, StoreError> {
+    let key = row.key();
+    let rows = table(tables);
+    match rows.get(&key) {
+        Some(stored) if stored.version() == expected => {}
+        _ => return Err(StoreError::Conflict),
+    }
+    let previous = rows.insert(key, row);
+    Ok(Box::new(move |t| {
+        if let Some(previous) = previous {
+            table(t).insert(key, previous);
+        }
+    }))
+}
+
+/// An in-memory database for one service (or both, in tests). Cheap to clone: clones share the
+/// same tables.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    tables: Arc<Mutex<Tables>>,
+    committed_outbox: Arc<Notify>,
+}
+
+impl MemoryStore {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    async fn open(&self) -> MemoryTransaction {
+        MemoryTransaction {
+            tables: Some(Arc::clone(&self.tables).lock_owned().await),
+            undo: Vec::new(),
+            wrote_outbox: false,
+            committed_outbox: Arc::clone(&self.committed_outbox),
+        }
+    }
+
+    /// Every message ever appended to the outbox and not purged, in position order, with
+    /// whether it was published. For tests.
+    pub async fn outbox_messages(&self) -> Vec<(Message, bool)> {
+        let tables = self.tables.lock().await;
+        tables
+            .outbox
+            .values()
+            .map(|row| (row.entry.message.clone(), row.published_at.is_some()))
+            .collect()
+    }
+
+    /// Every delivery. For tests and checks.
+    pub async fn deliveries(&self) -> Vec<Delivery> {
+        self.tables
+            .lock()
+            .await
+            .deliveries
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Every order. For tests and checks.
+    pub async fn orders(&self) -> Vec<Order> {
+        self.tables.lock().await.orders.values().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl UnitOfWork<dyn OrderTransaction> for MemoryStore {
+    async fn begin(&self) -> Result<Box<dyn OrderTransaction>, StoreError> {
+        Ok(Box::new(self.open().await))
+    }
+}
+
+#[async_trait]
+impl UnitOfWork<dyn DeliveryTransaction> for MemoryStore {
+    async fn begin(&self) -> Result<Box<dyn DeliveryTransaction>, StoreError> {
+        Ok(Box::new(self.open().await))
+    }
+}
+
+#[async_trait]
+impl UnitOfWork<dyn Transaction> for MemoryStore {
+    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        Ok(Box::new(self.open().await))
+    }
+}
+
+#[async_trait]
+impl OutboxSignal for MemoryStore {
+    async fn committed(&self) {
+        self.committed_outbox.notified().await;
+    }
+}
+
+/// One transaction over a [`MemoryStore`].
+pub struct MemoryTransaction {
+    /// `None` only after commit.
+    tables: Option<OwnedMutexGuard<Tables>>,
+    undo: Vec<Undo>,
+    pub(crate) wrote_outbox: bool,
+    committed_outbox: Arc<Notify>,
+}
+
+impl std::fmt::Debug for MemoryTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryTransaction")
+            .field("pending_undo", &self.undo.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for MemoryTransaction {
+    fn drop(&mut self) {
+        if let Some(tables) = self.tables.as_deref_mut() {
+            while let Some(undo) = self.undo.pop() {
+                undo(tables);
+            }
+        }
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Unexpected("the transaction is already committed".into())
+}
+
+impl MemoryTransaction {
+    pub(crate) fn tables(&mut self) -> Result<&mut Tables, StoreError> {
+        self.tables.as_deref_mut().ok_or_else(closed)
+    }
+
+    /// Runs a write and remembers how to undo it.
+    pub(crate) fn write(
+        &mut self,
+        apply: impl FnOnce(&mut Tables) -> Result<Undo, StoreError>,
+    ) -> Result<(), StoreError> {
+        let undo = apply(self.tables()?)?;
+        self.undo.push(undo);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Transaction for MemoryTransaction {
+    fn outbox(&mut self) -> &mut dyn Outbox {
+        self
+    }
+    fn inbox(&mut self) -> &mut dyn Inbox {
+        self
+    }
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.undo.clear();
+        self.tables = None;
+        if self.wrote_outbox {
+            self.committed_outbox.notify_one();
+        }
+        Ok(())
+    }
+}
+
+impl OrderTransaction for MemoryTransaction {
+    fn orders(&mut self) -> &mut dyn OrderRepository {
+        self
+    }
+    fn sagas(&mut self) -> &mut dyn SagaRepository {
+        self
+    }
+    fn idempotency_keys(&mut self) -> &mut dyn IdempotencyStore {
+        self
+    }
+}
+
+impl DeliveryTransaction for MemoryTransaction {
+    fn deliveries(&mut self) -> &mut dyn DeliveryRepository {
+        self
+    }
+}

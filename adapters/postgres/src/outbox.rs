@@ -1,0 +1,185 @@
+//! The outbox of every service's schema: appended in the effect's transaction (and, in CDC
+//! mode, deleted in it again), claimed under the relay lock, parked, marked and purged.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ordership_domain::ports::{Outbox, OutboxStats, StoreError};
+use ordership_domain::{Message, MessageId, OutboxEntry};
+use serde::{Deserialize, Serialize};
+use sqlx::{Postgres, Row};
+use uuid::Uuid;
+
+use crate::error::{classify, corrupt};
+use crate::unit_of_work::{OutboxMode, PgTx, count};
+
+/// What the `headers` column holds besides the payload.
+#[derive(Debug, Serialize, Deserialize)]
+struct Headers {
+    source: String,
+    correlation_id: Uuid,
+    causation_id: Option<Uuid>,
+    traceparent: Option<String>,
+}
+
+#[async_trait]
+impl Outbox for PgTx {
+    async fn append(&mut self, message: &Message) -> Result<(), StoreError> {
+        match self.outbox {
+            OutboxMode::Poll => {
+                bind_message(self.schema.sql.append, message)?
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+            }
+            OutboxMode::Cdc => {
+                let row = bind_message(self.schema.sql.cdc.append_returning, message)?
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                let id: i64 = row.try_get(0).map_err(classify)?;
+                sqlx::query(self.schema.sql.cdc.delete_appended)
+                    .bind(id)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn try_lock_relay(&mut self) -> Result<bool, StoreError> {
+        let row = sqlx::query(self.schema.sql.lock_relay)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        row.try_get(0).map_err(classify)
+    }
+
+    async fn claim_unpublished(&mut self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = sqlx::query(self.schema.sql.claim)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        rows.iter().map(outbox_entry).collect()
+    }
+
+    async fn mark_published(
+        &mut self,
+        positions: &[i64],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(self.schema.sql.mark)
+            .bind(at)
+            .bind(positions)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    async fn park(
+        &mut self,
+        position: i64,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(self.schema.sql.park)
+            .bind(position)
+            .bind(at)
+            .bind(reason)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    async fn stats(&mut self) -> Result<OutboxStats, StoreError> {
+        let row = sqlx::query(self.schema.sql.stats)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(OutboxStats {
+            pending: count(row.try_get(0).map_err(classify)?, "outbox count")?,
+            oldest_pending_at: row.try_get(1).map_err(classify)?,
+            parked: count(row.try_get(2).map_err(classify)?, "parked count")?,
+        })
+    }
+
+    async fn purge_published(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.schema.sql.purge)
+            .bind(before)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// An outbox statement with a message's seven columns bound as `$1`…`$7`: message id, topic,
+/// key, type, payload, headers (source, correlation, causation, traceparent), creation time.
+pub(crate) fn bind_message<'q>(
+    sql: &'static str,
+    message: &'q Message,
+) -> Result<sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>, StoreError> {
+    let headers = Headers {
+        source: message.source.clone(),
+        correlation_id: message.correlation_id,
+        causation_id: message.causation_id.map(|c| *c.as_uuid()),
+        traceparent: message.traceparent.clone(),
+    };
+    let headers =
+        serde_json::to_value(&headers).map_err(|e| StoreError::Unexpected(Box::new(e)))?;
+    Ok(sqlx::query(sql)
+        .bind(message.id.as_uuid())
+        .bind(&message.topic)
+        .bind(&message.key)
+        .bind(&message.message_type)
+        .bind(&message.payload)
+        .bind(headers)
+        .bind(message.occurred_at))
+}
+
+/// A message from an outbox row's values, however they were read.
+pub(crate) fn message_from_columns(
+    message_id: Uuid,
+    topic: String,
+    key: String,
+    message_type: String,
+    payload: serde_json::Value,
+    headers: serde_json::Value,
+    created_at: DateTime<Utc>,
+) -> Result<Message, StoreError> {
+    let headers: Headers =
+        serde_json::from_value(headers).map_err(|e| corrupt("outbox headers", e))?;
+    Ok(Message {
+        id: MessageId::from_uuid(message_id),
+        topic,
+        key,
+        message_type,
+        source: headers.source,
+        payload,
+        correlation_id: headers.correlation_id,
+        causation_id: headers.causation_id.map(MessageId::from_uuid),
+        traceparent: headers.traceparent,
+        occurred_at: created_at,
+    })
+}
+
+fn outbox_entry(row: &sqlx::postgres::PgRow) -> Result<OutboxEntry, StoreError> {
+    let created_at: DateTime<Utc> = row.try_get("created_at").map_err(classify)?;
+    let message = message_from_columns(
+        row.try_get("message_id").map_err(classify)?,
+        row.try_get("topic").map_err(classify)?,
+        row.try_get("key").map_err(classify)?,
+        row.try_get("message_type").map_err(classify)?,
+        row.try_get("payload").map_err(classify)?,
+        row.try_get("headers").map_err(classify)?,
+        created_at,
+    )?;
+    Ok(OutboxEntry {
+        position: row.try_get("id").map_err(classify)?,
+        message,
+        created_at,
+    })
+}

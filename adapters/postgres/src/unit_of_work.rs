@@ -1,0 +1,239 @@
+//! The unit of work on one `sqlx::Transaction`: the stores that open it, the transaction types
+//! of each service, and the helpers every repository shares.
+
+use async_trait::async_trait;
+use ordership_domain::ports::{
+    DeliveryRepository, DeliveryTransaction, IdempotencyStore, Inbox, OrderRepository,
+    OrderTransaction, Outbox, SagaRepository, StoreError, Transaction, UnitOfWork,
+};
+use sqlx::{PgPool, Postgres};
+
+use crate::error::{classify, corrupt};
+use crate::schema::{DELIVERY, ORDERS, Schema};
+
+/// One open transaction on one service's schema.
+pub struct PgTx {
+    pub(crate) tx: sqlx::Transaction<'static, Postgres>,
+    pub(crate) schema: &'static Schema,
+    /// A statement failed: PostgreSQL has aborted the transaction, and a `COMMIT` would silently
+    /// roll back. Commit refuses instead.
+    aborted: bool,
+    /// How outbox messages are stored.
+    pub(crate) outbox: OutboxMode,
+}
+
+/// How the outbox is relayed, which decides how messages are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutboxMode {
+    /// Rows stay until the polling relay marks them published (retention purges them later).
+    #[default]
+    Poll,
+    /// Rows are inserted and deleted in the same transaction: the CDC relay reads the insert from
+    /// the transaction log, and the table does not grow.
+    Cdc,
+}
+
+impl PgTx {
+    /// Classifies a failed statement and remembers that the transaction is now aborted.
+    pub(crate) fn failed(&mut self, error: sqlx::Error) -> StoreError {
+        self.aborted = true;
+        classify(error)
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        if self.aborted {
+            // Dropping rolls back.
+            return Err(StoreError::Unexpected(
+                "commit of a transaction in which a statement failed; it was rolled back".into(),
+            ));
+        }
+        self.tx.commit().await.map_err(classify)
+    }
+}
+
+impl std::fmt::Debug for PgTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTx")
+            .field("schema", &self.schema.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transaction of the order service.
+#[derive(Debug)]
+pub struct PgOrderTx(pub(crate) PgTx);
+
+/// A transaction of the delivery service.
+#[derive(Debug)]
+pub struct PgDeliveryTx(pub(crate) PgTx);
+
+async fn begin(
+    pool: &PgPool,
+    schema: &'static Schema,
+    outbox: OutboxMode,
+) -> Result<PgTx, StoreError> {
+    let tx = pool.begin().await.map_err(classify)?;
+    Ok(PgTx {
+        tx,
+        schema,
+        aborted: false,
+        outbox,
+    })
+}
+
+/// One snapshot for every statement: under READ COMMITTED two reads could see different commits
+/// (an order already confirmed beside its saga still waiting).
+async fn begin_read_only(pool: &PgPool, schema: &'static Schema) -> Result<PgTx, StoreError> {
+    let tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(classify)?;
+    Ok(PgTx {
+        tx,
+        schema,
+        aborted: false,
+        outbox: OutboxMode::Poll,
+    })
+}
+
+macro_rules! store {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            pool: PgPool,
+            outbox: OutboxMode,
+        }
+
+        impl $name {
+            #[must_use]
+            pub const fn new(pool: PgPool) -> Self {
+                Self {
+                    pool,
+                    outbox: OutboxMode::Poll,
+                }
+            }
+
+            /// Stores outbox messages for the given relay mode.
+            #[must_use]
+            pub const fn with_outbox_mode(mut self, outbox: OutboxMode) -> Self {
+                self.outbox = outbox;
+                self
+            }
+
+            #[must_use]
+            pub const fn pool(&self) -> &PgPool {
+                &self.pool
+            }
+        }
+    };
+}
+store!(
+    /// The order service's store: its pool, used through the unit-of-work port.
+    PgOrderStore
+);
+store!(
+    /// The delivery service's store.
+    PgDeliveryStore
+);
+
+#[async_trait]
+impl UnitOfWork<dyn OrderTransaction> for PgOrderStore {
+    async fn begin(&self) -> Result<Box<dyn OrderTransaction>, StoreError> {
+        Ok(Box::new(PgOrderTx(
+            begin(&self.pool, &ORDERS, self.outbox).await?,
+        )))
+    }
+    async fn begin_read_only(&self) -> Result<Box<dyn OrderTransaction>, StoreError> {
+        Ok(Box::new(PgOrderTx(
+            begin_read_only(&self.pool, &ORDERS).await?,
+        )))
+    }
+}
+
+#[async_trait]
+impl UnitOfWork<dyn Transaction> for PgOrderStore {
+    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        Ok(Box::new(PgOrderTx(
+            begin(&self.pool, &ORDERS, self.outbox).await?,
+        )))
+    }
+}
+
+#[async_trait]
+impl UnitOfWork<dyn DeliveryTransaction> for PgDeliveryStore {
+    async fn begin(&self) -> Result<Box<dyn DeliveryTransaction>, StoreError> {
+        Ok(Box::new(PgDeliveryTx(
+            begin(&self.pool, &DELIVERY, self.outbox).await?,
+        )))
+    }
+    async fn begin_read_only(&self) -> Result<Box<dyn DeliveryTransaction>, StoreError> {
+        Ok(Box::new(PgDeliveryTx(
+            begin_read_only(&self.pool, &DELIVERY).await?,
+        )))
+    }
+}
+
+#[async_trait]
+impl UnitOfWork<dyn Transaction> for PgDeliveryStore {
+    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        Ok(Box::new(PgDeliveryTx(
+            begin(&self.pool, &DELIVERY, self.outbox).await?,
+        )))
+    }
+}
+
+macro_rules! transaction {
+    ($tx:ty) => {
+        #[async_trait]
+        impl Transaction for $tx {
+            fn outbox(&mut self) -> &mut dyn Outbox {
+                &mut self.0
+            }
+            fn inbox(&mut self) -> &mut dyn Inbox {
+                &mut self.0
+            }
+            async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+                self.0.commit().await
+            }
+        }
+    };
+}
+transaction!(PgOrderTx);
+transaction!(PgDeliveryTx);
+
+impl OrderTransaction for PgOrderTx {
+    fn orders(&mut self) -> &mut dyn OrderRepository {
+        self
+    }
+    fn sagas(&mut self) -> &mut dyn SagaRepository {
+        self
+    }
+    fn idempotency_keys(&mut self) -> &mut dyn IdempotencyStore {
+        self
+    }
+}
+
+impl DeliveryTransaction for PgDeliveryTx {
+    fn deliveries(&mut self) -> &mut dyn DeliveryRepository {
+        self
+    }
+}
+
+/// An optimistic update touched its row, or the version had moved on (or the row is gone).
+pub(crate) fn updated_one(done: &sqlx::postgres::PgQueryResult) -> Result<(), StoreError> {
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict)
+    }
+}
+
+/// A version as the `bigint` column stores it.
+pub(crate) fn version(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Unexpected(format!("version {v} out of range").into()))
+}
+
+pub(crate) fn count(n: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| corrupt(what, n))
+}

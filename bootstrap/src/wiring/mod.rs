@@ -1,0 +1,175 @@
+//! Wires the application to a set of stores and a message bus: both services, their outbox
+//! relays, the saga's deadline sweeper, retention, and the HTTP API. The same wiring runs on the
+//! in-memory stores (embedded) and on PostgreSQL.
+
+mod config;
+mod relays;
+mod transport;
+
+pub use config::{Side, Stores, SystemConfig};
+use relays::Launcher;
+pub use transport::{KafkaTransport, Transport};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use ordership_application::background::{
+    purge_idempotency_keys, purge_outbox_and_inbox, run_every, run_sweeper,
+};
+use ordership_application::{
+    DeliveryService, FulfilmentOrchestrator, MessageFactory, OrderService, ShutdownTrigger,
+};
+use ordership_domain::ports::Clock;
+use ordership_domain::topics;
+use ordership_http::{ApiBuilder, SagaStates, StoreCheck};
+use ordership_memory::{InProcessBus, SystemClock, UuidV7Ids};
+use tokio::task::JoinHandle;
+
+/// A running system.
+pub struct Running {
+    /// The HTTP API of the services this process runs.
+    pub router: Router,
+    pub transport: Transport,
+    pub orders: Option<OrderService>,
+    pub deliveries: Option<DeliveryService>,
+    trigger: ShutdownTrigger,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Wires and starts the services `stores` holds, on `transport`. Must be called inside a Tokio
+/// runtime.
+#[must_use]
+pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Running {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ids = Arc::new(UuidV7Ids);
+    let factory = |source: &str| MessageFactory::new(source, Arc::clone(&clock), ids.clone());
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let mut launch = Launcher {
+        transport: &transport,
+        publisher: transport.publisher(),
+        clock: Arc::clone(&clock),
+        relay: config.relay.clone(),
+        shutdown: shutdown.clone(),
+        tasks: Vec::new(),
+    };
+    let mut api = ApiBuilder::new(config.http.clone());
+    let mut orders = None;
+    let mut deliveries = None;
+
+    // Consumers first, so the relays never publish into a topic nobody listens to.
+    if let Some(side) = &stores.deliveries {
+        let service = DeliveryService::new(
+            side.store.clone(),
+            factory("/ordership/delivery-service"),
+            config.policy.clone(),
+        );
+        api = api
+            .metric_source(launch.consumer(
+                topics::DELIVERY_COMMANDS,
+                ordership_application::deliveries::CONSUMER,
+                Arc::new(service.clone()),
+            ))
+            .metric_sources(launch.relay("delivery", side))
+            .deliveries(service.clone())
+            .check(Arc::new(StoreCheck::new(
+                "delivery-store",
+                side.store.clone(),
+            )));
+        deliveries = Some(service);
+    }
+    if let Some(side) = &stores.orders {
+        let service = OrderService::new(
+            side.store.clone(),
+            factory("/ordership/order-service"),
+            config.saga.clone(),
+        );
+        let saga = FulfilmentOrchestrator::new(
+            side.store.clone(),
+            factory("/ordership/order-service"),
+            config.saga.clone(),
+        );
+        api = api
+            .metric_source(launch.consumer(
+                topics::DELIVERY_EVENTS,
+                ordership_application::saga::CONSUMER,
+                Arc::new(saga.clone()),
+            ))
+            .metric_sources(launch.relay("order", side))
+            .orders(service.clone())
+            .check(Arc::new(StoreCheck::new("order-store", side.store.clone())))
+            .metric_source(Arc::new(SagaStates(side.store.clone())));
+        launch.tasks.push(tokio::spawn(run_sweeper(
+            saga,
+            config.sweep_interval,
+            100,
+            shutdown.clone(),
+        )));
+        orders = Some(service);
+    }
+    let mut tasks = launch.tasks;
+
+    let retention = config.retention.clone();
+    let (o, d, c) = (
+        stores.orders.clone().map(|s| s.store),
+        stores.deliveries.clone().map(|s| s.store),
+        Arc::clone(&clock),
+    );
+    tasks.push(tokio::spawn(run_every(
+        "retention",
+        Duration::from_secs(60),
+        shutdown,
+        move || {
+            let (o, d, c, retention) = (o.clone(), d.clone(), c.clone(), retention.clone());
+            async move {
+                if let Some(o) = &o {
+                    purge_outbox_and_inbox(o.as_ref(), c.as_ref(), &retention).await?;
+                    purge_idempotency_keys(o.as_ref(), c.as_ref(), &retention).await?;
+                }
+                if let Some(d) = &d {
+                    purge_outbox_and_inbox(d.as_ref(), c.as_ref(), &retention).await?;
+                }
+                Ok(())
+            }
+        },
+    )));
+
+    api = transport.instrument(api);
+    Running {
+        router: api.build(),
+        transport,
+        orders,
+        deliveries,
+        trigger,
+        tasks,
+    }
+}
+
+impl Running {
+    /// Stops the background loops, then lets the bus's consumers finish what they were given.
+    pub async fn shutdown(self) {
+        self.trigger.trigger();
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "background task ended abnormally");
+            }
+        }
+        match &self.transport {
+            Transport::Bus(bus) => bus.close().await,
+            Transport::Kafka(kafka) => {
+                if let Err(e) = kafka.publisher.flush(Duration::from_secs(2)) {
+                    tracing::warn!(error = %e, "unflushed messages stay in the outbox");
+                }
+            }
+        }
+    }
+
+    /// The in-process bus, when that is the transport.
+    #[must_use]
+    pub fn bus(&self) -> Option<&InProcessBus> {
+        match &self.transport {
+            Transport::Bus(bus) => Some(bus),
+            Transport::Kafka(_) => None,
+        }
+    }
+}

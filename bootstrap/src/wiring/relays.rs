@@ -1,0 +1,116 @@
+//! Starts the messaging of one service: its consumers, measured, and its outbox relay (polling,
+//! or CDC after draining what the table still holds).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordership_application::monitoring::{HandlerMetrics, Measured, RelayMetrics};
+use ordership_application::{CdcRelay, OutboxRelay, RelayConfig, Shutdown};
+use ordership_domain::ports::{Clock, MessageHandler, MessagePublisher, Transaction};
+use ordership_http::{HandlerLatency, MetricSource, OutboxBacklog, RelayLatency, SlotLag};
+use tokio::task::JoinHandle;
+
+use super::{Side, Transport};
+
+/// Starts the messaging of the services: their consumers, measured, and their outbox relays.
+pub(super) struct Launcher<'a> {
+    pub(super) transport: &'a Transport,
+    pub(super) publisher: Arc<dyn MessagePublisher>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) relay: RelayConfig,
+    pub(super) shutdown: Shutdown,
+    pub(super) tasks: Vec<JoinHandle<()>>,
+}
+
+impl Launcher<'_> {
+    /// Delivers `topic` to `handler` as consumer group `group`; returns the handler's metrics.
+    pub(super) fn consumer(
+        &mut self,
+        topic: &str,
+        group: &'static str,
+        handler: Arc<dyn MessageHandler>,
+    ) -> Arc<dyn MetricSource> {
+        let metrics = Arc::new(HandlerMetrics::default());
+        let measured = Arc::new(Measured::new(handler, Arc::clone(&metrics)));
+        self.tasks.extend(
+            self.transport
+                .subscribe(topic, group, measured, &self.shutdown),
+        );
+        Arc::new(HandlerLatency {
+            consumer: group,
+            metrics,
+        })
+    }
+
+    /// Relays `side`'s outbox; returns the relay's and the outbox's metrics.
+    pub(super) fn relay<Tx: ?Sized + Transaction + 'static>(
+        &mut self,
+        service: &'static str,
+        side: &Side<Tx>,
+    ) -> Vec<Arc<dyn MetricSource>> {
+        let metrics = Arc::new(RelayMetrics::default());
+        let poll = OutboxRelay::new(
+            side.store.clone(),
+            Arc::clone(&self.publisher),
+            side.outbox.clone(),
+            Arc::clone(&self.clock),
+            self.relay.clone(),
+        )
+        .with_metrics(Arc::clone(&metrics));
+        let mut sources: Vec<Arc<dyn MetricSource>> = vec![
+            Arc::new(RelayLatency {
+                service,
+                metrics: Arc::clone(&metrics),
+            }),
+            Arc::new(OutboxBacklog {
+                service,
+                uow: side.store.clone(),
+                clock: Arc::clone(&self.clock),
+            }),
+        ];
+        let shutdown = self.shutdown.clone();
+        let task = match &side.feed {
+            None => tokio::spawn(async move { poll.run(shutdown).await }),
+            Some(feed) => {
+                sources.push(Arc::new(SlotLag {
+                    service,
+                    feed: Arc::clone(feed),
+                }));
+                let cdc = CdcRelay::new(
+                    Arc::clone(feed),
+                    Arc::clone(&self.publisher),
+                    side.outbox.clone(),
+                    Arc::clone(&self.clock),
+                    self.relay.clone(),
+                )
+                .with_metrics(metrics);
+                tokio::spawn(async move {
+                    // Rows a polling relay left behind go first; from here on the log has them.
+                    if drain(&poll, shutdown.clone()).await {
+                        cdc.run(shutdown).await;
+                    }
+                })
+            }
+        };
+        self.tasks.push(task);
+        sources
+    }
+}
+
+/// Publishes what the outbox table still holds; `false` if shut down meanwhile.
+async fn drain<Tx: ?Sized + Transaction>(relay: &OutboxRelay<Tx>, mut shutdown: Shutdown) -> bool {
+    loop {
+        let relayed = tokio::select! {
+            () = shutdown.requested() => return false,
+            relayed = relay.relay_once() => relayed,
+        };
+        match relayed {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "draining the outbox table failed, retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! How messages travel between the services (the in-process bus or Kafka): publishing,
+//! subscribing, and the transport's own metrics and health check.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ordership_application::Shutdown;
+use ordership_domain::RetryPolicy;
+use ordership_domain::ports::{MessageHandler, MessagePublisher};
+use ordership_http::{ApiBuilder, Family, MetricSource};
+use ordership_kafka::{ConsumerConfig, ConsumerStats, KafkaPublisher, Namespace, consume};
+use ordership_memory::InProcessBus;
+use tokio::task::JoinHandle;
+
+/// How messages travel between the services.
+#[derive(Clone)]
+pub enum Transport {
+    /// In this process (embedded mode, or both services on PostgreSQL without Kafka).
+    Bus(InProcessBus),
+    /// Kafka: relays publish to it, consumer groups read from it.
+    Kafka(KafkaTransport),
+}
+
+/// Kafka settings of a process.
+#[derive(Clone)]
+pub struct KafkaTransport {
+    pub brokers: String,
+    /// Prefix of the topics and consumer groups on the cluster.
+    pub namespace: Namespace,
+    /// Retries and dead-lettering of failed handler calls.
+    pub retry: RetryPolicy,
+    pub publisher: KafkaPublisher,
+    pub stats: Arc<ConsumerStats>,
+    /// UNSAFE, mutation tests only: store offsets before handling.
+    pub store_offset_before_handling: bool,
+}
+
+/// A counter family with one unlabelled sample.
+fn counter(name: &'static str, help: &'static str, value: &AtomicU64) -> Family {
+    Family::counter(name, help, vec![(Vec::new(), value.load(Relaxed) as f64)])
+}
+
+/// What the in-process bus did, as metrics (handling itself is measured per consumer).
+struct BusMetrics(InProcessBus);
+
+#[async_trait]
+impl MetricSource for BusMetrics {
+    async fn collect(&self) -> Vec<Family> {
+        let s = self.0.stats();
+        vec![
+            counter(
+                "ordership_messages_published_total",
+                "Messages the relays published to the bus.",
+                &s.published,
+            ),
+            counter(
+                "ordership_messages_redelivered_total",
+                "Messages the bus delivered a second time.",
+                &s.redelivered,
+            ),
+            counter(
+                "ordership_consumer_retries_total",
+                "Failed handler attempts the transport tried again.",
+                &s.transient_failures,
+            ),
+            counter(
+                "ordership_messages_dead_lettered_total",
+                "Messages parked in the dead-letter queue.",
+                &s.dead_lettered,
+            ),
+        ]
+    }
+}
+
+/// What the Kafka consumers did, as metrics (handling itself is measured per consumer).
+struct ConsumerMetrics(Arc<ConsumerStats>);
+
+#[async_trait]
+impl MetricSource for ConsumerMetrics {
+    async fn collect(&self) -> Vec<Family> {
+        let s = &self.0;
+        vec![
+            counter(
+                "ordership_consumer_retries_total",
+                "Failed handler attempts the transport tried again.",
+                &s.transient_failures,
+            ),
+            counter(
+                "ordership_messages_dead_lettered_total",
+                "Messages parked in a dead-letter topic.",
+                &s.dead_lettered,
+            ),
+            counter(
+                "ordership_consumer_partitions_revoked_total",
+                "Partitions taken away from this process's consumers by rebalances.",
+                &s.partitions_revoked,
+            ),
+        ]
+    }
+}
+
+/// Ready when the Kafka cluster answers a metadata request.
+struct KafkaCheck(KafkaPublisher);
+
+#[async_trait]
+impl ordership_http::HealthCheck for KafkaCheck {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.reachable(Duration::from_secs(2)).await
+    }
+}
+
+impl Transport {
+    /// Adds the transport's metrics and, for Kafka, its health check to the API.
+    pub(super) fn instrument(&self, api: ApiBuilder) -> ApiBuilder {
+        match self {
+            Self::Bus(bus) => api.metric_source(Arc::new(BusMetrics(bus.clone()))),
+            Self::Kafka(kafka) => api
+                .metric_source(Arc::new(ConsumerMetrics(Arc::clone(&kafka.stats))))
+                .check(Arc::new(KafkaCheck(kafka.publisher.clone()))),
+        }
+    }
+
+    pub(super) fn publisher(&self) -> Arc<dyn MessagePublisher> {
+        match self {
+            Self::Bus(bus) => Arc::new(bus.clone()),
+            Self::Kafka(kafka) => Arc::new(kafka.publisher.clone()),
+        }
+    }
+
+    /// Delivers `topic` to `handler` as consumer group `group`.
+    pub(super) fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        handler: Arc<dyn MessageHandler>,
+        shutdown: &Shutdown,
+    ) -> Option<JoinHandle<()>> {
+        match self {
+            Self::Bus(bus) => {
+                bus.subscribe(topic, group, &handler);
+                None
+            }
+            Self::Kafka(kafka) => {
+                let config = ConsumerConfig {
+                    namespace: kafka.namespace.clone(),
+                    retry: kafka.retry.clone(),
+                    store_offset_before_handling: kafka.store_offset_before_handling,
+                    ..ConsumerConfig::new(&kafka.brokers, group, &[topic])
+                };
+                let (stats, mut shutdown) = (Arc::clone(&kafka.stats), shutdown.clone());
+                Some(tokio::spawn(async move {
+                    if let Err(e) =
+                        consume(
+                            config,
+                            handler,
+                            stats,
+                            async move { shutdown.requested().await },
+                        )
+                        .await
+                    {
+                        tracing::error!(error = %e, "the consumer could not start");
+                    }
+                }))
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Time and identity: what the services ask instead of the system clock and a random source.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// The time. A port so that tests can move it.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// New unique ids (UUID v7 in production: time-ordered, so indexes stay compact).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait IdGenerator: Send + Sync {
+    fn new_id(&self) -> Uuid;
+}

@@ -1,0 +1,36 @@
+//! The order repository.
+
+use super::StoreError;
+use crate::ids::OrderId;
+use crate::order::{Order, OrderStatus};
+
+/// A page of orders, by ascending id (UUID v7: creation order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderQuery {
+    pub status: Option<OrderStatus>,
+    /// Only orders with an id greater than this (the cursor).
+    pub after: Option<OrderId>,
+    pub limit: u32,
+}
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait::async_trait]
+pub trait OrderRepository: Send {
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn get(&mut self, id: OrderId) -> Result<Option<Order>, StoreError>;
+
+    /// # Errors
+    /// MUST return [`StoreError::Duplicate`] if an order with this id exists.
+    async fn insert(&mut self, order: &Order) -> Result<(), StoreError>;
+
+    /// Replaces the stored order if its version is still `expected_version`.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Conflict`] if the stored version differs or the order is gone.
+    async fn update(&mut self, order: &Order, expected_version: u64) -> Result<(), StoreError>;
+
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn list(&mut self, query: &OrderQuery) -> Result<Vec<Order>, StoreError>;
+}

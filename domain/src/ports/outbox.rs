@@ -1,0 +1,129 @@
+//! The transactional outbox: appended in the effect's transaction, claimed and marked by the
+//! relay (polling mode), or read as a change feed of the transaction log (CDC mode).
+
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::message::{Message, OutboxEntry};
+
+/// Backlog figures of an outbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Waiting to be published (parked messages not included).
+    pub pending: u64,
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+    /// Refused by the broker for good and set aside (see [`Outbox::park`]).
+    pub parked: u64,
+}
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait::async_trait]
+pub trait Outbox: Send {
+    /// Adds a message; it becomes visible to the relay only when the transaction commits.
+    /// Call it after writing the aggregate, so per-aggregate outbox order is commit order.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] if a message with this id exists.
+    async fn append(&mut self, message: &Message) -> Result<(), StoreError>;
+
+    /// Takes this outbox's relay right until the transaction ends, so that of several relays
+    /// only one publishes at a time and one key's messages never leave out of order. Returns
+    /// `false` when another relay holds it (this one should try again later).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn try_lock_relay(&mut self) -> Result<bool, StoreError>;
+
+    /// Locks and returns up to `limit` unpublished messages in position order, skipping rows
+    /// other transactions hold, parked messages and the later messages of a parked key. A message committed late with a lower position than one already
+    /// published MUST still be returned (no high-water mark).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn claim_unpublished(&mut self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Sets a claimed message aside with the reason the broker refused it for good. A parked
+    /// message is not claimed again, and neither are the later messages of its key (their order
+    /// depends on it) until it is dealt with; other keys flow on.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn park(
+        &mut self,
+        position: i64,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Marks claimed messages as published (after the broker acknowledged them).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn mark_published(
+        &mut self,
+        positions: &[i64],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn stats(&mut self) -> Result<OutboxStats, StoreError>;
+
+    /// Deletes messages published before `before`; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn purge_published(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// A position in a change feed; opaque to the application (a WAL position in PostgreSQL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPosition(pub String);
+
+/// What a change feed yielded.
+#[derive(Debug, Default, Clone)]
+pub struct FeedBatch {
+    /// Committed outbox messages, in commit order.
+    pub messages: Vec<Message>,
+    /// Confirming this position acknowledges the whole batch; `None` when nothing was read.
+    pub up_to: Option<FeedPosition>,
+}
+
+/// The outbox as a change feed read from the database's transaction log (the CDC relay mode):
+/// every committed append, in commit order, yielded again and again until confirmed.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait::async_trait]
+pub trait OutboxFeed: Send + Sync {
+    /// Whole transactions after the last confirmed position, stopping after about
+    /// `max_messages`. An empty batch when another reader holds the feed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; [`StoreError::Unexpected`] if the feed is broken.
+    async fn peek(&self, max_messages: u32) -> Result<FeedBatch, StoreError>;
+
+    /// Everything up to `position` reached the broker: it is never yielded again.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`]; the batch then comes again.
+    async fn confirm(&self, position: &FeedPosition) -> Result<(), StoreError>;
+
+    /// Sets aside, with its reason, a message the broker refuses for good.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`].
+    async fn park(&self, message: &Message, reason: &str) -> Result<(), StoreError>;
+
+    /// How far the confirmed position trails the log, in bytes.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`].
+    async fn lag_bytes(&self) -> Result<u64, StoreError>;
+}
+
+/// Wakes the outbox relay when new messages were committed (Postgres: `LISTEN/NOTIFY`), so it
+/// need not poll fast. Relays still poll at an interval: a lost wake-up only delays.
+#[async_trait::async_trait]
+pub trait OutboxSignal: Send + Sync {
+    /// Returns when messages may have been committed since the last call.
+    async fn committed(&self);
+}

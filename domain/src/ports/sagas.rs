@@ -1,0 +1,63 @@
+//! The fulfilment saga repository: saga rows, locked per step, and claims of overdue sagas.
+
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::ids::OrderId;
+use crate::saga::{FulfilmentSaga, SagaState};
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait::async_trait]
+pub trait SagaRepository: Send {
+    /// Reads the saga without locking it (for queries).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn get(&mut self, order_id: OrderId) -> Result<Option<FulfilmentSaga>, StoreError>;
+
+    /// Reads the sagas of several orders at once, without locking them (for lists); orders
+    /// without a saga are left out, in no particular order.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn get_many(&mut self, order_ids: &[OrderId]) -> Result<Vec<FulfilmentSaga>, StoreError>;
+
+    /// Reads the saga and locks it until the transaction ends, so two replies for one order
+    /// are handled one after the other.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn get_for_update(
+        &mut self,
+        order_id: OrderId,
+    ) -> Result<Option<FulfilmentSaga>, StoreError>;
+
+    /// # Errors
+    /// MUST return [`StoreError::Duplicate`] if a saga for this order exists.
+    async fn insert(&mut self, saga: &FulfilmentSaga) -> Result<(), StoreError>;
+
+    /// # Errors
+    /// MUST return [`StoreError::Conflict`] if the stored version is not `expected_version`.
+    async fn update(
+        &mut self,
+        saga: &FulfilmentSaga,
+        expected_version: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Locks and returns up to `limit` sagas whose deadline is before `now`, skipping sagas that
+    /// another transaction holds (so several sweepers can run at once).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn claim_overdue(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FulfilmentSaga>, StoreError>;
+
+    /// How many sagas are in each state (states with none may be left out).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn count_by_state(&mut self) -> Result<Vec<(SagaState, u64)>, StoreError>;
+}
