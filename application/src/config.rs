@@ -1,45 +1,6 @@
-//! Tunables of the saga and the background loops.
+//! Tunables of the background jobs. (How the saga waits is the domain's `SagaPolicy`.)
 
 use std::time::Duration;
-
-use chrono::{DateTime, Utc};
-
-/// How the fulfilment saga waits and retries.
-#[derive(Debug, Clone)]
-pub struct SagaConfig {
-    /// How long to wait for the delivery service's first reply before sending again.
-    pub reply_timeout: Duration,
-    /// Waits double per attempt up to this.
-    pub max_backoff: Duration,
-    /// `ScheduleDelivery` sends before the saga gives up and compensates.
-    pub max_schedule_attempts: u32,
-    /// `CancelDelivery` sends before the saga is marked failed.
-    pub max_cancel_attempts: u32,
-}
-
-impl Default for SagaConfig {
-    fn default() -> Self {
-        Self {
-            reply_timeout: Duration::from_secs(10),
-            max_backoff: Duration::from_secs(300),
-            max_schedule_attempts: 5,
-            max_cancel_attempts: 20,
-        }
-    }
-}
-
-impl SagaConfig {
-    /// When to give up waiting for the reply to attempt number `attempt` (1-based), sent `now`.
-    #[must_use]
-    pub fn deadline(&self, attempt: u32, now: DateTime<Utc>) -> DateTime<Utc> {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-        let wait = self
-            .reply_timeout
-            .saturating_mul(factor)
-            .min(self.max_backoff);
-        now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)
-    }
-}
 
 /// How long finished records are kept.
 #[derive(Debug, Clone)]
@@ -59,24 +20,5 @@ impl Default for RetentionConfig {
             inbox: Duration::from_secs(7 * 24 * 3600),
             idempotency_keys: Duration::from_secs(24 * 3600),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_double_per_attempt_up_to_the_cap() {
-        let config = SagaConfig {
-            reply_timeout: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(5),
-            ..SagaConfig::default()
-        };
-        let now = Utc::now();
-        let waits: Vec<i64> = (1..=5)
-            .map(|a| (config.deadline(a, now) - now).num_seconds())
-            .collect();
-        assert_eq!(waits, [1, 2, 4, 5, 5]);
     }
 }

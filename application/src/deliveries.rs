@@ -5,19 +5,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ordership_domain::ports::{
-    BoxError, DeliveryTransaction, HandleError, HandleOutcome, MessageHandler, StoreError,
-    UnitOfWork,
+    BoxError, Clock, DeliveryTransaction, HandleError, HandleOutcome, IdGenerator, MessageHandler,
+    StoreError, UnitOfWork,
 };
 use ordership_domain::{
     Delivery, DeliveryEvent, DeliveryId, DeliveryPolicy, DeliveryStatus, InvalidTransition,
-    Message, MessageId, OrderId, RejectionReason, topics,
+    Message, MessageId, OrderId,
 };
 
 use crate::error::from_store_error;
-use crate::messages::{
-    CancelDeliveryV1, DeliveryCancellationRefusedV1, DeliveryCancelledV1, DeliveryProgressV1,
-    DeliveryRejectedV1, DeliveryScheduledV1, MessageFactory, ScheduleDeliveryV1, decode, types,
-};
+use crate::messages::delivery_events::{cancellation_refused, cancelled, delivery_event, rejected};
+use crate::messages::{CancelDeliveryV1, DeliveryCommand, ScheduleDeliveryV1};
+use crate::stamp::Stamps;
 
 /// The inbox name of the delivery service's command consumer.
 pub const CONSUMER: &str = "delivery-service.commands";
@@ -48,42 +47,28 @@ pub enum GetDeliveryError {
 }
 from_store_error!(GetDeliveryError, without_conflict);
 
+/// The `source` of the delivery service's messages.
+pub const SOURCE: &str = "/ordership/delivery-service";
+
 /// The delivery service.
 #[derive(Clone)]
 pub struct DeliveryService {
     uow: Arc<dyn UnitOfWork<dyn DeliveryTransaction>>,
-    messages: MessageFactory,
+    stamps: Stamps,
     policy: DeliveryPolicy,
-}
-
-fn reply(
-    messages: &MessageFactory,
-    message_type: &str,
-    order_id: OrderId,
-    payload: &impl serde::Serialize,
-    cause: Option<MessageId>,
-) -> Result<Message, HandleError> {
-    messages
-        .build(
-            topics::DELIVERY_EVENTS,
-            message_type,
-            order_id,
-            payload,
-            cause,
-        )
-        .map_err(HandleError::Transient)
 }
 
 impl DeliveryService {
     #[must_use]
     pub fn new(
         uow: Arc<dyn UnitOfWork<dyn DeliveryTransaction>>,
-        messages: MessageFactory,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
         policy: DeliveryPolicy,
     ) -> Self {
         Self {
             uow,
-            messages,
+            stamps: Stamps::new(SOURCE, clock, ids),
             policy,
         }
     }
@@ -94,50 +79,7 @@ impl DeliveryService {
         event: &DeliveryEvent,
         cause: Option<MessageId>,
     ) -> Result<Message, HandleError> {
-        let m = &self.messages;
-        match *event {
-            DeliveryEvent::Scheduled {
-                delivery_id,
-                order_id,
-                eta,
-            } => {
-                let payload = DeliveryScheduledV1 {
-                    order_id: *order_id.as_uuid(),
-                    delivery_id: *delivery_id.as_uuid(),
-                    eta,
-                };
-                reply(m, types::DELIVERY_SCHEDULED, order_id, &payload, cause)
-            }
-            DeliveryEvent::Cancelled {
-                delivery_id,
-                order_id,
-            } => {
-                let payload = DeliveryCancelledV1 {
-                    order_id: *order_id.as_uuid(),
-                    delivery_id: Some(*delivery_id.as_uuid()),
-                };
-                reply(m, types::DELIVERY_CANCELLED, order_id, &payload, cause)
-            }
-            DeliveryEvent::Shipped {
-                delivery_id,
-                order_id,
-            }
-            | DeliveryEvent::Delivered {
-                delivery_id,
-                order_id,
-            } => {
-                let payload = DeliveryProgressV1 {
-                    order_id: *order_id.as_uuid(),
-                    delivery_id: *delivery_id.as_uuid(),
-                };
-                let message_type = if matches!(event, DeliveryEvent::Shipped { .. }) {
-                    types::DELIVERY_SHIPPED
-                } else {
-                    types::DELIVERY_DELIVERED
-                };
-                reply(m, message_type, order_id, &payload, cause)
-            }
-        }
+        delivery_event(self.stamps.envelope(cause), event).map_err(HandleError::Transient)
     }
 
     /// `ScheduleDelivery`: the existing delivery if the order has one (answered again, since
@@ -150,7 +92,7 @@ impl DeliveryService {
         cause: MessageId,
     ) -> Result<Message, HandleError> {
         let order_id = OrderId::from_uuid(command.order_id);
-        let now = self.messages.now();
+        let now = self.stamps.now();
         if let Some(existing) = tx.deliveries().get_by_order(order_id).await? {
             return self.answer_for_existing(&existing, cause);
         }
@@ -170,7 +112,7 @@ impl DeliveryService {
         };
         match self.policy.admit(&address, today) {
             Ok(()) => {
-                let id = DeliveryId::from_uuid(self.messages.new_id());
+                let id = DeliveryId::from_uuid(self.stamps.new_id());
                 let (delivery, event) =
                     Delivery::schedule(id, order_id, address, self.policy.eta(now), now);
                 tx.deliveries().insert(&delivery).await?;
@@ -179,22 +121,8 @@ impl DeliveryService {
             }
             Err(reason) => {
                 tracing::info!(%order_id, %reason, "delivery rejected");
-                let kind = match reason {
-                    RejectionReason::CountryNotServed { .. } => "country_not_served",
-                    RejectionReason::CapacityExhausted { .. } => "capacity_exhausted",
-                };
-                let payload = DeliveryRejectedV1 {
-                    order_id: command.order_id,
-                    reason_kind: kind.to_owned(),
-                    reason: reason.to_string(),
-                };
-                reply(
-                    &self.messages,
-                    types::DELIVERY_REJECTED,
-                    order_id,
-                    &payload,
-                    Some(cause),
-                )
+                rejected(self.stamps.envelope(Some(cause)), order_id, &reason)
+                    .map_err(HandleError::Transient)
             }
         }
     }
@@ -226,42 +154,26 @@ impl DeliveryService {
     ) -> Result<Message, HandleError> {
         let order_id = OrderId::from_uuid(command.order_id);
         let Some(mut delivery) = tx.deliveries().get_by_order(order_id).await? else {
-            let payload = DeliveryCancelledV1 {
-                order_id: command.order_id,
-                delivery_id: None,
-            };
-            return reply(
-                &self.messages,
-                types::DELIVERY_CANCELLED,
-                order_id,
-                &payload,
-                Some(cause),
-            );
+            return cancelled(self.stamps.envelope(Some(cause)), order_id, None)
+                .map_err(HandleError::Transient);
         };
         match delivery.status() {
             DeliveryStatus::Scheduled => {
                 let expected = delivery.version();
                 let event = delivery
-                    .cancel(self.messages.now())
+                    .cancel(self.stamps.now())
                     .map_err(|e| HandleError::Transient(Box::new(e)))?;
                 tx.deliveries().update(&delivery, expected).await?;
                 self.event_message(&event, Some(cause))
             }
             DeliveryStatus::Cancelled => self.answer_for_existing(&delivery, cause),
-            DeliveryStatus::Shipped | DeliveryStatus::Delivered => {
-                let payload = DeliveryCancellationRefusedV1 {
-                    order_id: command.order_id,
-                    delivery_id: *delivery.id().as_uuid(),
-                    status: delivery.status().as_str().to_owned(),
-                };
-                reply(
-                    &self.messages,
-                    types::DELIVERY_CANCELLATION_REFUSED,
-                    order_id,
-                    &payload,
-                    Some(cause),
-                )
-            }
+            DeliveryStatus::Shipped | DeliveryStatus::Delivered => cancellation_refused(
+                self.stamps.envelope(Some(cause)),
+                order_id,
+                delivery.id(),
+                delivery.status(),
+            )
+            .map_err(HandleError::Transient),
         }
     }
 
@@ -296,7 +208,7 @@ impl DeliveryService {
             .await?
             .ok_or(DeliveryCommandError::NotFound)?;
         let expected = delivery.version();
-        let event = command(&mut delivery, self.messages.now())
+        let event = command(&mut delivery, self.stamps.now())
             .map_err(DeliveryCommandError::InvalidTransition)?;
         tx.deliveries().update(&delivery, expected).await?;
         let message = self
@@ -333,31 +245,18 @@ impl DeliveryService {
 #[async_trait]
 impl MessageHandler for DeliveryService {
     async fn handle(&self, message: &Message) -> Result<HandleOutcome, HandleError> {
-        enum Command {
-            Schedule(ScheduleDeliveryV1),
-            Cancel(CancelDeliveryV1),
-        }
-        let command = match message.message_type.as_str() {
-            types::SCHEDULE_DELIVERY => Command::Schedule(decode(message)?),
-            types::CANCEL_DELIVERY => Command::Cancel(decode(message)?),
-            other => {
-                return Err(HandleError::Permanent(format!(
-                    "unknown message type {other:?} on {}",
-                    message.topic
-                )));
-            }
-        };
+        let command = DeliveryCommand::decode(message)?;
         let mut tx = self.uow.begin().await?;
         if !tx
             .inbox()
-            .record(CONSUMER, message.id, self.messages.now())
+            .record(CONSUMER, message.id, self.stamps.now())
             .await?
         {
             return Ok(HandleOutcome::Duplicate);
         }
         let answer = match command {
-            Command::Schedule(c) => self.schedule(tx.as_mut(), c, message.id).await?,
-            Command::Cancel(c) => self.cancel(tx.as_mut(), &c, message.id).await?,
+            DeliveryCommand::Schedule(c) => self.schedule(tx.as_mut(), c, message.id).await?,
+            DeliveryCommand::Cancel(c) => self.cancel(tx.as_mut(), &c, message.id).await?,
         };
         tx.outbox().append(&answer).await?;
         tx.commit().await?;

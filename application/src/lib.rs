@@ -19,10 +19,10 @@ pub mod orders;
 pub mod relay;
 pub mod saga;
 pub mod shutdown;
+mod stamp;
 
-pub use config::{RetentionConfig, SagaConfig};
+pub use config::RetentionConfig;
 pub use deliveries::{DeliveryCommandError, DeliveryService, GetDeliveryError};
-pub use messages::MessageFactory;
 pub use orders::{
     CancelOrderError, GetOrderError, IdempotentRequest, OrderService, OrderView, Outcome,
     PlaceOrderError, Render,

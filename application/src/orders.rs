@@ -5,16 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ordership_domain::ports::{
-    BoxError, Claim, OrderQuery, OrderTransaction, StoreError, StoredResponse, UnitOfWork,
+    BoxError, Claim, Clock, IdGenerator, OrderQuery, OrderTransaction, StoreError, StoredResponse,
+    UnitOfWork,
 };
-use ordership_domain::{
-    CancellationReason, FulfilmentSaga, Order, OrderId, OrderStatus, PlaceOrder, SagaState,
-};
+use ordership_domain::saga::{CustomerCancelError, Outgoing, decide};
+use ordership_domain::{FulfilmentSaga, Order, OrderId, OrderStatus, PlaceOrder, SagaPolicy};
 
-use crate::config::SagaConfig;
 use crate::error::from_store_error;
-use crate::messages::MessageFactory;
-use crate::saga;
+use crate::saga::{Loaded, SOURCE, encode, save_step};
+use crate::stamp::Stamps;
 
 /// An order as the API shows it: the aggregate and its saga.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,14 +102,14 @@ enum KeyCheck {
 async fn claim_key(
     tx: &mut dyn OrderTransaction,
     request: Option<&IdempotentRequest>,
-    messages: &MessageFactory,
+    stamps: &Stamps,
 ) -> Result<KeyCheck, StoreError> {
     let Some(r) = request else {
         return Ok(KeyCheck::Proceed);
     };
     let claim = tx
         .idempotency_keys()
-        .claim(&r.scope, &r.key, &r.fingerprint, messages.now())
+        .claim(&r.scope, &r.key, &r.fingerprint, stamps.now())
         .await?;
     Ok(match claim {
         Claim::Claimed => KeyCheck::Proceed,
@@ -137,21 +136,22 @@ async fn store_response(
 #[derive(Clone)]
 pub struct OrderService {
     uow: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
-    messages: MessageFactory,
-    config: SagaConfig,
+    stamps: Stamps,
+    policy: SagaPolicy,
 }
 
 impl OrderService {
     #[must_use]
     pub fn new(
         uow: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
-        messages: MessageFactory,
-        config: SagaConfig,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        policy: SagaPolicy,
     ) -> Self {
         Self {
             uow,
-            messages,
-            config,
+            stamps: Stamps::new(SOURCE, clock, ids),
+            policy,
         }
     }
 
@@ -168,26 +168,24 @@ impl OrderService {
         render: Render<'_>,
     ) -> Result<Outcome, PlaceOrderError> {
         let mut tx = self.uow.begin().await?;
-        match claim_key(tx.as_mut(), idempotency, &self.messages).await? {
+        match claim_key(tx.as_mut(), idempotency, &self.stamps).await? {
             KeyCheck::Proceed => {}
             KeyCheck::Replay(response) => return Ok(Outcome::Replayed(response)),
             KeyCheck::Reused => return Err(PlaceOrderError::KeyReused),
             KeyCheck::InFlight => return Err(PlaceOrderError::KeyInFlight),
         }
-        let now = self.messages.now();
-        let id = OrderId::from_uuid(self.messages.new_id());
+        let now = self.stamps.now();
+        let id = OrderId::from_uuid(self.stamps.new_id());
         let (order, placed) = Order::place(id, command, now);
-        let saga = FulfilmentSaga::start(id, self.config.deadline(1, now), now);
+        let (saga, first) = decide::start(&self.policy, id, now);
         tx.orders().insert(&order).await?;
         tx.sagas().insert(&saga).await?;
-        let placed = self
-            .messages
-            .order_event(&order, &placed, None)
-            .map_err(PlaceOrderError::Unexpected)?;
-        let schedule = saga::schedule_delivery(&self.messages, &order, Some(placed.id))
-            .map_err(PlaceOrderError::Unexpected)?;
-        tx.outbox().append(&placed).await?;
-        tx.outbox().append(&schedule).await?;
+        let outgoing = vec![Outgoing::Event(placed), Outgoing::Command(first)];
+        let messages =
+            encode(&self.stamps, &order, outgoing, None).map_err(PlaceOrderError::Unexpected)?;
+        for message in &messages {
+            tx.outbox().append(message).await?;
+        }
         let view = OrderView {
             order,
             saga: Some(saga),
@@ -230,7 +228,7 @@ impl OrderService {
         render: Render<'_>,
     ) -> Result<Outcome, CancelOrderError> {
         let mut tx = self.uow.begin().await?;
-        match claim_key(tx.as_mut(), idempotency, &self.messages).await? {
+        match claim_key(tx.as_mut(), idempotency, &self.stamps).await? {
             KeyCheck::Proceed => {}
             KeyCheck::Replay(response) => return Ok(Outcome::Replayed(response)),
             KeyCheck::Reused => return Err(CancelOrderError::KeyReused),
@@ -243,50 +241,18 @@ impl OrderService {
             .get(id)
             .await?
             .ok_or(CancelOrderError::NotFound)?;
-        let (order_version, saga_version) =
-            (order.version(), saga.as_ref().map(FulfilmentSaga::version));
-        let now = self.messages.now();
-        let mut outgoing = Vec::new();
-
-        match order.status() {
-            OrderStatus::Shipped | OrderStatus::Delivered => {
-                return Err(CancelOrderError::NotCancellable {
-                    status: order.status(),
-                });
-            }
-            OrderStatus::Cancelled => {}
-            OrderStatus::Pending => {
-                let event = order
-                    .cancel(CancellationReason::CustomerRequested, now)
-                    .map_err(|e| CancelOrderError::Unexpected(Box::new(e)))?;
-                outgoing.push(self.messages.order_event(&order, &event, None));
-            }
-            OrderStatus::Confirmed => {}
-        }
-        // Undo the delivery unless the saga is already doing so (or done).
-        if let Some(saga) = saga.as_mut()
-            && matches!(
-                saga.state(),
-                SagaState::AwaitingDelivery | SagaState::Completed
-            )
-        {
-            saga.begin_compensation(self.config.deadline(1, now), now)
-                .map_err(|e| CancelOrderError::Unexpected(Box::new(e)))?;
-            outgoing.push(saga::cancel_delivery(&self.messages, id, None));
-        }
-
-        if order.version() != order_version {
-            tx.orders().update(&order, order_version).await?;
-        }
-        if let (Some(saga), Some(expected)) = (&saga, saga_version)
-            && saga.version() != expected
-        {
-            tx.sagas().update(saga, expected).await?;
-        }
-        for message in outgoing {
-            let message = message.map_err(CancelOrderError::Unexpected)?;
-            tx.outbox().append(&message).await?;
-        }
+        let loaded = Loaded::of(&order, saga.as_ref());
+        let now = self.stamps.now();
+        let outgoing = decide::on_customer_cancel(&self.policy, &mut order, saga.as_mut(), now)
+            .map_err(|e| match e {
+                CustomerCancelError::NotCancellable { status } => {
+                    CancelOrderError::NotCancellable { status }
+                }
+                CustomerCancelError::Invalid(e) => CancelOrderError::Unexpected(Box::new(e)),
+            })?;
+        let messages =
+            encode(&self.stamps, &order, outgoing, None).map_err(CancelOrderError::Unexpected)?;
+        save_step(tx.as_mut(), loaded, &order, saga.as_ref(), &messages).await?;
         let view = OrderView { order, saga };
         store_response(tx.as_mut(), idempotency, &view, render).await?;
         tx.commit().await?;

@@ -1,127 +1,28 @@
-//! The orchestrated fulfilment saga: handles the delivery service's replies and the deadlines of
-//! sagas that wait too long. Every step changes order, saga and outbox in one transaction, and
-//! records the reply in the inbox in that same transaction, so a redelivered reply has no effect.
+//! The orchestrator of the fulfilment saga: loads and locks an order's saga, lets the domain
+//! decide ([`ordership_domain::saga::decide`]), and saves what the step changed with the messages
+//! it sends — order, saga and outbox in one transaction ([`save_step`]), with the reply recorded
+//! in the inbox in that same transaction, so a redelivered reply has no effect.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use ordership_domain::ports::{
-    BoxError, HandleError, HandleOutcome, MessageHandler, OrderTransaction, StoreError, UnitOfWork,
+    BoxError, Clock, HandleError, HandleOutcome, IdGenerator, MessageHandler, OrderTransaction,
+    StoreError, UnitOfWork,
 };
-use ordership_domain::{
-    CancellationReason, DeliveryId, FulfilmentSaga, InvalidTransition, Message, MessageId, Order,
-    OrderId, OrderStatus, SagaState, topics,
-};
-use uuid::Uuid;
+use ordership_domain::saga::{DeadlineAction, Outgoing, SagaCommand, Step, decide};
+use ordership_domain::{FulfilmentSaga, Message, MessageId, Order, SagaPolicy, SagaState};
 
-use crate::config::SagaConfig;
-use crate::messages::{
-    AddressV1, CancelDeliveryV1, DeliveryCancellationRefusedV1, DeliveryCancelledV1,
-    DeliveryProgressV1, DeliveryRejectedV1, DeliveryScheduledV1, MessageFactory,
-    ScheduleDeliveryV1, decode, types,
-};
+use crate::messages::delivery_commands::{cancel_delivery, schedule_delivery};
+use crate::messages::delivery_events::decode_reply;
+use crate::messages::order_events::order_event;
+use crate::stamp::Stamps;
 
 /// The inbox name of the saga's reply consumer.
 pub const CONSUMER: &str = "order-service.saga";
 
-/// `ScheduleDelivery` for `order`.
-pub(crate) fn schedule_delivery(
-    messages: &MessageFactory,
-    order: &Order,
-    causation: Option<MessageId>,
-) -> Result<Message, BoxError> {
-    let payload = ScheduleDeliveryV1 {
-        order_id: *order.id().as_uuid(),
-        shipping_address: AddressV1::from(order.shipping_address()),
-    };
-    messages.build(
-        topics::DELIVERY_COMMANDS,
-        types::SCHEDULE_DELIVERY,
-        order.id(),
-        &payload,
-        causation,
-    )
-}
-
-/// `CancelDelivery` for `order_id`.
-pub(crate) fn cancel_delivery(
-    messages: &MessageFactory,
-    order_id: OrderId,
-    causation: Option<MessageId>,
-) -> Result<Message, BoxError> {
-    let payload = CancelDeliveryV1 {
-        order_id: *order_id.as_uuid(),
-    };
-    messages.build(
-        topics::DELIVERY_COMMANDS,
-        types::CANCEL_DELIVERY,
-        order_id,
-        &payload,
-        causation,
-    )
-}
-
-/// A reply or progress event of the delivery service, decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum DeliveryReply {
-    Scheduled(DeliveryId),
-    Rejected(String),
-    Cancelled,
-    CancellationRefused { delivery_id: Uuid, status: String },
-    Shipped,
-    Delivered,
-}
-
-fn decode_reply(message: &Message) -> Result<(OrderId, DeliveryReply), HandleError> {
-    let decoded = match message.message_type.as_str() {
-        types::DELIVERY_SCHEDULED => {
-            let m: DeliveryScheduledV1 = decode(message)?;
-            (
-                m.order_id,
-                DeliveryReply::Scheduled(DeliveryId::from_uuid(m.delivery_id)),
-            )
-        }
-        types::DELIVERY_REJECTED => {
-            let m: DeliveryRejectedV1 = decode(message)?;
-            (m.order_id, DeliveryReply::Rejected(m.reason))
-        }
-        types::DELIVERY_CANCELLED => {
-            let m: DeliveryCancelledV1 = decode(message)?;
-            (m.order_id, DeliveryReply::Cancelled)
-        }
-        types::DELIVERY_CANCELLATION_REFUSED => {
-            let m: DeliveryCancellationRefusedV1 = decode(message)?;
-            let reply = DeliveryReply::CancellationRefused {
-                delivery_id: m.delivery_id,
-                status: m.status,
-            };
-            (m.order_id, reply)
-        }
-        types::DELIVERY_SHIPPED => (
-            decode::<DeliveryProgressV1>(message)?.order_id,
-            DeliveryReply::Shipped,
-        ),
-        types::DELIVERY_DELIVERED => (
-            decode::<DeliveryProgressV1>(message)?.order_id,
-            DeliveryReply::Delivered,
-        ),
-        other => {
-            return Err(HandleError::Permanent(format!(
-                "unknown message type {other:?} on {}",
-                message.topic
-            )));
-        }
-    };
-    Ok((OrderId::from_uuid(decoded.0), decoded.1))
-}
-
-/// What one saga step decided.
-enum Step {
-    /// Write the changed order and saga, send these messages.
-    Changed(Vec<Message>),
-    /// Stale or duplicate in meaning: acknowledge without effect.
-    Ignored(&'static str),
-}
+/// The `source` of the order service's messages.
+pub const SOURCE: &str = "/ordership/order-service";
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,99 +32,97 @@ pub struct SweepReport {
     pub failed: u32,
 }
 
+/// The versions an order and its saga had when a step loaded them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Loaded {
+    order: u64,
+    saga: Option<u64>,
+}
+
+impl Loaded {
+    pub(crate) fn of(order: &Order, saga: Option<&FulfilmentSaga>) -> Self {
+        Self {
+            order: order.version(),
+            saga: saga.map(FulfilmentSaga::version),
+        }
+    }
+}
+
+/// Writes what one saga step changed, in the step's transaction: the order if it changed, the
+/// saga if it changed (each against the version it was loaded with), then the step's messages —
+/// aggregate rows before outbox rows, so one order's outbox order is its commit order.
+pub(crate) async fn save_step(
+    tx: &mut dyn OrderTransaction,
+    loaded: Loaded,
+    order: &Order,
+    saga: Option<&FulfilmentSaga>,
+    messages: &[Message],
+) -> Result<(), StoreError> {
+    if order.version() != loaded.order {
+        tx.orders().update(order, loaded.order).await?;
+    }
+    if let (Some(saga), Some(expected)) = (saga, loaded.saga)
+        && saga.version() != expected
+    {
+        tx.sagas().update(saga, expected).await?;
+    }
+    for message in messages {
+        tx.outbox().append(message).await?;
+    }
+    Ok(())
+}
+
+/// Encodes what a step sends. A command is caused by the event decided before it in the same
+/// step, if any, else by `cause` (the message that triggered the step).
+pub(crate) fn encode(
+    stamps: &Stamps,
+    order: &Order,
+    outgoing: Vec<Outgoing>,
+    cause: Option<MessageId>,
+) -> Result<Vec<Message>, BoxError> {
+    let mut messages: Vec<Message> = Vec::with_capacity(outgoing.len());
+    let mut last_event = None;
+    for out in outgoing {
+        let message = match out {
+            Outgoing::Event(event) => {
+                let message = order_event(stamps.envelope(cause), order, &event)?;
+                last_event = Some(message.id);
+                message
+            }
+            Outgoing::Command(command) => {
+                let envelope = stamps.envelope(last_event.or(cause));
+                match command {
+                    SagaCommand::ScheduleDelivery => schedule_delivery(envelope, order)?,
+                    SagaCommand::CancelDelivery => cancel_delivery(envelope, order.id())?,
+                }
+            }
+        };
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
 /// Drives fulfilment sagas forward: replies from the delivery service, and deadlines.
 #[derive(Clone)]
 pub struct FulfilmentOrchestrator {
     uow: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
-    messages: MessageFactory,
-    config: SagaConfig,
-}
-
-fn bug(e: InvalidTransition) -> HandleError {
-    HandleError::Transient(Box::new(e))
+    stamps: Stamps,
+    policy: SagaPolicy,
 }
 
 impl FulfilmentOrchestrator {
     #[must_use]
     pub fn new(
         uow: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
-        messages: MessageFactory,
-        config: SagaConfig,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        policy: SagaPolicy,
     ) -> Self {
         Self {
             uow,
-            messages,
-            config,
+            stamps: Stamps::new(SOURCE, clock, ids),
+            policy,
         }
-    }
-
-    /// Decides what a reply does to an order and its saga (mutating them in place).
-    fn step(
-        &self,
-        reply: DeliveryReply,
-        order: &mut Order,
-        saga: &mut FulfilmentSaga,
-        cause: MessageId,
-    ) -> Result<Step, HandleError> {
-        let now = self.messages.now();
-        let event = |order: &Order, event| {
-            self.messages
-                .order_event(order, &event, Some(cause))
-                .map_err(HandleError::Transient)
-        };
-        Ok(match (reply, saga.state()) {
-            (DeliveryReply::Scheduled(delivery_id), SagaState::AwaitingDelivery) => {
-                let confirmed = order.confirm(delivery_id, now).map_err(bug)?;
-                saga.complete(now).map_err(bug)?;
-                Step::Changed(vec![event(order, confirmed)?])
-            }
-            (DeliveryReply::Rejected(reason), SagaState::AwaitingDelivery) => {
-                let cancelled = order
-                    .cancel(CancellationReason::DeliveryRejected { reason }, now)
-                    .map_err(bug)?;
-                saga.compensated(now).map_err(bug)?;
-                Step::Changed(vec![event(order, cancelled)?])
-            }
-            (DeliveryReply::Cancelled, SagaState::Cancelling) => {
-                let mut out = Vec::new();
-                if order.is_cancellable() {
-                    let cancelled = order
-                        .cancel(CancellationReason::CustomerRequested, now)
-                        .map_err(bug)?;
-                    out.push(event(order, cancelled)?);
-                }
-                saga.compensated(now).map_err(bug)?;
-                Step::Changed(out)
-            }
-            (
-                DeliveryReply::CancellationRefused {
-                    delivery_id,
-                    status,
-                },
-                SagaState::Cancelling,
-            ) => {
-                if order.status() != OrderStatus::Cancelled {
-                    // The customer asked too late: the parcel is on its way, the order follows it.
-                    saga.complete(now).map_err(bug)?;
-                } else {
-                    let reason = format!(
-                        "delivery {delivery_id} was already {status} when the order was cancelled"
-                    );
-                    tracing::error!(order_id = %order.id(), %reason, "saga failed");
-                    saga.fail(reason, now).map_err(bug)?;
-                }
-                Step::Changed(Vec::new())
-            }
-            (DeliveryReply::Shipped, _) => match order.ship(now) {
-                Ok(shipped) => Step::Changed(vec![event(order, shipped)?]),
-                Err(_) => Step::Ignored("order is not confirmed"),
-            },
-            (DeliveryReply::Delivered, _) => match order.deliver(now) {
-                Ok(delivered) => Step::Changed(vec![event(order, delivered)?]),
-                Err(_) => Step::Ignored("order is not shipped"),
-            },
-            _ => Step::Ignored("the saga is no longer waiting for this reply"),
-        })
     }
 
     /// Finds sagas past their deadline and moves each on: sends its command again (with a
@@ -233,76 +132,42 @@ impl FulfilmentOrchestrator {
     /// # Errors
     /// The store's failure; nothing of the batch is then committed.
     pub async fn sweep_overdue(&self, limit: u32) -> Result<SweepReport, StoreError> {
-        let now = self.messages.now();
+        let now = self.stamps.now();
         let mut report = SweepReport::default();
         let mut tx = self.uow.begin().await?;
         let overdue = tx.sagas().claim_overdue(now, limit).await?;
         if overdue.is_empty() {
             return Ok(report);
         }
-        let unexpected = |e: BoxError| StoreError::Unexpected(e);
-        let invalid = |e: InvalidTransition| StoreError::Unexpected(Box::new(e));
         for mut saga in overdue {
-            let expected = saga.version();
             let order_id = saga.order_id();
             let Some(mut order) = tx.orders().get(order_id).await? else {
                 return Err(StoreError::Unexpected(
                     format!("saga {order_id} has no order").into(),
                 ));
             };
-            let order_version = order.version();
-            let mut outgoing = Vec::new();
-            match saga.state() {
-                SagaState::AwaitingDelivery
-                    if saga.attempts() < self.config.max_schedule_attempts =>
-                {
-                    saga.retry(self.config.deadline(saga.attempts() + 1, now), now)
-                        .map_err(invalid)?;
-                    outgoing
-                        .push(schedule_delivery(&self.messages, &order, None).map_err(unexpected)?);
-                    report.retried += 1;
-                }
-                SagaState::AwaitingDelivery => {
-                    tracing::warn!(%order_id, attempts = saga.attempts(), "no reply from delivery, compensating");
-                    let cancelled = order
-                        .cancel(CancellationReason::DeliveryTimedOut, now)
-                        .map_err(invalid)?;
-                    outgoing.push(
-                        self.messages
-                            .order_event(&order, &cancelled, None)
-                            .map_err(unexpected)?,
-                    );
-                    saga.begin_compensation(self.config.deadline(1, now), now)
-                        .map_err(invalid)?;
-                    outgoing
-                        .push(cancel_delivery(&self.messages, order_id, None).map_err(unexpected)?);
+            let loaded = Loaded::of(&order, Some(&saga));
+            let attempts = saga.attempts();
+            let Some((action, outgoing)) =
+                decide::on_deadline(&self.policy, &mut order, &mut saga, now)
+                    .map_err(|e| StoreError::Unexpected(Box::new(e)))?
+            else {
+                continue;
+            };
+            match action {
+                DeadlineAction::Retried => report.retried += 1,
+                DeadlineAction::Compensating => {
+                    tracing::warn!(%order_id, attempts, "no reply from delivery, compensating");
                     report.compensated += 1;
                 }
-                SagaState::Cancelling if saga.attempts() < self.config.max_cancel_attempts => {
-                    saga.retry(self.config.deadline(saga.attempts() + 1, now), now)
-                        .map_err(invalid)?;
-                    outgoing
-                        .push(cancel_delivery(&self.messages, order_id, None).map_err(unexpected)?);
-                    report.retried += 1;
-                }
-                SagaState::Cancelling => {
-                    let reason = format!(
-                        "the delivery service did not confirm the cancellation after {} attempts",
-                        saga.attempts()
-                    );
-                    tracing::error!(%order_id, %reason, "saga failed");
-                    saga.fail(reason, now).map_err(invalid)?;
+                DeadlineAction::Failed => {
+                    tracing::error!(%order_id, reason = saga.failure_reason(), "saga failed");
                     report.failed += 1;
                 }
-                SagaState::Completed | SagaState::Compensated | SagaState::Failed => continue,
             }
-            if order.version() != order_version {
-                tx.orders().update(&order, order_version).await?;
-            }
-            tx.sagas().update(&saga, expected).await?;
-            for message in &outgoing {
-                tx.outbox().append(message).await?;
-            }
+            let messages =
+                encode(&self.stamps, &order, outgoing, None).map_err(StoreError::Unexpected)?;
+            save_step(tx.as_mut(), loaded, &order, Some(&saga), &messages).await?;
         }
         tx.commit().await?;
         Ok(report)
@@ -313,12 +178,9 @@ impl FulfilmentOrchestrator {
 impl MessageHandler for FulfilmentOrchestrator {
     async fn handle(&self, message: &Message) -> Result<HandleOutcome, HandleError> {
         let (order_id, reply) = decode_reply(message)?;
+        let now = self.stamps.now();
         let mut tx = self.uow.begin().await?;
-        if !tx
-            .inbox()
-            .record(CONSUMER, message.id, self.messages.now())
-            .await?
-        {
+        if !tx.inbox().record(CONSUMER, message.id, now).await? {
             return Ok(HandleOutcome::Duplicate);
         }
         // Lock the saga first: the order is then read after any concurrent step committed.
@@ -329,22 +191,21 @@ impl MessageHandler for FulfilmentOrchestrator {
                 message.message_type
             )));
         };
-        let (order_version, saga_version) = (order.version(), saga.version());
-        let outcome = match self.step(reply, &mut order, &mut saga, message.id)? {
+        let loaded = Loaded::of(&order, Some(&saga));
+        let step = decide::on_reply(&mut order, &mut saga, reply, now)
+            .map_err(|e| HandleError::Transient(Box::new(e)))?;
+        let outcome = match step {
             Step::Ignored(why) => {
                 tracing::debug!(%order_id, message_type = %message.message_type, why, "reply ignored");
                 HandleOutcome::Ignored
             }
             Step::Changed(outgoing) => {
-                if order.version() != order_version {
-                    tx.orders().update(&order, order_version).await?;
+                if saga.state() == SagaState::Failed {
+                    tracing::error!(%order_id, reason = saga.failure_reason(), "saga failed");
                 }
-                if saga.version() != saga_version {
-                    tx.sagas().update(&saga, saga_version).await?;
-                }
-                for m in &outgoing {
-                    tx.outbox().append(m).await?;
-                }
+                let messages = encode(&self.stamps, &order, outgoing, Some(message.id))
+                    .map_err(HandleError::Transient)?;
+                save_step(tx.as_mut(), loaded, &order, Some(&saga), &messages).await?;
                 HandleOutcome::Applied
             }
         };

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use ordership_application::{RetentionConfig, SagaConfig};
+use ordership_application::RetentionConfig;
+use ordership_domain::SagaPolicy;
 use ordership_domain::ports::OutboxFeed;
 use ordership_domain::{CountryCode, DeliveryPolicy, RetryPolicy};
 use ordership_kafka::{
@@ -59,10 +60,10 @@ pub fn system_config(args: &CommonArgs) -> anyhow::Result<SystemConfig> {
         bail!("--redelivery-probability must be between 0 and 1");
     }
     Ok(SystemConfig {
-        saga: SagaConfig {
+        saga: SagaPolicy {
             reply_timeout: args.reply_timeout,
             max_schedule_attempts: args.max_schedule_attempts.max(1),
-            ..SagaConfig::default()
+            ..SagaPolicy::default()
         },
         policy: DeliveryPolicy::new(served, args.daily_capacity),
         bus: BusConfig {

@@ -33,7 +33,7 @@ pub use order::{
     PlaceOrder, Quantity, Sku, parse_order_line,
 };
 pub use retry::{Attempts, RetryPolicy, Verdict};
-pub use saga::{FulfilmentSaga, SagaSnapshot, SagaState};
+pub use saga::{FulfilmentSaga, SagaPolicy, SagaSnapshot, SagaState};
 
 #[cfg(test)]
 mod proptests;

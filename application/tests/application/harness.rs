@@ -8,16 +8,16 @@ use async_trait::async_trait;
 use chrono::{Duration, Utc};
 
 use ordership_application::{
-    DeliveryService, FulfilmentOrchestrator, MessageFactory, OrderService, OrderView, OutboxRelay,
-    Outcome, RelayConfig, SagaConfig,
+    DeliveryService, FulfilmentOrchestrator, OrderService, OrderView, OutboxRelay, Outcome,
+    RelayConfig,
 };
 use ordership_domain::ports::{
     DeliveryTransaction, HandleError, HandleOutcome, MessageHandler, MessagePublisher,
     OrderTransaction, PublishError, StoredResponse,
 };
 use ordership_domain::{
-    CustomerId, Delivery, DeliveryPolicy, Message, OrderId, PlaceOrder, ShippingAddress,
-    parse_order_line, topics,
+    CustomerId, Delivery, DeliveryPolicy, Message, OrderId, PlaceOrder, SagaPolicy,
+    ShippingAddress, parse_order_line, topics,
 };
 use ordership_memory::{ManualClock, MemoryStore, UuidV7Ids};
 
@@ -46,7 +46,7 @@ pub(crate) struct World {
     pub(crate) orders: OrderService,
     pub(crate) saga: FulfilmentOrchestrator,
     pub(crate) deliveries: DeliveryService,
-    pub(crate) config: SagaConfig,
+    pub(crate) config: SagaPolicy,
     order_relay: OutboxRelay<dyn OrderTransaction>,
     delivery_relay: OutboxRelay<dyn DeliveryTransaction>,
     order_out: Arc<Captured>,
@@ -55,8 +55,8 @@ pub(crate) struct World {
     pub(crate) order_events: Vec<Message>,
 }
 
-pub(crate) fn config() -> SagaConfig {
-    SagaConfig {
+pub(crate) fn config() -> SagaPolicy {
+    SagaPolicy {
         reply_timeout: std::time::Duration::from_secs(10),
         max_backoff: std::time::Duration::from_secs(60),
         max_schedule_attempts: 3,
@@ -94,26 +94,26 @@ impl World {
         let order_store = MemoryStore::new();
         let delivery_store = MemoryStore::new();
         let config = config();
-        let factory = |source: &str| {
-            MessageFactory::new(source, Arc::new(clock.clone()), Arc::new(UuidV7Ids))
-        };
         let order_out = Arc::new(Captured::default());
         let delivery_out = Arc::new(Captured::default());
         let relay_config = RelayConfig::default();
         Self {
             orders: OrderService::new(
                 Arc::new(order_store.clone()),
-                factory("/test/order"),
+                Arc::new(clock.clone()),
+                Arc::new(UuidV7Ids),
                 config.clone(),
             ),
             saga: FulfilmentOrchestrator::new(
                 Arc::new(order_store.clone()),
-                factory("/test/order"),
+                Arc::new(clock.clone()),
+                Arc::new(UuidV7Ids),
                 config.clone(),
             ),
             deliveries: DeliveryService::new(
                 Arc::new(delivery_store.clone()),
-                factory("/test/delivery"),
+                Arc::new(clock.clone()),
+                Arc::new(UuidV7Ids),
                 policy,
             ),
             order_relay: OutboxRelay::new(

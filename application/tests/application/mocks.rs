@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ordership_application::{
-    MessageFactory, OrderService, OutboxRelay, PlaceOrderError, RelayConfig, RelayError,
-};
+use ordership_application::{OrderService, OutboxRelay, PlaceOrderError, RelayConfig, RelayError};
 use ordership_domain::ports::{
     IdempotencyStore, Inbox, MockMessagePublisher, MockOutbox, OrderRepository, OrderTransaction,
     Outbox, PublishError, SagaRepository, StoreError, Transaction, UnitOfWork,
@@ -77,7 +75,8 @@ impl UnitOfWork<dyn OrderTransaction> for InjectingStore {
 fn service(uow: InjectingStore) -> OrderService {
     OrderService::new(
         Arc::new(uow),
-        MessageFactory::new("/test", Arc::new(SystemClock), Arc::new(UuidV7Ids)),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7Ids),
         config(),
     )
 }

@@ -190,23 +190,23 @@ async fn a_stale_reply_is_ignored() {
     // A rejection arriving after the confirmation (e.g. from an old retry) changes nothing.
     let stale = world.saga.clone();
     let rejection = {
-        let factory = ordership_application::MessageFactory::new(
-            "/test",
-            std::sync::Arc::new(world.clock.clone()),
-            std::sync::Arc::new(ordership_memory::UuidV7Ids),
-        );
+        let envelope = || ordership_application::messages::Envelope {
+            id: ordership_domain::MessageId::from_uuid(uuid::Uuid::now_v7()),
+            source: "/test",
+            at: ordership_domain::ports::Clock::now(&world.clock),
+            causation: None,
+        };
         let payload = ordership_application::messages::DeliveryRejectedV1 {
             order_id: *id.as_uuid(),
             reason_kind: "capacity_exhausted".into(),
             reason: "late".into(),
         };
-        factory
-            .build(
+        envelope()
+            .wrap(
                 ordership_domain::topics::DELIVERY_EVENTS,
                 types::DELIVERY_REJECTED,
                 id,
                 &payload,
-                None,
             )
             .expect("message")
     };

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordership_application::{RelayConfig, RetentionConfig, SagaConfig};
+use ordership_application::{RelayConfig, RetentionConfig};
 use ordership_domain::DeliveryPolicy;
+use ordership_domain::SagaPolicy;
 use ordership_domain::ports::{
     DeliveryTransaction, OrderTransaction, OutboxFeed, OutboxSignal, UnitOfWork,
 };
@@ -14,7 +15,7 @@ use ordership_memory::BusConfig;
 /// Everything the running system can be tuned with.
 #[derive(Debug, Clone)]
 pub struct SystemConfig {
-    pub saga: SagaConfig,
+    pub saga: SagaPolicy,
     pub policy: DeliveryPolicy,
     pub bus: BusConfig,
     pub relay: RelayConfig,
@@ -26,7 +27,7 @@ pub struct SystemConfig {
 impl Default for SystemConfig {
     fn default() -> Self {
         Self {
-            saga: SagaConfig::default(),
+            saga: SagaPolicy::default(),
             policy: DeliveryPolicy::default(),
             bus: BusConfig::default(),
             relay: RelayConfig::default(),

@@ -18,9 +18,9 @@ use ordership_application::background::{
     purge_idempotency_keys, purge_outbox_and_inbox, run_every, run_sweeper,
 };
 use ordership_application::{
-    DeliveryService, FulfilmentOrchestrator, MessageFactory, OrderService, ShutdownTrigger,
+    DeliveryService, FulfilmentOrchestrator, OrderService, ShutdownTrigger,
 };
-use ordership_domain::ports::Clock;
+use ordership_domain::ports::{Clock, IdGenerator};
 use ordership_domain::topics;
 use ordership_http::{ApiBuilder, SagaStates, StoreCheck};
 use ordership_memory::{InProcessBus, SystemClock, UuidV7Ids};
@@ -42,8 +42,7 @@ pub struct Running {
 #[must_use]
 pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Running {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let ids = Arc::new(UuidV7Ids);
-    let factory = |source: &str| MessageFactory::new(source, Arc::clone(&clock), ids.clone());
+    let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Ids);
     let (trigger, shutdown) = ShutdownTrigger::new();
     let mut launch = Launcher {
         transport: &transport,
@@ -61,7 +60,8 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
     if let Some(side) = &stores.deliveries {
         let service = DeliveryService::new(
             side.store.clone(),
-            factory("/ordership/delivery-service"),
+            Arc::clone(&clock),
+            Arc::clone(&ids),
             config.policy.clone(),
         );
         api = api
@@ -81,12 +81,14 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
     if let Some(side) = &stores.orders {
         let service = OrderService::new(
             side.store.clone(),
-            factory("/ordership/order-service"),
+            Arc::clone(&clock),
+            Arc::clone(&ids),
             config.saga.clone(),
         );
         let saga = FulfilmentOrchestrator::new(
             side.store.clone(),
-            factory("/ordership/order-service"),
+            Arc::clone(&clock),
+            Arc::clone(&ids),
             config.saga.clone(),
         );
         api = api

@@ -8,11 +8,11 @@ use axum::http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use ordership_application::monitoring::{HandlerMetrics, Measured, RelayMetrics};
 use ordership_application::{
-    DeliveryService, FulfilmentOrchestrator, MessageFactory, OrderService, OutboxRelay,
-    RelayConfig, SagaConfig, ShutdownTrigger,
+    DeliveryService, FulfilmentOrchestrator, OrderService, OutboxRelay, RelayConfig,
+    ShutdownTrigger,
 };
 use ordership_domain::ports::{DeliveryTransaction, MessageHandler, OrderTransaction};
-use ordership_domain::{DeliveryPolicy, topics};
+use ordership_domain::{DeliveryPolicy, SagaPolicy, topics};
 use ordership_http::{
     ApiBuilder, HandlerLatency, HealthCheck, HttpConfig, MetricSource, OutboxBacklog, RelayLatency,
     SagaStates, StoreCheck,
@@ -64,19 +64,26 @@ impl TestApp {
 
     pub(crate) fn with(options: Options) -> Self {
         let clock = Arc::new(SystemClock);
-        let factory = |s: &str| MessageFactory::new(s, clock.clone(), Arc::new(UuidV7Ids));
+        let ids = Arc::new(UuidV7Ids);
         let order_store = MemoryStore::new();
         let delivery_store = MemoryStore::new();
         let order_uow: Arc<dyn ordership_domain::ports::UnitOfWork<dyn OrderTransaction>> =
             Arc::new(order_store.clone());
         let delivery_uow: Arc<dyn ordership_domain::ports::UnitOfWork<dyn DeliveryTransaction>> =
             Arc::new(delivery_store.clone());
-        let saga_config = SagaConfig::default();
-        let orders = OrderService::new(order_uow.clone(), factory("/o"), saga_config.clone());
-        let saga = FulfilmentOrchestrator::new(order_uow.clone(), factory("/o"), saga_config);
+        let saga_config = SagaPolicy::default();
+        let orders = OrderService::new(
+            order_uow.clone(),
+            clock.clone(),
+            ids.clone(),
+            saga_config.clone(),
+        );
+        let saga =
+            FulfilmentOrchestrator::new(order_uow.clone(), clock.clone(), ids.clone(), saga_config);
         let deliveries = DeliveryService::new(
             delivery_uow.clone(),
-            factory("/d"),
+            clock.clone(),
+            ids,
             DeliveryPolicy::default(),
         );
         let bus = InProcessBus::new(BusConfig::default());

@@ -10,7 +10,7 @@ use ordership_domain::{
 use ordership_postgres::PgOrderStore;
 use ordership_postgres::testing::fresh_database;
 
-use crate::harness::{count, factory, place, render, services};
+use crate::harness::{count, envelope, place, render, services};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_requests_with_one_key_create_one_order() {
@@ -49,13 +49,12 @@ fn scheduled(order: ordership_domain::OrderId, delivery: uuid::Uuid) -> ordershi
         delivery_id: delivery,
         eta: chrono::Utc::now(),
     };
-    factory()
-        .build(
+    envelope()
+        .wrap(
             topics::DELIVERY_EVENTS,
             types::DELIVERY_SCHEDULED,
             order,
             &payload,
-            None,
         )
         .expect("message")
 }
@@ -66,13 +65,12 @@ fn rejected(order: ordership_domain::OrderId) -> ordership_domain::Message {
         reason_kind: "capacity_exhausted".into(),
         reason: "full".into(),
     };
-    factory()
-        .build(
+    envelope()
+        .wrap(
             topics::DELIVERY_EVENTS,
             types::DELIVERY_REJECTED,
             order,
             &payload,
-            None,
         )
         .expect("message")
 }
@@ -160,13 +158,12 @@ async fn concurrent_schedules_never_overbook_a_regions_capacity() {
             ),
         };
         commands.push(
-            factory()
-                .build(
+            envelope()
+                .wrap(
                     topics::DELIVERY_COMMANDS,
                     types::SCHEDULE_DELIVERY,
                     view.order.id(),
                     &payload,
-                    None,
                 )
                 .expect("message"),
         );

@@ -1,9 +1,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ordership_application::{
-    DeliveryService, FulfilmentOrchestrator, MessageFactory, OrderService, OrderView, SagaConfig,
-};
+use ordership_application::{DeliveryService, FulfilmentOrchestrator, OrderService, OrderView};
 use ordership_domain::ports::{MessagePublisher, PublishError, StoredResponse};
 use ordership_domain::{
     CustomerId, DeliveryPolicy, Message, PlaceOrder, ShippingAddress, parse_order_line,
@@ -12,8 +10,12 @@ use ordership_memory::{SystemClock, UuidV7Ids};
 use ordership_postgres::{PgDeliveryStore, PgOrderStore};
 use sqlx::PgPool;
 
-pub(crate) fn factory() -> MessageFactory {
-    MessageFactory::new("/test", Arc::new(SystemClock), Arc::new(UuidV7Ids))
+pub(crate) fn clock() -> Arc<SystemClock> {
+    Arc::new(SystemClock)
+}
+
+pub(crate) fn ids() -> Arc<UuidV7Ids> {
+    Arc::new(UuidV7Ids)
 }
 
 pub(crate) struct Services {
@@ -27,11 +29,22 @@ pub(crate) fn services(pool: &PgPool, policy: DeliveryPolicy) -> Services {
     let order_store = Arc::new(PgOrderStore::new(pool.clone()));
     Services {
         pool: pool.clone(),
-        orders: OrderService::new(order_store.clone(), factory(), SagaConfig::default()),
-        saga: FulfilmentOrchestrator::new(order_store, factory(), SagaConfig::default()),
+        orders: OrderService::new(
+            order_store.clone(),
+            clock(),
+            ids(),
+            ordership_domain::SagaPolicy::default(),
+        ),
+        saga: FulfilmentOrchestrator::new(
+            order_store,
+            clock(),
+            ids(),
+            ordership_domain::SagaPolicy::default(),
+        ),
         deliveries: DeliveryService::new(
             Arc::new(PgDeliveryStore::new(pool.clone())),
-            factory(),
+            clock(),
+            ids(),
             policy,
         ),
     }
@@ -97,5 +110,15 @@ pub(crate) fn message(n: u32) -> Message {
         causation_id: Some(ordership_domain::MessageId::from_uuid(uuid::Uuid::now_v7())),
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
         occurred_at: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6),
+    }
+}
+
+/// The envelope of a message made up by a test.
+pub(crate) fn envelope() -> ordership_application::messages::Envelope {
+    ordership_application::messages::Envelope {
+        id: ordership_domain::MessageId::from_uuid(uuid::Uuid::now_v7()),
+        source: "/test",
+        at: chrono::Utc::now(),
+        causation: None,
     }
 }

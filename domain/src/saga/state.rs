@@ -1,5 +1,6 @@
-//! The state of one fulfilment saga (saga id = order id). The orchestrator that drives it lives
-//! in the application layer; this type only knows which steps are legal.
+//! The persisted state of one fulfilment saga (saga id = order id): which transitions are legal.
+//! What the saga does on a reply, a deadline or a customer's cancel is decided in
+//! [`super::decide`].
 //!
 //! ```text
 //! AwaitingDelivery ──scheduled──▶ Completed ──customer cancel──▶ Cancelling
