@@ -11,6 +11,7 @@
 
 pub mod background;
 pub mod config;
+pub mod consumer;
 pub mod deliveries;
 mod error;
 pub mod messages;
@@ -22,6 +23,7 @@ pub mod shutdown;
 mod stamp;
 
 pub use config::RetentionConfig;
+pub use consumer::{ConsumerLoop, ConsumerStats, DeadLetterSink};
 pub use deliveries::{DeliveryCommandError, DeliveryService, GetDeliveryError};
 pub use orders::{
     CancelOrderError, GetOrderError, IdempotentRequest, OrderService, OrderView, Outcome,

@@ -29,3 +29,22 @@ impl Shutdown {
         let _ = self.0.wait_for(|stop| *stop).await;
     }
 }
+
+impl Shutdown {
+    /// Whether shutdown was requested (or the trigger is gone).
+    #[must_use]
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow() || self.0.has_changed().is_err()
+    }
+
+    /// Waits `duration`; `true` if shutdown was requested before or meanwhile.
+    pub async fn pause(&mut self, duration: std::time::Duration) -> bool {
+        if self.is_requested() {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(duration) => false,
+            () = self.requested() => true,
+        }
+    }
+}

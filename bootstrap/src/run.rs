@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use ordership_application::ConsumerStats;
 use ordership_application::RetentionConfig;
 use ordership_domain::SagaPolicy;
 use ordership_domain::ports::OutboxFeed;
 use ordership_domain::{CountryCode, DeliveryPolicy, RetryPolicy};
-use ordership_kafka::{
-    ConsumerStats, DevBroker, KafkaPublisher, Namespace, ProducerConfig, ensure_topics,
-};
+use ordership_kafka::{DevBroker, KafkaPublisher, Namespace, ProducerConfig, ensure_topics};
 use ordership_memory::{BusConfig, InProcessBus};
 use ordership_postgres::{
     DELIVERY, ORDERS, OutboxMode, PgConfig, PgDeliveryStore, PgOrderStore, PgOutboxFeed,

@@ -7,9 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ordership_application::ConsumerStats;
 use ordership_domain::ports::MessageHandler;
 use ordership_domain::topics;
-use ordership_kafka::{ConsumerConfig, ConsumerStats, Namespace, consume};
+use ordership_kafka::{ConsumerConfig, Namespace, consume};
 use ordership_postgres::testing::fresh_database_url;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -151,7 +152,7 @@ pub(crate) async fn load(target: &str, orders: usize) -> Value {
     serde_json::from_slice(&output.stdout).expect("a JSON report")
 }
 
-/// The invariants of DESIGN §8 on the deployment's database.
+/// The end-to-end invariants (`docs/design.md`, *Tests*) on the deployment's database.
 pub(crate) async fn check_invariants(pool: &PgPool) {
     let one = |sql: &'static str| async move {
         sqlx::query_scalar::<_, i64>(sql)

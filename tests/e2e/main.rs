@@ -1,5 +1,6 @@
 //! End-to-end tests: the whole system in one process (the embedded wiring) and the real
-//! `ordership` binary over TCP. Each checks the invariants of DESIGN §8.
+//! `ordership` binary over TCP. Each checks the invariants
+//! listed in `docs/design.md` (*Tests*).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

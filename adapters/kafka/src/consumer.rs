@@ -1,9 +1,9 @@
 //! Consumers in a consumer group, at least once: a message's offset is stored only after its
 //! handler committed (or it was dead-lettered), so a crash anywhere before replays it and the
 //! handler's inbox discards what was already done. Partitions are processed concurrently, each
-//! in order, by one worker per partition. Failed handler calls are judged by the shared
-//! [`RetryPolicy`]: retried with backoff without moving on, or sent to `<topic>.dlq` with the
-//! reason in their headers, after which the partition moves on.
+//! in order, by one worker per partition, each running the application's one
+//! [`ConsumerLoop`]: failed handler calls are retried with backoff without moving on, or sent to
+//! `<topic>.dlq` with the reason in their headers, after which the partition moves on.
 //!
 //! Rebalances: when partitions are revoked, their workers are told to stop at once. Each
 //! finishes the message in hand and drops its queue, so a partition's next owner is the only
@@ -12,13 +12,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ordership_domain::ports::{HandleOutcome, MessageHandler};
-use ordership_domain::retry::error_chain;
-use ordership_domain::{Attempts, RetryPolicy, Verdict, topics};
+use async_trait::async_trait;
+use ordership_application::{
+    ConsumerLoop, ConsumerStats, DeadLetterSink, Shutdown, ShutdownTrigger,
+};
+use ordership_domain::ports::{BoxError, MessageHandler};
+use ordership_domain::{RetryPolicy, topics};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -26,7 +29,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, ClientContext};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::envelope;
@@ -82,23 +85,12 @@ impl ConsumerConfig {
     }
 }
 
-/// What consumers did, for metrics.
-#[derive(Debug, Default)]
-pub struct ConsumerStats {
-    pub handled: AtomicU64,
-    pub duplicates_discarded: AtomicU64,
-    pub transient_failures: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    /// Partitions taken away by rebalances.
-    pub partitions_revoked: AtomicU64,
-}
-
 type Partition = (String, i32);
 
 /// A partition's worker: its queue, its stop signal, its task.
 struct Worker {
     queue: mpsc::Sender<OwnedMessage>,
-    stop: watch::Sender<bool>,
+    stop: ShutdownTrigger,
     task: JoinHandle<()>,
 }
 
@@ -114,7 +106,7 @@ impl Workers {
     /// Tells the worker of `partition` to stop after the message in hand; its queue is dropped.
     fn retire(&mut self, partition: &Partition) {
         if let Some(worker) = self.live.remove(partition) {
-            worker.stop.send_replace(true);
+            worker.stop.trigger();
             // A partition has at most one retiring worker: a new one takes over its predecessor.
             self.retiring.insert(partition.clone(), worker.task);
         }
@@ -156,8 +148,7 @@ impl ConsumerContext for RebalanceContext {
 struct Shared {
     consumer: StreamConsumer<RebalanceContext>,
     dlq: FutureProducer,
-    handler: Arc<dyn MessageHandler>,
-    stats: Arc<ConsumerStats>,
+    handling: ConsumerLoop,
     config: ConsumerConfig,
 }
 
@@ -191,11 +182,11 @@ pub async fn consume(
     let dlq: FutureProducer = crate::publisher::ProducerConfig::new(&config.brokers)
         .client_config()
         .create()?;
+    let handling = ConsumerLoop::new(&config.group, handler, config.retry.clone(), stats);
     let shared = Arc::new(Shared {
         consumer,
         dlq,
-        handler,
-        stats,
+        handling,
         config,
     });
     tokio::pin!(shutdown);
@@ -226,7 +217,7 @@ pub async fn consume(
                 .entry(partition)
                 .or_insert_with(|| {
                     let (queue, rx) = mpsc::channel(256);
-                    let (stop, stopped) = watch::channel(false);
+                    let (stop, stopped) = ShutdownTrigger::new();
                     let task = tokio::spawn(worker(Arc::clone(&shared), rx, stopped, previous));
                     Worker { queue, stop, task }
                 })
@@ -287,18 +278,10 @@ async fn close(shared: Arc<Shared>, timeout: Duration) {
     }
 }
 
-/// Waits `duration`; `true` if told to stop meanwhile.
-async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(duration) => false,
-        _ = stop.wait_for(|stopped| *stopped) => true,
-    }
-}
-
 async fn worker(
     shared: Arc<Shared>,
     mut queue: mpsc::Receiver<OwnedMessage>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
     previous: Option<JoinHandle<()>>,
 ) {
     // The partition's previous worker may still be finishing a message: keep the order.
@@ -308,61 +291,33 @@ async fn worker(
     loop {
         let record = tokio::select! {
             record = queue.recv() => record,
-            _ = stop.wait_for(|stopped| *stopped) => None,
+            () = stop.requested() => None,
         };
         let Some(record) = record else { return };
-        if *stop.borrow() {
+        if stop.is_requested() {
             return;
         }
-        if !process(&shared, &record, &mut stop).await {
+        let topic = shared.config.namespace.logical(record.topic());
+        let decoded = envelope::decode(topic, record.key(), record.headers(), record.payload())
+            .map_err(|e| e.to_string());
+        let dead_letters = DeadLetterTopic {
+            shared: &shared,
+            record: &record,
+        };
+        if !shared
+            .handling
+            .process(
+                decoded.as_ref().map_err(Clone::clone),
+                &mut stop,
+                &dead_letters,
+            )
+            .await
+        {
             // Stopped while the message kept failing: not stored, so it is replayed.
             return;
         }
         if !shared.config.store_offset_before_handling {
             store(&shared, &record);
-        }
-    }
-}
-
-/// Handles one record until it is processed or dead-lettered (`true`), or the worker is told
-/// to stop while it keeps failing (`false`).
-async fn process(shared: &Shared, record: &OwnedMessage, stop: &mut watch::Receiver<bool>) -> bool {
-    let topic = shared.config.namespace.logical(record.topic());
-    let message = match envelope::decode(topic, record.key(), record.headers(), record.payload()) {
-        Ok(message) => message,
-        Err(e) => return dead_letter(shared, record, &e.to_string(), stop).await,
-    };
-    let mut attempts = Attempts::default();
-    loop {
-        let error = match shared.handler.handle(&message).await {
-            Ok(outcome) => {
-                shared.stats.handled.fetch_add(1, Ordering::Relaxed);
-                if outcome == HandleOutcome::Duplicate {
-                    shared
-                        .stats
-                        .duplicates_discarded
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                return true;
-            }
-            Err(error) => error,
-        };
-        match shared.config.retry.judge(&mut attempts, error) {
-            Verdict::Retry { after, error } => {
-                shared
-                    .stats
-                    .transient_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(group = %shared.config.group, message_id = %message.id,
-                    error = %error_chain(error.as_ref()), retry_in_ms = after.as_millis(),
-                    "handler failed, retrying");
-                if pause(stop, after).await {
-                    return false;
-                }
-            }
-            Verdict::DeadLetter { reason } => {
-                return dead_letter(shared, record, &reason, stop).await;
-            }
         }
     }
 }
@@ -380,27 +335,21 @@ fn store(shared: &Shared, record: &OwnedMessage) {
     }
 }
 
-/// Parks a record on `<topic>.dlq` with the reason, retrying until the broker has it (`true`)
-/// or the worker is told to stop (`false`).
-async fn dead_letter(
-    shared: &Shared,
-    record: &OwnedMessage,
-    reason: &str,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
-    let dlq_topic = topics::dead_letter(record.topic());
-    let partition = record.partition().to_string();
-    let offset = record.offset().to_string();
-    let group = shared.config.namespace.group(&shared.config.group);
-    let mut attempts = Attempts::default();
-    tracing::error!(
-        topic = record.topic(),
-        partition = record.partition(),
-        offset = record.offset(),
-        reason,
-        "message dead-lettered"
-    );
-    loop {
+/// `<topic>.dlq`, for the record in hand: the record as it came, with the reason and its
+/// original position in the headers.
+struct DeadLetterTopic<'a> {
+    shared: &'a Shared,
+    record: &'a OwnedMessage,
+}
+
+#[async_trait]
+impl DeadLetterSink for DeadLetterTopic<'_> {
+    async fn park(&self, reason: &str) -> Result<(), BoxError> {
+        let (shared, record) = (self.shared, self.record);
+        let dlq_topic = topics::dead_letter(record.topic());
+        let partition = record.partition().to_string();
+        let offset = record.offset().to_string();
+        let group = shared.config.namespace.group(&shared.config.group);
         let mut headers = OwnedHeaders::new();
         if let Some(original) = record.headers() {
             for h in original.iter() {
@@ -438,19 +387,11 @@ async fn dead_letter(
         if let Some(payload) = record.payload() {
             out = out.payload(payload);
         }
-        match shared.dlq.send(out, Duration::from_secs(10)).await {
-            Ok(_) => {
-                shared.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                return true;
-            }
-            Err((e, _)) => {
-                attempts.failures = attempts.failures.saturating_add(1);
-                let after = shared.config.retry.backoff(attempts.failures);
-                tracing::warn!(error = %e, retry_in_ms = after.as_millis(), "cannot write to the dead-letter topic, retrying");
-                if pause(stop, after).await {
-                    return false;
-                }
-            }
-        }
+        shared
+            .dlq
+            .send(out, Duration::from_secs(10))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| Box::new(e) as BoxError)
     }
 }

@@ -13,7 +13,7 @@ pub mod envelope;
 mod namespace;
 mod publisher;
 
-pub use consumer::{ConsumerConfig, ConsumerStats, consume};
+pub use consumer::{ConsumerConfig, consume};
 pub use dev_broker::{DevBroker, forward};
 pub use namespace::{Namespace, ensure_topics};
 pub use publisher::{KafkaPublisher, ProducerConfig};

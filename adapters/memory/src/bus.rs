@@ -20,9 +20,11 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordership_domain::ports::{HandleOutcome, MessageHandler, MessagePublisher, PublishError};
-use ordership_domain::retry::error_chain;
-use ordership_domain::{Attempts, Message, RetryPolicy, Verdict};
+use ordership_application::{
+    ConsumerLoop, ConsumerStats, DeadLetterSink, Shutdown, ShutdownTrigger,
+};
+use ordership_domain::ports::{BoxError, MessageHandler, MessagePublisher, PublishError};
+use ordership_domain::{Message, RetryPolicy};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -55,15 +57,11 @@ impl Default for BusConfig {
     }
 }
 
-/// Counters of what the bus did.
+/// Counters of what the bus itself did; what its consumers did is in [`InProcessBus::consumer_stats`].
 #[derive(Debug, Default)]
 pub struct BusStats {
     pub published: AtomicU64,
-    pub handled: AtomicU64,
     pub redelivered: AtomicU64,
-    pub duplicates_discarded: AtomicU64,
-    pub transient_failures: AtomicU64,
-    pub dead_lettered: AtomicU64,
 }
 
 /// A message that could not be processed, with the reason.
@@ -84,10 +82,12 @@ struct Subscription {
 
 struct Inner {
     config: BusConfig,
-    /// Set by `close`: workers stop after the message in hand.
-    closing: std::sync::atomic::AtomicBool,
+    /// Pulled by `close`: workers stop after the message in hand.
+    closing: ShutdownTrigger,
+    closed: Shutdown,
     subscriptions: RwLock<HashMap<String, Vec<Subscription>>>,
     stats: BusStats,
+    consumer_stats: Arc<ConsumerStats>,
     dead_letters: Mutex<Vec<DeadLetter>>,
 }
 
@@ -110,12 +110,15 @@ impl InProcessBus {
     #[must_use]
     pub fn new(mut config: BusConfig) -> Self {
         config.partitions = config.partitions.max(1);
+        let (closing, closed) = ShutdownTrigger::new();
         Self {
             inner: Arc::new(Inner {
                 config,
-                closing: std::sync::atomic::AtomicBool::new(false),
+                closing,
+                closed,
                 subscriptions: RwLock::default(),
                 stats: BusStats::default(),
+                consumer_stats: Arc::default(),
                 dead_letters: Mutex::default(),
             }),
         }
@@ -131,8 +134,13 @@ impl InProcessBus {
             partitions.push(tx);
             let worker = Worker {
                 bus: Arc::clone(&self.inner),
-                group: group.to_owned(),
-                handler: Arc::clone(handler),
+                consumer: ConsumerLoop::new(
+                    group,
+                    Arc::clone(handler),
+                    self.inner.config.retry.clone(),
+                    Arc::clone(&self.inner.consumer_stats),
+                ),
+                stop: self.inner.closed.clone(),
             };
             workers.push(tokio::spawn(worker.run(rx)));
         }
@@ -153,6 +161,12 @@ impl InProcessBus {
         &self.inner.stats
     }
 
+    /// What the bus's consumers did (every subscription together).
+    #[must_use]
+    pub fn consumer_stats(&self) -> &ConsumerStats {
+        &self.inner.consumer_stats
+    }
+
     #[must_use]
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
         self.inner
@@ -166,7 +180,7 @@ impl InProcessBus {
     /// them. Queued messages are dropped unhandled; their publishers (if they wait for the
     /// acknowledgement) see the bus closed and keep them for later.
     pub async fn close(&self) {
-        self.inner.closing.store(true, Ordering::SeqCst);
+        self.inner.closing.trigger();
         let subscriptions = std::mem::take(
             &mut *self
                 .inner
@@ -227,14 +241,37 @@ impl MessagePublisher for InProcessBus {
 
 struct Worker {
     bus: Arc<Inner>,
-    group: String,
-    handler: Arc<dyn MessageHandler>,
+    consumer: ConsumerLoop,
+    stop: Shutdown,
+}
+
+/// The bus's dead-letter list, for the message in hand.
+struct DeadLetterList<'a> {
+    bus: &'a Inner,
+    group: &'a str,
+    message: &'a Message,
+}
+
+#[async_trait]
+impl DeadLetterSink for DeadLetterList<'_> {
+    async fn park(&self, reason: &str) -> Result<(), BoxError> {
+        self.bus
+            .dead_letters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(DeadLetter {
+                group: self.group.to_owned(),
+                message: self.message.clone(),
+                reason: reason.to_owned(),
+            });
+        Ok(())
+    }
 }
 
 impl Worker {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Envelope>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Envelope>) {
         while let Some((message, ack)) = rx.recv().await {
-            if self.bus.closing.load(Ordering::SeqCst) {
+            if self.stop.is_requested() {
                 return;
             }
             if !self.deliver(&message).await {
@@ -255,50 +292,16 @@ impl Worker {
         }
     }
 
-    /// Hands the message to the handler until it is processed or dead-lettered (`true`), or the
-    /// bus closes while it is failing (`false`).
-    async fn deliver(&self, message: &Message) -> bool {
-        let stats = &self.bus.stats;
-        let mut attempts = Attempts::default();
-        loop {
-            let error = match self.handler.handle(message).await {
-                Ok(outcome) => {
-                    stats.handled.fetch_add(1, Ordering::Relaxed);
-                    if outcome == HandleOutcome::Duplicate {
-                        stats.duplicates_discarded.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return true;
-                }
-                Err(error) => error,
-            };
-            match self.bus.config.retry.judge(&mut attempts, error) {
-                Verdict::Retry { after, error } => {
-                    stats.transient_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(group = %self.group, message_id = %message.id,
-                        error = %error_chain(error.as_ref()), retry_in_ms = after.as_millis(),
-                        "handler failed, retrying");
-                    if self.bus.closing.load(Ordering::SeqCst) {
-                        return false;
-                    }
-                    tokio::time::sleep(after).await;
-                }
-                Verdict::DeadLetter { reason } => {
-                    stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(group = %self.group, message_id = %message.id,
-                        message_type = %message.message_type, %reason, "message dead-lettered");
-                    self.bus
-                        .dead_letters
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(DeadLetter {
-                            group: self.group.clone(),
-                            message: message.clone(),
-                            reason,
-                        });
-                    return true;
-                }
-            }
-        }
+    /// Runs the consumer loop on the message: `true` once handled or dead-lettered.
+    async fn deliver(&mut self, message: &Message) -> bool {
+        let dead_letters = DeadLetterList {
+            bus: &self.bus,
+            group: self.consumer.group(),
+            message,
+        };
+        self.consumer
+            .process(Ok(message), &mut self.stop, &dead_letters)
+            .await
     }
 }
 

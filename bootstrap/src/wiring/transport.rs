@@ -7,11 +7,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ordership_application::ConsumerStats;
 use ordership_application::Shutdown;
 use ordership_domain::RetryPolicy;
 use ordership_domain::ports::{MessageHandler, MessagePublisher};
 use ordership_http::{ApiBuilder, Family, MetricSource};
-use ordership_kafka::{ConsumerConfig, ConsumerStats, KafkaPublisher, Namespace, consume};
+use ordership_kafka::{ConsumerConfig, KafkaPublisher, Namespace, consume};
 use ordership_memory::InProcessBus;
 use tokio::task::JoinHandle;
 
@@ -43,14 +44,31 @@ fn counter(name: &'static str, help: &'static str, value: &AtomicU64) -> Family 
     Family::counter(name, help, vec![(Vec::new(), value.load(Relaxed) as f64)])
 }
 
-/// What the in-process bus did, as metrics (handling itself is measured per consumer).
+/// What a transport's consumers did (handling itself is measured per consumer).
+fn consumer_families(s: &ConsumerStats) -> Vec<Family> {
+    vec![
+        counter(
+            "ordership_consumer_retries_total",
+            "Failed handler attempts the transport tried again.",
+            &s.transient_failures,
+        ),
+        counter(
+            "ordership_messages_dead_lettered_total",
+            "Messages parked in a dead-letter queue.",
+            &s.dead_lettered,
+        ),
+    ]
+}
+
+/// What the in-process bus did, as metrics.
 struct BusMetrics(InProcessBus);
 
 #[async_trait]
 impl MetricSource for BusMetrics {
     async fn collect(&self) -> Vec<Family> {
         let s = self.0.stats();
-        vec![
+        let mut families = consumer_families(self.0.consumer_stats());
+        families.extend([
             counter(
                 "ordership_messages_published_total",
                 "Messages the relays published to the bus.",
@@ -61,44 +79,24 @@ impl MetricSource for BusMetrics {
                 "Messages the bus delivered a second time.",
                 &s.redelivered,
             ),
-            counter(
-                "ordership_consumer_retries_total",
-                "Failed handler attempts the transport tried again.",
-                &s.transient_failures,
-            ),
-            counter(
-                "ordership_messages_dead_lettered_total",
-                "Messages parked in the dead-letter queue.",
-                &s.dead_lettered,
-            ),
-        ]
+        ]);
+        families
     }
 }
 
-/// What the Kafka consumers did, as metrics (handling itself is measured per consumer).
+/// What the Kafka consumers did, as metrics.
 struct ConsumerMetrics(Arc<ConsumerStats>);
 
 #[async_trait]
 impl MetricSource for ConsumerMetrics {
     async fn collect(&self) -> Vec<Family> {
-        let s = &self.0;
-        vec![
-            counter(
-                "ordership_consumer_retries_total",
-                "Failed handler attempts the transport tried again.",
-                &s.transient_failures,
-            ),
-            counter(
-                "ordership_messages_dead_lettered_total",
-                "Messages parked in a dead-letter topic.",
-                &s.dead_lettered,
-            ),
-            counter(
-                "ordership_consumer_partitions_revoked_total",
-                "Partitions taken away from this process's consumers by rebalances.",
-                &s.partitions_revoked,
-            ),
-        ]
+        let mut families = consumer_families(&self.0);
+        families.push(counter(
+            "ordership_consumer_partitions_revoked_total",
+            "Partitions taken away from this process's consumers by rebalances.",
+            &self.0.partitions_revoked,
+        ));
+        families
     }
 }
 

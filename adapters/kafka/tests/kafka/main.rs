@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ordership_application::ConsumerStats;
 use ordership_domain::ports::{HandleError, HandleOutcome, MessageHandler, MessagePublisher};
 use ordership_domain::{Message, MessageId, RetryPolicy, topics};
-use ordership_kafka::{
-    ConsumerConfig, ConsumerStats, KafkaPublisher, ProducerConfig, consume, ensure_topics,
-};
+use ordership_kafka::{ConsumerConfig, KafkaPublisher, ProducerConfig, consume, ensure_topics};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

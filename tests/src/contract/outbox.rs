@@ -1,0 +1,111 @@
+//! The outbox's contract: position order, no high-water mark, parking, purging.
+
+use chrono::Duration;
+use ordership_domain::MessageId;
+use ordership_domain::ports::StoreError;
+
+use super::{OrderStore, message, order, t0};
+
+/// The outbox hands out unpublished messages in append order, forgets published ones, keeps
+/// stats, and purges only published messages older than the cut-off.
+pub async fn the_outbox_publishes_in_order_and_purges_only_published(store: &OrderStore) {
+    let o = order();
+    let messages: Vec<_> = (1..=5).map(|n| message(o.id(), n)).collect();
+    let mut tx = store.begin().await.expect("begin");
+    for m in &messages {
+        tx.outbox().append(m).await.expect("append");
+    }
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    assert!(matches!(
+        tx.outbox().append(&messages[0]).await,
+        Err(StoreError::Duplicate)
+    ));
+    drop(tx);
+
+    let mut tx = store.begin().await.expect("begin");
+    let stats = tx.outbox().stats().await.expect("stats");
+    assert_eq!(
+        (stats.pending, stats.oldest_pending_at),
+        (5, Some(messages[0].occurred_at))
+    );
+    let batch = tx.outbox().claim_unpublished(3).await.expect("claim");
+    let got: Vec<_> = batch.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(got, messages[..3], "in append order, every field intact");
+    assert!(batch.windows(2).all(|w| w[0].position < w[1].position));
+    let positions: Vec<i64> = batch.iter().map(|e| e.position).collect();
+    tx.outbox()
+        .mark_published(&positions, t0() + Duration::minutes(1))
+        .await
+        .expect("mark");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.begin().await.expect("begin");
+    let rest = tx.outbox().claim_unpublished(10).await.expect("claim");
+    assert_eq!(
+        rest.iter().map(|e| e.message.id).collect::<Vec<_>>(),
+        [messages[3].id, messages[4].id]
+    );
+    assert_eq!(
+        tx.outbox().stats().await.expect("stats").oldest_pending_at,
+        Some(messages[3].occurred_at)
+    );
+    assert_eq!(
+        tx.outbox().purge_published(t0()).await.expect("purge"),
+        0,
+        "published after the cut-off"
+    );
+    assert_eq!(
+        tx.outbox()
+            .purge_published(t0() + Duration::minutes(2))
+            .await
+            .expect("purge"),
+        3
+    );
+    assert_eq!(
+        tx.outbox()
+            .claim_unpublished(10)
+            .await
+            .expect("claim")
+            .len(),
+        2,
+        "pending ones stay"
+    );
+}
+
+/// A parked message is not claimed again and holds back the later messages of its key only.
+pub async fn a_parked_message_holds_back_only_its_key(store: &OrderStore) {
+    let (k1, k2) = (order().id(), order().id());
+    let (first, second, other) = (message(k1, 1), message(k1, 2), message(k2, 3));
+    let mut tx = store.begin().await.expect("begin");
+    for m in [&first, &second, &other] {
+        tx.outbox().append(m).await.expect("append");
+    }
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.begin().await.expect("begin");
+    let batch = tx.outbox().claim_unpublished(10).await.expect("claim");
+    assert_eq!(batch.len(), 3);
+    tx.outbox()
+        .park(batch[0].position, "message too large", t0())
+        .await
+        .expect("park");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.begin().await.expect("begin");
+    let ids: Vec<MessageId> = tx
+        .outbox()
+        .claim_unpublished(10)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|e| e.message.id)
+        .collect();
+    assert_eq!(
+        ids,
+        [other.id],
+        "the parked message's key waits; the other key flows"
+    );
+    let stats = tx.outbox().stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.parked), (2, 1));
+}
