@@ -102,10 +102,12 @@ forbidden_in() {
 }
 forbidden_in ordership-domain tokio 'sqlx.*' 'rdkafka.*' 'axum.*' hyper mockall anyhow 'ordership-.*'
 forbidden_in ordership-application 'sqlx.*' 'rdkafka.*' 'axum.*' hyper mockall anyhow ordership-memory ordership-http ordership-postgres ordership-kafka
-forbidden_in ordership-memory 'sqlx.*' 'rdkafka.*' 'axum.*' hyper anyhow ordership-application ordership-http
+# The transports (bus, Kafka consumer) are driving adapters: they run the application's consumer
+# loop, so they may depend on the application; the application never on them.
+forbidden_in ordership-memory 'sqlx.*' 'rdkafka.*' 'axum.*' hyper anyhow ordership-http ordership-postgres ordership-kafka
 forbidden_in ordership-http 'sqlx.*' 'rdkafka.*' anyhow ordership-memory
 forbidden_in ordership-postgres 'rdkafka.*' 'axum.*' anyhow ordership-application ordership-memory
-forbidden_in ordership-kafka 'sqlx.*' 'axum.*' anyhow ordership-application ordership-memory
+forbidden_in ordership-kafka 'sqlx.*' 'axum.*' anyhow ordership-memory ordership-http ordership-postgres
 
 step "tests"
 log=$(mktemp)

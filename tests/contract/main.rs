@@ -1,4 +1,5 @@
-//! The port contract suite, run against every storage adapter.
+//! The contract suites: the storage contract against every storage adapter (memory, PostgreSQL),
+//! the transport contract against every transport (the in-process bus, Kafka).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -31,4 +32,210 @@ mod postgres {
     }
 
     ordership_tests::contract_tests!(order_store(), delivery_store());
+}
+
+/// The transport contract on the in-process bus.
+mod bus {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use ordership_application::ConsumerStats;
+    use ordership_domain::ports::{MessageHandler, MessagePublisher};
+    use ordership_memory::{BusConfig, InProcessBus};
+    use ordership_tests::fixtures::wait_until;
+    use ordership_tests::transport::{TransportUnderTest, policy};
+
+    struct Bus(InProcessBus);
+
+    #[async_trait]
+    impl TransportUnderTest for Bus {
+        async fn topic(&self, name: &str) -> String {
+            format!("test.{name}.{}", uuid::Uuid::now_v7().simple())
+        }
+
+        fn publisher(&self) -> Arc<dyn MessagePublisher> {
+            Arc::new(self.0.clone())
+        }
+
+        async fn consume(
+            &self,
+            topic: &str,
+            handler: Arc<dyn MessageHandler>,
+        ) -> Arc<ConsumerStats> {
+            self.0.subscribe(topic, "contract", &handler);
+            Arc::clone(self.0.consumer_stats())
+        }
+
+        async fn dead_letters(
+            &self,
+            topic: &str,
+            count: usize,
+        ) -> Vec<(serde_json::Value, String)> {
+            let of_topic = || {
+                self.0
+                    .dead_letters()
+                    .into_iter()
+                    .filter(|d| d.message.topic == topic)
+                    .map(|d| (d.message.payload, d.reason))
+                    .collect::<Vec<_>>()
+            };
+            wait_until("messages are dead-lettered", || of_topic().len() >= count).await;
+            of_topic()
+        }
+
+        async fn stop(&self) {
+            self.0.close().await;
+        }
+    }
+
+    async fn bus() -> Box<dyn TransportUnderTest> {
+        Box::new(Bus(InProcessBus::new(BusConfig {
+            retry: policy(),
+            ..BusConfig::default()
+        })))
+    }
+
+    ordership_tests::transport_contract_tests!(bus());
+}
+
+/// The transport contract on Kafka: the cluster in `KAFKA_BROKERS` (`scripts/test.sh` starts a
+/// dev broker; any real cluster works too). Each test has topics and groups of its own.
+mod kafka {
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use ordership_application::{ConsumerStats, ShutdownTrigger};
+    use ordership_domain::ports::{MessageHandler, MessagePublisher};
+    use ordership_domain::topics;
+    use ordership_kafka::{ConsumerConfig, KafkaPublisher, ProducerConfig, consume, ensure_topics};
+    use ordership_tests::fixtures::PATIENCE;
+    use ordership_tests::transport::{TransportUnderTest, policy};
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message as _};
+    use tokio::task::JoinHandle;
+
+    fn brokers() -> String {
+        std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| {
+            panic!("KAFKA_BROKERS is not set: these tests need a Kafka-protocol broker (scripts/test.sh starts `ordership dev-broker`)")
+        })
+    }
+
+    fn unique(name: &str) -> String {
+        format!("test.{name}.{}", uuid::Uuid::now_v7().simple())
+    }
+
+    struct Kafka {
+        publisher: KafkaPublisher,
+        consumers: Mutex<Vec<(ShutdownTrigger, JoinHandle<()>)>>,
+    }
+
+    #[async_trait]
+    impl TransportUnderTest for Kafka {
+        async fn topic(&self, name: &str) -> String {
+            let topic = unique(name);
+            ensure_topics(
+                &brokers(),
+                &[topic.clone(), topics::dead_letter(&topic)],
+                4,
+                PATIENCE,
+            )
+            .await
+            .expect("topics created");
+            topic
+        }
+
+        fn publisher(&self) -> Arc<dyn MessagePublisher> {
+            Arc::new(self.publisher.clone())
+        }
+
+        async fn consume(
+            &self,
+            topic: &str,
+            handler: Arc<dyn MessageHandler>,
+        ) -> Arc<ConsumerStats> {
+            let stats = Arc::new(ConsumerStats::default());
+            let config = ConsumerConfig {
+                retry: policy(),
+                ..ConsumerConfig::new(&brokers(), &unique("group"), &[topic])
+            };
+            let (trigger, mut stop) = ShutdownTrigger::new();
+            let counters = Arc::clone(&stats);
+            let task = tokio::spawn(async move {
+                consume(
+                    config,
+                    handler,
+                    counters,
+                    async move { stop.requested().await },
+                )
+                .await
+                .expect("consumer runs");
+            });
+            self.consumers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((trigger, task));
+            stats
+        }
+
+        async fn dead_letters(
+            &self,
+            topic: &str,
+            count: usize,
+        ) -> Vec<(serde_json::Value, String)> {
+            let dlq: StreamConsumer = ClientConfig::new()
+                .set("bootstrap.servers", brokers())
+                .set("group.id", unique("dlq-reader"))
+                .set("auto.offset.reset", "earliest")
+                .create()
+                .expect("consumer");
+            let dlq_topic = topics::dead_letter(topic);
+            dlq.subscribe(&[dlq_topic.as_str()]).expect("subscribe");
+            let mut parked = Vec::new();
+            while parked.len() < count {
+                let record = tokio::time::timeout(PATIENCE, dlq.recv())
+                    .await
+                    .expect("a dead-lettered record")
+                    .expect("ok");
+                let reason = record
+                    .headers()
+                    .expect("headers")
+                    .iter()
+                    .find(|h| h.key == "dlq_reason")
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .expect("a dlq_reason header");
+                let payload = serde_json::from_slice(record.payload().unwrap_or_default())
+                    .expect("a JSON payload");
+                parked.push((payload, reason));
+            }
+            parked
+        }
+
+        async fn stop(&self) {
+            let consumers = std::mem::take(
+                &mut *self
+                    .consumers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            for (trigger, task) in consumers {
+                trigger.trigger();
+                tokio::time::timeout(Duration::from_secs(30), task)
+                    .await
+                    .expect("the consumer stops")
+                    .expect("the consumer ran");
+            }
+        }
+    }
+
+    async fn kafka() -> Box<dyn TransportUnderTest> {
+        Box::new(Kafka {
+            publisher: KafkaPublisher::new(&ProducerConfig::new(&brokers())).expect("producer"),
+            consumers: Mutex::default(),
+        })
+    }
+
+    ordership_tests::transport_contract_tests!(kafka());
 }

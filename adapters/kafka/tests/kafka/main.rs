@@ -1,6 +1,9 @@
 //! The Kafka adapter against a real Kafka-protocol broker: `KAFKA_BROKERS` (scripts/test.sh starts
 //! `ordership dev-broker`; any real cluster works too). Without a broker these tests fail; they
-//! never skip. Every test creates its own topics and uses its own consumer groups.
+//! never skip. Every test creates its own topics and uses its own consumer groups. What every
+//! transport must do (order, retries, dead letters) is the transport contract (`tests/contract`);
+//! here is what only Kafka does: CloudEvents headers, replay after a stop, raw poison records,
+//! rebalances.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -10,8 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ordership_application::ConsumerStats;
 use ordership_domain::ports::{HandleError, HandleOutcome, MessageHandler, MessagePublisher};
-use ordership_domain::{Message, MessageId, RetryPolicy, topics};
+use ordership_domain::{Message, RetryPolicy, topics};
 use ordership_kafka::{ConsumerConfig, KafkaPublisher, ProducerConfig, consume, ensure_topics};
+use ordership_tests::fixtures::{message, wait_until};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -43,21 +47,6 @@ async fn fresh_topic(name: &str) -> String {
     .await
     .expect("topics created");
     topic
-}
-
-fn message(topic: &str, key: &str, n: u32) -> Message {
-    Message {
-        id: MessageId::from_uuid(Uuid::now_v7()),
-        topic: topic.to_owned(),
-        key: key.to_owned(),
-        message_type: "ordership.test.v1".to_owned(),
-        source: "/test".to_owned(),
-        payload: serde_json::json!({ "n": n }),
-        correlation_id: Uuid::now_v7(),
-        causation_id: Some(MessageId::from_uuid(Uuid::now_v7())),
-        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
-        occurred_at: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6),
-    }
 }
 
 /// Records what it handles; while `failing` is set, fails as if the database were down; fails
@@ -114,17 +103,6 @@ fn start_consumer_with(
         .expect("consumer runs");
     });
     (stop, task)
-}
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,46 +264,6 @@ async fn first_dead_letter(topic: &str) -> (Vec<u8>, String) {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .expect("a dlq_reason header");
     (parked.payload().unwrap_or_default().to_vec(), reason)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_that_keeps_failing_is_dead_lettered_after_max_attempts() {
-    let topic = fresh_topic("failing").await;
-    let mut stuck = message(&topic, "order-1", 1);
-    stuck.payload = serde_json::json!({ "n": 1, "conflict": true });
-    let next = message(&topic, "order-1", 2);
-    KafkaPublisher::new(&ProducerConfig::new(&brokers()))
-        .expect("producer")
-        .publish(&[stuck.clone(), next.clone()])
-        .await
-        .expect("published");
-
-    let recorder = Arc::new(Recorder::default());
-    let stats = Arc::new(ConsumerStats::default());
-    let (stop, task) =
-        start_consumer_with(&topic, &unique("group"), recorder.clone(), stats.clone());
-    wait_until("the next message of the partition is processed", || {
-        !recorder.seen.lock().expect("lock").is_empty()
-    })
-    .await;
-    assert_eq!(recorder.seen.lock().expect("lock")[0].id, next.id);
-    stop.send_replace(true);
-    task.await.expect("stops");
-    use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(
-        (
-            stats.transient_failures.load(Relaxed),
-            stats.dead_lettered.load(Relaxed)
-        ),
-        (2, 1),
-        "two retries, then the third failure dead-letters"
-    );
-    let (payload, reason) = first_dead_letter(&topic).await;
-    assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&payload).expect("json"),
-        stuck.payload
-    );
-    assert_eq!(reason, "failed attempt 3 of 3: version conflict");
 }
 
 /// Which consumer started which message (partition, number), and when.
