@@ -15,10 +15,7 @@ use ordership_domain::ports::{
     DeliveryTransaction, HandleError, HandleOutcome, MessageHandler, MessagePublisher,
     OrderTransaction, PublishError, StoredResponse,
 };
-use ordership_domain::{
-    CustomerId, Delivery, DeliveryPolicy, Message, OrderId, PlaceOrder, SagaPolicy,
-    ShippingAddress, parse_order_line, topics,
-};
+use ordership_domain::{Delivery, DeliveryPolicy, Message, OrderId, SagaPolicy, topics};
 use ordership_memory::{ManualClock, MemoryStore, UuidV7Ids};
 
 /// Collects what the relay publishes.
@@ -64,17 +61,7 @@ pub(crate) fn config() -> SagaPolicy {
     }
 }
 
-pub(crate) fn place(country: &str) -> PlaceOrder {
-    let line = parse_order_line(0, "ABC-123", 2, 1250, "KRW").expect("line");
-    let address =
-        ShippingAddress::new("Kim", "1 Sejong-daero", "Seoul", "04524", country).expect("address");
-    PlaceOrder::new(
-        CustomerId::parse("c-42").expect("customer"),
-        vec![line],
-        address,
-    )
-    .expect("order")
-}
+pub(crate) use ordership_tests::fixtures::place_order as place;
 
 /// Renders a view the way a driving adapter would; tests only need it to be deterministic.
 pub(crate) fn render(view: &OrderView) -> StoredResponse {

@@ -190,18 +190,12 @@ async fn a_stale_reply_is_ignored() {
     // A rejection arriving after the confirmation (e.g. from an old retry) changes nothing.
     let stale = world.saga.clone();
     let rejection = {
-        let envelope = || ordership_application::messages::Envelope {
-            id: ordership_domain::MessageId::from_uuid(uuid::Uuid::now_v7()),
-            source: "/test",
-            at: ordership_domain::ports::Clock::now(&world.clock),
-            causation: None,
-        };
         let payload = ordership_application::messages::DeliveryRejectedV1 {
             order_id: *id.as_uuid(),
             reason_kind: "capacity_exhausted".into(),
             reason: "late".into(),
         };
-        envelope()
+        ordership_tests::fixtures::envelope()
             .wrap(
                 ordership_domain::topics::DELIVERY_EVENTS,
                 types::DELIVERY_REJECTED,

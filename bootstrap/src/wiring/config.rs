@@ -9,11 +9,11 @@ use ordership_domain::SagaPolicy;
 use ordership_domain::ports::{
     DeliveryTransaction, OrderTransaction, OutboxFeed, OutboxSignal, UnitOfWork,
 };
-use ordership_http::HttpConfig;
+use ordership_http::{HealthCheck, HttpConfig};
 use ordership_memory::BusConfig;
 
 /// Everything the running system can be tuned with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SystemConfig {
     pub saga: SagaPolicy,
     pub policy: DeliveryPolicy,
@@ -22,6 +22,30 @@ pub struct SystemConfig {
     pub sweep_interval: Duration,
     pub retention: RetentionConfig,
     pub http: HttpConfig,
+    /// Further readiness checks: dependencies of an embedding service the wiring does not know.
+    pub extra_checks: Vec<Arc<dyn HealthCheck>>,
+}
+
+impl std::fmt::Debug for SystemConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemConfig")
+            .field("saga", &self.saga)
+            .field("policy", &self.policy)
+            .field("bus", &self.bus)
+            .field("relay", &self.relay)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("retention", &self.retention)
+            .field("http", &self.http)
+            .field(
+                "extra_checks",
+                &self
+                    .extra_checks
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Default for SystemConfig {
@@ -34,6 +58,7 @@ impl Default for SystemConfig {
             sweep_interval: Duration::from_secs(1),
             retention: RetentionConfig::default(),
             http: HttpConfig::default(),
+            extra_checks: Vec::new(),
         }
     }
 }

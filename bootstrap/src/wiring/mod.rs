@@ -22,7 +22,7 @@ use ordership_application::{
 };
 use ordership_domain::ports::{Clock, IdGenerator};
 use ordership_domain::topics;
-use ordership_http::{ApiBuilder, SagaStates, StoreCheck};
+use ordership_http::{ApiBuilder, HealthCheck, SagaStates, StoreCheck};
 use ordership_memory::{InProcessBus, SystemClock, UuidV7Ids};
 use tokio::task::JoinHandle;
 
@@ -55,6 +55,8 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
     let mut api = ApiBuilder::new(config.http.clone());
     let mut orders = None;
     let mut deliveries = None;
+    // Readiness lists the order store first, then the delivery store, then the rest.
+    let mut checks: Vec<Arc<dyn HealthCheck>> = Vec::new();
 
     // Consumers first, so the relays never publish into a topic nobody listens to.
     if let Some(side) = &stores.deliveries {
@@ -71,11 +73,11 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
                 Arc::new(service.clone()),
             ))
             .metric_sources(launch.relay("delivery", side))
-            .deliveries(service.clone())
-            .check(Arc::new(StoreCheck::new(
-                "delivery-store",
-                side.store.clone(),
-            )));
+            .deliveries(service.clone());
+        checks.push(Arc::new(StoreCheck::new(
+            "delivery-store",
+            side.store.clone(),
+        )));
         deliveries = Some(service);
     }
     if let Some(side) = &stores.orders {
@@ -99,7 +101,6 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
             ))
             .metric_sources(launch.relay("order", side))
             .orders(service.clone())
-            .check(Arc::new(StoreCheck::new("order-store", side.store.clone())))
             .metric_source(Arc::new(SagaStates(side.store.clone())));
         launch.tasks.push(tokio::spawn(run_sweeper(
             saga,
@@ -107,7 +108,15 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
             100,
             shutdown.clone(),
         )));
+        checks.insert(
+            0,
+            Arc::new(StoreCheck::new("order-store", side.store.clone())),
+        );
         orders = Some(service);
+    }
+    checks.extend(config.extra_checks.iter().cloned());
+    for check in checks {
+        api = api.check(check);
     }
     let mut tasks = launch.tasks;
 

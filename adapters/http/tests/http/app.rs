@@ -6,25 +6,19 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use ordership_application::monitoring::{HandlerMetrics, Measured, RelayMetrics};
-use ordership_application::{
-    DeliveryService, FulfilmentOrchestrator, OrderService, OutboxRelay, RelayConfig,
-    ShutdownTrigger,
-};
-use ordership_domain::ports::{DeliveryTransaction, MessageHandler, OrderTransaction};
-use ordership_domain::{DeliveryPolicy, SagaPolicy, topics};
-use ordership_http::{
-    ApiBuilder, HandlerLatency, HealthCheck, HttpConfig, MetricSource, OutboxBacklog, RelayLatency,
-    SagaStates, StoreCheck,
-};
-use ordership_memory::{BusConfig, InProcessBus, MemoryStore, SystemClock, UuidV7Ids};
-use serde_json::{Value, json};
+use ordership::embedded::Embedded;
+use ordership::wiring::SystemConfig;
+use ordership_application::RelayConfig;
+use ordership_http::{HealthCheck, HttpConfig};
+use ordership_memory::MemoryStore;
+use serde_json::Value;
 use tower::ServiceExt;
 
+/// Both services on the memory adapters, wired by the binary's own composition root.
 pub(crate) struct TestApp {
     pub(crate) router: Router,
     pub(crate) order_store: MemoryStore,
-    _trigger: ShutdownTrigger,
+    _system: Embedded,
 }
 
 /// A health check that always fails.
@@ -49,10 +43,11 @@ pub(crate) struct Options {
 
 impl Default for Options {
     fn default() -> Self {
+        let http = HttpConfig::default();
         Self {
-            body_limit: 64 * 1024,
+            body_limit: http.body_limit,
             broken_check: false,
-            request_timeout: Duration::from_secs(10),
+            request_timeout: http.request_timeout,
         }
     }
 }
@@ -63,102 +58,25 @@ impl TestApp {
     }
 
     pub(crate) fn with(options: Options) -> Self {
-        let clock = Arc::new(SystemClock);
-        let ids = Arc::new(UuidV7Ids);
-        let order_store = MemoryStore::new();
-        let delivery_store = MemoryStore::new();
-        let order_uow: Arc<dyn ordership_domain::ports::UnitOfWork<dyn OrderTransaction>> =
-            Arc::new(order_store.clone());
-        let delivery_uow: Arc<dyn ordership_domain::ports::UnitOfWork<dyn DeliveryTransaction>> =
-            Arc::new(delivery_store.clone());
-        let saga_config = SagaPolicy::default();
-        let orders = OrderService::new(
-            order_uow.clone(),
-            clock.clone(),
-            ids.clone(),
-            saga_config.clone(),
-        );
-        let saga =
-            FulfilmentOrchestrator::new(order_uow.clone(), clock.clone(), ids.clone(), saga_config);
-        let deliveries = DeliveryService::new(
-            delivery_uow.clone(),
-            clock.clone(),
-            ids,
-            DeliveryPolicy::default(),
-        );
-        let bus = InProcessBus::new(BusConfig::default());
-        let d: Arc<dyn MessageHandler> = Arc::new(deliveries.clone());
-        let saga_metrics = Arc::new(HandlerMetrics::default());
-        let s: Arc<dyn MessageHandler> =
-            Arc::new(Measured::new(Arc::new(saga), saga_metrics.clone()));
-        bus.subscribe(topics::DELIVERY_COMMANDS, "d", &d);
-        bus.subscribe(topics::DELIVERY_EVENTS, "o", &s);
-        let (trigger, shutdown) = ShutdownTrigger::new();
-        let relay_config = RelayConfig {
-            poll_interval: Duration::from_millis(20),
-            ..RelayConfig::default()
+        let mut config = SystemConfig {
+            http: HttpConfig {
+                body_limit: options.body_limit,
+                request_timeout: options.request_timeout,
+            },
+            relay: RelayConfig {
+                poll_interval: Duration::from_millis(20),
+                ..RelayConfig::default()
+            },
+            ..SystemConfig::default()
         };
-        let order_relay_metrics = Arc::new(RelayMetrics::default());
-        let delivery_relay_metrics = Arc::new(RelayMetrics::default());
-        let order_relay: OutboxRelay<dyn OrderTransaction> = OutboxRelay::new(
-            order_uow.clone(),
-            Arc::new(bus.clone()),
-            Arc::new(order_store.clone()),
-            clock.clone(),
-            relay_config.clone(),
-        )
-        .with_metrics(order_relay_metrics.clone());
-        let delivery_relay: OutboxRelay<dyn DeliveryTransaction> = OutboxRelay::new(
-            delivery_uow.clone(),
-            Arc::new(bus),
-            Arc::new(delivery_store),
-            clock.clone(),
-            relay_config,
-        )
-        .with_metrics(delivery_relay_metrics.clone());
-        let s1 = shutdown.clone();
-        tokio::spawn(async move { order_relay.run(s1).await });
-        tokio::spawn(async move { delivery_relay.run(shutdown).await });
-
-        let mut builder = ApiBuilder::new(HttpConfig {
-            body_limit: options.body_limit,
-            request_timeout: options.request_timeout,
-        })
-        .orders(orders)
-        .deliveries(deliveries)
-        .check(Arc::new(StoreCheck::new("order-store", order_uow.clone())))
-        .metric_source(Arc::new(SagaStates(order_uow.clone())))
-        .metric_source(Arc::new(HandlerLatency {
-            consumer: "order-service.saga",
-            metrics: saga_metrics,
-        }))
-        .metric_sources([
-            Arc::new(RelayLatency {
-                service: "order",
-                metrics: order_relay_metrics,
-            }) as Arc<dyn MetricSource>,
-            Arc::new(RelayLatency {
-                service: "delivery",
-                metrics: delivery_relay_metrics,
-            }),
-            Arc::new(OutboxBacklog {
-                service: "order",
-                uow: order_uow,
-                clock: clock.clone(),
-            }),
-            Arc::new(OutboxBacklog {
-                service: "delivery",
-                uow: delivery_uow,
-                clock,
-            }),
-        ]);
         if options.broken_check {
-            builder = builder.check(Arc::new(Broken));
+            config.extra_checks.push(Arc::new(Broken));
         }
+        let system = Embedded::start(&config);
         Self {
-            router: builder.build(),
-            order_store,
-            _trigger: trigger,
+            router: system.app.router.clone(),
+            order_store: system.order_store.clone(),
+            _system: system,
         }
     }
 
@@ -217,12 +135,7 @@ pub(crate) fn post(uri: &str, body: &Value, key: Option<&str>) -> Request<Body> 
 }
 
 pub(crate) fn order_body(country: &str) -> Value {
-    json!({
-        "customer_id": "c-42",
-        "lines": [{ "sku": "ABC-123", "quantity": 2, "unit_price": { "amount": 1250, "currency": "KRW" } }],
-        "shipping_address": { "recipient": "Kim", "line1": "1 Sejong-daero", "city": "Seoul",
-                              "postal_code": "04524", "country": country }
-    })
+    ordership_tests::fixtures::order_json(country)
 }
 
 pub(crate) struct Reply {

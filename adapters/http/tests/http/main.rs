@@ -1,5 +1,6 @@
-//! HTTP tests: every endpoint through `Router::oneshot`, against the in-memory adapters with the
-//! saga running over the in-process bus.
+//! HTTP tests: every endpoint through `Router::oneshot`, against both services on the in-memory
+//! adapters with the saga running over the in-process bus — wired by the binary's composition
+//! root (`ordership::embedded`), so what is tested is what runs.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

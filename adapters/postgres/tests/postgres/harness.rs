@@ -3,9 +3,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ordership_application::{DeliveryService, FulfilmentOrchestrator, OrderService, OrderView};
 use ordership_domain::ports::{MessagePublisher, PublishError, StoredResponse};
-use ordership_domain::{
-    CustomerId, DeliveryPolicy, Message, PlaceOrder, ShippingAddress, parse_order_line,
-};
+use ordership_domain::{DeliveryPolicy, Message};
 use ordership_memory::{SystemClock, UuidV7Ids};
 use ordership_postgres::{PgDeliveryStore, PgOrderStore};
 use sqlx::PgPool;
@@ -50,17 +48,7 @@ pub(crate) fn services(pool: &PgPool, policy: DeliveryPolicy) -> Services {
     }
 }
 
-pub(crate) fn place(country: &str) -> PlaceOrder {
-    let line = parse_order_line(0, "ABC-123", 2, 1250, "KRW").expect("line");
-    let address =
-        ShippingAddress::new("Kim", "1 Sejong-daero", "Seoul", "04524", country).expect("address");
-    PlaceOrder::new(
-        CustomerId::parse("c-42").expect("customer"),
-        vec![line],
-        address,
-    )
-    .expect("order")
-}
+pub(crate) use ordership_tests::fixtures::place_order as place;
 
 pub(crate) fn render(view: &OrderView) -> StoredResponse {
     StoredResponse {
@@ -113,12 +101,4 @@ pub(crate) fn message(n: u32) -> Message {
     }
 }
 
-/// The envelope of a message made up by a test.
-pub(crate) fn envelope() -> ordership_application::messages::Envelope {
-    ordership_application::messages::Envelope {
-        id: ordership_domain::MessageId::from_uuid(uuid::Uuid::now_v7()),
-        source: "/test",
-        at: chrono::Utc::now(),
-        causation: None,
-    }
-}
+pub(crate) use ordership_tests::fixtures::envelope;
