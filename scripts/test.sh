@@ -90,6 +90,11 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the domain crate packages as it would be published"
+# Other services embed ordership-domain: it must build alone from its package (doc test included
+# in the suite below). Its dependencies are in the local cache after the build above.
+cargo package -p ordership-domain --locked --offline --quiet
+
 step "architecture: the dependency rule"
 # normal (non-dev) dependencies of one workspace crate, as crate names
 deps() { cargo tree -p "$1" -e normal --prefix none --locked 2>/dev/null | awk 'NR > 1 {print $1}' | sort -u; }

@@ -192,15 +192,15 @@ pub struct CommonArgs {
     pub db_statement_timeout: Duration,
 
     /// How long published outbox messages are kept.
-    #[arg(long, env = "ORDERSHIP_OUTBOX_RETENTION", value_parser = parse_duration, default_value = "60m", global = true)]
+    #[arg(long, env = "ORDERSHIP_OUTBOX_RETENTION", value_parser = parse_duration, default_value = "1h", global = true)]
     pub outbox_retention: Duration,
 
     /// How long inbox entries (message ids already handled) are kept.
-    #[arg(long, env = "ORDERSHIP_INBOX_RETENTION", value_parser = parse_duration, default_value = "10080m", global = true)]
+    #[arg(long, env = "ORDERSHIP_INBOX_RETENTION", value_parser = parse_duration, default_value = "7d", global = true)]
     pub inbox_retention: Duration,
 
     /// How long idempotency keys are kept (at least 24 hours is advised).
-    #[arg(long, env = "ORDERSHIP_IDEMPOTENCY_RETENTION", value_parser = parse_duration, default_value = "1440m", global = true)]
+    #[arg(long, env = "ORDERSHIP_IDEMPOTENCY_RETENTION", value_parser = parse_duration, default_value = "24h", global = true)]
     pub idempotency_retention: Duration,
 
     /// UNSAFE, for the mutation test only: consumers store offsets before handling.
@@ -222,24 +222,18 @@ pub struct CommonArgs {
     pub redelivery_probability: f64,
 }
 
-/// Parses `250ms`, `10s`, `5m` or a bare number of seconds.
+/// Parses a duration the way people write one (`humantime`: `250ms`, `10s`, `5m`, `1h`, `7d`,
+/// `1h 30m`), or a bare number of seconds.
 ///
 /// # Errors
 /// A message for anything else.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (number, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 250ms, 10s or 5m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: unit must be ms, s or m")),
+    if let Ok(seconds) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
     }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 250ms, 10s, 5m or 1h: {e}"))
 }
 
 #[cfg(test)]
@@ -247,13 +241,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_take_ms_s_and_m() {
+    fn durations_take_units_or_bare_seconds() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5h"), Ok(Duration::from_secs(5 * 3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
     }
 
     #[test]

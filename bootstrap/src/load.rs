@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressStyle};
+
 use anyhow::{Context as _, bail};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -210,10 +212,19 @@ async fn one_order(
     }
 }
 
-/// Draws progress on stderr: a bar on a terminal, a line every few seconds otherwise.
+/// Shows progress on stderr: a bar with rate and time left on a terminal (`indicatif`), a line
+/// every few seconds otherwise (logs of CI runs and scripts).
 async fn progress(done: Arc<AtomicUsize>, total: usize, started: Instant) {
-    let tty = std::io::stderr().is_terminal();
-    let every = if tty {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(total as u64);
+        if let Ok(style) =
+            ProgressStyle::with_template("[{bar:30}] {pos}/{len} settled  {per_sec:.0}  {eta} left")
+        {
+            bar.set_style(style.progress_chars("#>-"));
+        }
+        bar
+    });
+    let every = if bar.is_some() {
         Duration::from_millis(200)
     } else {
         Duration::from_secs(5)
@@ -221,22 +232,20 @@ async fn progress(done: Arc<AtomicUsize>, total: usize, started: Instant) {
     loop {
         tokio::time::sleep(every).await;
         let n = done.load(Ordering::Relaxed).min(total);
-        let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let mut err = std::io::stderr().lock();
-        if tty {
-            let width = 30;
-            let filled = n * width / total.max(1);
-            let _ = write!(
-                err,
-                "\r[{}{}] {n}/{total} settled  {rate:.0}/s ",
-                "#".repeat(filled),
-                " ".repeat(width - filled)
-            );
-        } else {
-            let _ = writeln!(err, "load: {n}/{total} settled, {rate:.0}/s");
+        match &bar {
+            Some(bar) => bar.set_position(n as u64),
+            None => {
+                let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "load: {n}/{total} settled, {rate:.0}/s"
+                );
+            }
         }
         if n >= total {
-            let _ = writeln!(err);
+            if let Some(bar) = &bar {
+                bar.finish();
+            }
             return;
         }
     }
