@@ -1,4 +1,5 @@
-//! The background loops of the order service: the saga's deadline sweeper and retention.
+//! The background loops: the saga's deadline sweeper (order service), and retention of published
+//! outbox messages, inbox entries and idempotency keys (both services).
 
 use std::time::Duration;
 

@@ -1,9 +1,10 @@
 //! # ordership-application
 //!
 //! The use cases around the domain: placing, reading and cancelling orders
-//! ([`OrderService`]), the orchestrated fulfilment saga with its deadlines
-//! ([`FulfilmentOrchestrator`]), the delivery service ([`DeliveryService`]), the wire contracts
-//! of the messages, the outbox relay loop and the retention jobs.
+//! ([`OrderService`]), the I/O of the orchestrated fulfilment saga — load, lock, let the domain
+//! decide, save one step, encode ([`FulfilmentOrchestrator`]) — the delivery service
+//! ([`DeliveryService`]), the wire contracts of the messages ([`messages`]), the one consumer
+//! loop every transport runs ([`ConsumerLoop`]), the outbox relays and the retention jobs.
 //!
 //! Everything here speaks only to the ports of `ordership-domain`: transactions through the
 //! unit-of-work port, the broker through the publisher port. No adapter type is visible, so the

@@ -1,8 +1,9 @@
 //! # ordership-kafka
 //!
 //! The Kafka adapter (rdkafka): a [`KafkaPublisher`] for the outbox relays (idempotent producer,
-//! `acks=all`, lz4, batches awaited as a whole), consumers in consumer groups that store a
-//! message's offset only after its handler committed ([`consume`]), dead-letter topics with the
+//! `acks=all`, lz4, batches awaited as a whole), consumers in consumer groups that run the
+//! application's consumer loop and store a message's offset only after its handler committed
+//! ([`consume`]), dead-letter topics with the
 //! reason in the headers, CloudEvents 1.0 binary-mode envelopes, and the development broker
 //! ([`DevBroker`]: librdkafka's mock cluster) used by `ordership dev-broker` and the tests.
 //! Only this crate knows rdkafka.

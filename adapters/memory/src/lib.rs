@@ -1,10 +1,11 @@
 //! # ordership-memory
 //!
-//! Driven adapters that keep everything in memory: a [`MemoryStore`] that implements every
-//! storage port of `ordership-domain` (unit of work, repositories, outbox, inbox, idempotency
-//! keys) with the same guarantees as the Postgres adapter, an [`InProcessBus`] that carries
-//! messages with Kafka's at-least-once, per-key-ordered semantics (and can redeliver on
-//! purpose), and the system clock and id generator.
+//! Adapters that keep everything in memory: a [`MemoryStore`] that implements every storage
+//! port of `ordership-domain` with the same guarantees as the Postgres adapter — one module per
+//! port, named as in the Postgres adapter (`unit_of_work`, `orders`, `sagas`, `deliveries`,
+//! `outbox`, `inbox`, `idempotency`) — an [`InProcessBus`] that carries messages with Kafka's
+//! at-least-once, per-key-ordered semantics (and can redeliver on purpose) and runs the
+//! application's consumer loop, and the system clock and id generator.
 //!
 //! This is the embedded default of the `ordership` binary and the fake that tests use.
 

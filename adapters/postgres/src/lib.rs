@@ -6,7 +6,9 @@
 //! column), saga steps lock their row (`FOR UPDATE`), the sweeper and the relay claim with
 //! `FOR UPDATE SKIP LOCKED`, the inbox and idempotency keys insert-or-ignore, and an outbox trigger
 //! `NOTIFY`s the relay on commit. sqlx errors are classified once, by SQLSTATE, into the ports'
-//! errors: only this crate knows SQL.
+//! errors: only this crate knows SQL. One module per port, named as in the memory adapter
+//! (`unit_of_work`, `orders`, `sagas`, `deliveries`, `outbox`, `inbox`, `idempotency`), plus the
+//! outbox change feed (`feed`, with its `pgoutput` decoder), `notify` and the `schema`s.
 
 mod deliveries;
 mod error;
