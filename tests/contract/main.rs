@@ -111,9 +111,6 @@ mod kafka {
     use ordership_kafka::{ConsumerConfig, KafkaPublisher, ProducerConfig, consume, ensure_topics};
     use ordership_tests::fixtures::PATIENCE;
     use ordership_tests::transport::{TransportUnderTest, policy};
-    use rdkafka::ClientConfig;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::message::{Headers, Message as _};
     use tokio::task::JoinHandle;
 
     fn brokers() -> String {
@@ -184,33 +181,15 @@ mod kafka {
             topic: &str,
             count: usize,
         ) -> Vec<(serde_json::Value, String)> {
-            let dlq: StreamConsumer = ClientConfig::new()
-                .set("bootstrap.servers", brokers())
-                .set("group.id", unique("dlq-reader"))
-                .set("auto.offset.reset", "earliest")
-                .create()
-                .expect("consumer");
-            let dlq_topic = topics::dead_letter(topic);
-            dlq.subscribe(&[dlq_topic.as_str()]).expect("subscribe");
-            let mut parked = Vec::new();
-            while parked.len() < count {
-                let record = tokio::time::timeout(PATIENCE, dlq.recv())
-                    .await
-                    .expect("a dead-lettered record")
-                    .expect("ok");
-                let reason = record
-                    .headers()
-                    .expect("headers")
-                    .iter()
-                    .find(|h| h.key == "dlq_reason")
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .expect("a dlq_reason header");
-                let payload = serde_json::from_slice(record.payload().unwrap_or_default())
-                    .expect("a JSON payload");
-                parked.push((payload, reason));
-            }
-            parked
+            ordership_kafka::testing::dead_letters(&brokers(), topic, count, PATIENCE)
+                .await
+                .expect("dead-lettered records")
+                .into_iter()
+                .map(|parked| {
+                    let payload = serde_json::from_slice(&parked.payload).expect("a JSON payload");
+                    (payload, parked.reason)
+                })
+                .collect()
         }
 
         async fn stop(&self) {

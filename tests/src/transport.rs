@@ -145,6 +145,26 @@ pub async fn failures_are_retried_without_moving_on(transport: &dyn TransportUnd
     transport.stop().await;
 }
 
+/// Publishes message `first` then message 2 on one key, and waits until message 2 is handled.
+async fn publish_and_await_the_next(
+    transport: &dyn TransportUnderTest,
+    topic: &str,
+    recorder: &Recorder,
+    first: u64,
+) {
+    let batch = [message(topic, "k", first), message(topic, "k", 2)];
+    transport
+        .publisher()
+        .publish(&batch)
+        .await
+        .expect("publish");
+    wait_until("the next message is handled", || {
+        !recorder.seen().is_empty()
+    })
+    .await;
+    assert_eq!(recorder.seen(), [("k".to_owned(), 2)]);
+}
+
 /// A message that keeps failing is dead-lettered after the last attempt, with the reason, and
 /// the next message of its key is handled.
 pub async fn a_message_that_keeps_failing_is_dead_lettered_after_max_attempts(
@@ -156,17 +176,7 @@ pub async fn a_message_that_keeps_failing_is_dead_lettered_after_max_attempts(
         ..Recorder::default()
     });
     let stats = transport.consume(&topic, recorder.clone()).await;
-    let batch = [message(&topic, "k", 1), message(&topic, "k", 2)];
-    transport
-        .publisher()
-        .publish(&batch)
-        .await
-        .expect("publish");
-    wait_until("the next message is handled", || {
-        !recorder.seen().is_empty()
-    })
-    .await;
-    assert_eq!(recorder.seen(), [("k".to_owned(), 2)]);
+    publish_and_await_the_next(transport, &topic, &recorder, 1).await;
     assert_eq!(
         (
             stats.transient_failures.load(Ordering::Relaxed),
@@ -193,17 +203,7 @@ pub async fn a_poison_message_is_dead_lettered_and_the_next_one_is_handled(
     let topic = transport.topic("poison").await;
     let recorder = Arc::new(Recorder::default());
     let stats = transport.consume(&topic, recorder.clone()).await;
-    let batch = [message(&topic, "k", 999), message(&topic, "k", 2)];
-    transport
-        .publisher()
-        .publish(&batch)
-        .await
-        .expect("publish");
-    wait_until("the next message is handled", || {
-        !recorder.seen().is_empty()
-    })
-    .await;
-    assert_eq!(recorder.seen(), [("k".to_owned(), 2)]);
+    publish_and_await_the_next(transport, &topic, &recorder, 999).await;
     assert_eq!(stats.transient_failures.load(Ordering::Relaxed), 0);
     let dead = transport.dead_letters(&topic, 1).await;
     assert_eq!(

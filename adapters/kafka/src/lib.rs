@@ -13,6 +13,8 @@ mod dev_broker;
 pub mod envelope;
 mod namespace;
 mod publisher;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use consumer::{ConsumerConfig, consume};
 pub use dev_broker::{DevBroker, forward};

@@ -275,6 +275,19 @@ mod tests {
         DeliveryId::from_uuid(uuid::Uuid::now_v7())
     }
 
+    /// Given: an order whose delivery was scheduled.
+    fn confirmed() -> (Order, FulfilmentSaga, DateTime<Utc>) {
+        let (mut order, mut saga, now) = placed();
+        on_reply(
+            &mut order,
+            &mut saga,
+            DeliveryReply::Scheduled(delivery()),
+            now,
+        )
+        .expect("ok");
+        (order, saga, now)
+    }
+
     #[test]
     fn a_scheduled_delivery_confirms_the_order_and_completes_the_saga() {
         let (mut order, mut saga, now) = placed();
@@ -312,14 +325,7 @@ mod tests {
 
     #[test]
     fn a_reply_to_a_step_that_is_over_is_ignored_and_changes_nothing() {
-        let (mut order, mut saga, now) = placed();
-        on_reply(
-            &mut order,
-            &mut saga,
-            DeliveryReply::Scheduled(delivery()),
-            now,
-        )
-        .expect("ok");
+        let (mut order, mut saga, now) = confirmed();
         let (order_before, saga_before) = (order.clone(), saga.clone());
         let late = DeliveryReply::Rejected("late".into());
         let step = on_reply(&mut order, &mut saga, late, now).expect("ok");
@@ -419,14 +425,7 @@ mod tests {
 
     #[test]
     fn cancelling_a_confirmed_order_waits_for_the_delivery_service() {
-        let (mut order, mut saga, now) = placed();
-        on_reply(
-            &mut order,
-            &mut saga,
-            DeliveryReply::Scheduled(delivery()),
-            now,
-        )
-        .expect("ok");
+        let (mut order, mut saga, now) = confirmed();
         let out = on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("ok");
         assert_eq!(out, [Outgoing::Command(SagaCommand::CancelDelivery)]);
         assert_eq!(order.status(), OrderStatus::Confirmed);
@@ -440,14 +439,7 @@ mod tests {
 
     #[test]
     fn a_shipped_order_cannot_be_cancelled() {
-        let (mut order, mut saga, now) = placed();
-        on_reply(
-            &mut order,
-            &mut saga,
-            DeliveryReply::Scheduled(delivery()),
-            now,
-        )
-        .expect("ok");
+        let (mut order, mut saga, now) = confirmed();
         on_reply(&mut order, &mut saga, DeliveryReply::Shipped, now).expect("ok");
         let refused = on_customer_cancel(&policy(), &mut order, Some(&mut saga), now);
         assert_eq!(
@@ -465,14 +457,7 @@ mod tests {
             delivery_id: delivery(),
             status: "shipped".into(),
         };
-        let (mut order, mut saga, now) = placed();
-        on_reply(
-            &mut order,
-            &mut saga,
-            DeliveryReply::Scheduled(delivery()),
-            now,
-        )
-        .expect("ok");
+        let (mut order, mut saga, now) = confirmed();
         on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("ok");
         on_reply(&mut order, &mut saga, refused(), now).expect("ok");
         assert_eq!(

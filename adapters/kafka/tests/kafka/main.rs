@@ -15,7 +15,7 @@ use ordership_application::ConsumerStats;
 use ordership_domain::ports::{HandleError, HandleOutcome, MessageHandler, MessagePublisher};
 use ordership_domain::{Message, RetryPolicy, topics};
 use ordership_kafka::{ConsumerConfig, KafkaPublisher, ProducerConfig, consume, ensure_topics};
-use ordership_tests::fixtures::{message, wait_until};
+use ordership_tests::fixtures::{PATIENCE, message, wait_until};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message as _};
@@ -241,27 +241,10 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_and_the_next_one_is_proc
 
 /// The payload and `dlq_reason` of the first record on `<topic>.dlq`.
 async fn first_dead_letter(topic: &str) -> (Vec<u8>, String) {
-    let dlq: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    let dlq_topic = topics::dead_letter(topic);
-    dlq.subscribe(&[dlq_topic.as_str()]).expect("subscribe");
-    let parked = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+    let parked = ordership_kafka::testing::dead_letters(&brokers(), topic, 1, PATIENCE)
         .await
-        .expect("a parked record")
-        .expect("ok");
-    let reason = parked
-        .headers()
-        .expect("headers")
-        .iter()
-        .find(|h| h.key == "dlq_reason")
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .expect("a dlq_reason header");
-    (parked.payload().unwrap_or_default().to_vec(), reason)
+        .expect("a parked record");
+    (parked[0].payload.clone(), parked[0].reason.clone())
 }
 
 mod rebalance;
