@@ -84,6 +84,23 @@ else
   echo "using KAFKA_BROKERS=$KAFKA_BROKERS"
 fi
 
+step "browser harness"
+# Browser tests drive Debian's Chromium with playwright-core (pinned in tests/browser): nothing is
+# downloaded from outside the package registries.
+if ! command -v chromium >/dev/null; then
+  echo "installing Chromium"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "installing Node.js"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ] \
+  || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+fi
+echo "$(chromium --version 2>/dev/null | head -n 1), playwright-core $(node -p "require('./tests/browser/node_modules/playwright-core/package.json').version")"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod binary;
+mod browser;
 mod crash;
 mod embedded;
 mod invariants;

@@ -9,6 +9,7 @@
 //! and nothing else.
 
 mod deliveries;
+mod docs;
 pub mod dto;
 mod extract;
 mod health;
@@ -30,6 +31,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
+pub use docs::SCALAR_VERSION;
 pub use extract::IDEMPOTENCY_KEY;
 pub use health::{HealthCheck, StoreCheck};
 pub use metrics::{
@@ -167,14 +169,13 @@ impl ApiBuilder {
     pub fn build(self) -> Router {
         let doc = self.openapi();
         let openapi_json: Arc<str> = doc.to_json().unwrap_or_else(|_| "{}".to_owned()).into();
-        let docs_html: Arc<str> = utoipa_scalar::Scalar::new(doc).to_html().into();
         let metrics = Arc::new(Metrics::new(self.metric_sources));
         let mut router = ops::routes(ops::Ops {
             checks: Arc::new(self.checks),
             metrics: Arc::clone(&metrics),
-            openapi_json,
-            docs_html,
-        });
+            openapi_json: Arc::clone(&openapi_json),
+        })
+        .merge(docs::routes(&openapi_json));
         if let Some(orders) = self.orders {
             router = router.merge(orders::routes(orders));
         }

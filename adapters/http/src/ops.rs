@@ -1,11 +1,11 @@
-//! Operational endpoints: health, metrics, the OpenAPI document and its reference page.
+//! Operational endpoints: health, metrics and the OpenAPI document (its reference page is `docs`).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::dto::{CheckResult, HealthResponse};
@@ -17,7 +17,6 @@ pub(crate) struct Ops {
     pub(crate) checks: Arc<Vec<Arc<dyn HealthCheck>>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) openapi_json: Arc<str>,
-    pub(crate) docs_html: Arc<str>,
 }
 
 pub(crate) fn routes(ops: Ops) -> Router {
@@ -26,7 +25,6 @@ pub(crate) fn routes(ops: Ops) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-        .route("/docs", get(docs))
         .with_state(ops)
 }
 
@@ -85,8 +83,4 @@ async fn openapi(State(ops): State<Ops>) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
-}
-
-async fn docs(State(ops): State<Ops>) -> Html<String> {
-    Html(ops.docs_html.to_string())
 }
