@@ -101,6 +101,20 @@ if [ ! -d tests/browser/node_modules/playwright-core ] \
 fi
 echo "$(chromium --version 2>/dev/null | head -n 1), playwright-core $(node -p "require('./tests/browser/node_modules/playwright-core/package.json').version")"
 
+step "Python test tools"
+# Pinned in scripts/requirements-test.txt, installed into a virtual environment under target/.
+venv=target/test-venv
+if [ ! -x "$venv/bin/st" ] || [ scripts/requirements-test.txt -nt "$venv/.installed" ]; then
+  python3 -m venv "$venv" || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+  touch "$venv/.installed"
+fi
+export PATH="$PWD/$venv/bin:$PATH"
+echo "check-jsonschema $(check-jsonschema --version | awk '{print $NF}'), $(st --version)"
+
+step "deploy: the compose file follows the Compose Specification"
+check-jsonschema --schemafile deploy/schema/compose-spec.json deploy/docker-compose.yml
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
