@@ -73,6 +73,17 @@ pub struct LoadArgs {
     /// How soon an order in flight is first polled (then every 1.5x longer, up to 50 ms).
     #[arg(long, value_parser = parse_duration, default_value = "10ms")]
     pub poll_interval: Duration,
+    /// A request without a whole answer after this long counts as failed.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub request_timeout: Duration,
+    /// How often a failed POST (no answer, timeout, 5xx) is sent again, with the same
+    /// Idempotency-Key, so a retry never places a second order.
+    #[arg(long, default_value_t = 3)]
+    pub post_retries: u32,
+    /// When no order settles for this long, stop placing, wait for what is in flight (at most as
+    /// long again), report, and exit non-zero.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub stall_limit: Duration,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -1,11 +1,16 @@
 //! `ordership load`: places orders against a running deployment (a mix of served and unserved
 //! countries), follows each to its terminal state, and reports throughput, latency percentiles
 //! from `POST` to terminal state, and counts per outcome.
+//!
+//! Built for faulty days too: every request has a timeout, a failed `POST` is sent again with the
+//! same Idempotency-Key (so a retry never places a second order), and when nothing settles for
+//! `--stall-limit` the run stops placing, waits for what is in flight, reports what settled and
+//! what did not, and exits non-zero.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -49,6 +54,48 @@ pub struct Report {
     /// From POST to terminal state (omitted with --no-wait).
     pub settle_latency_ms: Option<Percentiles>,
     pub outcomes: BTreeMap<String, usize>,
+    /// POSTs sent again after a failure (same Idempotency-Key).
+    pub post_retries: usize,
+    /// Orders never placed because the run stalled.
+    pub not_placed: usize,
+    /// Nothing settled for `--stall-limit`: the run stopped early.
+    pub stalled: bool,
+}
+
+/// What the workers of one run share.
+struct Run {
+    /// The next order to place.
+    next: AtomicUsize,
+    /// Orders finished (whatever their outcome).
+    done: AtomicUsize,
+    post_retries: AtomicUsize,
+    /// When an order last settled (or was placed, with --no-wait).
+    last_progress: Mutex<Instant>,
+    /// Set when nothing settled for the stall limit.
+    stalled_at: OnceLock<Instant>,
+}
+
+impl Run {
+    fn progressed(&self) {
+        *self
+            .last_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    fn since_progress(&self) -> Duration {
+        self.last_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+    }
+
+    /// Once stalled, what is in flight may wait at most another stall limit.
+    fn gave_up(&self, stall_limit: Duration) -> bool {
+        self.stalled_at
+            .get()
+            .is_some_and(|at| at.elapsed() > stall_limit)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -93,7 +140,20 @@ fn order_body(i: usize, unserved_ratio: f64) -> Value {
     })
 }
 
+/// One request, given up after `timeout`.
 async fn call(
+    client: &HttpClient,
+    timeout: Duration,
+    method: Method,
+    uri: Uri,
+    body: Option<(&Value, &str)>,
+) -> anyhow::Result<(u16, Value)> {
+    tokio::time::timeout(timeout, call_once(client, method, uri, body))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))?
+}
+
+async fn call_once(
     client: &HttpClient,
     method: Method,
     uri: Uri,
@@ -124,97 +184,123 @@ fn is_settled(order: &Value) -> bool {
     )
 }
 
+/// Places the order, sending the POST again with the same key while it fails for want of an
+/// answer or with a 5xx; the last result.
+async fn place(
+    client: &HttpClient,
+    uri: &Uri,
+    body: &Value,
+    key: &str,
+    args: &LoadArgs,
+    run: &Run,
+) -> anyhow::Result<(u16, Value)> {
+    let mut attempt = 0;
+    loop {
+        let result = call(
+            client,
+            args.request_timeout,
+            Method::POST,
+            uri.clone(),
+            Some((body, key)),
+        )
+        .await;
+        let retryable = match &result {
+            Ok((status, _)) => *status >= 500,
+            Err(_) => true,
+        };
+        if !retryable || attempt >= args.post_retries || run.stalled_at.get().is_some() {
+            return result;
+        }
+        attempt += 1;
+        run.post_retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(100) * 2u32.saturating_pow(attempt - 1)).await;
+    }
+}
+
+fn sample(post: Duration, settled: Option<Duration>, outcome: &str) -> Sample {
+    Sample {
+        post,
+        settled,
+        outcome: outcome.to_owned(),
+    }
+}
+
 async fn one_order(
     client: &HttpClient,
     base: &str,
     i: usize,
     args: &LoadArgs,
-    run: &str,
+    run: &Run,
+    run_id: &str,
 ) -> Sample {
     let started = Instant::now();
     let body = order_body(i, args.unserved_ratio);
     let posted = match format!("{base}/orders").parse::<Uri>() {
-        Ok(uri) => {
-            call(
-                client,
-                Method::POST,
-                uri,
-                Some((&body, &format!("{run}-{i}"))),
-            )
-            .await
-        }
+        Ok(uri) => place(client, &uri, &body, &format!("{run_id}-{i}"), args, run).await,
         Err(e) => Err(e.into()),
     };
     let post = started.elapsed();
     let id = match posted {
         Ok((201, order)) => order["id"].as_str().map(str::to_owned),
-        Ok((status, _)) => {
-            return Sample {
-                post,
-                settled: None,
-                outcome: format!("http_{status}"),
-            };
-        }
-        Err(_) => {
-            return Sample {
-                post,
-                settled: None,
-                outcome: "error".into(),
-            };
-        }
+        Ok((status, _)) => return sample(post, None, &format!("http_{status}")),
+        Err(_) => return sample(post, None, "error"),
     };
     let Some(id) = id else {
-        return Sample {
-            post,
-            settled: None,
-            outcome: "error".into(),
-        };
+        return sample(post, None, "error");
     };
     if args.no_wait {
-        return Sample {
-            post,
-            settled: None,
-            outcome: "placed".into(),
-        };
+        run.progressed();
+        return sample(post, None, "placed");
     }
     let Ok(uri) = format!("{base}/orders/{id}").parse::<Uri>() else {
-        return Sample {
-            post,
-            settled: None,
-            outcome: "error".into(),
-        };
+        return sample(post, None, "error");
     };
     // Poll often at first, then back off a little, so that measuring does not become the load.
     let mut wait = args.poll_interval;
     loop {
-        if let Ok((200, order)) = call(client, Method::GET, uri.clone(), None).await
+        if let Ok((200, order)) =
+            call(client, args.request_timeout, Method::GET, uri.clone(), None).await
             && is_settled(&order)
         {
+            run.progressed();
             let outcome = match order["saga"]["state"].as_str() {
-                Some("failed") => "saga_failed".to_owned(),
-                _ => order["status"].as_str().unwrap_or("unknown").to_owned(),
+                Some("failed") => "saga_failed",
+                _ => order["status"].as_str().unwrap_or("unknown"),
             };
-            return Sample {
-                post,
-                settled: Some(started.elapsed()),
-                outcome,
-            };
+            return sample(post, Some(started.elapsed()), outcome);
         }
-        if started.elapsed() > args.deadline {
-            return Sample {
-                post,
-                settled: None,
-                outcome: "not_settled".into(),
-            };
+        if started.elapsed() > args.deadline || run.gave_up(args.stall_limit) {
+            return sample(post, None, "not_settled");
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 3 / 2).min(args.poll_interval.max(Duration::from_millis(50)));
     }
 }
 
+/// Marks the run stalled once nothing settled for the stall limit; returns when the run is over.
+async fn watch_for_stall(run: Arc<Run>, total: usize, stall_limit: Duration) {
+    loop {
+        tokio::time::sleep(
+            (stall_limit / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)),
+        )
+        .await;
+        if run.done.load(Ordering::Relaxed) >= total {
+            return;
+        }
+        if run.since_progress() > stall_limit {
+            let _ = run.stalled_at.set(Instant::now());
+            tracing::warn!(
+                stall_limit_s = stall_limit.as_secs_f64(),
+                "no order settled within the stall limit: placing no more, waiting for those in flight"
+            );
+            return;
+        }
+    }
+}
+
 /// Shows progress on stderr: a bar with rate and time left on a terminal (`indicatif`), a line
 /// every few seconds otherwise (logs of CI runs and scripts).
-async fn progress(done: Arc<AtomicUsize>, total: usize, started: Instant) {
+async fn progress(run: Arc<Run>, total: usize, started: Instant) {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(total as u64);
         if let Ok(style) =
@@ -231,7 +317,7 @@ async fn progress(done: Arc<AtomicUsize>, total: usize, started: Instant) {
     };
     loop {
         tokio::time::sleep(every).await;
-        let n = done.load(Ordering::Relaxed).min(total);
+        let n = run.done.load(Ordering::Relaxed).min(total);
         match &bar {
             Some(bar) => bar.set_position(n as u64),
             None => {
@@ -272,40 +358,50 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
+    let run = Arc::new(Run {
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        post_retries: AtomicUsize::new(0),
+        last_progress: Mutex::new(Instant::now()),
+        stalled_at: OnceLock::new(),
+    });
     let samples = Arc::new(Mutex::new(Vec::with_capacity(args.orders)));
     let started = Instant::now();
-    let bar = tokio::spawn(progress(done.clone(), args.orders, started));
+    let bar = tokio::spawn(progress(Arc::clone(&run), args.orders, started));
+    let watchdog = tokio::spawn(watch_for_stall(
+        Arc::clone(&run),
+        args.orders,
+        args.stall_limit,
+    ));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency.min(args.orders) {
-        let (client, base, args, next, done, samples, run_id) = (
+        let (client, base, args, run, samples, run_id) = (
             client.clone(),
             base.clone(),
             args.clone(),
-            next.clone(),
-            done.clone(),
-            samples.clone(),
+            Arc::clone(&run),
+            Arc::clone(&samples),
             run_id.clone(),
         );
         workers.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
+            while run.stalled_at.get().is_none() {
+                let i = run.next.fetch_add(1, Ordering::Relaxed);
                 if i >= args.orders {
                     return;
                 }
-                let sample = one_order(&client, &base, i, &args, &run_id).await;
+                let sample = one_order(&client, &base, i, &args, &run, &run_id).await;
                 samples
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push(sample);
-                done.fetch_add(1, Ordering::Relaxed);
+                run.done.fetch_add(1, Ordering::Relaxed);
             }
         });
     }
     while workers.join_next().await.is_some() {}
     let elapsed = started.elapsed();
     bar.abort();
+    watchdog.abort();
 
     let samples = std::mem::take(&mut *samples.lock().unwrap_or_else(PoisonError::into_inner));
     let mut outcomes = BTreeMap::new();
@@ -326,7 +422,10 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
         settled_per_second: (!args.no_wait).then(|| settled.len() as f64 / secs),
         post_latency_ms: percentiles(samples.iter().map(|s| s.post).collect()),
         settle_latency_ms: (!args.no_wait).then(|| percentiles(settled)),
+        not_placed: args.orders.saturating_sub(samples.len()),
         outcomes,
+        post_retries: run.post_retries.load(Ordering::Relaxed),
+        stalled: run.stalled_at.get().is_some(),
     };
     print_report(&report, args.json)?;
     let failed: usize = report
@@ -340,6 +439,13 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
         })
         .map(|(_, n)| n)
         .sum();
+    if report.stalled {
+        bail!(
+            "the run stalled (nothing settled for {:?}): {} orders not placed, {failed} placed but not settled",
+            args.stall_limit,
+            report.not_placed
+        );
+    }
     if failed > 0 {
         bail!(
             "{failed} of {} orders did not reach a terminal state",
@@ -377,6 +483,13 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
     }
     let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("outcomes          {}", outcomes.join(", "));
+    println!("POST retries      {}", r.post_retries);
+    if r.stalled {
+        println!(
+            "STALLED           nothing settled within the stall limit; {} orders not placed",
+            r.not_placed
+        );
+    }
     Ok(())
 }
 

@@ -11,3 +11,4 @@ mod embedded;
 mod invariants;
 mod kafka;
 mod kafka_crash;
+mod load;
