@@ -44,11 +44,13 @@ impl From<CountryCode> for String {
 
 /// Free text of a bounded length with no control characters, trimmed.
 pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<String, ValidationError> {
+    // The limit counts what was sent, white space included, as a JSON schema's maxLength does.
+    let sent = value.chars().count();
     let value = value.trim();
     if value.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
     }
-    if value.chars().count() > max {
+    if sent > max {
         return Err(ValidationError::new(
             field,
             format!("must be at most {max} characters"),

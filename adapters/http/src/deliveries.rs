@@ -1,7 +1,7 @@
 //! The delivery service's endpoints.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use ordership_application::DeliveryService;
 use ordership_domain::{DeliveryId, OrderId};
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::dto::{DeliveryList, DeliveryResponse};
+use crate::extract::{IdPath, QueryParams};
 use crate::problem::{ApiError, FieldError, Problem};
 
 pub(crate) fn routes(deliveries: DeliveryService) -> Router {
@@ -20,28 +21,30 @@ pub(crate) fn routes(deliveries: DeliveryService) -> Router {
         .with_state(deliveries)
 }
 
-fn parse_id(id: &str) -> Result<DeliveryId, ApiError> {
-    id.parse().map_err(|_| ApiError::NotFound("delivery"))
-}
-
 /// A delivery.
 #[utoipa::path(
     get, path = "/deliveries/{id}", tag = "deliveries",
-    params(("id" = uuid::Uuid, Path, description = "Delivery id")),
-    responses((status = 200, body = DeliveryResponse), (status = 404, body = Problem, content_type = "application/problem+json"))
+    params(("id" = uuid::Uuid, Path, description = "Delivery id", format = Uuid)),
+    responses((status = 200, body = DeliveryResponse),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))))
 )]
 pub(crate) async fn get_delivery(
     State(deliveries): State<DeliveryService>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<axum::Json<DeliveryResponse>, ApiError> {
-    let delivery = deliveries.get(parse_id(&id)?).await?;
+    let delivery = deliveries.get(DeliveryId::from_uuid(id)).await?;
     Ok(axum::Json(DeliveryResponse::from(&delivery)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct FindParams {
     /// The order whose delivery to find.
+    #[param(value_type = uuid::Uuid, format = Uuid)]
     order_id: String,
 }
 
@@ -49,11 +52,14 @@ pub(crate) struct FindParams {
 #[utoipa::path(
     get, path = "/deliveries", tag = "deliveries",
     params(FindParams),
-    responses((status = 200, body = DeliveryList), (status = 400, body = Problem, content_type = "application/problem+json"))
+    responses((status = 200, body = DeliveryList),
+        (status = 400, description = "order_id missing, not a UUID, or an unknown parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))))
 )]
 pub(crate) async fn find_deliveries(
     State(deliveries): State<DeliveryService>,
-    Query(params): Query<FindParams>,
+    QueryParams(params): QueryParams<FindParams>,
 ) -> Result<axum::Json<DeliveryList>, ApiError> {
     let order_id: OrderId = params
         .order_id
@@ -68,31 +74,37 @@ pub(crate) async fn find_deliveries(
 /// The courier picked the parcel up (`scheduled → shipped`).
 #[utoipa::path(
     post, path = "/deliveries/{id}/ship", tag = "deliveries",
-    params(("id" = uuid::Uuid, Path, description = "Delivery id")),
+    params(("id" = uuid::Uuid, Path, description = "Delivery id", format = Uuid)),
     responses((status = 200, body = DeliveryResponse),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not scheduled", body = Problem, content_type = "application/problem+json"))
+        (status = 409, description = "Not scheduled", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))))
 )]
 pub(crate) async fn ship(
     State(deliveries): State<DeliveryService>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<axum::Json<DeliveryResponse>, ApiError> {
-    let delivery = deliveries.ship(parse_id(&id)?).await?;
+    let delivery = deliveries.ship(DeliveryId::from_uuid(id)).await?;
     Ok(axum::Json(DeliveryResponse::from(&delivery)))
 }
 
 /// The parcel reached the recipient (`shipped → delivered`).
 #[utoipa::path(
     post, path = "/deliveries/{id}/deliver", tag = "deliveries",
-    params(("id" = uuid::Uuid, Path, description = "Delivery id")),
+    params(("id" = uuid::Uuid, Path, description = "Delivery id", format = Uuid)),
     responses((status = 200, body = DeliveryResponse),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not shipped", body = Problem, content_type = "application/problem+json"))
+        (status = 409, description = "Not shipped", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))))
 )]
 pub(crate) async fn deliver(
     State(deliveries): State<DeliveryService>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<axum::Json<DeliveryResponse>, ApiError> {
-    let delivery = deliveries.deliver(parse_id(&id)?).await?;
+    let delivery = deliveries.deliver(DeliveryId::from_uuid(id)).await?;
     Ok(axum::Json(DeliveryResponse::from(&delivery)))
 }

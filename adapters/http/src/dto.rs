@@ -4,66 +4,109 @@
 use chrono::{DateTime, Utc};
 use ordership_application::OrderView;
 use ordership_domain::{
-    CustomerId, Delivery, Order, OrderLine, PlaceOrder, ShippingAddress, ValidationErrors,
-    parse_order_line,
+    CustomerId, Delivery, Order, OrderLine, PlaceOrder, ShippingAddress, ValidationError,
+    ValidationErrors, parse_order_line,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::problem::{ApiError, FieldError};
+
 /// An amount in minor units (cents, won) and an ISO 4217 currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MoneyDto {
     /// Minor units; not negative.
-    #[schema(example = 1250)]
+    #[schema(example = 1250, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub amount: i64,
-    #[schema(example = "KRW")]
+    /// ISO 4217: three upper-case letters.
+    #[schema(example = "KRW", pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AddressDto {
-    #[schema(example = "Kim")]
+    #[schema(
+        example = "Kim",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub recipient: String,
-    #[schema(example = "1 Sejong-daero")]
+    #[schema(
+        example = "1 Sejong-daero",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub line1: String,
-    #[schema(example = "Seoul")]
+    #[schema(
+        example = "Seoul",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub city: String,
-    #[schema(example = "04524")]
+    #[schema(
+        example = "04524",
+        min_length = 1,
+        max_length = 20,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub postal_code: String,
-    /// ISO 3166-1 alpha-2.
-    #[schema(example = "KR")]
+    /// ISO 3166-1 alpha-2: two upper-case letters.
+    #[schema(example = "KR", pattern = "^[A-Z]{2}$")]
     pub country: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OrderLineDto {
-    #[schema(example = "ABC-123")]
+    /// 1–64 letters, digits, `-`, `_` or `.`.
+    #[schema(example = "ABC-123", pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
-    /// 1 to 10 000.
-    #[schema(example = 2)]
+    #[schema(example = 2, minimum = 1, maximum = 10_000)]
     pub quantity: i64,
     pub unit_price: MoneyDto,
 }
 
 /// The body of `POST /orders`.
+///
+/// Every field constraint is in this schema; a body it refuses is answered 400. Two rules of the
+/// order as a whole are business rules, answered 422: all lines in one currency, and a total that
+/// fits in 64 bits of minor units.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
-    #[schema(example = "c-42")]
+    #[schema(
+        example = "c-42",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub customer_id: String,
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<OrderLineDto>,
     pub shipping_address: AddressDto,
 }
 
 impl PlaceOrderRequest {
-    /// Validates the request into the domain command, reporting every invalid field.
+    /// Validates the request into the domain command.
     ///
     /// # Errors
-    /// Every invalid field, with its path.
-    pub fn into_command(self) -> Result<PlaceOrder, ValidationErrors> {
+    /// [`ApiError::Validation`] with every field the schema refuses, with its path (400), or
+    /// [`ApiError::BusinessRule`] when the order as a whole breaks a rule (422).
+    pub(crate) fn into_command(self) -> Result<PlaceOrder, ApiError> {
         let mut errors = ValidationErrors::default();
         let customer = errors.check(CustomerId::parse(&self.customer_id));
+        if !(1..=PlaceOrder::MAX_LINES).contains(&self.lines.len()) {
+            errors.0.push(ValidationError::new(
+                "lines",
+                format!("must hold 1 to {} lines", PlaceOrder::MAX_LINES),
+            ));
+        }
         let mut lines = Vec::with_capacity(self.lines.len());
         for (i, l) in self.lines.iter().enumerate() {
             match parse_order_line(
@@ -90,12 +133,14 @@ impl PlaceOrderRequest {
                 }
             };
         let (Some(customer), Some(address)) = (customer, address) else {
-            return Err(errors);
+            return Err(errors.into());
         };
         if !errors.0.is_empty() {
-            return Err(errors);
+            return Err(errors.into());
         }
-        PlaceOrder::new(customer, lines, address).map_err(|e| ValidationErrors(vec![e]))
+        // Every field is valid: what is left are the rules of the order as a whole.
+        PlaceOrder::new(customer, lines, address)
+            .map_err(|e| ApiError::BusinessRule(vec![FieldError::from(e)]))
     }
 }
 

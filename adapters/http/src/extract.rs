@@ -2,26 +2,46 @@
 //! rejections, and the Idempotency-Key header.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use ordership_application::IdempotentRequest;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::problem::ApiError;
+use crate::problem::{ApiError, FieldError};
 
 /// A JSON body, with its canonical form (keys sorted, no insignificant white space) for
 /// fingerprinting: the same JSON written differently is the same request.
+///
+/// Strict: the content type must be JSON (415 otherwise), and the body must be exactly what `T`
+/// describes — an unknown field at any depth, a duplicated key or a wrong type is a 400.
 #[derive(Debug)]
 pub(crate) struct JsonBody<T> {
     pub(crate) value: T,
     pub(crate) canonical: String,
 }
 
+/// `application/json` or any `+json` type, with any parameters (`charset=utf-8`).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|essence| essence.trim().to_ascii_lowercase())
+        .is_some_and(|essence| {
+            essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"))
+        })
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::BodyTooLarge
@@ -29,11 +49,52 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::MalformedBody(rejection.body_text())
             }
         })?;
+        // Straight into `T`: its derived deserializer refuses duplicated and unknown keys, which
+        // a detour through a JSON map would silently merge.
+        let value: T =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
         let json: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
-        let canonical = json.to_string();
-        let value = T::deserialize(json).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
-        Ok(Self { value, canonical })
+        Ok(Self {
+            value,
+            canonical: json.to_string(),
+        })
+    }
+}
+
+/// A path segment that must be a UUID (an order or delivery id): 400 with problem details
+/// otherwise, never axum's plain-text rejection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdPath(pub(crate) uuid::Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let bad = || ApiError::BadParameter(FieldError::new("id", "must be a UUID"));
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| bad())?;
+        uuid::Uuid::parse_str(&id).map(Self).map_err(|_| bad())
+    }
+}
+
+/// Query parameters, refused with problem details (400) when they do not fit `T`: a wrong
+/// type, a value out of its enum, a parameter given twice.
+#[derive(Debug)]
+pub(crate) struct QueryParams<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query).map(Self).map_err(|e| {
+            // serde names the parameter in backticks (unknown, duplicate or missing field).
+            let message = e.to_string();
+            let field = message.split('`').nth(1).unwrap_or("query").to_owned();
+            ApiError::BadParameter(FieldError::new(field, message))
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! The order service's endpoints.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -9,10 +9,10 @@ use ordership_application::{OrderService, OrderView, Outcome};
 use ordership_domain::ports::{OrderQuery, StoredResponse};
 use ordership_domain::{OrderId, OrderStatus};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::dto::{OrderPage, OrderResponse, PlaceOrderRequest};
-use crate::extract::{JsonBody, idempotency};
+use crate::extract::{IdPath, JsonBody, QueryParams, idempotency};
 use crate::problem::{ApiError, FieldError, Problem};
 
 pub(crate) fn routes(orders: OrderService) -> Router {
@@ -73,10 +73,6 @@ fn send(stored: StoredResponse, replayed: bool) -> Response {
     response
 }
 
-fn parse_id(id: &str) -> Result<OrderId, ApiError> {
-    id.parse().map_err(|_| ApiError::NotFound("order"))
-}
-
 /// Place an order and start its fulfilment saga.
 ///
 /// With an `Idempotency-Key`, a retry of the same request returns the first response byte for
@@ -84,15 +80,22 @@ fn parse_id(id: &str) -> Result<OrderId, ApiError> {
 /// body is refused with 422.
 #[utoipa::path(
     post, path = "/orders", tag = "orders",
-    request_body = PlaceOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Client-chosen key, 1–255 visible ASCII characters; retries with the same key and body are answered from the first response")),
+    request_body(content = PlaceOrderRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Client-chosen key, 1–255 visible ASCII characters; retries with the same key and body are answered from the first response", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$")),
     responses(
-        (status = 201, description = "Order placed", body = OrderResponse,
-            headers(("Location" = String, description = "URL of the order"))),
-        (status = 400, description = "Malformed body or header", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Order placed (or the first response, replayed)", body = OrderResponse,
+            headers(("Location" = String, description = "URL of the order")),
+            links(
+                ("GetOrder" = (operation_id = "get_order", parameters(("id" = "$response.body#/id")), description = "The order just placed")),
+                ("CancelOrder" = (operation_id = "cancel_order", parameters(("id" = "$response.body#/id")), description = "Cancel the order just placed")),
+            )),
+        (status = 400, description = "Malformed: not JSON, a field the schema refuses, an unknown field, a bad Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The first request with this key is still being processed", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or the key was used with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A business rule refuses it (lines in several currencies, a total too large), or the key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(crate) async fn place_order(
@@ -112,29 +115,59 @@ pub(crate) async fn place_order(
 /// An order with the state of its saga.
 #[utoipa::path(
     get, path = "/orders/{id}", tag = "orders",
-    params(("id" = uuid::Uuid, Path, description = "Order id")),
+    params(("id" = uuid::Uuid, Path, description = "Order id", format = Uuid)),
     responses(
         (status = 200, body = OrderResponse),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(crate) async fn get_order(
     State(orders): State<OrderService>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<axum::Json<OrderResponse>, ApiError> {
-    let view = orders.get_order(parse_id(&id)?).await?;
+    let view = orders.get_order(OrderId::from_uuid(id)).await?;
     Ok(axum::Json(OrderResponse::from(&view)))
+}
+
+/// An order status, as a query parameter.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StatusParam {
+    Pending,
+    Confirmed,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl From<StatusParam> for OrderStatus {
+    fn from(s: StatusParam) -> Self {
+        match s {
+            StatusParam::Pending => Self::Pending,
+            StatusParam::Confirmed => Self::Confirmed,
+            StatusParam::Shipped => Self::Shipped,
+            StatusParam::Delivered => Self::Delivered,
+            StatusParam::Cancelled => Self::Cancelled,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ListParams {
     /// Only orders in this status.
+    #[param(value_type = Option<StatusParam>)]
     status: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>, format = Uuid)]
     after: Option<String>,
-    /// Page size, 1–200 (default 50).
-    limit: Option<u32>,
+    /// Page size (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    limit: Option<String>,
 }
 
 /// Orders, oldest first, a page at a time.
@@ -143,37 +176,46 @@ pub(crate) struct ListParams {
     params(ListParams),
     responses(
         (status = 200, body = OrderPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A parameter the schema refuses, unknown or given twice", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(crate) async fn list_orders(
     State(orders): State<OrderService>,
-    Query(params): Query<ListParams>,
+    QueryParams(params): QueryParams<ListParams>,
 ) -> Result<axum::Json<OrderPage>, ApiError> {
+    let bad = |field: &str, message: &str| ApiError::BadParameter(FieldError::new(field, message));
     let status = params
         .status
         .as_deref()
-        .map(OrderStatus::parse)
-        .transpose()
-        .map_err(|e| ApiError::BadParameter(e.into()))?;
+        .map(|s| {
+            serde_json::from_value::<StatusParam>(serde_json::Value::from(s))
+                .map(OrderStatus::from)
+                .map_err(|_| {
+                    bad(
+                        "status",
+                        "must be pending, confirmed, shipped, delivered or cancelled",
+                    )
+                })
+        })
+        .transpose()?;
     let after = params
         .after
         .as_deref()
-        .map(str::parse::<OrderId>)
-        .transpose()
-        .map_err(|_| {
-            ApiError::BadParameter(FieldError::new(
-                "after",
-                "must be a cursor from a previous page",
-            ))
-        })?;
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::BadParameter(FieldError::new(
-            "limit",
-            "must be between 1 and 200",
-        )));
-    }
+        .map(|a| {
+            a.parse::<OrderId>()
+                .map_err(|_| bad("after", "must be a cursor from a previous page"))
+        })
+        .transpose()?;
+    let limit = match params.limit.as_deref() {
+        None => 50,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=200).contains(l))
+            .ok_or_else(|| bad("limit", "must be a whole number between 1 and 200"))?,
+    };
     let views = orders
         .list_orders(&OrderQuery {
             status,
@@ -197,21 +239,25 @@ pub(crate) async fn list_orders(
 /// Asking again changes nothing. Once shipped, an order can no longer be cancelled (409).
 #[utoipa::path(
     post, path = "/orders/{id}/cancel", tag = "orders",
-    params(("id" = uuid::Uuid, Path, description = "Order id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Optional, as for placing an order")),
+    params(("id" = uuid::Uuid, Path, description = "Order id", format = Uuid),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional, as for placing an order", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 200, description = "Cancelled", body = OrderResponse),
         (status = 202, description = "Cancellation in progress", body = OrderResponse),
+        (status = 400, description = "The id is not a UUID, or a bad Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already shipped", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already shipped, or the first request with this key is still being processed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The key was used with another request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(crate) async fn cancel_order(
     State(orders): State<OrderService>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
+    let id = OrderId::from_uuid(id);
     let key = idempotency(&headers, &format!("POST /orders/{id}/cancel"), "")?;
     match orders.cancel_order(id, key.as_ref(), &cancelled).await? {
         Outcome::Done(view) => Ok(send(cancelled(&view), false)),

@@ -44,8 +44,14 @@ pub enum ApiError {
     MalformedBody(String),
     #[error("the request body is larger than allowed")]
     BodyTooLarge,
+    #[error("the request body is not JSON: send it with content-type application/json")]
+    UnsupportedMediaType,
+    /// Fields the schema refuses (400): every one of them, with its path.
     #[error("the request is invalid")]
     Validation(Vec<FieldError>),
+    /// Well-formed and admitted by the schema, but a business rule refuses it (422).
+    #[error("the request breaks a business rule")]
+    BusinessRule(Vec<FieldError>),
     #[error("{0}")]
     BadParameter(FieldError),
     #[error("{0} not found")]
@@ -109,10 +115,16 @@ impl ApiError {
                 "body-too-large",
                 "Request body too large",
             ),
-            Self::Validation(_) => (
+            Self::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            Self::Validation(_) => (S::BAD_REQUEST, "validation-failed", "Validation failed"),
+            Self::BusinessRule(_) => (
                 S::UNPROCESSABLE_ENTITY,
-                "validation-failed",
-                "Validation failed",
+                "business-rule",
+                "A business rule refuses the request",
             ),
             Self::BadParameter(_) => (S::BAD_REQUEST, "bad-parameter", "Invalid parameter"),
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
@@ -153,7 +165,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let (status, slug, title) = self.kind();
         let errors = match self {
-            Self::Validation(errors) => Some(errors.clone()),
+            Self::Validation(errors) | Self::BusinessRule(errors) => Some(errors.clone()),
             Self::BadParameter(e) => Some(vec![e.clone()]),
             _ => None,
         };

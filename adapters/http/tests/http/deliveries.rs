@@ -71,10 +71,12 @@ async fn unknown_deliveries_and_bad_order_ids_are_reported() {
         .problem(StatusCode::NOT_FOUND, "not-found");
     app.post("/deliveries/nope/ship", &json!({}))
         .await
-        .problem(StatusCode::NOT_FOUND, "not-found");
-    let p = app
-        .get("/deliveries?order_id=nope")
-        .await
         .problem(StatusCode::BAD_REQUEST, "bad-parameter");
-    assert_eq!(p["errors"][0]["field"], "order_id");
+    for query in ["?order_id=nope", "?order_id=", ""] {
+        let p = app
+            .get(&format!("/deliveries{query}"))
+            .await
+            .problem(StatusCode::BAD_REQUEST, "bad-parameter");
+        assert_eq!(p["errors"][0]["field"], "order_id", "{query}");
+    }
 }

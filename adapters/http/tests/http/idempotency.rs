@@ -30,6 +30,7 @@ async fn the_same_json_written_differently_is_the_same_request() {
     let spaced = serde_json::to_string_pretty(&body).expect("json");
     let request = axum::http::Request::post("/orders")
         .header("idempotency-key", "k")
+        .header("content-type", "application/json")
         .body(axum::body::Body::from(spaced))
         .expect("request");
     let reply = app.send(request).await;
@@ -54,7 +55,7 @@ async fn an_invalid_request_stores_nothing_under_its_key() {
     invalid["lines"][0]["quantity"] = json!(0);
     app.send(post("/orders", &invalid, Some("key-1")))
         .await
-        .problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+        .problem(StatusCode::BAD_REQUEST, "validation-failed");
     // The key is still free: the corrected request goes through.
     let reply = app
         .send(post("/orders", &order_body("KR"), Some("key-1")))

@@ -1,6 +1,6 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::app::{Options, TestApp, order_body};
 
@@ -66,7 +66,7 @@ async fn invalid_fields_are_all_reported_with_their_paths() {
     let problem = app
         .post("/orders", &body)
         .await
-        .problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+        .problem(StatusCode::BAD_REQUEST, "validation-failed");
     let fields: Vec<&str> = problem["errors"]
         .as_array()
         .expect("errors")
@@ -86,14 +86,14 @@ async fn invalid_fields_are_all_reported_with_their_paths() {
 }
 
 #[tokio::test]
-async fn an_order_without_lines_or_with_mixed_currencies_is_invalid() {
+async fn an_order_without_lines_is_malformed_and_mixed_currencies_break_a_business_rule() {
     let app = TestApp::new();
     let mut empty = order_body("KR");
     empty["lines"] = json!([]);
     let p = app
         .post("/orders", &empty)
         .await
-        .problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+        .problem(StatusCode::BAD_REQUEST, "validation-failed");
     assert_eq!(p["errors"][0]["field"], "lines");
     let mut mixed = order_body("KR");
     mixed["lines"] = json!([
@@ -103,7 +103,7 @@ async fn an_order_without_lines_or_with_mixed_currencies_is_invalid() {
     let p = app
         .post("/orders", &mixed)
         .await
-        .problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "business-rule");
     assert_eq!(p["errors"][0]["field"], "lines[1].unit_price.currency");
 }
 
@@ -129,6 +129,67 @@ async fn malformed_json_and_unknown_fields_are_bad_requests() {
     app.post("/orders", &wrong_type)
         .await
         .problem(StatusCode::BAD_REQUEST, "malformed-body");
+    // Unknown fields at any depth.
+    for pointer in ["/lines/0", "/lines/0/unit_price", "/shipping_address"] {
+        let mut nested = order_body("KR");
+        nested
+            .pointer_mut(pointer)
+            .and_then(Value::as_object_mut)
+            .expect("an object")
+            .insert("extra".into(), json!(1));
+        let p = app
+            .post("/orders", &nested)
+            .await
+            .problem(StatusCode::BAD_REQUEST, "malformed-body");
+        assert!(
+            p["detail"].as_str().expect("detail").contains("extra"),
+            "{pointer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_duplicated_key_is_malformed_not_last_one_wins() {
+    let app = TestApp::new();
+    let body = order_body("KR").to_string();
+    let twice = body.replacen("{", r#"{"customer_id":"c-1","#, 1);
+    let request = Request::post("/orders")
+        .header("content-type", "application/json")
+        .body(Body::from(twice))
+        .expect("request");
+    let p = app
+        .send(request)
+        .await
+        .problem(StatusCode::BAD_REQUEST, "malformed-body");
+    assert!(p["detail"].as_str().expect("detail").contains("duplicate"));
+    assert!(app.order_store.orders().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_declared_json_is_unsupported() {
+    let app = TestApp::new();
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = Request::post("/orders");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request
+            .body(Body::from(order_body("KR").to_string()))
+            .expect("request");
+        app.send(request)
+            .await
+            .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    }
+    let with_charset = Request::post("/orders")
+        .header("content-type", "application/json; charset=utf-8")
+        .body(Body::from(order_body("KR").to_string()))
+        .expect("request");
+    assert_eq!(app.send(with_charset).await.status, StatusCode::CREATED);
+    assert_eq!(app.order_store.orders().await.len(), 1);
 }
 
 #[tokio::test]
@@ -145,17 +206,19 @@ async fn a_body_over_the_limit_is_refused_with_413() {
 }
 
 #[tokio::test]
-async fn an_unknown_or_malformed_order_id_is_not_found() {
+async fn an_unknown_order_is_not_found_and_a_malformed_id_is_a_bad_request() {
     let app = TestApp::new();
     app.get("/orders/01890a5d-ac96-774b-bcce-b302099a8057")
         .await
         .problem(StatusCode::NOT_FOUND, "not-found");
-    app.get("/orders/not-a-uuid")
-        .await
-        .problem(StatusCode::NOT_FOUND, "not-found");
+    for path in ["/orders/not-a-uuid", "/orders/%FF%FE"] {
+        app.get(path)
+            .await
+            .problem(StatusCode::BAD_REQUEST, "bad-parameter");
+    }
     app.post("/orders/not-a-uuid/cancel", &json!({}))
         .await
-        .problem(StatusCode::NOT_FOUND, "not-found");
+        .problem(StatusCode::BAD_REQUEST, "bad-parameter");
 }
 
 #[tokio::test]
@@ -208,6 +271,20 @@ async fn bad_list_parameters_name_the_parameter() {
         .await
         .problem(StatusCode::BAD_REQUEST, "bad-parameter");
     assert_eq!(p["errors"][0]["field"], "after");
+    for (query, field) in [
+        ("limit=-1", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=99999999999", "limit"),
+        ("limit=1&limit=2", "limit"),
+        ("after=&limit=0", "after"),
+        ("colour=red", "colour"),
+    ] {
+        let p = app
+            .get(&format!("/orders?{query}"))
+            .await
+            .problem(StatusCode::BAD_REQUEST, "bad-parameter");
+        assert_eq!(p["errors"][0]["field"], field, "{query}");
+    }
 }
 
 #[tokio::test]
