@@ -149,6 +149,9 @@ step "tests"
 log=$(mktemp)
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 
+step "the OpenAPI contract, from outside (schemathesis against the binary on PostgreSQL)"
+scripts/schemathesis/run.sh "${SCHEMATHESIS_MAX_EXAMPLES:-100}"
+
 printf '\nscripts/test.sh: all checks passed in %ss\n' "$((SECONDS - started))"
 # One closing line with the totals of every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"

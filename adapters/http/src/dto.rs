@@ -7,11 +7,29 @@ use ordership_domain::{
     CustomerId, Delivery, Order, OrderLine, PlaceOrder, ShippingAddress, ValidationError,
     ValidationErrors, parse_order_line,
 };
+use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::problem::{ApiError, FieldError};
+
+/// JSON Schema's `integer` is any number without a fractional part: `2` and `2.0` alike.
+fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(deserializer)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    // i64::MAX + 1 as a float: the first whole number out of range.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    match n.as_f64() {
+        #[allow(clippy::cast_possible_truncation, reason = "whole and in range, checked")]
+        Some(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => Ok(f as i64),
+        _ => Err(de::Error::custom(format!(
+            "invalid value {n}: expected a whole number that fits in 64 bits"
+        ))),
+    }
+}
 
 /// An amount in minor units (cents, won) and an ISO 4217 currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -19,6 +37,7 @@ use crate::problem::{ApiError, FieldError};
 pub struct MoneyDto {
     /// Minor units; not negative.
     #[schema(example = 1250, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
+    #[serde(deserialize_with = "integer")]
     pub amount: i64,
     /// ISO 4217: three upper-case letters.
     #[schema(example = "KRW", pattern = "^[A-Z]{3}$")]
@@ -68,6 +87,7 @@ pub struct OrderLineDto {
     #[schema(example = "ABC-123", pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
     #[schema(example = 2, minimum = 1, maximum = 10_000)]
+    #[serde(deserialize_with = "integer")]
     pub quantity: i64,
     pub unit_price: MoneyDto,
 }

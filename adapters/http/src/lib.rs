@@ -53,12 +53,15 @@ pub use problem::{ApiError, PROBLEM_JSON, Problem};
 struct BaseDoc;
 
 #[derive(OpenApi)]
-#[openapi(paths(
-    orders::place_order,
-    orders::get_order,
-    orders::list_orders,
-    orders::cancel_order
-))]
+#[openapi(
+    paths(
+        orders::place_order,
+        orders::get_order,
+        orders::list_orders,
+        orders::cancel_order
+    ),
+    components(schemas(orders::StatusParam))
+)]
 struct OrderDoc;
 
 #[derive(OpenApi)]
@@ -96,6 +99,33 @@ pub struct ApiBuilder {
     checks: Vec<Arc<dyn HealthCheck>>,
     metric_sources: Vec<Arc<dyn MetricSource>>,
     config: HttpConfig,
+}
+
+/// The document as JSON. utoipa 5.5 writes a link's `operationId` and `operationRef` in snake
+/// case, which OpenAPI tools do not recognise; they are renamed here.
+fn openapi_json(doc: &utoipa::openapi::OpenApi) -> String {
+    let Ok(mut json) = serde_json::to_value(doc) else {
+        return "{}".to_owned();
+    };
+    let links = json["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(serde_json::Value::as_object_mut);
+    for link in links {
+        for (snake, camel) in [("operation_id", "operationId"), ("operation_ref", "operationRef")] {
+            if let Some(value) = link.remove(snake) {
+                link.insert(camel.to_owned(), value);
+            }
+        }
+    }
+    json.to_string()
 }
 
 impl std::fmt::Debug for ApiBuilder {
@@ -168,7 +198,7 @@ impl ApiBuilder {
     /// The router, with every layer.
     pub fn build(self) -> Router {
         let doc = self.openapi();
-        let openapi_json: Arc<str> = doc.to_json().unwrap_or_else(|_| "{}".to_owned()).into();
+        let openapi_json: Arc<str> = openapi_json(&doc).into();
         let metrics = Arc::new(Metrics::new(self.metric_sources));
         let mut router = ops::routes(ops::Ops {
             checks: Arc::new(self.checks),
