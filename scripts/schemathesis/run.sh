@@ -21,7 +21,7 @@ env -u KAFKA_BROKERS DATABASE_URL="$database_url" target/debug/ordership --http-
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "ordership did not start" >&2; exit 1; }
   sleep 0.1
 done
