@@ -23,7 +23,10 @@ fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> 
     // i64::MAX + 1 as a float: the first whole number out of range.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
     match n.as_f64() {
-        #[allow(clippy::cast_possible_truncation, reason = "whole and in range, checked")]
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "whole and in range, checked"
+        )]
         Some(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => Ok(f as i64),
         _ => Err(de::Error::custom(format!(
             "invalid value {n}: expected a whole number that fits in 64 bits"

@@ -119,7 +119,10 @@ fn openapi_json(doc: &utoipa::openapi::OpenApi) -> String {
         .flat_map(|links| links.values_mut())
         .filter_map(serde_json::Value::as_object_mut);
     for link in links {
-        for (snake, camel) in [("operation_id", "operationId"), ("operation_ref", "operationRef")] {
+        for (snake, camel) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+        ] {
             if let Some(value) = link.remove(snake) {
                 link.insert(camel.to_owned(), value);
             }
