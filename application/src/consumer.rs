@@ -17,6 +17,8 @@ use ordership_domain::ports::{BoxError, HandleOutcome, MessageHandler};
 use ordership_domain::retry::error_chain;
 use ordership_domain::{Attempts, Message, RetryPolicy, Verdict};
 
+use tracing::Instrument;
+
 use crate::shutdown::Shutdown;
 
 /// What a transport's consumers did, for metrics.
@@ -101,6 +103,22 @@ impl ConsumerLoop {
             Ok(message) => message,
             Err(reason) => return self.dead_letter(&reason, None, stop, dead_letters).await,
         };
+        // One span per message, a child of the span that wrote it (its stored traceparent).
+        let span = tracing::info_span!("consume",
+            otel.name = %format!("consume {}", message.message_type), otel.kind = "consumer",
+            group = %self.group, message_id = %message.id, topic = %message.topic);
+        crate::trace::continue_from(&span, message.traceparent.as_deref());
+        self.handle(message, stop, dead_letters)
+            .instrument(span)
+            .await
+    }
+
+    async fn handle(
+        &self,
+        message: &Message,
+        stop: &mut Shutdown,
+        dead_letters: &dyn DeadLetterSink,
+    ) -> bool {
         let mut attempts = Attempts::default();
         loop {
             let error = match self.handler.handle(message).await {

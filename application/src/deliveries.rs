@@ -181,6 +181,7 @@ impl DeliveryService {
     ///
     /// # Errors
     /// See [`DeliveryCommandError`].
+    #[tracing::instrument(name = "delivery.ship", skip(self))]
     pub async fn ship(&self, id: DeliveryId) -> Result<Delivery, DeliveryCommandError> {
         self.progress(id, Delivery::ship).await
     }
@@ -189,6 +190,7 @@ impl DeliveryService {
     ///
     /// # Errors
     /// See [`DeliveryCommandError`].
+    #[tracing::instrument(name = "delivery.deliver", skip(self))]
     pub async fn deliver(&self, id: DeliveryId) -> Result<Delivery, DeliveryCommandError> {
         self.progress(id, Delivery::deliver).await
     }
@@ -214,7 +216,7 @@ impl DeliveryService {
         let message = self
             .event_message(&event, None)
             .map_err(|e| DeliveryCommandError::Unexpected(Box::new(e)))?;
-        tx.outbox().append(&message).await?;
+        crate::outbox::append(tx.outbox(), std::slice::from_ref(&message)).await?;
         tx.commit().await?;
         Ok(delivery)
     }
@@ -244,6 +246,7 @@ impl DeliveryService {
 
 #[async_trait]
 impl MessageHandler for DeliveryService {
+    #[tracing::instrument(name = "delivery.command", skip_all, fields(message_type = %message.message_type))]
     async fn handle(&self, message: &Message) -> Result<HandleOutcome, HandleError> {
         let command = DeliveryCommand::decode(message)?;
         let mut tx = self.uow.begin().await?;
@@ -258,7 +261,7 @@ impl MessageHandler for DeliveryService {
             DeliveryCommand::Schedule(c) => self.schedule(tx.as_mut(), c, message.id).await?,
             DeliveryCommand::Cancel(c) => self.cancel(tx.as_mut(), &c, message.id).await?,
         };
-        tx.outbox().append(&answer).await?;
+        crate::outbox::append(tx.outbox(), std::slice::from_ref(&answer)).await?;
         tx.commit().await?;
         Ok(HandleOutcome::Applied)
     }

@@ -18,10 +18,12 @@ mod error;
 pub mod messages;
 pub mod monitoring;
 pub mod orders;
+mod outbox;
 pub mod relay;
 pub mod saga;
 pub mod shutdown;
 mod stamp;
+pub mod trace;
 
 pub use config::RetentionConfig;
 pub use consumer::{ConsumerLoop, ConsumerStats, DeadLetterSink};

@@ -161,6 +161,7 @@ impl OrderService {
     ///
     /// # Errors
     /// See [`PlaceOrderError`].
+    #[tracing::instrument(name = "orders.place", skip_all)]
     pub async fn place_order(
         &self,
         command: PlaceOrder,
@@ -183,9 +184,7 @@ impl OrderService {
         let outgoing = vec![Outgoing::Event(placed), Outgoing::Command(first)];
         let messages =
             encode(&self.stamps, &order, outgoing, None).map_err(PlaceOrderError::Unexpected)?;
-        for message in &messages {
-            tx.outbox().append(message).await?;
-        }
+        crate::outbox::append(tx.outbox(), &messages).await?;
         let view = OrderView {
             order,
             saga: Some(saga),
@@ -205,6 +204,7 @@ impl OrderService {
     ///
     /// # Errors
     /// See [`CancelOrderError`]; `NotCancellable` once shipped.
+    #[tracing::instrument(name = "orders.cancel", skip_all, fields(order_id = %id))]
     pub async fn cancel_order(
         &self,
         id: OrderId,

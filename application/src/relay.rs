@@ -15,6 +15,7 @@ use ordership_domain::ports::{
     Clock, MessagePublisher, OutboxFeed, OutboxSignal, PublishError, StoreError, Transaction,
     UnitOfWork,
 };
+use tracing::Instrument;
 
 use crate::monitoring::RelayMetrics;
 use crate::shutdown::Shutdown;
@@ -109,7 +110,11 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
         }
         let messages: Vec<_> = batch.iter().map(|e| e.message.clone()).collect();
         let started = std::time::Instant::now();
-        let outcome = self.publisher.publish(&messages).await;
+        let outcome = self
+            .publisher
+            .publish(&messages)
+            .instrument(publish_span(&messages))
+            .await;
         self.metrics.publish.observe(started.elapsed());
         let (published, refused) = match outcome {
             Ok(()) => (batch.len(), None),
@@ -245,7 +250,11 @@ impl CdcRelay {
         let mut pending = batch.messages;
         loop {
             let started = std::time::Instant::now();
-            let outcome = self.publisher.publish(&pending).await;
+            let outcome = self
+                .publisher
+                .publish(&pending)
+                .instrument(publish_span(&pending))
+                .await;
             self.metrics.publish.observe(started.elapsed());
             match outcome {
                 Ok(()) => break,
@@ -272,4 +281,18 @@ impl CdcRelay {
         })
         .await;
     }
+}
+
+/// The publish of one batch: a span linked to the context of every message in it, since one
+/// batch carries many traces.
+fn publish_span(batch: &[Message]) -> tracing::Span {
+    let span = tracing::info_span!(
+        "relay.publish",
+        otel.kind = "producer",
+        messages = batch.len()
+    );
+    for message in batch {
+        crate::trace::link(&span, message.traceparent.as_deref());
+    }
+    span
 }

@@ -66,10 +66,7 @@ pub(crate) async fn save_step(
     {
         tx.sagas().update(saga, expected).await?;
     }
-    for message in messages {
-        tx.outbox().append(message).await?;
-    }
-    Ok(())
+    crate::outbox::append(tx.outbox(), messages).await
 }
 
 /// Encodes what a step sends. A command is caused by the event decided before it in the same
@@ -131,6 +128,7 @@ impl FulfilmentOrchestrator {
     ///
     /// # Errors
     /// The store's failure; nothing of the batch is then committed.
+    #[tracing::instrument(name = "saga.sweep", level = "debug", skip(self))]
     pub async fn sweep_overdue(&self, limit: u32) -> Result<SweepReport, StoreError> {
         let now = self.stamps.now();
         let mut report = SweepReport::default();
@@ -176,6 +174,7 @@ impl FulfilmentOrchestrator {
 
 #[async_trait]
 impl MessageHandler for FulfilmentOrchestrator {
+    #[tracing::instrument(name = "saga.reply", skip_all, fields(message_type = %message.message_type))]
     async fn handle(&self, message: &Message) -> Result<HandleOutcome, HandleError> {
         let (order_id, reply) = decode_reply(message)?;
         let now = self.stamps.now();

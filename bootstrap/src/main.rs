@@ -7,7 +7,13 @@ use ordership::cli::{Cli, Command};
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result_on_stdout = matches!(cli.command, Some(Command::Load(_)));
-    ordership::telemetry::init(cli.common.log_format, result_on_stdout);
+    let service = match &cli.command {
+        Some(Command::OrderService) => "ordership-order-service",
+        Some(Command::DeliveryService) => "ordership-delivery-service",
+        _ => "ordership",
+    };
+    // Held until the end of main: dropping it flushes the spans not yet exported.
+    let _telemetry = ordership::telemetry::init(cli.common.log_format, result_on_stdout, service);
     match ordership::run::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -36,16 +36,27 @@ pub(crate) struct Process {
 }
 
 pub(crate) async fn start(args: &[&str]) -> Process {
+    start_with_env(args, &[]).await
+}
+
+/// [`start`] with these environment variables set.
+pub(crate) async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Process {
     let mut all = args.to_vec();
     all.extend(["--http-addr", "127.0.0.1:0"]);
-    spawn(&all, "listening on http://").await
+    spawn_with_env(&all, "listening on http://", env).await
 }
 
 /// Starts `ordership` with `args` and waits for a log line containing `marker`; the address is
 /// what follows the marker.
 pub(crate) async fn spawn(args: &[&str], marker: &str) -> Process {
+    spawn_with_env(args, marker, &[]).await
+}
+
+/// [`spawn`] with these environment variables set.
+pub(crate) async fn spawn_with_env(args: &[&str], marker: &str, env: &[(&str, &str)]) -> Process {
     let mut child = Command::new(binary())
         .args(args)
+        .envs(env.iter().copied())
         .args(["--log-format", "json"])
         .env("RUST_LOG", "info")
         .env_remove("DATABASE_URL")

@@ -16,7 +16,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio::process::Command;
 
-use crate::binary::{Process, binary, spawn, start, terminate};
+use crate::binary::{Process, binary, spawn, start_with_env, terminate};
 use crate::invariants::EventRecorder;
 
 /// A Kafka cluster and the namespace a test works in.
@@ -82,11 +82,13 @@ pub(crate) struct Deployment {
     pub(crate) database: String,
 }
 
-pub(crate) async fn service(
+/// One service on `cluster` and `database`, with these environment variables set.
+pub(crate) async fn service_with_env(
     kind: &str,
     database: &str,
     cluster: &Cluster,
     extra: &[&str],
+    env: &[(&str, &str)],
 ) -> Process {
     let mut args = vec![
         kind,
@@ -99,7 +101,7 @@ pub(crate) async fn service(
     ];
     args.extend_from_slice(&cluster.args());
     args.extend_from_slice(extra);
-    start(&args).await
+    start_with_env(&args, env).await
 }
 
 impl Deployment {
@@ -108,9 +110,19 @@ impl Deployment {
     }
 
     pub(crate) async fn start_with(cluster: Cluster, extra: &[&str]) -> Self {
+        Self::start_with_env(cluster, extra, &[]).await
+    }
+
+    /// Both services with these environment variables set.
+    pub(crate) async fn start_with_env(
+        cluster: Cluster,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let database = fresh_database_url().await;
-        let deliveries = service("delivery-service", &database, &cluster, extra).await;
-        let orders = service("order-service", &database, &cluster, extra).await;
+        let deliveries =
+            service_with_env("delivery-service", &database, &cluster, extra, env).await;
+        let orders = service_with_env("order-service", &database, &cluster, extra, env).await;
         Self {
             cluster,
             orders,

@@ -12,3 +12,4 @@ mod invariants;
 mod kafka;
 mod kafka_crash;
 mod load;
+mod traces;

@@ -219,19 +219,34 @@ impl ApiBuilder {
         router
             .fallback(|| async { ApiError::NoRoute })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-            .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+            .layer(axum::middleware::from_fn_with_state(
+                metrics,
+                metrics::track,
+            ))
             .layer(DefaultBodyLimit::max(self.config.body_limit))
             .layer(
                 ServiceBuilder::new()
                     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                    .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                        let request_id = request
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default();
-                        tracing::info_span!("http", method = %request.method(), uri = %request.uri(), request_id)
-                    }))
+                    .layer(
+                        TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                            let request_id = request
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default();
+                            let span = tracing::info_span!("http",
+                            otel.name = %format!("{} {}", request.method(), request.uri().path()),
+                            otel.kind = "server", method = %request.method(), uri = %request.uri(),
+                            request_id);
+                            // A caller's trace goes on through this request (W3C Trace Context).
+                            let traceparent = request
+                                .headers()
+                                .get("traceparent")
+                                .and_then(|v| v.to_str().ok());
+                            ordership_application::trace::continue_from(&span, traceparent);
+                            span
+                        }),
+                    )
                     .layer(PropagateRequestIdLayer::x_request_id())
                     .layer(HandleErrorLayer::new(|error: tower::BoxError| async move {
                         if error.is::<tower::timeout::error::Elapsed>() {

@@ -55,8 +55,9 @@ pub(crate) fn unknown_type(message: &Message) -> HandleError {
 }
 
 /// What every message about an order carries besides its payload: a fresh id, its source, the
-/// time, and what caused it. The correlation id (saga id = order id) and a W3C `traceparent`
-/// whose trace id is the saga's, so that one trace spans a saga, follow from the order.
+/// time, and what caused it. The correlation id (saga id = order id) follows from the order; the
+/// W3C `traceparent` is the current span's when traces are recorded ([`crate::trace`]), else one
+/// whose trace id is the saga's, so that a saga's messages still share a trace id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub id: MessageId,
@@ -87,11 +88,13 @@ impl Envelope {
             payload: serde_json::to_value(payload)?,
             correlation_id: *order_id.as_uuid(),
             causation_id: self.causation,
-            traceparent: Some(format!(
-                "00-{}-{}-01",
-                order_id.as_uuid().simple(),
-                &span[span.len() - 16..]
-            )),
+            traceparent: crate::trace::current().or_else(|| {
+                Some(format!(
+                    "00-{}-{}-01",
+                    order_id.as_uuid().simple(),
+                    &span[span.len() - 16..]
+                ))
+            }),
             occurred_at: self.at,
         })
     }
