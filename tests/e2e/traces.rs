@@ -91,6 +91,16 @@ async fn place_with_traceparent(addr: &str, traceparent: &str) -> String {
     text(&order["id"])
 }
 
+/// `span` is `ancestor` or one of its descendants, through exported spans only.
+fn assert_descends(by_id: &HashMap<&str, &Span>, span: &Span, ancestor: &Span) {
+    let mut current = span;
+    while current.span_id != ancestor.span_id {
+        current = by_id
+            .get(current.parent_span_id.as_str())
+            .unwrap_or_else(|| panic!("{} descends from {}", span.name, ancestor.name));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_runs_from_the_http_request_through_the_delivery_service_and_back() {
     let (endpoint, received) = receiver().await;
@@ -178,24 +188,14 @@ async fn one_trace_runs_from_the_http_request_through_the_delivery_service_and_b
         .get(delivery_consumer.parent_span_id.as_str())
         .expect("the span that wrote the command was exported");
     assert_eq!(writer.service, "ordership-order-service");
-    let mut ancestor = *writer;
-    while ancestor.span_id != http_span.span_id {
-        ancestor = by_id
-            .get(ancestor.parent_span_id.as_str())
-            .unwrap_or_else(|| panic!("{} descends from the HTTP span", writer.name));
-    }
+    assert_descends(&by_id, writer, &http_span);
     // The order service's reply handling is a child of the delivery service's span that wrote
     // the reply, itself within the delivery service's consumer.
     let reply_writer = by_id
         .get(reply_handler.parent_span_id.as_str())
         .expect("the span that wrote the reply was exported");
     assert_eq!(reply_writer.service, "ordership-delivery-service");
-    let mut ancestor = *reply_writer;
-    while ancestor.span_id != delivery_consumer.span_id {
-        ancestor = by_id
-            .get(ancestor.parent_span_id.as_str())
-            .unwrap_or_else(|| panic!("{} descends from the delivery consumer", reply_writer.name));
-    }
+    assert_descends(&by_id, reply_writer, &delivery_consumer);
     eprintln!(
         "trace {trace_id}: {:#?}",
         spans

@@ -24,7 +24,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsa
 const PAGE_HEAD: &str = concat!(
     "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
-    "<title>ordership API reference</title>\n</head>\n<body>\n<div id=\"api-reference\"></div>\n",
+    "<meta name=\"generator\" content=\"@scalar/api-reference 1.72.1\">\n",
+    "<title>ordership API reference</title>\n</head>\n<body>\n<div id=\"app\"></div>\n",
     "<script id=\"openapi\" type=\"application/json\">"
 );
 const PAGE_TAIL: &str = concat!(
@@ -33,7 +34,9 @@ const PAGE_TAIL: &str = concat!(
 );
 
 /// Mounts the reference on the document embedded in the page; no fonts from the network, no proxy.
-const INIT: &str = "Scalar.createApiReference('#api-reference', { \
+/// (Not on an element with id `api-reference`: the bundle mounts one of those by itself, with its
+/// defaults, web fonts included.)
+const INIT: &str = "Scalar.createApiReference('#app', { \
     content: JSON.parse(document.getElementById('openapi').textContent), \
     withDefaultFonts: false, defaultOpenAllTags: true, telemetry: false });\n";
 

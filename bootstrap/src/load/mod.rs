@@ -16,16 +16,23 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use anyhow::{Context as _, bail};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
+use hyper::Uri;
 use hyper::body::Bytes;
-use hyper::{Method, Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde::Serialize;
-use serde_json::{Value, json};
 
 use crate::cli::LoadArgs;
+
+mod order;
+mod report;
+
+use order::one_order;
+#[cfg(test)]
+use order::order_body;
+pub use report::{Percentiles, Report};
+use report::{percentiles, print_report};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -38,28 +45,6 @@ struct Sample {
     post: Duration,
     settled: Option<Duration>,
     outcome: String,
-}
-
-/// The report.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub orders: usize,
-    pub concurrency: usize,
-    pub elapsed_seconds: f64,
-    /// Orders placed per second (POST answered).
-    pub placed_per_second: f64,
-    /// Orders that reached a terminal state per second (omitted with --no-wait).
-    pub settled_per_second: Option<f64>,
-    pub post_latency_ms: Percentiles,
-    /// From POST to terminal state (omitted with --no-wait).
-    pub settle_latency_ms: Option<Percentiles>,
-    pub outcomes: BTreeMap<String, usize>,
-    /// POSTs sent again after a failure (same Idempotency-Key).
-    pub post_retries: usize,
-    /// Orders never placed because the run stalled.
-    pub not_placed: usize,
-    /// Nothing settled for `--stall-limit`: the run stopped early.
-    pub stalled: bool,
 }
 
 /// What the workers of one run share.
@@ -95,185 +80,6 @@ impl Run {
         self.stalled_at
             .get()
             .is_some_and(|at| at.elapsed() > stall_limit)
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub max: f64,
-}
-
-fn percentiles(mut values: Vec<Duration>) -> Percentiles {
-    values.sort_unstable();
-    let at = |q: f64| {
-        if values.is_empty() {
-            return 0.0;
-        }
-        // Nearest-rank: the smallest value with at least q of the samples at or below it.
-        let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-        values[rank - 1].as_secs_f64() * 1000.0
-    };
-    Percentiles {
-        p50: at(0.50),
-        p95: at(0.95),
-        p99: at(0.99),
-        max: at(1.0),
-    }
-}
-
-fn order_body(i: usize, unserved_ratio: f64) -> Value {
-    // Deterministic mix: order i is unserved when the running share falls behind the ratio.
-    let unserved = ((i + 1) as f64 * unserved_ratio).floor() > (i as f64 * unserved_ratio).floor();
-    let country = if unserved {
-        UNSERVED[i % UNSERVED.len()]
-    } else {
-        SERVED[i % SERVED.len()]
-    };
-    json!({
-        "customer_id": format!("load-{i}"),
-        "lines": [{ "sku": "LOAD-1", "quantity": 1 + i % 3, "unit_price": { "amount": 1250, "currency": "KRW" } }],
-        "shipping_address": { "recipient": "Load Test", "line1": "1 Sejong-daero", "city": "Seoul",
-                              "postal_code": "04524", "country": country }
-    })
-}
-
-/// One request, given up after `timeout`.
-async fn call(
-    client: &HttpClient,
-    timeout: Duration,
-    method: Method,
-    uri: Uri,
-    body: Option<(&Value, &str)>,
-) -> anyhow::Result<(u16, Value)> {
-    tokio::time::timeout(timeout, call_once(client, method, uri, body))
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))?
-}
-
-async fn call_once(
-    client: &HttpClient,
-    method: Method,
-    uri: Uri,
-    body: Option<(&Value, &str)>,
-) -> anyhow::Result<(u16, Value)> {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json");
-    let payload = match body {
-        Some((body, key)) => {
-            request = request.header("idempotency-key", key);
-            Bytes::from(body.to_string())
-        }
-        None => Bytes::new(),
-    };
-    let response = client.request(request.body(Full::new(payload))?).await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Ok((status, value))
-}
-
-fn is_settled(order: &Value) -> bool {
-    !matches!(
-        order["saga"]["state"].as_str(),
-        Some("awaiting_delivery" | "cancelling")
-    )
-}
-
-/// Places the order, sending the POST again with the same key while it fails for want of an
-/// answer or with a 5xx; the last result.
-async fn place(
-    client: &HttpClient,
-    uri: &Uri,
-    body: &Value,
-    key: &str,
-    args: &LoadArgs,
-    run: &Run,
-) -> anyhow::Result<(u16, Value)> {
-    let mut attempt = 0;
-    loop {
-        let result = call(
-            client,
-            args.request_timeout,
-            Method::POST,
-            uri.clone(),
-            Some((body, key)),
-        )
-        .await;
-        let retryable = match &result {
-            Ok((status, _)) => *status >= 500,
-            Err(_) => true,
-        };
-        if !retryable || attempt >= args.post_retries || run.stalled_at.get().is_some() {
-            return result;
-        }
-        attempt += 1;
-        run.post_retries.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(100) * 2u32.saturating_pow(attempt - 1)).await;
-    }
-}
-
-fn sample(post: Duration, settled: Option<Duration>, outcome: &str) -> Sample {
-    Sample {
-        post,
-        settled,
-        outcome: outcome.to_owned(),
-    }
-}
-
-async fn one_order(
-    client: &HttpClient,
-    base: &str,
-    i: usize,
-    args: &LoadArgs,
-    run: &Run,
-    run_id: &str,
-) -> Sample {
-    let started = Instant::now();
-    let body = order_body(i, args.unserved_ratio);
-    let posted = match format!("{base}/orders").parse::<Uri>() {
-        Ok(uri) => place(client, &uri, &body, &format!("{run_id}-{i}"), args, run).await,
-        Err(e) => Err(e.into()),
-    };
-    let post = started.elapsed();
-    let id = match posted {
-        Ok((201, order)) => order["id"].as_str().map(str::to_owned),
-        Ok((status, _)) => return sample(post, None, &format!("http_{status}")),
-        Err(_) => return sample(post, None, "error"),
-    };
-    let Some(id) = id else {
-        return sample(post, None, "error");
-    };
-    if args.no_wait {
-        run.progressed();
-        return sample(post, None, "placed");
-    }
-    let Ok(uri) = format!("{base}/orders/{id}").parse::<Uri>() else {
-        return sample(post, None, "error");
-    };
-    // Poll often at first, then back off a little, so that measuring does not become the load.
-    let mut wait = args.poll_interval;
-    loop {
-        if let Ok((200, order)) =
-            call(client, args.request_timeout, Method::GET, uri.clone(), None).await
-            && is_settled(&order)
-        {
-            run.progressed();
-            let outcome = match order["saga"]["state"].as_str() {
-                Some("failed") => "saga_failed",
-                _ => order["status"].as_str().unwrap_or("unknown"),
-            };
-            return sample(post, Some(started.elapsed()), outcome);
-        }
-        if started.elapsed() > args.deadline || run.gave_up(args.stall_limit) {
-            return sample(post, None, "not_settled");
-        }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 3 / 2).min(args.poll_interval.max(Duration::from_millis(50)));
     }
 }
 
@@ -455,54 +261,9 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::print_stdout, reason = "the report is the command's output")]
-fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(r)?);
-        return Ok(());
-    }
-    println!(
-        "orders            {} (concurrency {})",
-        r.orders, r.concurrency
-    );
-    println!("elapsed           {:.2} s", r.elapsed_seconds);
-    println!("placed            {:.1} orders/s", r.placed_per_second);
-    if let Some(rate) = r.settled_per_second {
-        println!("settled           {rate:.1} orders/s (POST to terminal state)");
-    }
-    let p = &r.post_latency_ms;
-    println!(
-        "POST latency      p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-        p.p50, p.p95, p.p99, p.max
-    );
-    if let Some(p) = &r.settle_latency_ms {
-        println!(
-            "POST→terminal     p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-            p.p50, p.p95, p.p99, p.max
-        );
-    }
-    let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    println!("outcomes          {}", outcomes.join(", "));
-    println!("POST retries      {}", r.post_retries);
-    if r.stalled {
-        println!(
-            "STALLED           nothing settled within the stall limit; {} orders not placed",
-            r.not_placed
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        let p = percentiles(values);
-        assert_eq!((p.p50, p.p95, p.p99, p.max), (50.0, 95.0, 99.0, 100.0));
-    }
 
     #[test]
     fn the_unserved_share_follows_the_ratio() {

@@ -1,0 +1,104 @@
+//! What a load run reports, as text or one JSON object.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub orders: usize,
+    pub concurrency: usize,
+    pub elapsed_seconds: f64,
+    /// Orders placed per second (POST answered).
+    pub placed_per_second: f64,
+    /// Orders that reached a terminal state per second (omitted with --no-wait).
+    pub settled_per_second: Option<f64>,
+    pub post_latency_ms: Percentiles,
+    /// From POST to terminal state (omitted with --no-wait).
+    pub settle_latency_ms: Option<Percentiles>,
+    pub outcomes: BTreeMap<String, usize>,
+    /// POSTs sent again after a failure (same Idempotency-Key).
+    pub post_retries: usize,
+    /// Orders never placed because the run stalled.
+    pub not_placed: usize,
+    /// Nothing settled for `--stall-limit`: the run stopped early.
+    pub stalled: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+pub(super) fn percentiles(mut values: Vec<Duration>) -> Percentiles {
+    values.sort_unstable();
+    let at = |q: f64| {
+        if values.is_empty() {
+            return 0.0;
+        }
+        // Nearest-rank: the smallest value with at least q of the samples at or below it.
+        let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+        values[rank - 1].as_secs_f64() * 1000.0
+    };
+    Percentiles {
+        p50: at(0.50),
+        p95: at(0.95),
+        p99: at(0.99),
+        max: at(1.0),
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "the report is the command's output")]
+pub(super) fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+        return Ok(());
+    }
+    println!(
+        "orders            {} (concurrency {})",
+        r.orders, r.concurrency
+    );
+    println!("elapsed           {:.2} s", r.elapsed_seconds);
+    println!("placed            {:.1} orders/s", r.placed_per_second);
+    if let Some(rate) = r.settled_per_second {
+        println!("settled           {rate:.1} orders/s (POST to terminal state)");
+    }
+    let p = &r.post_latency_ms;
+    println!(
+        "POST latency      p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        p.p50, p.p95, p.p99, p.max
+    );
+    if let Some(p) = &r.settle_latency_ms {
+        println!(
+            "POST→terminal     p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+            p.p50, p.p95, p.p99, p.max
+        );
+    }
+    let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("outcomes          {}", outcomes.join(", "));
+    println!("POST retries      {}", r.post_retries);
+    if r.stalled {
+        println!(
+            "STALLED           nothing settled within the stall limit; {} orders not placed",
+            r.not_placed
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let p = percentiles(values);
+        assert_eq!((p.p50, p.p95, p.p99, p.max), (50.0, 95.0, 99.0, 100.0));
+    }
+}
