@@ -101,6 +101,23 @@ pub struct ApiBuilder {
     config: HttpConfig,
 }
 
+/// A client's `x-request-id` is kept (and echoed) only if it is 1–64 characters of letters,
+/// digits, `-`, `_` or `.`; anything else is dropped and a fresh id is made, so neither logs nor
+/// responses carry what a client smuggled in.
+fn drop_invalid_request_id<B>(mut request: Request<B>) -> Request<B> {
+    let valid = request.headers().get("x-request-id").map(|value| {
+        let bytes = value.as_bytes();
+        (1..=64).contains(&bytes.len())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    });
+    if valid == Some(false) {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
 /// The document as JSON. utoipa 5.5 writes a link's `operationId` and `operationRef` in snake
 /// case, which OpenAPI tools do not recognise; they are renamed here.
 fn openapi_json(doc: &utoipa::openapi::OpenApi) -> String {
@@ -226,6 +243,7 @@ impl ApiBuilder {
             .layer(DefaultBodyLimit::max(self.config.body_limit))
             .layer(
                 ServiceBuilder::new()
+                    .map_request(drop_invalid_request_id)
                     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                     .layer(
                         TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

@@ -114,6 +114,24 @@ impl Metrics {
     }
 }
 
+/// The method as a label: the standard methods by name, anything else `other`, so that a client
+/// cannot grow the series (and `/metrics`) at will.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        M::TRACE => "TRACE",
+        M::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Middleware: counts and times every request by its route template (not its raw path, which
 /// would make one series per order id).
 pub(crate) async fn track(
@@ -121,7 +139,7 @@ pub(crate) async fn track(
     request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -129,7 +147,7 @@ pub(crate) async fn track(
     let started = Instant::now();
     let response = next.run(request).await;
     metrics.record(
-        &method,
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed(),

@@ -208,3 +208,44 @@ async fn a_request_that_takes_too_long_is_answered_with_503() {
         .await
         .problem(StatusCode::NOT_FOUND, "not-found");
 }
+
+#[tokio::test]
+async fn metric_labels_stay_bounded_whatever_methods_clients_send() {
+    let app = TestApp::new();
+    for i in 0..200 {
+        let method = format!("X{i:0>40}");
+        let request = Request::builder()
+            .method(method.as_str())
+            .uri(format!("/orders/{i}/anything"))
+            .body(Body::empty())
+            .expect("request");
+        app.send(request).await;
+    }
+    let metrics = app.get("/metrics").await.text();
+    assert!(!metrics.contains("X0000"), "no label from a client's method");
+    let series = metrics
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .count();
+    assert!(series <= 3, "{series} series for 200 distinct methods:\n{metrics}");
+    assert!(metrics.contains(r#"method="other""#));
+}
+
+#[tokio::test]
+async fn a_request_id_is_echoed_only_when_it_is_well_formed() {
+    let app = TestApp::new();
+    let with_id = |id: &str| {
+        Request::get("/health/live")
+            .header("x-request-id", id)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let kept = app.send(with_id("abc-123_x.y")).await;
+    assert_eq!(kept.header("x-request-id"), Some("abc-123_x.y"));
+    for bad in ["<script>", "a b", &"x".repeat(65)] {
+        let replaced = app.send(with_id(bad)).await;
+        let echoed = replaced.header("x-request-id").expect("a request id");
+        assert_ne!(echoed, bad);
+        assert!(uuid::Uuid::parse_str(echoed).is_ok(), "a fresh id: {echoed}");
+    }
+}
