@@ -68,6 +68,15 @@ impl PgConfig {
 /// # Errors
 /// An unparsable URL.
 pub fn connect(config: &PgConfig) -> Result<PgPool, StoreError> {
+    // sqlx parses any URL into PostgreSQL options; a `mysql://` URL would quietly connect to a
+    // PostgreSQL server at that address.
+    let scheme = config.url.split("://").next().unwrap_or_default();
+    if !matches!(scheme, "postgres" | "postgresql") {
+        return Err(StoreError::Unexpected(
+            format!("a database URL must start with postgres:// or postgresql://, not {scheme}://")
+                .into(),
+        ));
+    }
     let options = PgConnectOptions::from_str(&config.url)
         .map_err(|e| StoreError::Unexpected(format!("invalid database URL: {e}").into()))?
         .application_name("ordership")
@@ -92,4 +101,25 @@ pub(crate) fn address_from_row(row: &PgRow) -> Result<ShippingAddress, StoreErro
         get("ship_country")?.trim(),
     )
     .map_err(|e| error::corrupt("shipping address", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_postgresql_urls_are_accepted() {
+        for url in ["postgres://u@localhost/db", "postgresql://u@localhost/db"] {
+            assert!(connect(&PgConfig::new(url)).is_ok(), "{url}");
+        }
+        for url in ["mysql://u@localhost/db", "sqlite::memory:", "localhost/db"] {
+            let Err(e) = connect(&PgConfig::new(url)) else {
+                panic!("{url} was accepted");
+            };
+            assert!(
+                e.to_string().contains("unexpected") || format!("{e:?}").contains("postgres://"),
+                "{url}: {e:?}"
+            );
+        }
+    }
 }

@@ -222,12 +222,18 @@ async fn metric_labels_stay_bounded_whatever_methods_clients_send() {
         app.send(request).await;
     }
     let metrics = app.get("/metrics").await.text();
-    assert!(!metrics.contains("X0000"), "no label from a client's method");
+    assert!(
+        !metrics.contains("X0000"),
+        "no label from a client's method"
+    );
     let series = metrics
         .lines()
         .filter(|l| l.starts_with("http_requests_total{"))
         .count();
-    assert!(series <= 3, "{series} series for 200 distinct methods:\n{metrics}");
+    assert!(
+        series <= 3,
+        "{series} series for 200 distinct methods:\n{metrics}"
+    );
     assert!(metrics.contains(r#"method="other""#));
 }
 
@@ -246,6 +252,9 @@ async fn a_request_id_is_echoed_only_when_it_is_well_formed() {
         let replaced = app.send(with_id(bad)).await;
         let echoed = replaced.header("x-request-id").expect("a request id");
         assert_ne!(echoed, bad);
-        assert!(uuid::Uuid::parse_str(echoed).is_ok(), "a fresh id: {echoed}");
+        assert!(
+            uuid::Uuid::parse_str(echoed).is_ok(),
+            "a fresh id: {echoed}"
+        );
     }
 }
