@@ -48,8 +48,6 @@ pub enum Outcome {
 pub enum PlaceOrderError {
     #[error("the idempotency key was already used for a different request")]
     KeyReused,
-    #[error("a request with this idempotency key is still being processed")]
-    KeyInFlight,
     #[error("the order was changed concurrently")]
     Conflict,
     #[error("storage is unavailable")]
@@ -67,8 +65,6 @@ pub enum CancelOrderError {
     NotCancellable { status: OrderStatus },
     #[error("the idempotency key was already used for a different request")]
     KeyReused,
-    #[error("a request with this idempotency key is still being processed")]
-    KeyInFlight,
     #[error("the order was changed concurrently")]
     Conflict,
     #[error("storage is unavailable")]
@@ -96,7 +92,6 @@ enum KeyCheck {
     Proceed,
     Replay(StoredResponse),
     Reused,
-    InFlight,
 }
 
 async fn claim_key(
@@ -114,7 +109,20 @@ async fn claim_key(
     Ok(match claim {
         Claim::Claimed => KeyCheck::Proceed,
         Claim::Existing(record) if record.fingerprint != r.fingerprint => KeyCheck::Reused,
-        Claim::Existing(record) => record.response.map_or(KeyCheck::InFlight, KeyCheck::Replay),
+        // The key is claimed and completed in one transaction, and a concurrent claim waits for
+        // it: a key without its response cannot be seen.
+        Claim::Existing(record) => record.response.map_or_else(
+            || {
+                Err(StoreError::Unexpected(
+                    format!(
+                        "idempotency key {:?} was stored without its response",
+                        r.key
+                    )
+                    .into(),
+                ))
+            },
+            |response| Ok(KeyCheck::Replay(response)),
+        )?,
     })
 }
 
@@ -173,7 +181,6 @@ impl OrderService {
             KeyCheck::Proceed => {}
             KeyCheck::Replay(response) => return Ok(Outcome::Replayed(response)),
             KeyCheck::Reused => return Err(PlaceOrderError::KeyReused),
-            KeyCheck::InFlight => return Err(PlaceOrderError::KeyInFlight),
         }
         let now = self.stamps.now();
         let id = OrderId::from_uuid(self.stamps.new_id());
@@ -232,7 +239,6 @@ impl OrderService {
             KeyCheck::Proceed => {}
             KeyCheck::Replay(response) => return Ok(Outcome::Replayed(response)),
             KeyCheck::Reused => return Err(CancelOrderError::KeyReused),
-            KeyCheck::InFlight => return Err(CancelOrderError::KeyInFlight),
         }
         // Lock the saga before reading the order, as every saga step does.
         let mut saga = tx.sagas().get_for_update(id).await?;

@@ -62,8 +62,6 @@ pub enum ApiError {
     BadIdempotencyKey(&'static str),
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
-    #[error("a request with this Idempotency-Key is still being processed; retry later")]
-    IdempotencyKeyInFlight,
     #[error("no route for this path")]
     NoRoute,
     #[error("method not allowed on this path")]
@@ -139,11 +137,6 @@ impl ApiError {
                 "idempotency-key-reused",
                 "Idempotency-Key reused with a different request",
             ),
-            Self::IdempotencyKeyInFlight => (
-                S::CONFLICT,
-                "idempotency-key-in-flight",
-                "Request with this Idempotency-Key in progress",
-            ),
             Self::NoRoute => (S::NOT_FOUND, "no-route", "No such resource"),
             Self::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
@@ -204,10 +197,7 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if matches!(
-            self,
-            Self::Unavailable(_) | Self::Timeout | Self::IdempotencyKeyInFlight
-        ) {
+        if matches!(self, Self::Unavailable(_) | Self::Timeout) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -220,7 +210,6 @@ impl From<PlaceOrderError> for ApiError {
     fn from(e: PlaceOrderError) -> Self {
         match e {
             PlaceOrderError::KeyReused => Self::IdempotencyKeyReused,
-            PlaceOrderError::KeyInFlight => Self::IdempotencyKeyInFlight,
             PlaceOrderError::Conflict => {
                 Self::Conflict("the order was changed concurrently; retry".into())
             }
@@ -236,7 +225,6 @@ impl From<CancelOrderError> for ApiError {
             CancelOrderError::NotFound => Self::NotFound("order"),
             CancelOrderError::NotCancellable { .. } => Self::Conflict(e.to_string()),
             CancelOrderError::KeyReused => Self::IdempotencyKeyReused,
-            CancelOrderError::KeyInFlight => Self::IdempotencyKeyInFlight,
             CancelOrderError::Conflict => {
                 Self::Conflict("the order was changed concurrently; retry".into())
             }

@@ -18,7 +18,9 @@ pub struct StoredResponse {
 pub struct IdempotencyRecord {
     /// Digest of the request that first used the key.
     pub fingerprint: String,
-    /// `None` while the first request is still being processed.
+    /// The first request's response. A store saves the key and its response in the request's one
+    /// transaction, and a concurrent claim waits for it (see [`IdempotencyStore::claim`]), so a
+    /// reader never sees `None`; an adapter that returned it would break that contract.
     pub response: Option<StoredResponse>,
     pub created_at: DateTime<Utc>,
 }
