@@ -131,10 +131,18 @@ impl Deployment {
         }
     }
 
+    /// Stops both services and the test's own broker, and drops the replication slots the CDC
+    /// relays left on the database (a slot keeps write-ahead log until dropped).
     pub(crate) async fn stop(self) {
         terminate(self.orders).await;
         terminate(self.deliveries).await;
         self.cluster.stop().await;
+        ordership_postgres::testing::drop_replication_slots(&self.database).await;
+        assert_eq!(
+            ordership_postgres::testing::replication_slots(&self.database).await,
+            0,
+            "no replication slot is left behind"
+        );
     }
 }
 

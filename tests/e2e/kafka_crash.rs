@@ -253,6 +253,9 @@ async fn crash_run(unsafe_offsets: bool, extra: &[&str]) -> Verdict {
         }
     }
     cluster.stop().await;
+    pool.close().await;
+    // SIGKILLed services never dropped their slots: the test does (they keep write-ahead log).
+    ordership_postgres::testing::drop_replication_slots(&database).await;
     verdict
 }
 

@@ -70,3 +70,48 @@ pub async fn fresh_database_url() -> String {
 pub async fn fresh_database() -> PgPool {
     connect(&PgConfig::new(&fresh_database_url().await)).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Drops the logical replication slots on the database at `url` that no session holds: a slot
+/// left behind keeps write-ahead log on the server until someone drops it. Returns how many.
+///
+/// # Panics
+/// When the server cannot be reached.
+pub async fn drop_replication_slots(url: &str) -> u64 {
+    let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+    let mut admin = PgConnection::connect(&server_url())
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {}: {e}", server_url()));
+    let dropped: Vec<(String,)> = sqlx::query_as(
+        "SELECT slot_name::text FROM pg_replication_slots WHERE database = $1 AND NOT active",
+    )
+    .bind(&name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap_or_else(|e| panic!("listing the slots of {name}: {e}"));
+    for (slot,) in &dropped {
+        sqlx::query("SELECT pg_drop_replication_slot($1)")
+            .bind(slot)
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("dropping slot {slot}: {e}"));
+    }
+    dropped.len() as u64
+}
+
+/// The logical replication slots on the database at `url`.
+///
+/// # Panics
+/// When the server cannot be reached.
+pub async fn replication_slots(url: &str) -> u64 {
+    let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+    let mut admin = PgConnection::connect(&server_url())
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {}: {e}", server_url()));
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM pg_replication_slots WHERE database = $1")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("counting the slots of {name}: {e}"));
+    u64::try_from(n).unwrap_or_default()
+}
