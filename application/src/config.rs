@@ -11,6 +11,8 @@ pub struct RetentionConfig {
     pub inbox: Duration,
     /// Idempotency keys: at least 24 hours.
     pub idempotency_keys: Duration,
+    /// How often the retention job runs.
+    pub interval: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -19,6 +21,7 @@ impl Default for RetentionConfig {
             outbox: Duration::from_secs(3600),
             inbox: Duration::from_secs(7 * 24 * 3600),
             idempotency_keys: Duration::from_secs(24 * 3600),
+            interval: Duration::from_secs(60),
         }
     }
 }

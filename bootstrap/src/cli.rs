@@ -214,6 +214,10 @@ pub struct CommonArgs {
     #[arg(long, env = "ORDERSHIP_IDEMPOTENCY_RETENTION", value_parser = parse_duration, default_value = "24h", global = true)]
     pub idempotency_retention: Duration,
 
+    /// How often the retention job purges what is past its retention.
+    #[arg(long, env = "ORDERSHIP_RETENTION_INTERVAL", value_parser = parse_duration, default_value = "1m", global = true)]
+    pub retention_interval: Duration,
+
     /// UNSAFE, for the mutation test only: consumers store offsets before handling.
     #[arg(
         long,

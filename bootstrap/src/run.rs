@@ -80,6 +80,7 @@ pub fn system_config(args: &CommonArgs) -> anyhow::Result<SystemConfig> {
             outbox: args.outbox_retention,
             inbox: args.inbox_retention,
             idempotency_keys: args.idempotency_retention,
+            interval: args.retention_interval,
         },
         ..SystemConfig::default()
     })

@@ -9,10 +9,10 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use ordership::embedded::Embedded;
 use ordership::wiring::SystemConfig;
-use ordership_application::RelayConfig;
+use ordership_application::{RelayConfig, RetentionConfig};
 use ordership_domain::ports::MessageHandler;
 use ordership_domain::{Order, SagaState, topics};
-use ordership_memory::BusConfig;
+use ordership_memory::{BusConfig, RowCounts};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -203,4 +203,72 @@ async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery(
         .app
         .shutdown()
         .await;
+}
+
+/// Polls `done` on the order and delivery stores' row counts until it holds.
+async fn wait_for_rows(
+    system: &Embedded,
+    what: &str,
+    done: impl Fn(RowCounts, RowCounts) -> bool,
+) -> (RowCounts, RowCounts) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = (
+            system.order_store.row_counts().await,
+            system.delivery_store.row_counts().await,
+        );
+        if done(rows.0, rows.1) {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "{what}: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_what_is_older_than_its_window_and_keeps_what_is_newer() {
+    let window = Duration::from_secs(2);
+    let config = SystemConfig {
+        retention: RetentionConfig {
+            outbox: window,
+            inbox: window,
+            idempotency_keys: window,
+            interval: Duration::from_millis(50),
+        },
+        relay: RelayConfig {
+            poll_interval: Duration::from_millis(20),
+            ..RelayConfig::default()
+        },
+        ..SystemConfig::default()
+    };
+    let system = Embedded::start(&config);
+    for i in 0..5 {
+        place(&system, &order_body(i * 4).0).await;
+    }
+    wait_until_settled(&system, 5).await;
+    let (orders, deliveries) = wait_for_rows(&system, "the first orders' rows", |o, d| {
+        o.outbox > 0 && o.inbox > 0 && o.idempotency_keys == 5 && d.outbox > 0 && d.inbox > 0
+    })
+    .await;
+    assert!(
+        orders.outbox >= 10,
+        "OrderPlaced, ScheduleDelivery, OrderConfirmed per order"
+    );
+    // Past the window every one of them goes, in both services.
+    wait_for_rows(&system, "rows past retention", |o, d| {
+        o == RowCounts::default() && d == RowCounts::default()
+    })
+    .await;
+    assert!(deliveries.outbox >= 5);
+
+    // Newer rows stay while they are inside the window.
+    place(&system, &order_body(100).0).await;
+    wait_until_settled(&system, 6).await;
+    let (orders, deliveries) = wait_for_rows(&system, "the new order's rows", |o, d| {
+        o.outbox >= 3 && o.inbox >= 1 && d.inbox >= 1
+    })
+    .await;
+    assert_eq!(orders.idempotency_keys, 1, "only the new order's key");
+    assert!(deliveries.outbox >= 1);
+    system.app.shutdown().await;
 }

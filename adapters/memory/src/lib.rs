@@ -21,4 +21,4 @@ mod unit_of_work;
 
 pub use bus::{BusConfig, BusStats, DeadLetter, InProcessBus};
 pub use clock::{ManualClock, SystemClock, UuidV7Ids};
-pub use unit_of_work::{MemoryStore, MemoryTransaction};
+pub use unit_of_work::{MemoryStore, MemoryTransaction, RowCounts};

@@ -116,6 +116,14 @@ pub(crate) fn update_row<R: Row>(
     }))
 }
 
+/// Rows of the tables that retention purges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    pub outbox: usize,
+    pub inbox: usize,
+    pub idempotency_keys: usize,
+}
+
 /// An in-memory database for one service (or both, in tests). Cheap to clone: clones share the
 /// same tables.
 #[derive(Debug, Clone, Default)]
@@ -136,6 +144,17 @@ impl MemoryStore {
             undo: Vec::new(),
             wrote_outbox: false,
             committed_outbox: Arc::clone(&self.committed_outbox),
+        }
+    }
+
+    /// How many outbox messages, inbox entries and idempotency keys the store holds. For tests
+    /// and checks.
+    pub async fn row_counts(&self) -> RowCounts {
+        let tables = self.tables.lock().await;
+        RowCounts {
+            outbox: tables.outbox.len(),
+            inbox: tables.inbox.len(),
+            idempotency_keys: tables.idempotency.len(),
         }
     }
 

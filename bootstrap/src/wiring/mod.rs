@@ -128,7 +128,7 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
     );
     tasks.push(tokio::spawn(run_every(
         "retention",
-        Duration::from_secs(60),
+        config.retention.interval,
         shutdown,
         move || {
             let (o, d, c, retention) = (o.clone(), d.clone(), c.clone(), retention.clone());
