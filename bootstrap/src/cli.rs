@@ -108,6 +108,11 @@ pub struct CommonArgs {
     #[arg(long, env = "ORDERSHIP_HTTP_ADDR", global = true)]
     pub http_addr: Option<SocketAddr>,
 
+    /// A client must send a request's whole header within this time; a keep-alive connection idle
+    /// this long is closed too.
+    #[arg(long, env = "ORDERSHIP_HTTP_HEADER_TIMEOUT", value_parser = parse_duration, default_value = "10s", global = true)]
+    pub http_header_timeout: Duration,
+
     /// PostgreSQL URL; unset: in-memory adapters.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,

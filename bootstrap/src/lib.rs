@@ -8,5 +8,6 @@ pub mod cli;
 pub mod embedded;
 pub mod load;
 pub mod run;
+pub mod server;
 pub mod telemetry;
 pub mod wiring;

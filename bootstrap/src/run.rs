@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::{Cli, Command, CommonArgs, RelayMode};
 use crate::embedded::Embedded;
+use crate::server::ServerLimits;
 use crate::wiring::{self, KafkaTransport, Running, Side, Stores, SystemConfig, Transport};
 
 /// Which services a process runs.
@@ -261,14 +262,15 @@ async fn serve_role(args: &CommonArgs, role: Role) -> anyhow::Result<()> {
     tracing::info!(
         "API reference: http://{addr}/docs   OpenAPI: http://{addr}/openapi.json   metrics: http://{addr}/metrics"
     );
-    serve(listener, app).await
+    let limits = ServerLimits {
+        header_timeout: args.http_header_timeout,
+        ..ServerLimits::default()
+    };
+    serve(listener, app, limits).await
 }
 
-async fn serve(listener: TcpListener, app: Running) -> anyhow::Result<()> {
-    axum::serve(listener, app.router.clone())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+async fn serve(listener: TcpListener, app: Running, limits: ServerLimits) -> anyhow::Result<()> {
+    crate::server::serve(listener, app.router.clone(), limits, shutdown_signal()).await;
     tracing::info!("shutting down: draining background work");
     tokio::time::timeout(Duration::from_secs(10), app.shutdown())
         .await

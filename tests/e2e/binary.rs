@@ -246,3 +246,67 @@ async fn the_separate_services_say_clearly_what_they_need() {
     let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("--relay-mode cdc"), "{text}");
 }
+
+/// Reads from `stream` until the server closes it; how long that took (panics after `limit`).
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at((started + limit).into(), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("the connection was still open after {limit:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
+    let process = start(&["--http-header-timeout", "1s"]).await;
+    let limit = Duration::from_secs(5);
+
+    // Half a request line, then nothing.
+    let mut half = TcpStream::connect(&process.addr).await.expect("connect");
+    half.write_all(b"GET /health/li").await.expect("send");
+    assert!(closed_within(&mut half, limit).await >= Duration::from_millis(900));
+
+    // One header line at a time, each in time, the whole header never.
+    let mut trickle = TcpStream::connect(&process.addr).await.expect("connect");
+    trickle
+        .write_all(b"GET /health/live HTTP/1.1\r\n")
+        .await
+        .expect("send");
+    let started = Instant::now();
+    let mut closed = false;
+    for i in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if trickle
+            .write_all(format!("x-slow-{i}: 1\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed || closed_within(&mut trickle, limit).await < limit,
+        "a trickled header is cut off"
+    );
+    assert!(started.elapsed() < limit);
+
+    // A whole request is answered; the idle keep-alive connection is closed afterwards.
+    let mut idle = TcpStream::connect(&process.addr).await.expect("connect");
+    idle.write_all(b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("send");
+    let mut answer = [0u8; 12];
+    idle.read_exact(&mut answer).await.expect("an answer");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    closed_within(&mut idle, limit).await;
+
+    // And the server still serves.
+    let (status, _) = http(&process.addr, "GET", "/health/live", None).await;
+    assert_eq!(status, 200);
+    terminate(process).await;
+}
