@@ -4,7 +4,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ordership_domain::ports::UnitOfWork;
+use ordership_domain::ports::{StoreError, UnitOfWork};
+use ordership_domain::retry::error_chain;
 
 /// Something the service needs in order to be ready (a database, a broker).
 #[async_trait]
@@ -12,7 +13,8 @@ pub trait HealthCheck: Send + Sync {
     fn name(&self) -> &str;
 
     /// # Errors
-    /// Why the dependency is not usable now.
+    /// Why the dependency is not usable now, in a few words for anyone who can read
+    /// `/health/ready` (which is public): never a driver's raw message, which goes to the log.
     async fn check(&self) -> Result<(), String>;
 }
 
@@ -50,6 +52,39 @@ impl<Tx: ?Sized + Send + 'static> HealthCheck for StoreCheck<Tx> {
 
     async fn check(&self) -> Result<(), String> {
         // Dropping the transaction rolls it back.
-        self.uow.begin().await.map(drop).map_err(|e| e.to_string())
+        self.uow.begin().await.map(drop).map_err(|e| {
+            tracing::warn!(check = %self.name, error = %error_chain(&e), "readiness check failed");
+            match e {
+                StoreError::Unavailable(_) => "unreachable".to_owned(),
+                _ => "failing".to_owned(),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ordership_domain::ports::Transaction;
+
+    use super::*;
+
+    /// A store whose driver says too much.
+    struct Down;
+
+    #[async_trait]
+    impl UnitOfWork<dyn Transaction> for Down {
+        async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
+            Err(StoreError::Unavailable(
+                "connection to 10.0.0.7:5432 refused: password authentication failed for user \"svc\""
+                    .into(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_is_reported_without_the_drivers_words() {
+        let uow: Arc<dyn UnitOfWork<dyn Transaction>> = Arc::new(Down);
+        let check = StoreCheck::new("order-store", uow);
+        assert_eq!(check.check().await, Err("unreachable".to_owned()));
     }
 }

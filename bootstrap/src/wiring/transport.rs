@@ -109,7 +109,10 @@ impl ordership_http::HealthCheck for KafkaCheck {
         "kafka"
     }
     async fn check(&self) -> Result<(), String> {
-        self.0.reachable(Duration::from_secs(2)).await
+        self.0.reachable(Duration::from_secs(2)).await.map_err(|e| {
+            tracing::warn!(error = %e, "the Kafka cluster does not answer");
+            "unreachable".to_owned()
+        })
     }
 }
 
