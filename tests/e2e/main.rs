@@ -12,4 +12,5 @@ mod invariants;
 mod kafka;
 mod kafka_crash;
 mod load;
+mod pg_restart;
 mod traces;
