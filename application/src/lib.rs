@@ -18,7 +18,7 @@ mod error;
 pub mod messages;
 pub mod monitoring;
 pub mod orders;
-mod outbox;
+pub mod outbox;
 pub mod relay;
 pub mod saga;
 pub mod shutdown;

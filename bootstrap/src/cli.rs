@@ -43,6 +43,36 @@ pub enum Command {
     },
     /// Load generator: places orders against a running deployment and waits for each to settle.
     Load(LoadArgs),
+    /// Parked outbox messages (refused by the broker for good): list them, send them again once
+    /// the cause is fixed, or give up on them (needs --database-url).
+    Outbox {
+        /// Whose outbox.
+        #[arg(long, value_enum, default_value = "order")]
+        service: ServiceName,
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+}
+
+/// A service, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    Order,
+    Delivery,
+}
+
+/// What to do with parked outbox messages.
+#[derive(Debug, Clone, Subcommand)]
+pub enum OutboxAction {
+    /// Lists parked messages (one JSON object a line: position, id, topic, key, type, reason).
+    Parked {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Sends these parked messages again (by position), before the later messages of their keys.
+    Redrive { positions: Vec<i64> },
+    /// Deletes these parked messages (by position); the later messages of their keys flow on.
+    Purge { positions: Vec<i64> },
 }
 
 /// What `ordership load` does.

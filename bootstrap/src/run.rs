@@ -1,5 +1,6 @@
 //! What each subcommand does.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use ordership_postgres::{
 };
 use tokio::net::TcpListener;
 
-use crate::cli::{Cli, Command, CommonArgs, RelayMode};
+use crate::cli::{Cli, Command, CommonArgs, OutboxAction, RelayMode, ServiceName};
 use crate::embedded::Embedded;
 use crate::server::ServerLimits;
 use crate::wiring::{self, KafkaTransport, Running, Side, Stores, SystemConfig, Transport};
@@ -43,7 +44,64 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { undo_to } => migrate(&cli.common, undo_to).await,
         Command::DevBroker { port, partitions } => dev_broker(port, partitions).await,
         Command::Load(args) => crate::load::run(&args).await,
+        Command::Outbox { service, action } => outbox(&cli.common, service, action).await,
     }
+}
+
+/// `ordership outbox`: an operator's hands on the parked messages of one service's outbox.
+async fn outbox(
+    args: &CommonArgs,
+    service: ServiceName,
+    action: OutboxAction,
+) -> anyhow::Result<()> {
+    use ordership_application::outbox::{parked, purge_parked, redrive_parked};
+    use ordership_domain::ports::{DeliveryTransaction, OrderTransaction, UnitOfWork};
+    let url = args
+        .database_url
+        .as_deref()
+        .context("`outbox` needs --database-url (or DATABASE_URL)")?;
+    let pool = ordership_postgres::connect(&pg_config(args, url))?;
+    let mode = match args.relay_mode {
+        RelayMode::Poll => OutboxMode::Poll,
+        RelayMode::Cdc => OutboxMode::Cdc,
+    };
+    let orders: Arc<dyn UnitOfWork<dyn OrderTransaction>> =
+        Arc::new(PgOrderStore::new(pool.clone()).with_outbox_mode(mode));
+    let deliveries: Arc<dyn UnitOfWork<dyn DeliveryTransaction>> =
+        Arc::new(PgDeliveryStore::new(pool).with_outbox_mode(mode));
+    match action {
+        OutboxAction::Parked { limit } => {
+            let messages = match service {
+                ServiceName::Order => parked(orders.as_ref(), limit).await?,
+                ServiceName::Delivery => parked(deliveries.as_ref(), limit).await?,
+            };
+            let mut out = std::io::stdout().lock();
+            for p in messages {
+                let m = &p.entry.message;
+                let line = serde_json::json!({
+                    "position": p.entry.position, "message_id": m.id.to_string(), "topic": m.topic,
+                    "key": m.key, "type": m.message_type, "created_at": p.entry.created_at,
+                    "reason": p.reason,
+                });
+                writeln!(out, "{line}")?;
+            }
+        }
+        OutboxAction::Redrive { positions } => {
+            let n = match service {
+                ServiceName::Order => redrive_parked(orders.as_ref(), &positions).await?,
+                ServiceName::Delivery => redrive_parked(deliveries.as_ref(), &positions).await?,
+            };
+            writeln!(std::io::stdout().lock(), "{n} parked messages sent again")?;
+        }
+        OutboxAction::Purge { positions } => {
+            let n = match service {
+                ServiceName::Order => purge_parked(orders.as_ref(), &positions).await?,
+                ServiceName::Delivery => purge_parked(deliveries.as_ref(), &positions).await?,
+            };
+            writeln!(std::io::stdout().lock(), "{n} parked messages deleted")?;
+        }
+    }
+    Ok(())
 }
 
 /// The system configuration the flags describe.

@@ -310,3 +310,88 @@ async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
     assert_eq!(status, 200);
     terminate(process).await;
 }
+
+/// Runs `ordership outbox …` on `database`; its standard output.
+async fn outbox_command(database: &str, args: &[&str]) -> String {
+    let output = Command::new(binary())
+        .args(["outbox", "--database-url", database])
+        .args(args)
+        .output()
+        .await
+        .expect("ordership outbox runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_redrives_and_purges_parked_messages() {
+    use ordership_domain::ports::{OrderTransaction, UnitOfWork};
+    let database = ordership_postgres::testing::fresh_database_url().await;
+    let pool =
+        ordership_postgres::connect(&ordership_postgres::PgConfig::new(&database)).expect("pool");
+    let store = ordership_postgres::PgOrderStore::new(pool.clone());
+    let (a, b) = (
+        ordership_tests::fixtures::message("ordership.order.events", "k1", 1),
+        ordership_tests::fixtures::message("ordership.order.events", "k2", 2),
+    );
+    let mut tx = UnitOfWork::<dyn OrderTransaction>::begin(&store)
+        .await
+        .expect("begin");
+    tx.outbox().append(&a).await.expect("append");
+    tx.outbox().append(&b).await.expect("append");
+    let positions: Vec<i64> = tx
+        .outbox()
+        .claim_unpublished(10)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    for p in &positions {
+        tx.outbox()
+            .park(*p, "message too large", chrono::Utc::now())
+            .await
+            .expect("park");
+    }
+    tx.commit().await.expect("commit");
+
+    let listed = outbox_command(&database, &["parked"]).await;
+    let lines: Vec<Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert_eq!(lines[0]["message_id"], a.id.to_string());
+    assert_eq!(lines[0]["reason"], "message too large");
+
+    let (first, second) = (positions[0].to_string(), positions[1].to_string());
+    assert!(
+        outbox_command(&database, &["redrive", &first])
+            .await
+            .starts_with("1 ")
+    );
+    assert!(
+        outbox_command(&database, &["purge", &second])
+            .await
+            .starts_with("1 ")
+    );
+    assert_eq!(outbox_command(&database, &["parked"]).await, "");
+    let mut tx = UnitOfWork::<dyn OrderTransaction>::begin(&store)
+        .await
+        .expect("begin");
+    let claimable: Vec<_> = tx
+        .outbox()
+        .claim_unpublished(10)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|e| e.message.id)
+        .collect();
+    assert_eq!(claimable, [a.id], "re-driven, the other one gone");
+    drop(tx);
+    pool.close().await;
+}

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ordership_domain::ports::{Outbox, OutboxStats, StoreError};
+use ordership_domain::ports::{Outbox, OutboxStats, ParkedMessage, StoreError};
 use ordership_domain::{Message, OutboxEntry};
 
 use crate::unit_of_work::MemoryTransaction;
@@ -160,5 +160,77 @@ impl Outbox for MemoryTransaction {
             }))
         })?;
         Ok(purged)
+    }
+
+    async fn parked(&mut self, limit: u32) -> Result<Vec<ParkedMessage>, StoreError> {
+        let tables = self.tables()?;
+        Ok(tables
+            .pending
+            .iter()
+            .filter_map(|p| tables.outbox.get(p))
+            .filter_map(|row| {
+                row.parked.as_ref().map(|reason| ParkedMessage {
+                    entry: row.entry.clone(),
+                    reason: reason.clone(),
+                })
+            })
+            .take(limit as usize)
+            .collect())
+    }
+
+    async fn purge_parked(&mut self, positions: &[i64]) -> Result<u64, StoreError> {
+        let positions = positions.to_vec();
+        let mut purged = 0;
+        self.write(|t| {
+            let mut removed = Vec::new();
+            for p in positions {
+                if t.pending.contains(&p)
+                    && t.outbox.get(&p).is_some_and(|r| r.parked.is_some())
+                    && let Some(row) = t.outbox.remove(&p)
+                {
+                    t.pending.remove(&p);
+                    t.outbox_ids.remove(&row.entry.message.id);
+                    removed.push(row);
+                }
+            }
+            purged = removed.len() as u64;
+            Ok(Box::new(move |t| {
+                for row in removed {
+                    let position = row.entry.position;
+                    t.outbox_ids.insert(row.entry.message.id, position);
+                    t.pending.insert(position);
+                    t.outbox.insert(position, row);
+                }
+            }))
+        })?;
+        Ok(purged)
+    }
+
+    async fn redrive_parked(&mut self, positions: &[i64]) -> Result<u64, StoreError> {
+        let positions = positions.to_vec();
+        let mut redriven = 0;
+        self.write(|t| {
+            let mut cleared = Vec::new();
+            for p in positions {
+                if t.pending.contains(&p)
+                    && let Some(reason) = t.outbox.get_mut(&p).and_then(|row| row.parked.take())
+                {
+                    cleared.push((p, reason));
+                }
+            }
+            redriven = cleared.len() as u64;
+            Ok(Box::new(move |t| {
+                for (p, reason) in cleared {
+                    if let Some(row) = t.outbox.get_mut(&p) {
+                        row.parked = Some(reason);
+                    }
+                }
+            }))
+        })?;
+        if redriven > 0 {
+            // Wake the relay at commit, as an append does.
+            self.wrote_outbox = true;
+        }
+        Ok(redriven)
     }
 }

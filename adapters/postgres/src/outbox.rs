@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ordership_domain::ports::{Outbox, OutboxStats, StoreError};
+use ordership_domain::ports::{Outbox, OutboxStats, ParkedMessage, StoreError};
 use ordership_domain::{Message, MessageId, OutboxEntry};
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Row};
@@ -113,6 +113,64 @@ impl Outbox for PgTx {
             .await
             .map_err(|e| self.failed(e))?;
         Ok(done.rows_affected())
+    }
+
+    async fn parked(&mut self, limit: u32) -> Result<Vec<ParkedMessage>, StoreError> {
+        let rows = sqlx::query(self.schema.sql.parked)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        rows.iter()
+            .map(|row| {
+                Ok(ParkedMessage {
+                    entry: outbox_entry(row)?,
+                    reason: row
+                        .try_get::<Option<String>, _>("parked_reason")
+                        .map_err(classify)?
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_parked(&mut self, positions: &[i64]) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.schema.sql.purge_parked)
+            .bind(positions)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn redrive_parked(&mut self, positions: &[i64]) -> Result<u64, StoreError> {
+        match self.outbox {
+            // The polling relay claims the row again, in its place.
+            OutboxMode::Poll => {
+                let done = sqlx::query(self.schema.sql.unpark)
+                    .bind(positions)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                Ok(done.rows_affected())
+            }
+            // The CDC relay reads inserts from the log: the message is written again.
+            OutboxMode::Cdc => {
+                let rows = sqlx::query(self.schema.sql.purge_parked)
+                    .bind(positions)
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                let messages = rows
+                    .iter()
+                    .map(|row| outbox_entry(row).map(|e| e.message))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for message in &messages {
+                    self.append(message).await?;
+                }
+                Ok(messages.len() as u64)
+            }
+        }
     }
 }
 

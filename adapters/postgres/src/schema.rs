@@ -32,6 +32,9 @@ pub(crate) struct OutboxSql {
     pub(crate) park: &'static str,
     pub(crate) stats: &'static str,
     pub(crate) purge: &'static str,
+    pub(crate) parked: &'static str,
+    pub(crate) purge_parked: &'static str,
+    pub(crate) unpark: &'static str,
     pub(crate) inbox_record: &'static str,
     pub(crate) inbox_purge: &'static str,
     pub(crate) cdc: CdcSql,
@@ -75,6 +78,19 @@ macro_rules! outbox_sql {
                 "count(*) FILTER (WHERE parked_at IS NOT NULL) FROM ", $schema, ".outbox WHERE published_at IS NULL"
             ),
             purge: concat!("DELETE FROM ", $schema, ".outbox WHERE published_at < $1"),
+            parked: concat!(
+                "SELECT id, message_id, topic, key, message_type, payload, headers, created_at, parked_reason FROM ",
+                $schema, ".outbox WHERE parked_at IS NOT NULL AND published_at IS NULL ORDER BY id LIMIT $1"
+            ),
+            // Returns the rows, so that CDC mode can append them again.
+            purge_parked: concat!(
+                "DELETE FROM ", $schema, ".outbox WHERE id = ANY($1) AND parked_at IS NOT NULL AND published_at IS NULL ",
+                "RETURNING id, message_id, topic, key, message_type, payload, headers, created_at"
+            ),
+            unpark: concat!(
+                "UPDATE ", $schema, ".outbox SET parked_at = NULL, parked_reason = NULL ",
+                "WHERE id = ANY($1) AND parked_at IS NOT NULL AND published_at IS NULL"
+            ),
             inbox_record: concat!(
                 "INSERT INTO ", $schema, ".inbox (consumer, message_id, received_at) VALUES ($1, $2, $3) ",
                 "ON CONFLICT DO NOTHING"

@@ -23,7 +23,9 @@ pub use idempotency::{Claim, IdempotencyRecord, IdempotencyStore, StoredResponse
 pub use inbox::Inbox;
 pub use messaging::{HandleError, HandleOutcome, MessageHandler, MessagePublisher, PublishError};
 pub use orders::{OrderQuery, OrderRepository};
-pub use outbox::{FeedBatch, FeedPosition, Outbox, OutboxFeed, OutboxSignal, OutboxStats};
+pub use outbox::{
+    FeedBatch, FeedPosition, Outbox, OutboxFeed, OutboxSignal, OutboxStats, ParkedMessage,
+};
 pub use sagas::SagaRepository;
 pub use unit_of_work::{DeliveryTransaction, OrderTransaction, Transaction, UnitOfWork};
 

@@ -74,6 +74,36 @@ pub trait Outbox: Send {
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
     async fn purge_published(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Parked messages (see [`Outbox::park`]) in position order, at most `limit`, with their
+    /// reasons: what an operator looks at.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn parked(&mut self, limit: u32) -> Result<Vec<ParkedMessage>, StoreError>;
+
+    /// Deletes the parked messages at `positions`: an operator gave up on them, and the later
+    /// messages of their keys flow on. Positions that are not parked are left alone. Returns how
+    /// many were deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn purge_parked(&mut self, positions: &[i64]) -> Result<u64, StoreError>;
+
+    /// Sends the parked messages at `positions` again (the cause was fixed): they are relayed
+    /// as if just committed, still before the later messages of their keys wherever the relay
+    /// holds those back. Positions that are not parked are left alone. Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn redrive_parked(&mut self, positions: &[i64]) -> Result<u64, StoreError>;
+}
+
+/// A message the broker refused for good, set aside with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParkedMessage {
+    pub entry: OutboxEntry,
+    pub reason: String,
 }
 
 /// A position in a change feed; opaque to the application (a WAL position in PostgreSQL).

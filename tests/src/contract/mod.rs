@@ -93,6 +93,7 @@ macro_rules! contract_tests {
             sagas_round_trip_and_come_due_by_deadline,
             the_outbox_publishes_in_order_and_purges_only_published,
             a_parked_message_holds_back_only_its_key,
+            parked_messages_can_be_listed_redriven_and_purged,
             the_inbox_recognises_a_duplicate,
             idempotency_keys_remember_fingerprint_and_response
         );

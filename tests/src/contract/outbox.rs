@@ -109,3 +109,65 @@ pub async fn a_parked_message_holds_back_only_its_key(store: &OrderStore) {
     let stats = tx.outbox().stats().await.expect("stats");
     assert_eq!((stats.pending, stats.parked), (2, 1));
 }
+
+/// Parked messages are listed with their reasons; re-driven, one is relayed again before the
+/// later messages of its key; purged, it is gone and its key flows on.
+pub async fn parked_messages_can_be_listed_redriven_and_purged(store: &OrderStore) {
+    let (k1, k2) = (order().id(), order().id());
+    let (first, second, lone) = (message(k1, 1), message(k1, 2), message(k2, 3));
+    let mut tx = store.begin().await.expect("begin");
+    for m in [&first, &second, &lone] {
+        tx.outbox().append(m).await.expect("append");
+    }
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    let batch = tx.outbox().claim_unpublished(10).await.expect("claim");
+    let (p_first, p_lone) = (batch[0].position, batch[2].position);
+    tx.outbox()
+        .park(p_first, "message too large", t0())
+        .await
+        .expect("park");
+    tx.outbox()
+        .park(p_lone, "topic authorization failed", t0())
+        .await
+        .expect("park");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.begin().await.expect("begin");
+    let parked = tx.outbox().parked(10).await.expect("parked");
+    let listed: Vec<(MessageId, &str)> = parked
+        .iter()
+        .map(|p| (p.entry.message.id, p.reason.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (first.id, "message too large"),
+            (lone.id, "topic authorization failed")
+        ]
+    );
+    assert_eq!(
+        tx.outbox()
+            .redrive_parked(&[p_first, -1])
+            .await
+            .expect("redrive"),
+        1,
+        "only parked positions count"
+    );
+    assert_eq!(tx.outbox().purge_parked(&[p_lone]).await.expect("purge"), 1);
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.begin().await.expect("begin");
+    let ids: Vec<MessageId> = tx
+        .outbox()
+        .claim_unpublished(10)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|e| e.message.id)
+        .collect();
+    assert_eq!(ids, [first.id, second.id], "re-driven first, in its place");
+    assert!(tx.outbox().parked(10).await.expect("parked").is_empty());
+    let stats = tx.outbox().stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.parked), (2, 0));
+}
