@@ -95,13 +95,13 @@ impl ConsumerLoop {
     /// `Err(reason)` is a message the transport could not even decode: dead-lettered at once.
     pub async fn process(
         &self,
-        received: Result<&Message, String>,
+        received: Result<&Message, &str>,
         stop: &mut Shutdown,
         dead_letters: &dyn DeadLetterSink,
     ) -> bool {
         let message = match received {
             Ok(message) => message,
-            Err(reason) => return self.dead_letter(&reason, None, stop, dead_letters).await,
+            Err(reason) => return self.dead_letter(reason, None, stop, dead_letters).await,
         };
         // One span per message, a child of the span that wrote it (its stored traceparent).
         let span = tracing::info_span!("consume",

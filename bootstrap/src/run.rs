@@ -55,7 +55,7 @@ async fn outbox(
     action: OutboxAction,
 ) -> anyhow::Result<()> {
     use ordership_application::outbox::{parked, purge_parked, redrive_parked};
-    use ordership_domain::ports::{DeliveryTransaction, OrderTransaction, UnitOfWork};
+    use ordership_domain::ports::{Transaction, UnitOfWork};
     let url = args
         .database_url
         .as_deref()
@@ -65,18 +65,15 @@ async fn outbox(
         RelayMode::Poll => OutboxMode::Poll,
         RelayMode::Cdc => OutboxMode::Cdc,
     };
-    let orders: Arc<dyn UnitOfWork<dyn OrderTransaction>> =
-        Arc::new(PgOrderStore::new(pool.clone()).with_outbox_mode(mode));
-    let deliveries: Arc<dyn UnitOfWork<dyn DeliveryTransaction>> =
-        Arc::new(PgDeliveryStore::new(pool).with_outbox_mode(mode));
+    // Only the outbox is used: either service's store, seen as a plain transaction.
+    let store: Arc<dyn UnitOfWork<dyn Transaction>> = match service {
+        ServiceName::Order => Arc::new(PgOrderStore::new(pool).with_outbox_mode(mode)),
+        ServiceName::Delivery => Arc::new(PgDeliveryStore::new(pool).with_outbox_mode(mode)),
+    };
+    let mut out = std::io::stdout().lock();
     match action {
         OutboxAction::Parked { limit } => {
-            let messages = match service {
-                ServiceName::Order => parked(orders.as_ref(), limit).await?,
-                ServiceName::Delivery => parked(deliveries.as_ref(), limit).await?,
-            };
-            let mut out = std::io::stdout().lock();
-            for p in messages {
+            for p in parked(store.as_ref(), limit).await? {
                 let m = &p.entry.message;
                 let line = serde_json::json!({
                     "position": p.entry.position, "message_id": m.id.to_string(), "topic": m.topic,
@@ -87,18 +84,12 @@ async fn outbox(
             }
         }
         OutboxAction::Redrive { positions } => {
-            let n = match service {
-                ServiceName::Order => redrive_parked(orders.as_ref(), &positions).await?,
-                ServiceName::Delivery => redrive_parked(deliveries.as_ref(), &positions).await?,
-            };
-            writeln!(std::io::stdout().lock(), "{n} parked messages sent again")?;
+            let n = redrive_parked(store.as_ref(), &positions).await?;
+            writeln!(out, "{n} parked messages sent again")?;
         }
         OutboxAction::Purge { positions } => {
-            let n = match service {
-                ServiceName::Order => purge_parked(orders.as_ref(), &positions).await?,
-                ServiceName::Delivery => purge_parked(deliveries.as_ref(), &positions).await?,
-            };
-            writeln!(std::io::stdout().lock(), "{n} parked messages deleted")?;
+            let n = purge_parked(store.as_ref(), &positions).await?;
+            writeln!(out, "{n} parked messages deleted")?;
         }
     }
     Ok(())

@@ -18,6 +18,8 @@ struct PrivatePostgres {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
+    /// initdb and the server refuse to run as root: they then run as `postgres`.
+    as_postgres: bool,
 }
 
 /// The newest installed PostgreSQL's programs (`PG_BIN` overrides).
@@ -48,26 +50,29 @@ fn is_root() -> bool {
 }
 
 impl PrivatePostgres {
-    /// Runs one of PostgreSQL's programs, as `postgres` when this process is root (initdb and
-    /// the server refuse to run as root).
-    fn run(&self, program: &str, args: &[&str]) {
+    /// One of PostgreSQL's programs, to run as `postgres` when this process is root.
+    fn command(&self, program: &str) -> std::process::Command {
         let program = self.bin.join(program);
-        let mut command = if is_root() {
+        if self.as_postgres {
             let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&program);
+            c.args(["-u", "postgres", "--"]).arg(program);
             c
         } else {
-            std::process::Command::new(&program)
-        };
-        let output = command
+            std::process::Command::new(program)
+        }
+    }
+
+    /// Runs one of PostgreSQL's programs; it must succeed.
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self
+            .command(program)
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .unwrap_or_else(|e| panic!("{} runs: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("{program} runs: {e}"));
         assert!(
             output.status.success(),
-            "{} {args:?} failed: {}{}",
-            program.display(),
+            "{program} {args:?} failed: {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -90,7 +95,8 @@ impl PrivatePostgres {
         let dir =
             std::env::temp_dir().join(format!("ordership-pg-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("data directory");
-        if is_root() {
+        let as_postgres = is_root();
+        if as_postgres {
             let status = std::process::Command::new("chown")
                 .args(["postgres:postgres", &dir.display().to_string()])
                 .status()
@@ -101,6 +107,7 @@ impl PrivatePostgres {
             bin: postgres_bin(),
             dir,
             port,
+            as_postgres,
         };
         let data = pg.dir.join("data").display().to_string();
         pg.run(

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::problem::{ApiError, FieldError};
 
-/// A JSON body, with its canonical form (keys sorted, no insignificant white space) for
+/// A JSON body, and on demand its canonical form (keys sorted, no insignificant white space) for
 /// fingerprinting: the same JSON written differently is the same request.
 ///
 /// Strict: the content type must be JSON (415 otherwise), and the body must be exactly what `T`
@@ -19,7 +19,17 @@ use crate::problem::{ApiError, FieldError};
 #[derive(Debug)]
 pub(crate) struct JsonBody<T> {
     pub(crate) value: T,
-    pub(crate) canonical: String,
+    bytes: Bytes,
+}
+
+impl<T> JsonBody<T> {
+    /// The canonical form; computed only when a request needs it (one with an Idempotency-Key).
+    pub(crate) fn canonical(&self) -> String {
+        // The bytes deserialized into `T`, so they are JSON.
+        serde_json::from_slice::<serde_json::Value>(&self.bytes)
+            .map(|json| json.to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// `application/json` or any `+json` type, with any parameters (`charset=utf-8`).
@@ -53,12 +63,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         // a detour through a JSON map would silently merge.
         let value: T =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
-        let json: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
-        Ok(Self {
-            value,
-            canonical: json.to_string(),
-        })
+        Ok(Self { value, bytes })
     }
 }
 
@@ -108,7 +113,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub(crate) fn idempotency(
     headers: &HeaderMap,
     scope: &str,
-    canonical_body: &str,
+    canonical_body: impl FnOnce() -> String,
 ) -> Result<Option<IdempotentRequest>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
@@ -124,7 +129,7 @@ pub(crate) fn idempotency(
     let mut digest = Sha256::new();
     digest.update(scope.as_bytes());
     digest.update(b"\n");
-    digest.update(canonical_body.as_bytes());
+    digest.update(canonical_body().as_bytes());
     Ok(Some(IdempotentRequest {
         scope: scope.to_owned(),
         key: key.to_owned(),

@@ -102,7 +102,7 @@ pub(crate) async fn place_order(
     headers: HeaderMap,
     body: JsonBody<PlaceOrderRequest>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency(&headers, "POST /orders", &body.canonical)?;
+    let key = idempotency(&headers, "POST /orders", || body.canonical())?;
     // Validation first: nothing is stored for an invalid request, not even its key.
     let command = body.value.into_command()?;
     match orders.place_order(command, key.as_ref(), &created).await? {
@@ -131,27 +131,16 @@ pub(crate) async fn get_order(
     Ok(axum::Json(OrderResponse::from(&view)))
 }
 
-/// An order status, as a query parameter.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+/// An order status, as the query parameter's schema says it (parsed by `OrderStatus::parse`).
+#[derive(Debug, Clone, Copy, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[expect(dead_code, reason = "a schema only: the value is parsed by the domain")]
 pub(crate) enum StatusParam {
     Pending,
     Confirmed,
     Shipped,
     Delivered,
     Cancelled,
-}
-
-impl From<StatusParam> for OrderStatus {
-    fn from(s: StatusParam) -> Self {
-        match s {
-            StatusParam::Pending => Self::Pending,
-            StatusParam::Confirmed => Self::Confirmed,
-            StatusParam::Shipped => Self::Shipped,
-            StatusParam::Delivered => Self::Delivered,
-            StatusParam::Cancelled => Self::Cancelled,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -189,14 +178,12 @@ pub(crate) async fn list_orders(
         .status
         .as_deref()
         .map(|s| {
-            serde_json::from_value::<StatusParam>(serde_json::Value::from(s))
-                .map(OrderStatus::from)
-                .map_err(|_| {
-                    bad(
-                        "status",
-                        "must be pending, confirmed, shipped, delivered or cancelled",
-                    )
-                })
+            OrderStatus::parse(s).map_err(|_| {
+                bad(
+                    "status",
+                    "must be pending, confirmed, shipped, delivered or cancelled",
+                )
+            })
         })
         .transpose()?;
     let after = params
@@ -257,7 +244,7 @@ pub(crate) async fn cancel_order(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = OrderId::from_uuid(id);
-    let key = idempotency(&headers, &format!("POST /orders/{id}/cancel"), "")?;
+    let key = idempotency(&headers, &format!("POST /orders/{id}/cancel"), String::new)?;
     match orders.cancel_order(id, key.as_ref(), &cancelled).await? {
         Outcome::Done(view) => Ok(send(cancelled(&view), false)),
         Outcome::Replayed(stored) => Ok(send(stored, true)),

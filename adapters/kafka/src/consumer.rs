@@ -307,7 +307,7 @@ async fn worker(
         if !shared
             .handling
             .process(
-                decoded.as_ref().map_err(Clone::clone),
+                decoded.as_ref().map_err(String::as_str),
                 &mut stop,
                 &dead_letters,
             )

@@ -2,7 +2,7 @@
 
 use chrono::Duration;
 use ordership_domain::MessageId;
-use ordership_domain::ports::StoreError;
+use ordership_domain::ports::{Outbox, StoreError};
 
 use super::{OrderStore, message, order, t0};
 
@@ -93,14 +93,7 @@ pub async fn a_parked_message_holds_back_only_its_key(store: &OrderStore) {
     tx.commit().await.expect("commit");
 
     let mut tx = store.begin().await.expect("begin");
-    let ids: Vec<MessageId> = tx
-        .outbox()
-        .claim_unpublished(10)
-        .await
-        .expect("claim")
-        .iter()
-        .map(|e| e.message.id)
-        .collect();
+    let ids = claimable_ids(tx.outbox()).await;
     assert_eq!(
         ids,
         [other.id],
@@ -158,16 +151,20 @@ pub async fn parked_messages_can_be_listed_redriven_and_purged(store: &OrderStor
     tx.commit().await.expect("commit");
 
     let mut tx = store.begin().await.expect("begin");
-    let ids: Vec<MessageId> = tx
-        .outbox()
+    let ids = claimable_ids(tx.outbox()).await;
+    assert_eq!(ids, [first.id, second.id], "re-driven first, in its place");
+    assert!(tx.outbox().parked(10).await.expect("parked").is_empty());
+    let stats = tx.outbox().stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.parked), (2, 0));
+}
+
+/// The ids of what a relay would claim from this outbox now, in order.
+pub async fn claimable_ids(outbox: &mut dyn Outbox) -> Vec<MessageId> {
+    outbox
         .claim_unpublished(10)
         .await
         .expect("claim")
         .iter()
         .map(|e| e.message.id)
-        .collect();
-    assert_eq!(ids, [first.id, second.id], "re-driven first, in its place");
-    assert!(tx.outbox().parked(10).await.expect("parked").is_empty());
-    let stats = tx.outbox().stats().await.expect("stats");
-    assert_eq!((stats.pending, stats.parked), (2, 0));
+        .collect()
 }
