@@ -7,9 +7,17 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 started=$SECONDS
 
 step() { printf '\n==> %s\n' "$*"; }
+# Cleanup never changes the run's verdict: the status the script exits with is the checks' own.
 cleanup() {
+  local status=$?
+  set +e
   [ -n "${broker_pid:-}" ] && kill "$broker_pid" 2>/dev/null
+  [ -n "${redis_pid:-}" ] && kill "$redis_pid" 2>/dev/null
+  if [ -n "${cluster_dir:-}" ] && ! scripts/redis-cluster.sh stop "$cluster_dir"; then
+    printf 'warning: could not remove the Redis Cluster in %s\n' "$cluster_dir" >&2
+  fi
   rm -f "${broker_log:-}" "${log:-}"
+  exit "$status"
 }
 trap cleanup EXIT
 fail() { printf 'FAILED: %s\n' "$*" >&2; exit 1; }
@@ -84,6 +92,27 @@ else
   echo "using KAFKA_BROKERS=$KAFKA_BROKERS"
 fi
 
+step "Redis"
+# Tests use the Redis in REDIS_URL (else the local one on 6379, started when absent) and a Redis
+# Cluster of their own (3 masters, 3 replicas) in REDIS_CLUSTER_NODES.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  echo "installing Redis"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+if [ -z "${REDIS_URL:-}" ]; then
+  if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
+    redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+    redis_pid=$!
+    for _ in $(seq 1 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  export REDIS_URL=redis://127.0.0.1:6379
+fi
+redis-cli -u "$REDIS_URL" ping >/dev/null || fail "Redis at $REDIS_URL does not answer"
+cluster_dir=$(mktemp -d)
+REDIS_CLUSTER_NODES=$(scripts/redis-cluster.sh start "$cluster_dir")
+export REDIS_CLUSTER_NODES
+echo "Redis ready: $REDIS_URL; cluster $REDIS_CLUSTER_NODES"
+
 step "browser harness"
 # Browser tests drive Debian's Chromium with playwright-core (pinned in tests/browser): nothing is
 # downloaded from outside the package registries.
@@ -136,14 +165,15 @@ forbidden_in() {
   [ -z "$found" ] || fail "$crate must not depend on: $(echo "$found" | tr '\n' ' ')"
   echo "ok: $crate depends on none of: $*"
 }
-forbidden_in ordership-domain tokio 'sqlx.*' 'rdkafka.*' 'axum.*' hyper mockall anyhow 'ordership-.*'
-forbidden_in ordership-application 'sqlx.*' 'rdkafka.*' 'axum.*' hyper mockall anyhow ordership-memory ordership-http ordership-postgres ordership-kafka
+forbidden_in ordership-domain tokio 'sqlx.*' 'rdkafka.*' 'redis.*' 'axum.*' hyper mockall anyhow 'ordership-.*'
+forbidden_in ordership-application 'sqlx.*' 'rdkafka.*' 'redis.*' 'axum.*' hyper mockall anyhow ordership-memory ordership-http ordership-postgres ordership-kafka ordership-redis
 # The transports (bus, Kafka consumer) are driving adapters: they run the application's consumer
 # loop, so they may depend on the application; the application never on them.
 forbidden_in ordership-memory 'sqlx.*' 'rdkafka.*' 'axum.*' hyper anyhow ordership-http ordership-postgres ordership-kafka
 forbidden_in ordership-http 'sqlx.*' 'rdkafka.*' anyhow ordership-memory
 forbidden_in ordership-postgres 'rdkafka.*' 'axum.*' anyhow ordership-application ordership-memory
 forbidden_in ordership-kafka 'sqlx.*' 'axum.*' anyhow ordership-memory ordership-http ordership-postgres
+forbidden_in ordership-redis 'sqlx.*' 'rdkafka.*' 'axum.*' anyhow ordership-application ordership-memory ordership-http ordership-postgres ordership-kafka
 
 step "tests"
 log=$(mktemp)

@@ -1,6 +1,7 @@
 //! The background loops: the saga's deadline sweeper (order service), and retention of published
 //! outbox messages, inbox entries and idempotency keys (both services).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ordership_domain::ports::{Clock, StoreError, Transaction, UnitOfWork};
@@ -9,14 +10,37 @@ use crate::config::RetentionConfig;
 use crate::saga::FulfilmentOrchestrator;
 use crate::shutdown::Shutdown;
 
-/// Runs the saga deadline sweeper every `interval` until `shutdown`.
+/// Whether the saga's replies can reach it now. While they cannot (the process's reply consumer
+/// is not in its group yet, say right after a restart), a saga's deadline says nothing about the
+/// delivery service, and re-sending would only flood it.
+pub type RepliesFlowing = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Runs the saga deadline sweeper every `interval` until `shutdown`, skipping the rounds in
+/// which `replies_flowing` says no.
 pub async fn run_sweeper(
     orchestrator: FulfilmentOrchestrator,
     interval: Duration,
     batch: u32,
+    replies_flowing: RepliesFlowing,
     mut shutdown: Shutdown,
 ) {
+    let mut held_back = false;
     loop {
+        if !replies_flowing() {
+            if !held_back {
+                tracing::info!("saga deadlines held back: replies cannot arrive yet");
+            }
+            held_back = true;
+            tokio::select! {
+                () = shutdown.requested() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            continue;
+        }
+        if held_back {
+            tracing::info!("saga deadlines judged again: replies can arrive");
+        }
+        held_back = false;
         match orchestrator.sweep_overdue(batch).await {
             // A full batch: there may be more overdue right now.
             Ok(r) if r.retried + r.compensated + r.failed == batch => continue,

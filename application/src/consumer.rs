@@ -34,6 +34,8 @@ pub struct ConsumerStats {
     pub dead_lettered: AtomicU64,
     /// Partitions taken away by rebalances (transports with consumer groups).
     pub partitions_revoked: AtomicU64,
+    /// Consumer clients built again after losing their group for good.
+    pub consumers_rebuilt: AtomicU64,
 }
 
 /// Where a transport parks the message in hand when it cannot be handled.

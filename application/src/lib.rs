@@ -24,14 +24,16 @@ pub mod saga;
 pub mod shutdown;
 mod stamp;
 pub mod trace;
+pub mod waiting_rooms;
 
 pub use config::RetentionConfig;
 pub use consumer::{ConsumerLoop, ConsumerStats, DeadLetterSink};
 pub use deliveries::{DeliveryCommandError, DeliveryService, GetDeliveryError};
 pub use orders::{
-    CancelOrderError, GetOrderError, IdempotentRequest, OrderService, OrderView, Outcome,
-    PlaceOrderError, Render,
+    CancelOrderError, GetOrderError, IdempotentRequest, OrderAccess, OrderService, OrderView,
+    Outcome, PlaceOrderError, Render,
 };
 pub use relay::{CdcRelay, OutboxRelay, RelayConfig, RelayError};
 pub use saga::{FulfilmentOrchestrator, SweepReport};
 pub use shutdown::{Shutdown, ShutdownTrigger};
+pub use waiting_rooms::{Entry, GateRefusal, RoomView, WaitingRoomError, WaitingRooms};

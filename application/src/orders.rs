@@ -9,17 +9,40 @@ use ordership_domain::ports::{
     UnitOfWork,
 };
 use ordership_domain::saga::{CustomerCancelError, Outgoing, decide};
-use ordership_domain::{FulfilmentSaga, Order, OrderId, OrderStatus, PlaceOrder, SagaPolicy};
+use ordership_domain::{
+    CustomerId, FulfilmentSaga, Order, OrderId, OrderStatus, PlaceOrder, SagaPolicy,
+};
 
 use crate::error::from_store_error;
 use crate::saga::{Loaded, SOURCE, encode, save_step};
 use crate::stamp::Stamps;
+use crate::waiting_rooms::{GateRefusal, WaitingRooms};
 
 /// An order as the API shows it: the aggregate and its saga.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderView {
     pub order: Order,
     pub saga: Option<FulfilmentSaga>,
+}
+
+/// Whose orders a caller may read and cancel. An order the caller may not see is reported as not
+/// found, so its existence is not given away either.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderAccess {
+    /// Everyone's orders (an operator).
+    All,
+    /// The orders this customer placed.
+    Own(CustomerId),
+}
+
+impl OrderAccess {
+    #[must_use]
+    pub fn permits(&self, order: &Order) -> bool {
+        match self {
+            Self::All => true,
+            Self::Own(customer) => order.customer_id() == customer,
+        }
+    }
 }
 
 /// A client's idempotency key for one operation.
@@ -48,6 +71,13 @@ pub enum Outcome {
 pub enum PlaceOrderError {
     #[error("the idempotency key was already used for a different request")]
     KeyReused,
+    /// A product of the order is sold through a waiting room, and the order has no valid
+    /// admission for it.
+    #[error(transparent)]
+    NotAdmitted(GateRefusal),
+    /// The admission bought an order already (or the buyer ordered in this sale before).
+    #[error("the admission has been used")]
+    AdmissionUsed,
     #[error("the order was changed concurrently")]
     Conflict,
     #[error("storage is unavailable")]
@@ -146,6 +176,7 @@ pub struct OrderService {
     uow: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
     stamps: Stamps,
     policy: SagaPolicy,
+    waiting_rooms: Option<WaitingRooms>,
 }
 
 impl OrderService {
@@ -160,6 +191,16 @@ impl OrderService {
             uow,
             stamps: Stamps::new(SOURCE, clock, ids),
             policy,
+            waiting_rooms: None,
+        }
+    }
+
+    /// Orders for SKUs of a flash sale need an admission of its waiting room.
+    #[must_use]
+    pub fn with_waiting_rooms(self, waiting_rooms: WaitingRooms) -> Self {
+        Self {
+            waiting_rooms: Some(waiting_rooms),
+            ..self
         }
     }
 
@@ -167,12 +208,17 @@ impl OrderService {
     /// (`pending`), the saga (`awaiting_delivery`), `OrderPlaced` and `ScheduleDelivery` in the
     /// outbox, and the idempotency key with its response.
     ///
+    /// An order for a flash sale's SKUs passes the waiting rooms' gate with `admission` (the
+    /// admission token); the admission is stored with the order, in this transaction and under
+    /// unique constraints, so it buys exactly one order however many requests race.
+    ///
     /// # Errors
     /// See [`PlaceOrderError`].
     #[tracing::instrument(name = "orders.place", skip_all)]
     pub async fn place_order(
         &self,
         command: PlaceOrder,
+        admission: Option<&str>,
         idempotency: Option<&IdempotentRequest>,
         render: Render<'_>,
     ) -> Result<Outcome, PlaceOrderError> {
@@ -182,11 +228,25 @@ impl OrderService {
             KeyCheck::Replay(response) => return Ok(Outcome::Replayed(response)),
             KeyCheck::Reused => return Err(PlaceOrderError::KeyReused),
         }
+        // After the key: a retry of a placed order is answered even once its admission expired.
+        let command = match &self.waiting_rooms {
+            Some(rooms) => match rooms.gate(&command, admission).await {
+                Ok(Some(admission)) => command.with_admission(admission),
+                Ok(None) => command,
+                Err(refusal) => return Err(PlaceOrderError::NotAdmitted(refusal)),
+            },
+            None => command,
+        };
         let now = self.stamps.now();
         let id = OrderId::from_uuid(self.stamps.new_id());
+        let admitted = command.admission().is_some();
         let (order, placed) = Order::place(id, command, now);
         let (saga, first) = decide::start(&self.policy, id, now);
-        tx.orders().insert(&order).await?;
+        match tx.orders().insert(&order).await {
+            // Order ids are new: a duplicate is the admission's.
+            Err(StoreError::Duplicate) if admitted => return Err(PlaceOrderError::AdmissionUsed),
+            result => result?,
+        }
         tx.sagas().insert(&saga).await?;
         let outgoing = vec![Outgoing::Event(placed), Outgoing::Command(first)];
         let messages =
@@ -215,13 +275,14 @@ impl OrderService {
     pub async fn cancel_order(
         &self,
         id: OrderId,
+        access: &OrderAccess,
         idempotency: Option<&IdempotentRequest>,
         render: Render<'_>,
     ) -> Result<Outcome, CancelOrderError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_cancel(id, idempotency, render).await {
+            match self.try_cancel(id, access, idempotency, render).await {
                 Err(CancelOrderError::Conflict) if attempt < CONFLICT_RETRIES => {}
                 result => return result,
             }
@@ -231,6 +292,7 @@ impl OrderService {
     async fn try_cancel(
         &self,
         id: OrderId,
+        access: &OrderAccess,
         idempotency: Option<&IdempotentRequest>,
         render: Render<'_>,
     ) -> Result<Outcome, CancelOrderError> {
@@ -246,6 +308,7 @@ impl OrderService {
             .orders()
             .get(id)
             .await?
+            .filter(|order| access.permits(order))
             .ok_or(CancelOrderError::NotFound)?;
         let loaded = Loaded::of(&order, saga.as_ref());
         let now = self.stamps.now();
@@ -266,21 +329,42 @@ impl OrderService {
     }
 
     /// # Errors
-    /// `NotFound`, or the store's failure.
-    pub async fn get_order(&self, id: OrderId) -> Result<OrderView, GetOrderError> {
+    /// `NotFound` (also for an order `access` does not cover), or the store's failure.
+    pub async fn get_order(
+        &self,
+        id: OrderId,
+        access: &OrderAccess,
+    ) -> Result<OrderView, GetOrderError> {
         let mut tx = self.uow.begin_read_only().await?;
-        let order = tx.orders().get(id).await?.ok_or(GetOrderError::NotFound)?;
+        let order = tx
+            .orders()
+            .get(id)
+            .await?
+            .filter(|order| access.permits(order))
+            .ok_or(GetOrderError::NotFound)?;
         let saga = tx.sagas().get(id).await?;
         Ok(OrderView { order, saga })
     }
 
-    /// A page of orders by ascending id; pass the last id as `after` for the next page.
+    /// A page of the orders `access` covers, by ascending id; pass the last id as `after` for
+    /// the next page. A customer's query is narrowed to their own orders whatever it asks for.
     ///
     /// # Errors
     /// The store's failure (`NotFound` is never returned).
-    pub async fn list_orders(&self, query: &OrderQuery) -> Result<Vec<OrderView>, GetOrderError> {
+    pub async fn list_orders(
+        &self,
+        access: &OrderAccess,
+        query: OrderQuery,
+    ) -> Result<Vec<OrderView>, GetOrderError> {
+        let query = match access {
+            OrderAccess::All => query,
+            OrderAccess::Own(customer) => OrderQuery {
+                customer: Some(customer.clone()),
+                ..query
+            },
+        };
         let mut tx = self.uow.begin_read_only().await?;
-        let orders = tx.orders().list(query).await?;
+        let orders = tx.orders().list(&query).await?;
         // One query for the page's sagas, not one per order.
         let ids: Vec<OrderId> = orders.iter().map(Order::id).collect();
         let mut sagas: HashMap<OrderId, FulfilmentSaga> = tx

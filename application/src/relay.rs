@@ -96,17 +96,21 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
     /// # Errors
     /// The store's or the publisher's failure; the batch then stays in the outbox.
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        self.relay_batch().await.map(|relayed| relayed.messages)
+    }
+
+    async fn relay_batch(&self) -> Result<Relayed, RelayError> {
         let mut tx = self.uow.begin().await?;
         if !tx.outbox().try_lock_relay().await? {
             // Another relay is publishing this outbox; it keeps the per-key order.
-            return Ok(0);
+            return Ok(Relayed::NOTHING);
         }
         let batch = tx
             .outbox()
             .claim_unpublished(self.config.batch_size)
             .await?;
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(Relayed::NOTHING);
         }
         let messages: Vec<_> = batch.iter().map(|e| e.message.clone()).collect();
         let started = std::time::Instant::now();
@@ -135,22 +139,41 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             tx.outbox().park(position, &reason, now).await?;
         }
         tx.commit().await?;
-        Ok(published)
+        Ok(Relayed {
+            messages: published,
+            // A full batch: there may be more right now.
+            more: batch.len() >= self.config.batch_size as usize,
+        })
     }
 
     /// Relays until `shutdown`: at once while batches come full, else on a commit signal or
     /// the poll interval.
     pub async fn run(&self, shutdown: Shutdown) {
         relay_loop(&self.config, self.signal.as_ref(), shutdown, || {
-            self.relay_once()
+            self.relay_batch()
         })
         .await;
     }
 }
 
+/// What one round of a relay did.
+#[derive(Debug, Clone, Copy)]
+struct Relayed {
+    messages: usize,
+    /// More may be waiting already: go again at once rather than wait for a signal.
+    more: bool,
+}
+
+impl Relayed {
+    const NOTHING: Self = Self {
+        messages: 0,
+        more: false,
+    };
+}
+
 /// Runs `relay_once` until `shutdown`: at once while batches come full, else on a commit signal
 /// or the poll interval.
-async fn relay_loop<F: Future<Output = Result<usize, RelayError>>>(
+async fn relay_loop<F: Future<Output = Result<Relayed, RelayError>>>(
     config: &RelayConfig,
     signal: &dyn OutboxSignal,
     mut shutdown: Shutdown,
@@ -164,7 +187,7 @@ async fn relay_loop<F: Future<Output = Result<usize, RelayError>>>(
             relayed = relay_once() => relayed,
         };
         let wait = match relayed {
-            Ok(n) if n >= config.batch_size as usize => continue,
+            Ok(relayed) if relayed.more => continue,
             Ok(_) => config.poll_interval,
             Err(e) => {
                 tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "outbox relay failed, retrying");
@@ -242,11 +265,15 @@ impl CdcRelay {
     /// # Errors
     /// The feed's or the publisher's failure; the batch then comes again.
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        self.relay_batch().await.map(|relayed| relayed.messages)
+    }
+
+    async fn relay_batch(&self) -> Result<Relayed, RelayError> {
         let batch = self.feed.peek(self.config.batch_size).await?;
         let Some(up_to) = batch.up_to else {
-            return Ok(0);
+            return Ok(Relayed::NOTHING);
         };
-        let read = batch.messages.len();
+        let (read, more) = (batch.messages.len(), batch.more);
         let mut pending = batch.messages;
         loop {
             let started = std::time::Instant::now();
@@ -271,13 +298,17 @@ impl CdcRelay {
         }
         observe_lag(&self.metrics, &pending, self.clock.now());
         self.feed.confirm(&up_to).await?;
-        Ok(read)
+        Ok(Relayed {
+            messages: read,
+            more,
+        })
     }
 
-    /// Relays until `shutdown`, like [`OutboxRelay::run`].
+    /// Relays until `shutdown`, like [`OutboxRelay::run`]: at once while the feed stops at its
+    /// limit.
     pub async fn run(&self, shutdown: Shutdown) {
         relay_loop(&self.config, self.signal.as_ref(), shutdown, || {
-            self.relay_once()
+            self.relay_batch()
         })
         .await;
     }

@@ -1,6 +1,7 @@
 //! Command line: subcommands and flags; every flag can also come from its environment variable.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -43,6 +44,25 @@ pub enum Command {
     },
     /// Load generator: places orders against a running deployment and waits for each to settle.
     Load(LoadArgs),
+    /// Mint a development token (signed with the development key; see --dev-auth) and print it.
+    Token(TokenArgs),
+    /// The broker's limit for a relay (scripts/bench/relay_drain.sh): publishes `messages`
+    /// outbox-like messages with the relays' producer settings as fast as it can, in batches,
+    /// and prints the rate as JSON (needs --kafka-brokers).
+    #[command(hide = true)]
+    BenchPublish {
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Distinct message keys (orders).
+        #[arg(long, default_value_t = 1_000)]
+        keys: usize,
+        /// Bytes of each message's payload.
+        #[arg(long, default_value_t = 300)]
+        payload_bytes: usize,
+        /// Messages handed to the publisher at once.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+    },
     /// Parked outbox messages (refused by the broker for good): list them, send them again once
     /// the cause is fixed, or give up on them (needs --database-url).
     Outbox {
@@ -75,10 +95,28 @@ pub enum OutboxAction {
     Purge { positions: Vec<i64> },
 }
 
+/// What `ordership token` mints.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The token's subject: for a customer (scope orders), the customer id their orders carry.
+    #[arg(long, visible_alias = "subject", default_value = "c-42")]
+    pub customer: String,
+    /// Scopes, space- or comma-separated: orders, courier, admin.
+    #[arg(long, default_value = "orders")]
+    pub scope: String,
+    /// How long the token is valid.
+    #[arg(long, value_parser = parse_duration, default_value = "12h")]
+    pub ttl: Duration,
+    /// Mint this many, one a line, for subjects `<customer>-0`, `<customer>-1`, … (load tests).
+    #[arg(long)]
+    pub count: Option<usize>,
+}
+
 /// What `ordership load` does.
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Base URL of the order API.
+    /// Base URL of the order API (with --flash-sale: several, comma-separated, buyers spread
+    /// over them).
     #[arg(
         long,
         env = "ORDERSHIP_LOAD_TARGET",
@@ -117,6 +155,62 @@ pub struct LoadArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Run a flash sale instead: buyers join this waiting room at once, wait for their
+    /// admission, and order its product with it (development tokens, one customer per buyer).
+    #[arg(long, value_name = "ROOM")]
+    pub flash_sale: Option<String>,
+    /// Buyers of the flash sale.
+    #[arg(long, default_value_t = 1000)]
+    pub buyers: usize,
+    /// A customer's bearer token to place every order with. Unset: each load customer gets a
+    /// development token, signed with the development key (the target must run --dev-auth).
+    #[arg(long, env = "ORDERSHIP_LOAD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// How callers are authenticated.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Development tokens: sign and verify with the development key (made on first use, kept in
+    /// --dev-key-file and shared by every process and `ordership token`). The default of
+    /// `ordership all` when no production key is given; never for production.
+    #[arg(long, env = "ORDERSHIP_DEV_AUTH", global = true)]
+    pub dev_auth: bool,
+
+    /// The development key [default: $XDG_STATE_HOME or ~/.local/state, /ordership/dev-signing-key.pem].
+    #[arg(long, env = "ORDERSHIP_DEV_KEY_FILE", global = true)]
+    pub dev_key_file: Option<PathBuf>,
+
+    /// Production: the token issuer's public key (PEM: Ed25519, EC P-256/P-384 or RSA).
+    #[arg(long, env = "ORDERSHIP_JWT_PUBLIC_KEY", global = true)]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Production: the issuer's JWK Set, from an http(s) URL or a file; fetched again when a
+    /// token names a key it does not hold (rotation by `kid`) and every 10 minutes.
+    #[arg(long, env = "ORDERSHIP_JWKS_URL", global = true)]
+    pub jwks_url: Option<String>,
+
+    /// Production: the `iss` tokens must carry.
+    #[arg(long, env = "ORDERSHIP_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` tokens must carry.
+    #[arg(
+        long,
+        env = "ORDERSHIP_JWT_AUDIENCE",
+        default_value = "ordership",
+        global = true
+    )]
+    pub jwt_audience: String,
+
+    /// Web origins allowed to call the API from a browser (CORS), comma-separated; none by default.
+    #[arg(
+        long,
+        env = "ORDERSHIP_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origin: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -143,6 +237,9 @@ pub struct CommonArgs {
     #[arg(long, env = "ORDERSHIP_HTTP_HEADER_TIMEOUT", value_parser = parse_duration, default_value = "10s", global = true)]
     pub http_header_timeout: Duration,
 
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
     /// PostgreSQL URL; unset: in-memory adapters.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
@@ -150,6 +247,22 @@ pub struct CommonArgs {
     /// Kafka bootstrap servers; unset: the in-process bus.
     #[arg(long, env = "KAFKA_BROKERS", global = true)]
     pub kafka_brokers: Option<String>,
+
+    /// Redis for the flash-sale waiting rooms' queue, shared by every order-service instance:
+    /// one URL (`redis://127.0.0.1:6379`), or with --redis-cluster the cluster's nodes,
+    /// comma-separated. Unset: a queue in this process's memory (one instance only).
+    #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// --redis-url names Redis Cluster nodes (any of them will do; the rest are discovered).
+    #[arg(long, env = "ORDERSHIP_REDIS_CLUSTER", global = true)]
+    pub redis_cluster: bool,
+
+    /// The Ed25519 private key (PKCS#8 PEM) that signs the waiting rooms' queue and admission
+    /// tokens; every order-service instance needs the same one. In development mode the
+    /// development key serves.
+    #[arg(long, env = "ORDERSHIP_ADMISSION_KEY", global = true)]
+    pub admission_key: Option<PathBuf>,
 
     /// Kafka: put before every topic and consumer-group name, so that several deployments can
     /// share one cluster (`staging.` gives `staging.ordership.order.events`).
@@ -161,6 +274,12 @@ pub struct CommonArgs {
         global = true
     )]
     pub kafka_namespace: String,
+
+    /// Kafka: this instance's stable identity (a StatefulSet pod or compose container name) for
+    /// static group membership: restarted within 30 s, it gets its partitions back without a
+    /// rebalance. Unique per instance; unset: dynamic membership.
+    #[arg(long, env = "ORDERSHIP_KAFKA_INSTANCE_ID", global = true)]
+    pub kafka_instance_id: Option<String>,
 
     /// Kafka: partitions of the topics ordership creates at start, on clusters that do not
     /// create topics on first use (where they do, the cluster's default applies).
@@ -178,6 +297,15 @@ pub struct CommonArgs {
     /// `cdc` needs `wal_level=logical`.
     #[arg(long, env = "ORDERSHIP_RELAY_MODE", value_enum, default_value_t = RelayMode::Poll, global = true)]
     pub relay_mode: RelayMode,
+
+    /// Outbox messages a relay claims (or reads from the log) and publishes at once.
+    #[arg(
+        long,
+        env = "ORDERSHIP_RELAY_BATCH_SIZE",
+        default_value_t = 256,
+        global = true
+    )]
+    pub relay_batch_size: u32,
 
     /// Log output.
     #[arg(long, env = "ORDERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]

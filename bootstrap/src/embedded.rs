@@ -30,6 +30,7 @@ impl Embedded {
                 outbox: Arc::new(delivery_store.clone()),
                 feed: None,
             }),
+            waiting_rooms: None,
         };
         let bus = ordership_memory::InProcessBus::new(config.bus.clone());
         Self {

@@ -6,7 +6,15 @@ use ordership::cli::{Cli, Command};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result_on_stdout = matches!(cli.command, Some(Command::Load(_) | Command::Outbox { .. }));
+    let result_on_stdout = matches!(
+        cli.command,
+        Some(
+            Command::Load(_)
+                | Command::Outbox { .. }
+                | Command::Token(_)
+                | Command::BenchPublish { .. }
+        )
+    );
     let service = match &cli.command {
         Some(Command::OrderService) => "ordership-order-service",
         Some(Command::DeliveryService) => "ordership-delivery-service",

@@ -2,27 +2,35 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use axum::http::HeaderValue;
 use ordership_application::ConsumerStats;
-use ordership_application::RetentionConfig;
+use ordership_application::{RelayConfig, RetentionConfig};
 use ordership_domain::SagaPolicy;
 use ordership_domain::ports::OutboxFeed;
 use ordership_domain::{CountryCode, DeliveryPolicy, RetryPolicy};
+use ordership_http::HttpConfig;
+use ordership_http::auth::{Authenticator, DevKey, KeyRing, Scope, SignedAdmissions};
 use ordership_kafka::{DevBroker, KafkaPublisher, Namespace, ProducerConfig, ensure_topics};
 use ordership_memory::{BusConfig, InProcessBus};
 use ordership_postgres::{
     DELIVERY, ORDERS, OutboxMode, PgConfig, PgDeliveryStore, PgOrderStore, PgOutboxFeed,
-    PgOutboxSignal, PgPool, Schema,
+    PgOutboxSignal, PgPool, PgWaitingRooms, Schema,
 };
 use tokio::net::TcpListener;
 
-use crate::cli::{Cli, Command, CommonArgs, OutboxAction, RelayMode, ServiceName};
+use crate::cli::{
+    AuthArgs, Cli, Command, CommonArgs, OutboxAction, RelayMode, ServiceName, TokenArgs,
+};
 use crate::embedded::Embedded;
 use crate::server::ServerLimits;
-use crate::wiring::{self, KafkaTransport, Running, Side, Stores, SystemConfig, Transport};
+use crate::wiring::{
+    self, KafkaTransport, Running, Side, Stores, SystemConfig, Transport, WaitingRoomConfig,
+};
 
 /// Which services a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +51,84 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeliveryService => serve_role(&cli.common, Role::Deliveries).await,
         Command::Migrate { undo_to } => migrate(&cli.common, undo_to).await,
         Command::DevBroker { port, partitions } => dev_broker(port, partitions).await,
-        Command::Load(args) => crate::load::run(&args).await,
+        Command::Load(args) => crate::load::run(&args, &cli.common.auth).await,
+        Command::Token(args) => token(&cli.common.auth, &args),
         Command::Outbox { service, action } => outbox(&cli.common, service, action).await,
+        Command::BenchPublish {
+            messages,
+            keys,
+            payload_bytes,
+            batch,
+        } => bench_publish(&cli.common, messages, keys, payload_bytes, batch).await,
     }
+}
+
+/// The topics of the configured namespace made sure of on the cluster, and the producer the
+/// relays publish with.
+async fn kafka_publisher(
+    args: &CommonArgs,
+    brokers: &str,
+) -> anyhow::Result<(Namespace, KafkaPublisher)> {
+    let namespace = Namespace::new(&args.kafka_namespace);
+    ensure_topics(
+        brokers,
+        &namespace.all_topics(),
+        args.kafka_partitions,
+        Duration::from_secs(30),
+    )
+    .await
+    .with_context(|| format!("preparing the topics on the Kafka cluster at {brokers}"))?;
+    let publisher = KafkaPublisher::new(&ProducerConfig {
+        namespace: namespace.clone(),
+        ..ProducerConfig::new(brokers)
+    })
+    .context("creating the Kafka producer")?;
+    Ok((namespace, publisher))
+}
+
+/// `ordership bench-publish`: how fast the broker takes what a relay sends, with the relays'
+/// producer, so a relay's rate can be judged against it.
+async fn bench_publish(
+    args: &CommonArgs,
+    messages: usize,
+    keys: usize,
+    payload_bytes: usize,
+    batch: usize,
+) -> anyhow::Result<()> {
+    use ordership_domain::ports::MessagePublisher;
+    let brokers = args
+        .kafka_brokers
+        .as_deref()
+        .context("bench-publish needs --kafka-brokers (KAFKA_BROKERS)")?;
+    let (_, publisher) = kafka_publisher(args, brokers).await?;
+    let filler = "x".repeat(payload_bytes.saturating_sub(40));
+    let all: Vec<ordership_domain::Message> = (0..messages)
+        .map(|i| ordership_domain::Message {
+            id: ordership_domain::MessageId::from_uuid(uuid::Uuid::now_v7()),
+            topic: ordership_domain::topics::ORDER_EVENTS.to_owned(),
+            key: format!("order-{}", i % keys.max(1)),
+            message_type: "ordership.bench.v1".to_owned(),
+            source: "/bench".to_owned(),
+            payload: serde_json::json!({ "n": i, "filler": filler }),
+            correlation_id: uuid::Uuid::now_v7(),
+            causation_id: None,
+            traceparent: None,
+            occurred_at: chrono::Utc::now(),
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for chunk in all.chunks(batch.max(1)) {
+        publisher.publish(chunk).await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss, reason = "a rate")]
+    let rate = messages as f64 / seconds.max(1e-9);
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::json!({ "messages": messages, "seconds": seconds, "per_second": rate })
+    )?;
+    Ok(())
 }
 
 /// `ordership outbox`: an operator's hands on the parked messages of one service's outbox.
@@ -95,6 +178,142 @@ async fn outbox(
     Ok(())
 }
 
+/// The development key the flags name.
+///
+/// # Errors
+/// The key file cannot be read or made.
+pub fn dev_key(auth: &AuthArgs) -> anyhow::Result<(DevKey, PathBuf)> {
+    let path = auth
+        .dev_key_file
+        .clone()
+        .unwrap_or_else(DevKey::default_path);
+    let key = DevKey::load_or_create(&path)?;
+    Ok((key, path))
+}
+
+/// Scopes written as `orders courier` or `orders,courier`.
+fn parse_scopes(text: &str) -> anyhow::Result<Vec<Scope>> {
+    text.split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            Scope::parse(s).with_context(|| {
+                format!("unknown scope {s:?}: the scopes are orders, courier and admin")
+            })
+        })
+        .collect()
+}
+
+/// `ordership token`: prints a development token.
+fn token(auth: &AuthArgs, args: &TokenArgs) -> anyhow::Result<()> {
+    let scopes = parse_scopes(&args.scope)?;
+    let (key, path) = dev_key(auth)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match args.count {
+        None => writeln!(out, "{}", key.mint(&args.customer, &scopes, args.ttl)?)?,
+        Some(n) => {
+            for i in 0..n {
+                let subject = format!("{}-{i}", args.customer);
+                writeln!(out, "{}", key.mint(&subject, &scopes, args.ttl)?)?;
+            }
+        }
+    }
+    out.flush()?;
+    tracing::info!(key = %path.display(), subject = %args.customer, count = args.count, scope = %args.scope, "development token");
+    Ok(())
+}
+
+/// How the API verifies tokens: a production key when one is configured; else the development
+/// key, which `ordership all` uses by default and a separate service only with --dev-auth.
+async fn authenticator(auth: &AuthArgs, role: Role) -> anyhow::Result<Arc<Authenticator>> {
+    let production = auth.jwt_public_key.is_some() || auth.jwks_url.is_some();
+    if production && auth.dev_auth {
+        bail!("--dev-auth and a production key (--jwt-public-key / --jwks-url) exclude each other");
+    }
+    if !production {
+        if !auth.dev_auth && role != Role::All {
+            bail!(
+                "a service running as its own process needs the key its callers' tokens are \
+                 verified with: --jwks-url or --jwt-public-key, with --jwt-issuer; or --dev-auth \
+                 on a development machine"
+            );
+        }
+        let (key, path) = dev_key(auth)?;
+        tracing::warn!(
+            key = %path.display(),
+            "DEVELOPMENT tokens: anyone who can read this key file can mint any token; \
+             mint one with `ordership token --customer c-42 [--scope orders|courier|admin]`"
+        );
+        return Ok(Arc::new(key.authenticator()));
+    }
+    let issuer = auth
+        .jwt_issuer
+        .clone()
+        .context("--jwt-issuer (ORDERSHIP_JWT_ISSUER) is needed with a production key")?;
+    let keys = match (&auth.jwt_public_key, &auth.jwks_url) {
+        (Some(_), Some(_)) => bail!("give --jwt-public-key or --jwks-url, not both"),
+        (Some(path), None) => KeyRing::from_pem_file(path)?,
+        (None, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+            KeyRing::from_jwks_url(url).await?
+        }
+        (None, Some(path)) => KeyRing::from_jwks_file(path.trim_start_matches("file://"))?,
+        (None, None) => unreachable!("checked above"),
+    };
+    tracing::info!(
+        issuer,
+        audience = auth.jwt_audience,
+        "verifying tokens with {keys:?}"
+    );
+    Ok(Arc::new(Authenticator::new(
+        keys,
+        issuer,
+        &auth.jwt_audience,
+    )))
+}
+
+/// The waiting rooms' queue (Redis when --redis-url is set) and the key of their tokens: the
+/// configured one, or in development mode the development key, so that every process on the
+/// machine honours what another issued.
+async fn waiting_room_config(args: &CommonArgs, role: Role) -> anyhow::Result<WaitingRoomConfig> {
+    let mut config = WaitingRoomConfig::default();
+    if role == Role::Deliveries {
+        return Ok(config);
+    }
+    let production = args.auth.jwt_public_key.is_some() || args.auth.jwks_url.is_some();
+    config.tokens = match &args.admission_key {
+        Some(path) => Arc::new(SignedAdmissions::from_pem_file(path)?),
+        None if !production => Arc::new(SignedAdmissions::from_pem_file(&dev_key(&args.auth)?.1)?),
+        None => bail!(
+            "the order service signs waiting-room tokens with a key every instance shares:              --admission-key (ORDERSHIP_ADMISSION_KEY), an Ed25519 private key in PEM"
+        ),
+    };
+    config.queue = match &args.redis_url {
+        None => None,
+        Some(url) if args.redis_cluster => {
+            let nodes: Vec<String> = url
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect();
+            let queue = ordership_redis::connect_cluster(&nodes)
+                .await
+                .with_context(|| format!("connecting to the Redis Cluster at {nodes:?}"))?;
+            tracing::info!(nodes = ?nodes, "waiting rooms: Redis Cluster");
+            Some(queue)
+        }
+        Some(url) => {
+            let queue = ordership_redis::connect(url).context("--redis-url")?;
+            // Lazily connected: a Redis that is down now is reported by readiness, and joins
+            // answer 503 until it is back.
+            if let Err(e) = queue.ping().await {
+                tracing::warn!(error = %e, "Redis does not answer yet; waiting rooms refuse joins until it does");
+            }
+            tracing::info!("waiting rooms: Redis");
+            Some(queue)
+        }
+    };
+    Ok(config)
+}
+
 /// The system configuration the flags describe.
 ///
 /// # Errors
@@ -108,6 +327,20 @@ pub fn system_config(args: &CommonArgs) -> anyhow::Result<SystemConfig> {
     if !(0.0..=1.0).contains(&args.redelivery_probability) {
         bail!("--redelivery-probability must be between 0 and 1");
     }
+    let cors_origins = args
+        .auth
+        .cors_origin
+        .iter()
+        .map(|origin| {
+            let origin = origin.trim();
+            HeaderValue::from_str(origin)
+                .ok()
+                .filter(|_| origin.starts_with("http://") || origin.starts_with("https://"))
+                .with_context(|| {
+                    format!("--cors-origin {origin:?} is not an origin like https://shop.example")
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(SystemConfig {
         saga: SagaPolicy {
             reply_timeout: args.reply_timeout,
@@ -126,11 +359,19 @@ pub fn system_config(args: &CommonArgs) -> anyhow::Result<SystemConfig> {
             ..BusConfig::default()
         },
         sweep_interval: args.sweep_interval,
+        relay: RelayConfig {
+            batch_size: args.relay_batch_size.max(1),
+            ..RelayConfig::default()
+        },
         retention: RetentionConfig {
             outbox: args.outbox_retention,
             inbox: args.inbox_retention,
             idempotency_keys: args.idempotency_retention,
             interval: args.retention_interval,
+        },
+        http: HttpConfig {
+            cors_origins,
+            ..HttpConfig::default()
         },
         ..SystemConfig::default()
     })
@@ -168,6 +409,7 @@ async fn postgres_stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::Re
     let mut stores = Stores {
         orders: None,
         deliveries: None,
+        waiting_rooms: None,
     };
     let mode = match args.relay_mode {
         RelayMode::Poll => OutboxMode::Poll,
@@ -179,6 +421,7 @@ async fn postgres_stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::Re
             .migrate(&pool)
             .await
             .context("migrating schema orders")?;
+        stores.waiting_rooms = Some(Arc::new(PgWaitingRooms::new(pool.clone())));
         stores.orders = Some(Side {
             store: Arc::new(PgOrderStore::new(pool.clone()).with_outbox_mode(mode)),
             outbox: Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
@@ -244,27 +487,16 @@ async fn serve_role(args: &CommonArgs, role: Role) -> anyhow::Result<()> {
             "--relay-mode cdc reads PostgreSQL's write-ahead log: it needs --database-url (DATABASE_URL)"
         );
     }
-    let config = system_config(args)?;
+    let mut config = system_config(args)?;
+    config.authenticator = authenticator(&args.auth, role).await?;
+    config.waiting_rooms = waiting_room_config(args, role).await?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
     let (app, mode) = match (&args.database_url, &args.kafka_brokers) {
         (Some(url), Some(brokers)) => {
-            let namespace = Namespace::new(&args.kafka_namespace);
-            ensure_topics(
-                brokers,
-                &namespace.all_topics(),
-                args.kafka_partitions,
-                Duration::from_secs(30),
-            )
-            .await
-            .with_context(|| format!("preparing the topics on the Kafka cluster at {brokers}"))?;
-            let publisher = KafkaPublisher::new(&ProducerConfig {
-                namespace: namespace.clone(),
-                ..ProducerConfig::new(brokers)
-            })
-            .context("creating the Kafka producer")?;
+            let (namespace, publisher) = kafka_publisher(args, brokers).await?;
             let transport = Transport::Kafka(KafkaTransport {
                 brokers: brokers.clone(),
                 namespace,
@@ -275,6 +507,7 @@ async fn serve_role(args: &CommonArgs, role: Role) -> anyhow::Result<()> {
                 publisher,
                 stats: Arc::new(ConsumerStats::default()),
                 store_offset_before_handling: args.unsafe_store_offset_before_commit,
+                instance_id: args.kafka_instance_id.clone(),
             });
             if args.unsafe_store_offset_before_commit {
                 tracing::warn!(

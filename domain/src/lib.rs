@@ -56,6 +56,7 @@
 //! ```
 
 pub mod address;
+pub mod admission;
 pub mod delivery;
 pub mod error;
 pub mod ids;
@@ -75,8 +76,8 @@ pub use ids::{DeliveryId, MessageId, OrderId};
 pub use message::{Message, OutboxEntry, topics, versioned_type};
 pub use money::{Currency, Money};
 pub use order::{
-    CancellationReason, CustomerId, Order, OrderEvent, OrderLine, OrderSnapshot, OrderStatus,
-    PlaceOrder, Quantity, Sku, parse_order_line,
+    AdmissionRef, CancellationReason, CustomerId, Order, OrderEvent, OrderLine, OrderSnapshot,
+    OrderStatus, PlaceOrder, Quantity, Sku, parse_order_line,
 };
 pub use retry::{Attempts, RetryPolicy, Verdict};
 pub use saga::{FulfilmentSaga, SagaPolicy, SagaSnapshot, SagaState};

@@ -2,8 +2,9 @@
 // this machine blocked, waits until the given texts are visible, and prints what it saw as JSON:
 // the title, the texts found, the page's visible text, the requests it blocked and the errors.
 //
-//   node page.mjs <url> [text …]        (CHROMIUM=/path overrides /usr/bin/chromium)
+//   node page.mjs <url> [text | click=Label …]   (CHROMIUM=/path overrides /usr/bin/chromium)
 //
+// The steps run in order: a text must become visible, `click=Label` clicks the button so named.
 // It exits non-zero when a text does not appear within the timeout. This is the browser harness
 // of the Rust tests (tests/e2e/browser.rs); later pages use it the same way.
 import { chromium } from 'playwright-core';
@@ -36,14 +37,20 @@ try {
   page.on('pageerror', (e) => report.errors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') report.errors.push(m.text()); });
   await page.goto(url, { waitUntil: 'load' });
-  await Promise.all(expected.map(async (text) => {
-    try {
-      await page.getByText(text, { exact: false }).first().waitFor({ state: 'visible', timeout: 30_000 });
-      report.found.push(text);
-    } catch {
-      report.missing.push(text);
+  // In order: each text must become visible; `click=Label` clicks the button of that name.
+  for (const step of expected) {
+    if (step.startsWith('click=')) {
+      await page.getByRole('button', { name: step.slice(6) }).click({ timeout: 30_000 });
+      continue;
     }
-  }));
+    try {
+      await page.getByText(step, { exact: false }).first().waitFor({ state: 'visible', timeout: 30_000 });
+      report.found.push(step);
+    } catch {
+      report.missing.push(step);
+      break;
+    }
+  }
   report.title = await page.title();
   report.text = await page.evaluate(() => document.body.innerText);
 } finally {

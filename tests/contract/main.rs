@@ -18,6 +18,83 @@ mod memory {
     ordership_tests::contract_tests!(order_store(), delivery_store());
 }
 
+/// The admission queue contract on the in-memory queue.
+mod memory_admission {
+    use std::sync::Arc;
+
+    use ordership_domain::ports::AdmissionQueue;
+    use ordership_memory::{MemoryAdmissionQueue, SystemClock};
+
+    async fn queue() -> Arc<dyn AdmissionQueue> {
+        Arc::new(MemoryAdmissionQueue::new(Arc::new(SystemClock)))
+    }
+
+    ordership_tests::admission_contract_tests!(queue());
+
+    async fn rooms() -> Arc<dyn ordership_domain::ports::WaitingRoomStore> {
+        Arc::new(ordership_memory::MemoryWaitingRooms::new())
+    }
+
+    ordership_tests::room_store_contract_tests!(rooms());
+}
+
+/// The waiting-room store on PostgreSQL.
+mod postgres_rooms {
+    use std::sync::Arc;
+
+    use ordership_domain::ports::WaitingRoomStore;
+    use ordership_postgres::PgWaitingRooms;
+    use ordership_postgres::testing::fresh_database;
+
+    async fn rooms() -> Arc<dyn WaitingRoomStore> {
+        Arc::new(PgWaitingRooms::new(fresh_database().await))
+    }
+
+    ordership_tests::room_store_contract_tests!(rooms());
+}
+
+/// The admission queue contract on a standalone Redis (`REDIS_URL`, default the local one).
+mod redis_admission {
+    use std::sync::Arc;
+
+    use ordership_domain::ports::AdmissionQueue;
+
+    async fn queue() -> Arc<dyn AdmissionQueue> {
+        let url =
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let queue =
+            ordership_redis::connect(&url).unwrap_or_else(|e| panic!("Redis URL {url}: {e:?}"));
+        queue
+            .ping()
+            .await
+            .unwrap_or_else(|e| panic!("Redis at {url} (scripts/test.sh starts one): {e:?}"));
+        queue
+    }
+
+    ordership_tests::admission_contract_tests!(queue());
+}
+
+/// The admission queue contract on a Redis Cluster (`REDIS_CLUSTER_NODES`, comma-separated;
+/// `scripts/test.sh` starts a local one of 3 masters and 3 replicas).
+mod redis_cluster_admission {
+    use std::sync::Arc;
+
+    use ordership_domain::ports::AdmissionQueue;
+
+    async fn queue() -> Arc<dyn AdmissionQueue> {
+        let nodes: Vec<String> = std::env::var("REDIS_CLUSTER_NODES")
+            .expect("REDIS_CLUSTER_NODES names the cluster's nodes (scripts/test.sh starts one)")
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        ordership_redis::connect_cluster(&nodes)
+            .await
+            .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
+    }
+
+    ordership_tests::admission_contract_tests!(queue());
+}
+
 mod postgres {
     use ordership_postgres::testing::fresh_database;
     use ordership_postgres::{PgDeliveryStore, PgOrderStore};

@@ -29,6 +29,74 @@ pub(crate) fn binary() -> std::path::PathBuf {
     profile_dir.join("ordership")
 }
 
+/// The development key every process of these tests signs and verifies with: one file of this
+/// test build's own, so runs never touch the user's key.
+pub(crate) fn dev_key_file() -> &'static str {
+    concat!(env!("CARGO_TARGET_TMPDIR"), "/dev-signing-key.pem")
+}
+
+/// The tests' development key.
+pub(crate) fn dev_key() -> &'static ordership_http::auth::DevKey {
+    static KEY: std::sync::OnceLock<ordership_http::auth::DevKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        ordership_http::auth::DevKey::load_or_create(std::path::Path::new(dev_key_file()))
+            .expect("the tests' development key")
+    })
+}
+
+/// A bearer token of the tests' key: customer `c-e2e`, who is also a courier and an operator.
+pub(crate) fn token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let all = ordership_http::auth::Scope::ALL;
+        dev_key()
+            .mint("c-e2e", &all, Duration::from_secs(6 * 3600))
+            .expect("token")
+    })
+}
+
+/// `ordership` as these tests run it: on the tests' development key.
+pub(crate) fn command() -> Command {
+    let mut command = Command::new(binary());
+    command
+        .env("ORDERSHIP_DEV_KEY_FILE", dev_key_file())
+        .env("ORDERSHIP_DEV_AUTH", "true")
+        .env_remove("ORDERSHIP_LOAD_TOKEN")
+        // The suite's Redis is for the tests that ask for it (`--redis-url`), not for everyone.
+        .env_remove("REDIS_URL")
+        .env_remove("ORDERSHIP_REDIS_CLUSTER");
+    command
+}
+
+/// `ordership load` against the order API at `addr`, for a fault test: `orders` orders, 8 at a
+/// time, a failed POST sent again up to 20 times, a JSON report; `deadline` per order, and the
+/// run gives up after `stall` without progress.
+pub(crate) fn load_through_a_fault(
+    addr: &str,
+    orders: usize,
+    deadline: &str,
+    stall: &str,
+) -> Command {
+    let mut load = command();
+    load.args(["load", "--target", &format!("http://{addr}")])
+        .args([
+            "--orders",
+            &orders.to_string(),
+            "--concurrency",
+            "8",
+            "--json",
+        ])
+        .args([
+            "--post-retries",
+            "20",
+            "--deadline",
+            deadline,
+            "--stall-limit",
+            stall,
+        ]);
+    load
+}
+
 /// A running `ordership` process and the address it listens on.
 pub(crate) struct Process {
     pub(crate) child: Child,
@@ -54,7 +122,7 @@ pub(crate) async fn spawn(args: &[&str], marker: &str) -> Process {
 
 /// [`spawn`] with these environment variables set.
 pub(crate) async fn spawn_with_env(args: &[&str], marker: &str, env: &[(&str, &str)]) -> Process {
-    let mut child = Command::new(binary())
+    let mut child = command()
         .args(args)
         .envs(env.iter().copied())
         .args(["--log-format", "json"])
@@ -70,15 +138,29 @@ pub(crate) async fn spawn_with_env(args: &[&str], marker: &str, env: &[(&str, &s
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
+    // What it logged so far, shown when it never gets to listen.
+    let mut log = Vec::new();
     let addr = loop {
         let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
             .await
-            .expect("ordership logged its address in time")
-            .expect("read stdout")
-            .expect("ordership exited before listening");
+            .unwrap_or_else(|_| {
+                panic!(
+                    "ordership logged no address in time; its log:\n{}",
+                    log.join("\n")
+                )
+            })
+            .expect("read stdout");
+        let Some(line) = line else {
+            let status = child.wait().await.expect("exit status");
+            panic!(
+                "ordership {args:?} exited ({status}) before listening; its log:\n{}",
+                log.join("\n")
+            );
+        };
         if let Some(rest) = line.split(marker).nth(1) {
             break rest.split(['"', ' ']).next().expect("address").to_owned();
         }
+        log.push(line);
     };
     // Keep draining the log so the process never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -106,13 +188,35 @@ pub(crate) async fn try_http(
     body: Option<&Value>,
     idempotency_key: Option<&str>,
 ) -> Option<(u16, Vec<u8>)> {
+    let key = idempotency_key.map(|k| ("idempotency-key", k));
+    let (status, _, payload) = request(addr, method, path, key.as_slice(), body).await?;
+    Some((status, payload))
+}
+
+/// One HTTP/1.1 request on a fresh connection with these headers (the tests' token unless an
+/// `authorization` is among them); the status, the response head and the body. `None` when the
+/// connection failed or closed before a whole response arrived.
+pub(crate) async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Option<(u16, String, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr).await.ok()?;
     let body = body.map(Value::to_string).unwrap_or_default();
-    let key = idempotency_key
-        .map(|k| format!("idempotency-key: {k}\r\n"))
-        .unwrap_or_default();
+    let mut extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+    {
+        extra.push_str(&format!("authorization: Bearer {}\r\n", token()));
+    }
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n{key}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.ok()?;
@@ -128,7 +232,7 @@ pub(crate) async fn try_http(
     {
         payload = dechunk(&payload);
     }
-    Some((status, payload))
+    Some((status, head, payload))
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
@@ -147,8 +251,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 pub(crate) fn order(country: &str, i: usize) -> Value {
     json!({
-        "customer_id": format!("c-{i}"),
-        "lines": [{ "sku": "ABC-123", "quantity": 2, "unit_price": { "amount": 1250, "currency": "KRW" } }],
+        "lines": [{ "sku": "ABC-123", "quantity": 1 + i % 3, "unit_price": { "amount": 1250, "currency": "KRW" } }],
         "shipping_address": { "recipient": "Kim", "line1": "1 Sejong-daero", "city": "Seoul",
                               "postal_code": "04524", "country": country }
     })
@@ -226,7 +329,7 @@ async fn the_binary_settles_two_hundred_concurrent_orders_and_stops_on_sigterm()
 
 #[tokio::test]
 async fn the_separate_services_say_clearly_what_they_need() {
-    let output = Command::new(binary())
+    let output = command()
         .args(["order-service", "--http-addr", "127.0.0.1:0"])
         .output()
         .await
@@ -235,7 +338,7 @@ async fn the_separate_services_say_clearly_what_they_need() {
     let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("needs PostgreSQL and Kafka"), "{text}");
 
-    let output = Command::new(binary())
+    let output = command()
         .args(["all", "--relay-mode", "cdc", "--http-addr", "127.0.0.1:0"])
         .env_remove("DATABASE_URL")
         .env_remove("KAFKA_BROKERS")
@@ -245,6 +348,67 @@ async fn the_separate_services_say_clearly_what_they_need() {
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("--relay-mode cdc"), "{text}");
+
+    // Without a key to verify tokens with, a separate service does not start.
+    let unreachable = [
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+        "--kafka-brokers",
+        "127.0.0.1:1",
+        "--http-addr",
+        "127.0.0.1:0",
+    ];
+    for extra in [&[][..], &["--jwks-url", "http://127.0.0.1:1/jwks"][..]] {
+        let output = command()
+            .arg("delivery-service")
+            .args(unreachable)
+            .args(extra)
+            .env_remove("ORDERSHIP_DEV_AUTH")
+            .output()
+            .await
+            .expect("runs");
+        assert!(!output.status.success());
+        let text =
+            String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+        let needed = if extra.is_empty() {
+            "--jwks-url or --jwt-public-key"
+        } else {
+            "--jwt-issuer"
+        };
+        assert!(text.contains(needed), "{text}");
+    }
+}
+
+/// `ordership token` mints from the development key every process on the machine shares.
+#[tokio::test]
+async fn ordership_token_mints_a_token_of_the_shared_development_key() {
+    let output = command()
+        .args(["token", "--customer", "c-7", "--scope", "orders,courier"])
+        .output()
+        .await
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).expect("utf-8");
+    let caller = dev_key()
+        .authenticator()
+        .verify(token.trim())
+        .await
+        .expect("a token of the shared key");
+    assert_eq!(caller.subject(), "c-7");
+    assert!(caller.has(ordership_http::auth::Scope::Courier));
+    assert!(!caller.has(ordership_http::auth::Scope::Admin));
+
+    let output = command()
+        .args(["token", "--scope", "superuser"])
+        .output()
+        .await
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown scope"));
 }
 
 /// Reads from `stream` until the server closes it; how long that took (panics after `limit`).
@@ -313,7 +477,7 @@ async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
 
 /// Runs `ordership outbox …` on `database`; its standard output.
 async fn outbox_command(database: &str, args: &[&str]) -> String {
-    let output = Command::new(binary())
+    let output = command()
         .args(["outbox", "--database-url", database])
         .args(args)
         .output()

@@ -82,3 +82,72 @@ async fn the_api_reference_renders_every_operation_with_no_network() {
     }
     terminate(process).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiting_page_shows_the_position_then_the_admission_and_orders() {
+    use crate::binary::{dev_key, request};
+    use ordership_http::auth::Scope;
+
+    let process = start(&["all"]).await;
+    // One buyer every 3 s, and two buyers ahead: whenever the page joins, it waits a window.
+    let room = serde_json::json!({"skus": ["FLASH-PAGE"], "admissions": 1, "interval_ms": 3000, "state": "open"});
+    let (status, _) = http(
+        &process.addr,
+        "PUT",
+        "/waiting-rooms/page-sale",
+        Some(&room),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let token = |name: &str| {
+        dev_key()
+            .mint(name, &[Scope::Orders], std::time::Duration::from_secs(600))
+            .expect("token")
+    };
+    for ahead in ["ahead-1", "ahead-2"] {
+        let auth = format!("Bearer {}", token(ahead));
+        let (status, _, _) = request(
+            &process.addr,
+            "POST",
+            "/waiting-rooms/page-sale/entries",
+            &[("authorization", &auth)],
+            None,
+        )
+        .await
+        .expect("joined");
+        assert!(status == 200 || status == 202);
+    }
+    let url = format!(
+        "http://{}/waiting-rooms/page-sale#token={}",
+        process.addr,
+        token("page-buyer")
+    );
+    let steps: Vec<String> = [
+        "Your position",
+        "Estimated wait",
+        "You're in!",
+        "click=Place order",
+        "Order placed",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let report = load(&url, &steps).await;
+    assert_eq!(report["title"], "Waiting room — ordership");
+    assert_eq!(
+        report["blocked"],
+        Value::Array(Vec::new()),
+        "nothing beyond this server"
+    );
+    assert_eq!(
+        report["errors"],
+        Value::Array(Vec::new()),
+        "no script errors"
+    );
+    assert!(
+        report["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Order placed")),
+        "{report}"
+    );
+    terminate(process).await;
+}

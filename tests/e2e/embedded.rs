@@ -29,7 +29,6 @@ fn order_body(i: usize) -> (Value, bool) {
         UNSERVED[i % UNSERVED.len()]
     };
     let body = json!({
-        "customer_id": format!("c-{i}"),
         "lines": [{ "sku": "ABC-123", "quantity": 1 + i % 5, "unit_price": { "amount": 1250, "currency": "KRW" } }],
         "shipping_address": { "recipient": "Kim", "line1": "1 Sejong-daero", "city": "Seoul",
                               "postal_code": "04524", "country": country }
@@ -37,13 +36,14 @@ fn order_body(i: usize) -> (Value, bool) {
     (body, served)
 }
 
-async fn place(system: &Embedded, body: &Value) -> Value {
+async fn place(system: &Embedded, body: &Value, key: usize) -> Value {
     let request = Request::post("/orders")
         .header("content-type", "application/json")
         .header(
-            "idempotency-key",
-            body["customer_id"].as_str().expect("customer"),
+            "authorization",
+            format!("Bearer {}", crate::binary::token()),
         )
+        .header("idempotency-key", format!("k-{key}"))
         .body(Body::from(body.to_string()))
         .expect("request");
     let response = system
@@ -87,7 +87,7 @@ async fn wait_until_settled(system: &Embedded, count: usize) -> Vec<Order> {
                 .orders
                 .as_ref()
                 .expect("order service")
-                .get_order(id)
+                .get_order(id, &ordership_application::OrderAccess::All)
                 .await
                 .expect("order");
             if view.saga.expect("saga").state().is_waiting() {
@@ -110,6 +110,7 @@ async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery(
             poll_interval: Duration::from_millis(20),
             ..RelayConfig::default()
         },
+        authenticator: Arc::new(crate::binary::dev_key().authenticator()),
         ..SystemConfig::default()
     };
     let system = Arc::new(Embedded::start(&config));
@@ -132,7 +133,7 @@ async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery(
         tasks.spawn(async move {
             let _permit = permit;
             (
-                place(&system, &body).await["id"]
+                place(&system, &body, i).await["id"]
                     .as_str()
                     .expect("id")
                     .to_owned(),
@@ -154,7 +155,7 @@ async fn a_thousand_orders_reach_the_expected_terminal_state_despite_redelivery(
             .orders
             .as_ref()
             .expect("order service")
-            .get_order(order.id())
+            .get_order(order.id(), &ordership_application::OrderAccess::All)
             .await
             .expect("order")
             .saga
@@ -239,11 +240,12 @@ async fn retention_purges_what_is_older_than_its_window_and_keeps_what_is_newer(
             poll_interval: Duration::from_millis(20),
             ..RelayConfig::default()
         },
+        authenticator: Arc::new(crate::binary::dev_key().authenticator()),
         ..SystemConfig::default()
     };
     let system = Embedded::start(&config);
     for i in 0..5 {
-        place(&system, &order_body(i * 4).0).await;
+        place(&system, &order_body(i * 4).0, i * 4).await;
     }
     wait_until_settled(&system, 5).await;
     let (orders, deliveries) = wait_for_rows(&system, "the first orders' rows", |o, d| {
@@ -262,7 +264,7 @@ async fn retention_purges_what_is_older_than_its_window_and_keeps_what_is_newer(
     assert!(deliveries.outbox >= 5);
 
     // Newer rows stay while they are inside the window.
-    place(&system, &order_body(100).0).await;
+    place(&system, &order_body(100).0, 100).await;
     wait_until_settled(&system, 6).await;
     let (orders, deliveries) = wait_for_rows(&system, "the new order's rows", |o, d| {
         o.outbox >= 3 && o.inbox >= 1 && d.inbox >= 1

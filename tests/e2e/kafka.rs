@@ -16,7 +16,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio::process::Command;
 
-use crate::binary::{Process, binary, spawn, start_with_env, terminate};
+use crate::binary::{Process, spawn, start_with_env, terminate};
 use crate::invariants::EventRecorder;
 
 /// A Kafka cluster and the namespace a test works in.
@@ -148,7 +148,7 @@ impl Deployment {
 
 /// Runs `ordership load` against `target` and returns its JSON report.
 pub(crate) async fn load(target: &str, orders: usize) -> Value {
-    let output = Command::new(binary())
+    let output = crate::binary::command()
         .args([
             "load",
             "--target",
@@ -170,6 +170,24 @@ pub(crate) async fn load(target: &str, orders: usize) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("a JSON report")
+}
+
+/// One number from the deployment's database.
+pub(crate) async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
+/// No order was cancelled for want of a reply: whatever the fault, the saga got its answer.
+pub(crate) async fn assert_none_timed_out(pool: &PgPool) {
+    assert_eq!(
+        count(
+            pool,
+            "SELECT count(*) FROM orders.orders WHERE cancellation_kind = 'delivery_timed_out'"
+        )
+        .await,
+        0,
+        "no order was cancelled for want of a reply"
+    );
 }
 
 /// The end-to-end invariants (`docs/design.md`, *Tests*) on the deployment's database.

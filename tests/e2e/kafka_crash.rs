@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use crate::binary::{Process, http, order, spawn, terminate, try_http};
-use crate::kafka::{Cluster, check_invariants};
+use crate::kafka::{Cluster, check_invariants, count};
 use ordership_postgres::testing::fresh_database_url;
 
 const ORDERS: usize = 3000;
@@ -18,7 +18,7 @@ const ORDERS: usize = 3000;
 const SPACING: Duration = Duration::from_millis(5);
 
 /// A random number below `n`, different in every run.
-fn random_below<T: TryFrom<u64>>(n: u64) -> T {
+pub(crate) fn random_below<T: TryFrom<u64>>(n: u64) -> T {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
@@ -29,24 +29,25 @@ fn random_below<T: TryFrom<u64>>(n: u64) -> T {
     T::try_from(hasher.finish() % n.max(1)).unwrap_or_else(|_| panic!("{n} fits the target type"))
 }
 
-fn free_port() -> String {
+pub(crate) fn free_port() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     format!("127.0.0.1:{}", listener.local_addr().expect("addr").port())
 }
 
-struct Service {
+pub(crate) struct Service {
     args: Vec<String>,
-    process: Option<Process>,
+    pub(crate) process: Option<Process>,
 }
 
 impl Service {
-    async fn start(
+    pub(crate) async fn start(
         kind: &str,
         addr: &str,
         database: &str,
         cluster: &Cluster,
         unsafe_offsets: bool,
         extra: &[&str],
+        reply_timeout: &str,
     ) -> Self {
         let mut args: Vec<String> = [
             kind,
@@ -55,7 +56,7 @@ impl Service {
             "--database-url",
             database,
             "--reply-timeout",
-            "120s",
+            reply_timeout,
             "--sweep-interval",
             "200ms",
         ]
@@ -75,12 +76,30 @@ impl Service {
         service
     }
 
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         self.process = Some(spawn(&args, "listening on http://").await);
     }
 
-    async fn kill(&mut self) {
+    /// Stops the services and the cluster, and drops the replication slots SIGKILLed services
+    /// never dropped (they keep write-ahead log).
+    pub(crate) async fn stop_all(
+        services: [Self; 2],
+        cluster: Cluster,
+        pool: PgPool,
+        database: &str,
+    ) {
+        for service in services {
+            if let Some(process) = service.process {
+                terminate(process).await;
+            }
+        }
+        cluster.stop().await;
+        pool.close().await;
+        ordership_postgres::testing::drop_replication_slots(database).await;
+    }
+
+    pub(crate) async fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
             process.child.start_kill().expect("SIGKILL");
             process.child.wait().await.expect("killed");
@@ -120,7 +139,7 @@ async fn duplicates(addr: &str) -> f64 {
         .sum()
 }
 
-async fn settled(pool: &PgPool) -> i64 {
+pub(crate) async fn settled(pool: &PgPool) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM orders.sagas WHERE state IN ('completed', 'compensated')",
     )
@@ -150,6 +169,7 @@ async fn crash_run(unsafe_offsets: bool, extra: &[&str]) -> Verdict {
         &cluster,
         unsafe_offsets,
         extra,
+        "120s",
     )
     .await;
     let mut orders = Service::start(
@@ -159,6 +179,7 @@ async fn crash_run(unsafe_offsets: bool, extra: &[&str]) -> Verdict {
         &cluster,
         unsafe_offsets,
         extra,
+        "120s",
     )
     .await;
 
@@ -212,50 +233,40 @@ async fn crash_run(unsafe_offsets: bool, extra: &[&str]) -> Verdict {
         done.expect("client");
     }
 
-    let one = |sql: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&pool)
-                .await
-                .expect(sql)
-        }
-    };
     assert_eq!(
-        one("SELECT count(*) FROM orders.orders").await,
+        count(&pool, "SELECT count(*) FROM orders.orders").await,
         ORDERS as i64,
         "one order per key"
     );
     // Correct delivery settles everything once the group has moved the dead members' partitions
     // (session timeout 6 s per crash); 90 s is plenty, and still well under the reply timeout.
     let deadline = Instant::now() + Duration::from_secs(90);
-    let mut stuck =
-        one("SELECT count(*) FROM orders.sagas WHERE state IN ('awaiting_delivery', 'cancelling')")
-            .await;
+    let mut stuck = count(
+        &pool,
+        "SELECT count(*) FROM orders.sagas WHERE state IN ('awaiting_delivery', 'cancelling')",
+    )
+    .await;
     while stuck > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        stuck = one(
+        stuck = count(
+            &pool,
             "SELECT count(*) FROM orders.sagas WHERE state IN ('awaiting_delivery', 'cancelling')",
         )
         .await;
     }
     let verdict = Verdict {
         stuck_sagas: stuck,
-        resent: one("SELECT count(*) FROM orders.sagas WHERE attempts > 1").await,
+        resent: count(
+            &pool,
+            "SELECT count(*) FROM orders.sagas WHERE attempts > 1",
+        )
+        .await,
         duplicates: duplicates(&order_addr).await + duplicates(&delivery_addr).await,
     };
     if stuck == 0 {
         check_invariants(&pool).await;
     }
-    for service in [orders, deliveries] {
-        if let Some(process) = service.process {
-            terminate(process).await;
-        }
-    }
-    cluster.stop().await;
-    pool.close().await;
-    // SIGKILLed services never dropped their slots: the test does (they keep write-ahead log).
-    ordership_postgres::testing::drop_replication_slots(&database).await;
+    Service::stop_all([orders, deliveries], cluster, pool, &database).await;
     verdict
 }
 

@@ -13,8 +13,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::binary::binary;
-
 /// How the stand-in behaves.
 #[derive(Clone, Copy)]
 enum Fault {
@@ -82,7 +80,7 @@ async fn stand_in(fault: Fault) -> (String, StandIn) {
 
 /// Runs `ordership load` with `args`; its exit success and its JSON report.
 async fn load(target: &str, args: &[&str]) -> (bool, Value) {
-    let output = tokio::process::Command::new(binary())
+    let output = crate::binary::command()
         .args(["load", "--target", target, "--json"])
         .args(args)
         .output()

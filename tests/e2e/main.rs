@@ -5,9 +5,12 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod binary;
+mod broker_restart;
 mod browser;
+mod churn;
 mod crash;
 mod embedded;
+mod flash_sale;
 mod invariants;
 mod kafka;
 mod kafka_crash;

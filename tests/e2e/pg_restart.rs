@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::process::Command;
 
-use crate::binary::{binary, start, terminate};
+use crate::binary::{start, terminate};
 use crate::kafka::check_invariants;
 
 /// A PostgreSQL server of the test's own; stopped and removed on drop.
@@ -186,24 +185,7 @@ async fn a_postgresql_restart_mid_run_loses_nothing_and_needs_no_service_restart
     let process = start(&["all", "--database-url", &url, "--reply-timeout", "2s"]).await;
 
     let orders = 600;
-    let load = Command::new(binary())
-        .args(["load", "--target", &format!("http://{}", process.addr)])
-        .args([
-            "--orders",
-            &orders.to_string(),
-            "--concurrency",
-            "8",
-            "--json",
-        ])
-        .args([
-            "--post-retries",
-            "20",
-            "--deadline",
-            "90s",
-            "--stall-limit",
-            "60s",
-        ])
-        .output();
+    let load = crate::binary::load_through_a_fault(&process.addr, orders, "90s", "60s").output();
     let load = tokio::spawn(load);
 
     // Restart the server once a good part of the orders is in.

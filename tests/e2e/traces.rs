@@ -77,7 +77,8 @@ async fn receiver() -> (String, Received) {
 async fn place_with_traceparent(addr: &str, traceparent: &str) -> String {
     let body = ordership_tests::fixtures::order_json("KR").to_string();
     let request = format!(
-        "POST /orders HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ntraceparent: {traceparent}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "POST /orders HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ntraceparent: {traceparent}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        crate::binary::token(),
         body.len()
     );
     let mut stream = TcpStream::connect(addr).await.expect("connect");

@@ -31,7 +31,6 @@ pub fn place_order(country: &str) -> PlaceOrder {
 #[must_use]
 pub fn order_json(country: &str) -> Value {
     json!({
-        "customer_id": "c-42",
         "lines": [{ "sku": "ABC-123", "quantity": 2, "unit_price": { "amount": 1250, "currency": "KRW" } }],
         "shipping_address": { "recipient": "Kim", "line1": "1 Sejong-daero", "city": "Seoul",
                               "postal_code": "04524", "country": country }

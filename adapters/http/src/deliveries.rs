@@ -8,6 +8,7 @@ use ordership_domain::{DeliveryId, OrderId};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::auth::Caller;
 use crate::dto::{DeliveryList, DeliveryResponse};
 use crate::extract::{IdPath, QueryParams};
 use crate::problem::{ApiError, FieldError, Problem};
@@ -24,6 +25,7 @@ pub(crate) fn routes(deliveries: DeliveryService) -> Router {
 /// A delivery.
 #[utoipa::path(
     get, path = "/deliveries/{id}", tag = "deliveries",
+    security(("bearer" = ["courier"]), ("bearer" = ["admin"])),
     params(("id" = uuid::Uuid, Path, description = "Delivery id", format = Uuid)),
     responses((status = 200, body = DeliveryResponse),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -32,9 +34,11 @@ pub(crate) fn routes(deliveries: DeliveryService) -> Router {
             headers(("Retry-After" = String, description = "Seconds to wait"))))
 )]
 pub(crate) async fn get_delivery(
+    caller: Caller,
     State(deliveries): State<DeliveryService>,
     IdPath(id): IdPath,
 ) -> Result<axum::Json<DeliveryResponse>, ApiError> {
+    caller.courier()?;
     let delivery = deliveries.get(DeliveryId::from_uuid(id)).await?;
     Ok(axum::Json(DeliveryResponse::from(&delivery)))
 }
@@ -51,6 +55,7 @@ pub(crate) struct FindParams {
 /// The delivery of an order (at most one).
 #[utoipa::path(
     get, path = "/deliveries", tag = "deliveries",
+    security(("bearer" = ["courier"]), ("bearer" = ["admin"])),
     params(FindParams),
     responses((status = 200, body = DeliveryList),
         (status = 400, description = "order_id missing, not a UUID, or an unknown parameter", body = Problem, content_type = "application/problem+json"),
@@ -58,9 +63,11 @@ pub(crate) struct FindParams {
             headers(("Retry-After" = String, description = "Seconds to wait"))))
 )]
 pub(crate) async fn find_deliveries(
+    caller: Caller,
     State(deliveries): State<DeliveryService>,
     QueryParams(params): QueryParams<FindParams>,
 ) -> Result<axum::Json<DeliveryList>, ApiError> {
+    caller.courier()?;
     let order_id: OrderId = params
         .order_id
         .parse()
@@ -74,6 +81,7 @@ pub(crate) async fn find_deliveries(
 /// The courier picked the parcel up (`scheduled → shipped`).
 #[utoipa::path(
     post, path = "/deliveries/{id}/ship", tag = "deliveries",
+    security(("bearer" = ["courier"]), ("bearer" = ["admin"])),
     params(("id" = uuid::Uuid, Path, description = "Delivery id", format = Uuid)),
     responses((status = 200, body = DeliveryResponse),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -83,9 +91,11 @@ pub(crate) async fn find_deliveries(
             headers(("Retry-After" = String, description = "Seconds to wait"))))
 )]
 pub(crate) async fn ship(
+    caller: Caller,
     State(deliveries): State<DeliveryService>,
     IdPath(id): IdPath,
 ) -> Result<axum::Json<DeliveryResponse>, ApiError> {
+    caller.courier()?;
     let delivery = deliveries.ship(DeliveryId::from_uuid(id)).await?;
     Ok(axum::Json(DeliveryResponse::from(&delivery)))
 }
@@ -93,6 +103,7 @@ pub(crate) async fn ship(
 /// The parcel reached the recipient (`shipped → delivered`).
 #[utoipa::path(
     post, path = "/deliveries/{id}/deliver", tag = "deliveries",
+    security(("bearer" = ["courier"]), ("bearer" = ["admin"])),
     params(("id" = uuid::Uuid, Path, description = "Delivery id", format = Uuid)),
     responses((status = 200, body = DeliveryResponse),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -102,9 +113,11 @@ pub(crate) async fn ship(
             headers(("Retry-After" = String, description = "Seconds to wait"))))
 )]
 pub(crate) async fn deliver(
+    caller: Caller,
     State(deliveries): State<DeliveryService>,
     IdPath(id): IdPath,
 ) -> Result<axum::Json<DeliveryResponse>, ApiError> {
+    caller.courier()?;
     let delivery = deliveries.deliver(DeliveryId::from_uuid(id)).await?;
     Ok(axum::Json(DeliveryResponse::from(&delivery)))
 }

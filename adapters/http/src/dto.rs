@@ -15,23 +15,42 @@ use uuid::Uuid;
 use crate::problem::{ApiError, FieldError};
 
 /// JSON Schema's `integer` is any number without a fractional part: `2` and `2.0` alike.
-fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+///
+/// A number written with a fraction or an exponent is read as a double; above 2^53 not every
+/// whole number is one, so `9007199254740993.0` would become another amount. Those are refused:
+/// large amounts are written as plain integers, which are read exactly.
+pub(crate) fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     let n = serde_json::Number::deserialize(deserializer)?;
     if let Some(i) = n.as_i64() {
         return Ok(i);
     }
-    // i64::MAX + 1 as a float: the first whole number out of range.
-    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    // 2^53: below it, every whole number is exactly a double (2^53 itself may be a rounded
+    // 2^53 + 1).
+    const EXACT: f64 = 9_007_199_254_740_992.0;
     match n.as_f64() {
         #[allow(
             clippy::cast_possible_truncation,
-            reason = "whole and in range, checked"
+            reason = "whole and within ±2^53, checked"
         )]
-        Some(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => Ok(f as i64),
+        Some(f) if f.fract() == 0.0 && (-EXACT + 1.0..EXACT).contains(&f) => Ok(f as i64),
+        Some(f) if f.fract() == 0.0 && f.is_finite() && f.abs() < 9.3e18 => {
+            Err(de::Error::custom(format!(
+                "invalid value {n}: a whole number above 2^53 must be written without a fraction or exponent"
+            )))
+        }
         _ => Err(de::Error::custom(format!(
             "invalid value {n}: expected a whole number that fits in 64 bits"
         ))),
     }
+}
+
+/// [`integer`], for an optional field (absent or `null`: `None`).
+pub(crate) fn optional_integer<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Whole(#[serde(deserialize_with = "integer")] i64);
+    Option::<Whole>::deserialize(deserializer).map(|whole| whole.map(|Whole(n)| n))
 }
 
 /// An amount in minor units (cents, won) and an ISO 4217 currency.
@@ -95,7 +114,7 @@ pub struct OrderLineDto {
     pub unit_price: MoneyDto,
 }
 
-/// The body of `POST /orders`.
+/// The body of `POST /orders`. The customer is the caller: the subject of their token.
 ///
 /// Every field constraint is in this schema; a body it refuses is answered 400. Two rules of the
 /// order as a whole are business rules, answered 422: all lines in one currency, and a total that
@@ -103,13 +122,6 @@ pub struct OrderLineDto {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
-    #[schema(
-        example = "c-42",
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
-    pub customer_id: String,
     #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<OrderLineDto>,
     pub shipping_address: AddressDto,
@@ -121,9 +133,8 @@ impl PlaceOrderRequest {
     /// # Errors
     /// [`ApiError::Validation`] with every field the schema refuses, with its path (400), or
     /// [`ApiError::BusinessRule`] when the order as a whole breaks a rule (422).
-    pub(crate) fn into_command(self) -> Result<PlaceOrder, ApiError> {
+    pub(crate) fn into_command(self, customer: CustomerId) -> Result<PlaceOrder, ApiError> {
         let mut errors = ValidationErrors::default();
-        let customer = errors.check(CustomerId::parse(&self.customer_id));
         if !(1..=PlaceOrder::MAX_LINES).contains(&self.lines.len()) {
             errors.0.push(ValidationError::new(
                 "lines",
@@ -155,7 +166,7 @@ impl PlaceOrderRequest {
                     None
                 }
             };
-        let (Some(customer), Some(address)) = (customer, address) else {
+        let Some(address) = address else {
             return Err(errors.into());
         };
         if !errors.0.is_empty() {
@@ -298,6 +309,9 @@ pub struct DeliveryList {
 pub struct CheckResult {
     pub name: String,
     pub ok: bool,
+    /// `false` for a dependency whose outage degrades the service without making it unready
+    /// (the waiting rooms' queue: orders for other products still flow).
+    pub required: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -308,4 +322,42 @@ pub struct HealthResponse {
     /// `ok` or `unavailable`.
     pub status: String,
     pub checks: Vec<CheckResult>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amount(json: &str) -> Result<i64, String> {
+        let money: Result<MoneyDto, _> =
+            serde_json::from_str(&format!(r#"{{"amount": {json}, "currency": "KRW"}}"#));
+        money.map(|m| m.amount).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn whole_numbers_are_read_exactly_however_they_are_written() {
+        assert_eq!(amount("2"), Ok(2));
+        assert_eq!(amount("2.0"), Ok(2));
+        assert_eq!(amount("2e3"), Ok(2000));
+        // One below 2^51: the nearest double, not one a rounding step away.
+        assert_eq!(amount("2251799813685247.0"), Ok(2_251_799_813_685_247));
+        assert_eq!(amount("9007199254740991.0"), Ok(9_007_199_254_740_991));
+        assert_eq!(amount("9223372036854775807"), Ok(i64::MAX));
+    }
+
+    #[test]
+    fn numbers_that_are_not_exactly_a_whole_amount_are_refused() {
+        assert!(amount("1.5").is_err());
+        assert!(amount("9223372036854775808").is_err());
+        // Not a double: read as one, it would be another amount.
+        for inexact in [
+            "9007199254740993.0",
+            "9007199254740992.0",
+            "-9007199254740993.0",
+        ] {
+            let e = amount(inexact).expect_err(inexact);
+            assert!(e.contains("without a fraction or exponent"), "{e}");
+        }
+        assert!(amount("1e300").is_err());
+    }
 }

@@ -12,6 +12,12 @@ use ordership_domain::retry::error_chain;
 pub trait HealthCheck: Send + Sync {
     fn name(&self) -> &str;
 
+    /// Whether the service is unready while this check fails (default); `false` reports the
+    /// dependency without taking the service out of rotation.
+    fn required(&self) -> bool {
+        true
+    }
+
     /// # Errors
     /// Why the dependency is not usable now, in a few words for anyone who can read
     /// `/health/ready` (which is public): never a driver's raw message, which goes to the log.
@@ -58,6 +64,29 @@ impl<Tx: ?Sized + Send + 'static> HealthCheck for StoreCheck<Tx> {
                 StoreError::Unavailable(_) => "unreachable".to_owned(),
                 _ => "failing".to_owned(),
             }
+        })
+    }
+}
+
+/// The waiting rooms' queue (Redis): reported, never required — while it is down, joins and
+/// orders for gated products are refused with 503 and everything else flows.
+#[derive(Debug, Clone)]
+pub struct WaitingRoomCheck(pub ordership_application::WaitingRooms);
+
+#[async_trait]
+impl HealthCheck for WaitingRoomCheck {
+    fn name(&self) -> &str {
+        "waiting-room-queue"
+    }
+
+    fn required(&self) -> bool {
+        false
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.probe().await.map_err(|e| {
+            tracing::warn!(error = %error_chain(&e), "waiting-room queue check failed");
+            "unreachable: joins and orders for gated products are refused".to_owned()
         })
     }
 }

@@ -38,7 +38,8 @@ pub(crate) async fn live() -> axum::Json<HealthResponse> {
     })
 }
 
-/// The process can serve: its database and broker are reachable.
+/// The process can serve: its database and broker are reachable. Checks marked not required
+/// (the waiting rooms' queue) are reported without making the process unready.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
 pub(crate) async fn ready(State(ops): State<Ops>) -> (StatusCode, axum::Json<HealthResponse>) {
@@ -48,10 +49,11 @@ pub(crate) async fn ready(State(ops): State<Ops>) -> (StatusCode, axum::Json<Hea
         checks.push(CheckResult {
             name: check.name().to_owned(),
             ok: result.is_ok(),
+            required: check.required(),
             error: result.err(),
         });
     }
-    let ok = checks.iter().all(|c| c.ok);
+    let ok = checks.iter().all(|c| c.ok || !c.required);
     let status = if ok {
         StatusCode::OK
     } else {

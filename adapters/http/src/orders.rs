@@ -11,6 +11,7 @@ use ordership_domain::{OrderId, OrderStatus};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::Caller;
 use crate::dto::{OrderPage, OrderResponse, PlaceOrderRequest};
 use crate::extract::{IdPath, JsonBody, QueryParams, idempotency};
 use crate::problem::{ApiError, FieldError, Problem};
@@ -25,6 +26,9 @@ pub(crate) fn routes(orders: OrderService) -> Router {
 
 /// The response header that marks a replayed response.
 pub const REPLAYED: &str = "idempotent-replayed";
+
+/// The request header that carries a waiting room's admission token.
+pub const ADMISSION_TOKEN: &str = "admission-token";
 
 fn json(status: u16, view: &OrderView) -> StoredResponse {
     // Serializing these plain structs cannot fail; an empty object would still be valid JSON.
@@ -77,11 +81,14 @@ fn send(stored: StoredResponse, replayed: bool) -> Response {
 ///
 /// With an `Idempotency-Key`, a retry of the same request returns the first response byte for
 /// byte (with `Idempotent-Replayed: true`) and creates nothing; the same key with a different
-/// body is refused with 422.
+/// body is refused with 422. A product sold through a waiting room needs the buyer's admission
+/// token in `Admission-Token`; one admission buys one order.
 #[utoipa::path(
     post, path = "/orders", tag = "orders",
+    security(("bearer" = ["orders"])),
     request_body(content = PlaceOrderRequest, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Client-chosen key, 1–255 visible ASCII characters; retries with the same key and body are answered from the first response", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Client-chosen key, 1–255 visible ASCII characters; retries with the same key and body are answered from the first response", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$"),
+        ("Admission-Token" = Option<String>, Header, description = "The buyer's admission token from a waiting room; needed when the order holds a product the room gates")),
     responses(
         (status = 201, description = "Order placed (or the first response, replayed)", body = OrderResponse,
             headers(("Location" = String, description = "URL of the order")),
@@ -90,22 +97,38 @@ fn send(stored: StoredResponse, replayed: bool) -> Response {
                 ("CancelOrder" = (operation_id = "cancel_order", parameters(("id" = "$response.body#/id")), description = "Cancel the order just placed")),
             )),
         (status = 400, description = "Malformed: not JSON, a field the schema refuses, an unknown field, a bad Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A product of the order is sold through a waiting room and the admission token is missing, not valid, another buyer's (`admission-required`) or expired (`admission-expired`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The admission token has bought its order already (`admission-used`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than allowed", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A business rule refuses it (lines in several currencies, a total too large), or the key was used with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
+        (status = 503, description = "Storage unavailable, request timed out, or a product's waiting room unavailable and no admission token sent", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(crate) async fn place_order(
+    caller: Caller,
     State(orders): State<OrderService>,
     headers: HeaderMap,
     body: JsonBody<PlaceOrderRequest>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency(&headers, "POST /orders", || body.canonical())?;
+    let customer = caller.customer()?;
+    // Keys are the caller's own: another customer's key never replays someone else's order.
+    let scope = format!("POST /orders by {}", caller.subject());
+    let key = idempotency(&headers, &scope, || body.canonical())?;
     // Validation first: nothing is stored for an invalid request, not even its key.
-    let command = body.value.into_command()?;
-    match orders.place_order(command, key.as_ref(), &created).await? {
+    let command = body.value.into_command(customer)?;
+    let admission = headers
+        .get(ADMISSION_TOKEN)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::AdmissionRequired("the admission token is not valid"))
+        })
+        .transpose()?;
+    match orders
+        .place_order(command, admission, key.as_ref(), &created)
+        .await?
+    {
         Outcome::Done(view) => Ok(send(created(&view), false)),
         Outcome::Replayed(stored) => Ok(send(stored, true)),
     }
@@ -114,6 +137,7 @@ pub(crate) async fn place_order(
 /// An order with the state of its saga.
 #[utoipa::path(
     get, path = "/orders/{id}", tag = "orders",
+    security(("bearer" = ["orders"]), ("bearer" = ["admin"])),
     params(("id" = uuid::Uuid, Path, description = "Order id", format = Uuid)),
     responses(
         (status = 200, body = OrderResponse),
@@ -124,10 +148,12 @@ pub(crate) async fn place_order(
     )
 )]
 pub(crate) async fn get_order(
+    caller: Caller,
     State(orders): State<OrderService>,
     IdPath(id): IdPath,
 ) -> Result<axum::Json<OrderResponse>, ApiError> {
-    let view = orders.get_order(OrderId::from_uuid(id)).await?;
+    let access = caller.order_access()?;
+    let view = orders.get_order(OrderId::from_uuid(id), &access).await?;
     Ok(axum::Json(OrderResponse::from(&view)))
 }
 
@@ -161,6 +187,7 @@ pub(crate) struct ListParams {
 /// Orders, oldest first, a page at a time.
 #[utoipa::path(
     get, path = "/orders", tag = "orders",
+    security(("bearer" = ["orders"]), ("bearer" = ["admin"])),
     params(ListParams),
     responses(
         (status = 200, body = OrderPage),
@@ -170,9 +197,11 @@ pub(crate) struct ListParams {
     )
 )]
 pub(crate) async fn list_orders(
+    caller: Caller,
     State(orders): State<OrderService>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<axum::Json<OrderPage>, ApiError> {
+    let access = caller.order_access()?;
     let bad = |field: &str, message: &str| ApiError::BadParameter(FieldError::new(field, message));
     let status = params
         .status
@@ -203,11 +232,15 @@ pub(crate) async fn list_orders(
             .ok_or_else(|| bad("limit", "must be a whole number between 1 and 200"))?,
     };
     let views = orders
-        .list_orders(&OrderQuery {
-            status,
-            after,
-            limit,
-        })
+        .list_orders(
+            &access,
+            OrderQuery {
+                customer: None,
+                status,
+                after,
+                limit,
+            },
+        )
         .await?;
     let next_cursor = (views.len() == limit as usize)
         .then(|| views.last().map(|v| *v.order.id().as_uuid()))
@@ -225,6 +258,7 @@ pub(crate) async fn list_orders(
 /// Asking again changes nothing. Once shipped, an order can no longer be cancelled (409).
 #[utoipa::path(
     post, path = "/orders/{id}/cancel", tag = "orders",
+    security(("bearer" = ["orders"]), ("bearer" = ["admin"])),
     params(("id" = uuid::Uuid, Path, description = "Order id", format = Uuid),
         ("Idempotency-Key" = Option<String>, Header, description = "Optional, as for placing an order", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$")),
     responses(
@@ -239,13 +273,19 @@ pub(crate) async fn list_orders(
     )
 )]
 pub(crate) async fn cancel_order(
+    caller: Caller,
     State(orders): State<OrderService>,
     IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let access = caller.order_access()?;
     let id = OrderId::from_uuid(id);
-    let key = idempotency(&headers, &format!("POST /orders/{id}/cancel"), String::new)?;
-    match orders.cancel_order(id, key.as_ref(), &cancelled).await? {
+    let scope = format!("POST /orders/{id}/cancel by {}", caller.subject());
+    let key = idempotency(&headers, &scope, String::new)?;
+    match orders
+        .cancel_order(id, &access, key.as_ref(), &cancelled)
+        .await?
+    {
         Outcome::Done(view) => Ok(send(cancelled(&view), false)),
         Outcome::Replayed(stored) => Ok(send(stored, true)),
     }

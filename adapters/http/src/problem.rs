@@ -4,7 +4,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ordership_application::{
-    CancelOrderError, DeliveryCommandError, GetDeliveryError, GetOrderError, PlaceOrderError,
+    CancelOrderError, DeliveryCommandError, GateRefusal, GetDeliveryError, GetOrderError,
+    PlaceOrderError, WaitingRoomError,
 };
 use ordership_domain::{ValidationError, ValidationErrors};
 use serde::Serialize;
@@ -62,6 +63,26 @@ pub enum ApiError {
     BadIdempotencyKey(&'static str),
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
+    /// No bearer token, or one that is not valid here (401, with `WWW-Authenticate`).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// A valid token without the scope this needs (403).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// An order for a flash sale's product without a valid admission of its waiting room (403).
+    #[error("{0}")]
+    AdmissionRequired(&'static str),
+    #[error("the admission has expired: leave the waiting room and join it again")]
+    AdmissionExpired,
+    #[error("this admission has bought its order already (one order per buyer and sale)")]
+    AdmissionUsed,
+    #[error("already ordered in this sale: one order per buyer and waiting room")]
+    AlreadyOrdered,
+    #[error("the waiting room is closed: its products are sold without a queue")]
+    WaitingRoomClosed,
+    /// The waiting room's queue cannot be reached (503, with `Retry-After`).
+    #[error("the waiting room is unavailable; retry later")]
+    WaitingRoomUnavailable(#[source] Option<Box<dyn std::error::Error + Send + Sync>>),
     #[error("no route for this path")]
     NoRoute,
     #[error("method not allowed on this path")]
@@ -137,6 +158,28 @@ impl ApiError {
                 "idempotency-key-reused",
                 "Idempotency-Key reused with a different request",
             ),
+            Self::Unauthenticated(_) => (
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+            ),
+            Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Not allowed"),
+            Self::AdmissionRequired(_) => {
+                (S::FORBIDDEN, "admission-required", "Admission required")
+            }
+            Self::AdmissionExpired => (S::FORBIDDEN, "admission-expired", "Admission expired"),
+            Self::AdmissionUsed => (S::CONFLICT, "admission-used", "Admission already used"),
+            Self::AlreadyOrdered => (
+                S::CONFLICT,
+                "already-ordered",
+                "Already ordered in this sale",
+            ),
+            Self::WaitingRoomClosed => (S::CONFLICT, "waiting-room-closed", "Waiting room closed"),
+            Self::WaitingRoomUnavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "waiting-room-unavailable",
+                "Waiting room unavailable",
+            ),
             Self::NoRoute => (S::NOT_FOUND, "no-route", "No such resource"),
             Self::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
@@ -188,7 +231,10 @@ impl IntoResponse for ApiError {
         let problem = self.problem();
         match &self {
             Self::Internal(_) => tracing::error!(error = %cause_chain(&self), "request failed"),
-            Self::Unavailable(_) => tracing::warn!(error = %cause_chain(&self), "request failed"),
+            Self::Unavailable(_) | Self::WaitingRoomUnavailable(Some(_)) => {
+                tracing::warn!(error = %cause_chain(&self), "request failed");
+            }
+            Self::Timeout => tracing::warn!("request timed out"),
             _ => {}
         }
         let status =
@@ -197,7 +243,23 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if matches!(self, Self::Unavailable(_) | Self::Timeout) {
+        // RFC 6750: a missing token gets the bare challenge, a refused one says why.
+        let challenge = match &self {
+            Self::Unauthenticated(crate::auth::NO_TOKEN) => Some("Bearer"),
+            Self::Unauthenticated(_) => Some(r#"Bearer error="invalid_token""#),
+            Self::Forbidden(_) => Some(r#"Bearer error="insufficient_scope""#),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        if matches!(
+            self,
+            Self::Unavailable(_) | Self::Timeout | Self::WaitingRoomUnavailable(_)
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -210,11 +272,38 @@ impl From<PlaceOrderError> for ApiError {
     fn from(e: PlaceOrderError) -> Self {
         match e {
             PlaceOrderError::KeyReused => Self::IdempotencyKeyReused,
+            PlaceOrderError::NotAdmitted(refusal) => refusal.into(),
+            PlaceOrderError::AdmissionUsed => Self::AdmissionUsed,
             PlaceOrderError::Conflict => {
                 Self::Conflict("the order was changed concurrently; retry".into())
             }
             PlaceOrderError::Unavailable(e) => Self::Unavailable(Box::new(e)),
             PlaceOrderError::Unexpected(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<GateRefusal> for ApiError {
+    fn from(refusal: GateRefusal) -> Self {
+        match refusal {
+            GateRefusal::Required(why) => Self::AdmissionRequired(why),
+            GateRefusal::Expired => Self::AdmissionExpired,
+            GateRefusal::Unavailable => Self::WaitingRoomUnavailable(None),
+            GateRefusal::RoomsUnavailable => Self::Unavailable(Box::new(refusal)),
+        }
+    }
+}
+
+impl From<WaitingRoomError> for ApiError {
+    fn from(e: WaitingRoomError) -> Self {
+        match e {
+            WaitingRoomError::NotFound => Self::NotFound("waiting room"),
+            WaitingRoomError::NotInRoom => Self::NotFound("entry in this waiting room"),
+            WaitingRoomError::Closed => Self::WaitingRoomClosed,
+            WaitingRoomError::AlreadyOrdered => Self::AlreadyOrdered,
+            WaitingRoomError::QueueUnavailable(e) => Self::WaitingRoomUnavailable(Some(e)),
+            WaitingRoomError::StoreUnavailable(e) => Self::Unavailable(Box::new(e)),
+            WaitingRoomError::Unexpected(e) => Self::Internal(e),
         }
     }
 }

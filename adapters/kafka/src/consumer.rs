@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ordership_application::{
@@ -51,6 +51,112 @@ pub struct ConsumerConfig {
     /// loses the messages received but not yet handled when the process dies. The crash test
     /// must go red with it.
     pub store_offset_before_handling: bool,
+    /// Where the consumer reports whether it is a live member of its group (for readiness).
+    pub health: Arc<ConsumerHealth>,
+    /// Static group membership (KIP-345): this instance's stable identity (a pod or container
+    /// name). A restarted instance with the same id gets its partitions back without a
+    /// rebalance, if it returns within the session timeout (then 30 s). Unset: dynamic
+    /// membership, a 6 s session timeout. Must be unique among the group's live members.
+    pub instance_id: Option<String>,
+}
+
+/// How long librdkafka's statistics may be missing before the consumer counts as no longer
+/// polling (they arrive every second, on the consumer's own poll).
+const STATS_STALE_AFTER: Duration = Duration::from_secs(10);
+
+/// Whether a consumer is a live member of its group, from librdkafka's statistics (emitted
+/// every second, and only while the consumer polls): ready while the group state is `up`, which
+/// it is also when the member owns no partitions.
+#[derive(Debug, Default)]
+pub struct ConsumerHealth(Mutex<Membership>);
+
+/// What the statistics told so far, all under one lock.
+#[derive(Debug, Default)]
+struct Membership {
+    /// When the last statistics arrived, and the group state they gave.
+    last: Option<(Instant, String)>,
+    /// When the consumer was last seen in its group, or was (re)built.
+    seen_in_group: Option<Instant>,
+    /// Since when the consumer has been in its group without a break.
+    up_since: Option<Instant>,
+}
+
+/// The part of librdkafka's statistics JSON that readiness reads.
+#[derive(serde::Deserialize)]
+struct GroupStats {
+    cgrp: Option<GroupState>,
+}
+
+#[derive(serde::Deserialize)]
+struct GroupState {
+    state: String,
+}
+
+impl ConsumerHealth {
+    fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, statistics: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<GroupStats>(statistics) else {
+            return;
+        };
+        let state = stats.cgrp.map_or_else(String::new, |g| g.state);
+        let now = Instant::now();
+        let mut m = self.membership();
+        let previous = m.last.as_ref().map(|(_, s)| s.as_str());
+        if previous != Some(state.as_str()) {
+            tracing::info!(from = previous.unwrap_or("-"), to = %state, "consumer group state");
+        }
+        if state == "up" {
+            m.seen_in_group = Some(now);
+            m.up_since.get_or_insert(now);
+        } else {
+            m.up_since = None;
+        }
+        m.last = Some((now, state));
+    }
+
+    /// A new client starts: not yet in its group, and not yet out of it either.
+    fn reset(&self) {
+        *self.membership() = Membership {
+            seen_in_group: Some(Instant::now()),
+            ..Membership::default()
+        };
+    }
+
+    /// Whether the consumer has been in its group, polling, for at least `settled` without a
+    /// break (long enough to have taken in what waited for it).
+    #[must_use]
+    pub fn in_group_for(&self, settled: Duration) -> bool {
+        let m = self.membership();
+        Self::judge(&m).is_ok() && m.up_since.is_some_and(|at| at.elapsed() >= settled)
+    }
+
+    /// How long since the consumer was last seen in its group (or was built).
+    fn out_of_group_for(&self) -> Duration {
+        self.membership()
+            .seen_in_group
+            .map_or(Duration::ZERO, |at| at.elapsed())
+    }
+
+    /// `Ok` while the consumer polls and is a member of its group; else why not, in words safe
+    /// to show.
+    ///
+    /// # Errors
+    /// The reason the consumer is not live.
+    pub fn check(&self) -> Result<(), &'static str> {
+        Self::judge(&self.membership())
+    }
+
+    fn judge(m: &Membership) -> Result<(), &'static str> {
+        match &m.last {
+            None => Err("starting"),
+            Some((at, _)) if at.elapsed() > STATS_STALE_AFTER => Err("not polling"),
+            Some((_, state)) if state == "up" => Ok(()),
+            Some(_) => Err("not a member of its group (broker unreachable?)"),
+        }
+    }
 }
 
 impl ConsumerConfig {
@@ -63,6 +169,8 @@ impl ConsumerConfig {
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
             retry: RetryPolicy::default(),
             store_offset_before_handling: false,
+            health: Arc::default(),
+            instance_id: None,
         }
     }
 
@@ -76,11 +184,23 @@ impl ConsumerConfig {
             // Offsets are stored by us, after the effect committed.
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            // A crashed member's partitions move on after this long (6 s is the brokers' minimum).
-            .set("session.timeout.ms", "6000")
+            // Incremental rebalances: a member joining or leaving moves only the partitions that
+            // change owner; the others keep being consumed throughout.
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .set("heartbeat.interval.ms", "500")
+            // Readiness reads the group state from these (see `ConsumerHealth`).
+            .set("statistics.interval.ms", "1000")
             // Latency over batching: the broker answers a fetch after 10 ms even with little data.
             .set("fetch.wait.max.ms", "10");
+        match &self.instance_id {
+            // A restart within the session timeout keeps the member's partitions.
+            Some(id) => config
+                .set("group.instance.id", id)
+                .set("session.timeout.ms", "30000"),
+            // A crashed member's partitions move on after this long (6 s is the brokers'
+            // minimum).
+            None => config.set("session.timeout.ms", "6000"),
+        };
         config
     }
 }
@@ -125,10 +245,15 @@ impl Workers {
 struct RebalanceContext {
     workers: Arc<Mutex<Workers>>,
     stats: Arc<ConsumerStats>,
+    health: Arc<ConsumerHealth>,
     group: String,
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.health.record(statistics);
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -155,6 +280,11 @@ struct Shared {
 /// Consumes until `shutdown` resolves, then lets each worker finish the message in hand and
 /// commits the stored offsets.
 ///
+/// A consumer that has not been a member of its group for [`REBUILD_AFTER`] (its broker went
+/// away and came back elsewhere, its coordinator is gone) is closed and built again from the
+/// bootstrap servers: the new member joins the group, and what the old one had not committed is
+/// replayed (the inboxes discard it).
+///
 /// # Errors
 /// An invalid configuration or subscription.
 pub async fn consume(
@@ -163,13 +293,52 @@ pub async fn consume(
     stats: Arc<ConsumerStats>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), KafkaError> {
+    tokio::pin!(shutdown);
+    loop {
+        match run_client(
+            &config,
+            Arc::clone(&handler),
+            Arc::clone(&stats),
+            &mut shutdown,
+        )
+        .await?
+        {
+            Ended::Shutdown => return Ok(()),
+            Ended::NotAMember => {
+                stats.consumers_rebuilt.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(group = %config.group, after_s = REBUILD_AFTER.as_secs(),
+                    "the consumer lost its group and did not get back in: building it again");
+            }
+        }
+    }
+}
+
+/// A consumer not in its group for this long is built again.
+const REBUILD_AFTER: Duration = Duration::from_secs(15);
+
+/// Why one client's run ended.
+enum Ended {
+    Shutdown,
+    NotAMember,
+}
+
+/// One client's life: subscribe, hand messages to the partition workers, and end on shutdown or
+/// when the client has been out of its group for too long.
+async fn run_client(
+    config: &ConsumerConfig,
+    handler: Arc<dyn MessageHandler>,
+    stats: Arc<ConsumerStats>,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Ended, KafkaError> {
     let workers = Arc::new(Mutex::new(Workers::default()));
+    config.health.reset();
     let consumer: StreamConsumer<RebalanceContext> =
         config
             .client_config()
             .create_with_context(RebalanceContext {
                 workers: Arc::clone(&workers),
                 stats: Arc::clone(&stats),
+                health: Arc::clone(&config.health),
                 group: config.group.clone(),
             })?;
     let topics: Vec<String> = config
@@ -187,13 +356,19 @@ pub async fn consume(
         consumer,
         dlq,
         handling,
-        config,
+        config: config.clone(),
     });
-    tokio::pin!(shutdown);
-    loop {
-        // Rebalance callbacks run inside `recv`, on this task.
+    let mut membership = tokio::time::interval(Duration::from_secs(1));
+    let ended = loop {
+        // Rebalance and statistics callbacks run inside `recv`, on this task.
         let received = tokio::select! {
-            () = &mut shutdown => break,
+            () = shutdown.as_mut() => break Ended::Shutdown,
+            _ = membership.tick() => {
+                if config.health.out_of_group_for() > REBUILD_AFTER {
+                    break Ended::NotAMember;
+                }
+                continue;
+            }
             received = shared.consumer.recv() => received.map(|m| m.detach()),
         };
         let message = match received {
@@ -230,7 +405,7 @@ pub async fn consume(
                 "a partition worker stopped; the message is replayed by the next owner"
             );
         }
-    }
+    };
     // Workers finish the message in hand; queued ones are left unstored, to be replayed.
     let tasks = workers
         .lock()
@@ -242,7 +417,7 @@ pub async fn consume(
         }
     }
     close(shared, CLOSE_TIMEOUT).await;
-    Ok(())
+    Ok(ended)
 }
 
 /// How long a stopping consumer may take to commit its offsets and leave its group.
@@ -393,5 +568,44 @@ impl DeadLetterSink for DeadLetterTopic<'_> {
             .await
             .map(|_| ())
             .map_err(|(e, _)| Box::new(e) as BoxError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(state: &str) -> Vec<u8> {
+        format!(r#"{{"name": "c#1", "cgrp": {{"state": "{state}", "join_state": "steady"}}}}"#)
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_consumer_is_live_while_its_statistics_say_it_is_in_its_group() {
+        let health = ConsumerHealth::default();
+        assert_eq!(health.check(), Err("starting"));
+        assert!(!health.in_group_for(Duration::ZERO));
+
+        health.record(&stats("up"));
+        assert_eq!(health.check(), Ok(()));
+        assert!(health.in_group_for(Duration::ZERO));
+        assert!(
+            !health.in_group_for(Duration::from_secs(3600)),
+            "just joined"
+        );
+
+        health.record(&stats("query-coord"));
+        assert!(health.check().is_err());
+        assert!(!health.in_group_for(Duration::ZERO), "out of the group");
+        assert!(health.out_of_group_for() < Duration::from_secs(60));
+
+        health.record(&stats("up"));
+        assert!(health.in_group_for(Duration::ZERO), "back in");
+        health.record(b"not json");
+        assert_eq!(
+            health.check(),
+            Ok(()),
+            "unreadable statistics change nothing"
+        );
     }
 }

@@ -16,7 +16,7 @@ mod publisher;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use consumer::{ConsumerConfig, consume};
+pub use consumer::{ConsumerConfig, ConsumerHealth, consume};
 pub use dev_broker::{DevBroker, forward};
 pub use namespace::{Namespace, ensure_topics};
 pub use publisher::{KafkaPublisher, ProducerConfig};

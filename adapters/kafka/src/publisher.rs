@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordership_domain::Message;
 use ordership_domain::ports::{MessagePublisher, PublishError};
+use ordership_domain::{Message, MessageId};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use crate::envelope;
@@ -114,16 +114,42 @@ impl KafkaPublisher {
     }
 }
 
+/// Waits for every delivery report, in batch order: the first failure decides.
+async fn acknowledged(deliveries: Vec<(MessageId, DeliveryFuture)>) -> Result<(), PublishError> {
+    for (message_id, delivery) in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, _))) if is_permanent(&error) => {
+                return Err(PublishError::Refused {
+                    message_id,
+                    reason: error.to_string(),
+                });
+            }
+            Ok(Err((error, _))) => return Err(PublishError::Unavailable(Box::new(error))),
+            Err(canceled) => return Err(PublishError::Unavailable(Box::new(canceled))),
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl MessagePublisher for KafkaPublisher {
     async fn publish(&self, batch: &[Message]) -> Result<(), PublishError> {
         let mut deliveries = Vec::with_capacity(batch.len());
         for message in batch {
-            let payload =
-                serde_json::to_vec(&message.payload).map_err(|e| PublishError::Refused {
-                    message_id: message.id,
-                    reason: format!("payload is not serializable: {e}"),
-                })?;
+            // A message refused before it is even sent is reported only once every message
+            // ahead of it is acknowledged: the caller takes those as published.
+            let refused = |reason: String| PublishError::Refused {
+                message_id: message.id,
+                reason,
+            };
+            let payload = match serde_json::to_vec(&message.payload) {
+                Ok(payload) => payload,
+                Err(e) => {
+                    acknowledged(deliveries).await?;
+                    return Err(refused(format!("payload is not serializable: {e}")));
+                }
+            };
             let topic = self.namespace.topic(&message.topic);
             let mut record = FutureRecord::to(&topic)
                 .key(message.key.as_bytes())
@@ -141,29 +167,13 @@ impl MessagePublisher for KafkaPublisher {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     Err((error, _)) if is_permanent(&error) => {
-                        return Err(PublishError::Refused {
-                            message_id: message.id,
-                            reason: error.to_string(),
-                        });
+                        acknowledged(deliveries).await?;
+                        return Err(refused(error.to_string()));
                     }
                     Err((error, _)) => return Err(PublishError::Unavailable(Box::new(error))),
                 }
             }
         }
-        // Every delivery report, in batch order: the first failure decides.
-        for (message_id, delivery) in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) if is_permanent(&error) => {
-                    return Err(PublishError::Refused {
-                        message_id,
-                        reason: error.to_string(),
-                    });
-                }
-                Ok(Err((error, _))) => return Err(PublishError::Unavailable(Box::new(error))),
-                Err(canceled) => return Err(PublishError::Unavailable(Box::new(canceled))),
-            }
-        }
-        Ok(())
+        acknowledged(deliveries).await
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! This is the embedded default of the `ordership` binary and the fake that tests use.
 
+mod admission;
 mod bus;
 mod clock;
 mod deliveries;
@@ -16,9 +17,12 @@ mod idempotency;
 mod inbox;
 mod orders;
 mod outbox;
+mod rooms;
 mod sagas;
 mod unit_of_work;
 
+pub use admission::MemoryAdmissionQueue;
 pub use bus::{BusConfig, BusStats, DeadLetter, InProcessBus};
 pub use clock::{ManualClock, SystemClock, UuidV7Ids};
+pub use rooms::MemoryWaitingRooms;
 pub use unit_of_work::{MemoryStore, MemoryTransaction, RowCounts};

@@ -1,8 +1,9 @@
 //! Orders in memory: the order repository of a [`MemoryTransaction`].
 
 use async_trait::async_trait;
+use ordership_domain::admission::RoomId;
 use ordership_domain::ports::{OrderQuery, OrderRepository, StoreError};
-use ordership_domain::{Order, OrderId};
+use ordership_domain::{CustomerId, Order, OrderId};
 
 use crate::unit_of_work::{MemoryTransaction, insert_row, update_row};
 
@@ -14,7 +15,22 @@ impl OrderRepository for MemoryTransaction {
 
     async fn insert(&mut self, order: &Order) -> Result<(), StoreError> {
         let order = order.clone();
-        self.write(|t| insert_row(t, |t| &mut t.orders, order))
+        self.write(|t| {
+            // One order per admission, and one per buyer and room (PostgreSQL's unique indexes).
+            if let Some(admission) = order.admission() {
+                let taken = t.orders.values().any(|other| {
+                    other.admission().is_some_and(|a| {
+                        a.id == admission.id
+                            || (a.room == admission.room
+                                && other.customer_id() == order.customer_id())
+                    })
+                });
+                if taken {
+                    return Err(StoreError::Duplicate);
+                }
+            }
+            insert_row(t, |t| &mut t.orders, order)
+        })
     }
 
     async fn update(&mut self, order: &Order, expected_version: u64) -> Result<(), StoreError> {
@@ -31,8 +47,24 @@ impl OrderRepository for MemoryTransaction {
             .range((start, Bound::Unbounded))
             .map(|(_, order)| order)
             .filter(|order| query.status.is_none_or(|s| order.status() == s))
+            .filter(|order| {
+                query
+                    .customer
+                    .as_ref()
+                    .is_none_or(|c| order.customer_id() == c)
+            })
             .take(query.limit as usize)
             .cloned()
             .collect())
+    }
+
+    async fn ordered_in_room(
+        &mut self,
+        room: &RoomId,
+        customer: &CustomerId,
+    ) -> Result<bool, StoreError> {
+        Ok(self.tables()?.orders.values().any(|order| {
+            order.customer_id() == customer && order.admission().is_some_and(|a| &a.room == room)
+        }))
     }
 }

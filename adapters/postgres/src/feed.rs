@@ -155,7 +155,12 @@ impl OutboxFeed for PgOutboxFeed {
             Err(e) => return Err(classify(e)),
         };
         let mut decoder = pgoutput::Decoder::default();
-        let mut batch = FeedBatch::default();
+        // The limit counts the log's changes (begin, relation, insert, commit), not messages:
+        // a read that reached it stopped early, whatever number of messages it holds.
+        let mut batch = FeedBatch {
+            more: rows.len() >= usize::try_from(max_messages).unwrap_or(usize::MAX),
+            ..FeedBatch::default()
+        };
         let mut in_transaction = Vec::new();
         for row in &rows {
             let lsn: String = row.try_get(0).map_err(classify)?;

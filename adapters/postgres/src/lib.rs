@@ -19,6 +19,7 @@ mod notify;
 mod orders;
 mod outbox;
 mod pgoutput;
+mod rooms;
 mod sagas;
 pub mod schema;
 #[cfg(feature = "testing")]
@@ -35,6 +36,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 
 pub use feed::PgOutboxFeed;
 pub use notify::PgOutboxSignal;
+pub use rooms::PgWaitingRooms;
 pub use schema::{DELIVERY, ORDERS, Schema};
 pub use sqlx::PgPool;
 pub use unit_of_work::{OutboxMode, PgDeliveryStore, PgDeliveryTx, PgOrderStore, PgOrderTx, PgTx};

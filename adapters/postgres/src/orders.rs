@@ -1,10 +1,11 @@
 //! Orders on `orders.orders`, with optimistic concurrency on their version.
 
 use async_trait::async_trait;
+use ordership_domain::admission::RoomId;
 use ordership_domain::ports::{OrderQuery, OrderRepository, StoreError};
 use ordership_domain::{
-    CancellationReason, CustomerId, DeliveryId, Order, OrderId, OrderLine, OrderSnapshot,
-    OrderStatus, parse_order_line,
+    AdmissionRef, CancellationReason, CustomerId, DeliveryId, Order, OrderId, OrderLine,
+    OrderSnapshot, OrderStatus, parse_order_line,
 };
 use serde::Deserialize;
 use sqlx::Row;
@@ -18,20 +19,23 @@ macro_rules! select_orders {
     ($($rest:literal),*) => {
         concat!(
             "SELECT id, customer_id, lines, ship_recipient, ship_line1, ship_city, ship_postal_code, ",
-            "ship_country, status, delivery_id, cancellation_kind, cancellation_detail, version, created_at, updated_at ",
+            "ship_country, status, delivery_id, cancellation_kind, cancellation_detail, admission_room, admission_id, ",
+            "version, created_at, updated_at ",
             "FROM orders.orders ", $($rest),*
         )
     };
 }
 
 const GET_ORDER: &str = select_orders!("WHERE id = $1");
-const LIST_ORDERS: &str = select_orders!("WHERE id > $1 ORDER BY id LIMIT $2");
-const LIST_ORDERS_BY_STATUS: &str =
-    select_orders!("WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3");
+/// A page of orders: `$3` and `$4` filter by customer and status when not null.
+const LIST_ORDERS: &str = select_orders!(
+    "WHERE id > $1 AND ($3::text IS NULL OR customer_id = $3) AND ($4::text IS NULL OR status = $4) ",
+    "ORDER BY id LIMIT $2"
+);
 const INSERT_ORDER: &str = "INSERT INTO orders.orders (id, customer_id, lines, total_amount, currency, ship_recipient, \
      ship_line1, ship_city, ship_postal_code, ship_country, status, delivery_id, cancellation_kind, \
-     cancellation_detail, version, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+     cancellation_detail, version, created_at, updated_at, admission_room, admission_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 const UPDATE_ORDER: &str = "UPDATE orders.orders SET status = $2, delivery_id = $3, cancellation_kind = $4, \
      cancellation_detail = $5, version = $6, updated_at = $7 WHERE id = $1 AND version = $8";
 
@@ -80,6 +84,15 @@ fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
         None => None,
     };
     let version: i64 = row.try_get("version").map_err(classify)?;
+    let admission_room: Option<String> = row.try_get("admission_room").map_err(classify)?;
+    let admission_id: Option<String> = row.try_get("admission_id").map_err(classify)?;
+    let admission = match (admission_room, admission_id) {
+        (Some(room), Some(id)) => Some(AdmissionRef {
+            room: RoomId::parse(&room).map_err(|e| corrupt("admission room", e))?,
+            id,
+        }),
+        _ => None,
+    };
     Order::restore(OrderSnapshot {
         id: OrderId::from_uuid(row.try_get("id").map_err(classify)?),
         customer_id: CustomerId::parse(&get_str("customer_id")?)
@@ -92,6 +105,7 @@ fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
             .map_err(classify)?
             .map(DeliveryId::from_uuid),
         cancellation_reason,
+        admission,
         version: count(version, "order version")?,
         created_at: row.try_get("created_at").map_err(classify)?,
         updated_at: row.try_get("updated_at").map_err(classify)?,
@@ -133,6 +147,8 @@ impl OrderRepository for PgOrderTx {
             .bind(version(order.version())?)
             .bind(order.created_at())
             .bind(order.updated_at())
+            .bind(order.admission().map(|a| a.room.as_str()))
+            .bind(order.admission().map(|a| a.id.as_str()))
             .execute(&mut *self.0.tx)
             .await
             .map_err(|e| self.0.failed(e))?;
@@ -159,16 +175,31 @@ impl OrderRepository for PgOrderTx {
     async fn list(&mut self, query: &OrderQuery) -> Result<Vec<Order>, StoreError> {
         let after = query.after.map_or(Uuid::nil(), |id| *id.as_uuid());
         let limit = i64::from(query.limit);
-        let rows = match query.status {
-            Some(status) => sqlx::query(LIST_ORDERS_BY_STATUS)
-                .bind(status.as_str())
-                .bind(after)
-                .bind(limit),
-            None => sqlx::query(LIST_ORDERS).bind(after).bind(limit),
-        }
-        .fetch_all(&mut *self.0.tx)
-        .await
-        .map_err(|e| self.0.failed(e))?;
+        let rows = sqlx::query(LIST_ORDERS)
+            .bind(after)
+            .bind(limit)
+            .bind(query.customer.as_ref().map(CustomerId::as_str))
+            .bind(query.status.map(OrderStatus::as_str))
+            .fetch_all(&mut *self.0.tx)
+            .await
+            .map_err(|e| self.0.failed(e))?;
         rows.iter().map(order_from_row).collect()
+    }
+
+    async fn ordered_in_room(
+        &mut self,
+        room: &RoomId,
+        customer: &CustomerId,
+    ) -> Result<bool, StoreError> {
+        // The unique index (admission_room, customer_id) answers this.
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM orders.orders \
+             WHERE admission_room = $1 AND customer_id = $2)",
+        )
+        .bind(room.as_str())
+        .bind(customer.as_str())
+        .fetch_one(&mut *self.0.tx)
+        .await
+        .map_err(|e| self.0.failed(e))
     }
 }

@@ -140,6 +140,24 @@ pub static ORDERS: Schema = Schema {
             include_str!("../migrations/orders_0003_cdc.up.sql"),
             include_str!("../migrations/orders_0003_cdc.down.sql"),
         ),
+        (
+            4,
+            "orders by customer",
+            include_str!("../migrations/orders_0004_customer_orders.up.sql"),
+            include_str!("../migrations/orders_0004_customer_orders.down.sql"),
+        ),
+        (
+            5,
+            "waiting rooms",
+            include_str!("../migrations/orders_0005_waiting_rooms.up.sql"),
+            include_str!("../migrations/orders_0005_waiting_rooms.down.sql"),
+        ),
+        (
+            6,
+            "order admissions",
+            include_str!("../migrations/orders_0006_order_admissions.up.sql"),
+            include_str!("../migrations/orders_0006_order_admissions.down.sql"),
+        ),
     ],
     sql: outbox_sql!("orders"),
 };

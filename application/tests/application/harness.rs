@@ -128,7 +128,11 @@ impl World {
     }
 
     pub(crate) async fn place(&self, country: &str) -> OrderId {
-        match self.orders.place_order(place(country), None, &render).await {
+        match self
+            .orders
+            .place_order(place(country), None, None, &render)
+            .await
+        {
             Ok(Outcome::Done(view)) => view.order.id(),
             other => panic!("place_order: {other:?}"),
         }
@@ -175,7 +179,10 @@ impl World {
     }
 
     pub(crate) async fn view(&self, id: OrderId) -> OrderView {
-        self.orders.get_order(id).await.expect("order")
+        self.orders
+            .get_order(id, &ordership_application::OrderAccess::All)
+            .await
+            .expect("order")
     }
 
     pub(crate) async fn delivery_of(&self, id: OrderId) -> Option<Delivery> {

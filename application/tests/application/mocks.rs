@@ -90,7 +90,7 @@ async fn a_failing_commit_leaves_no_order_and_no_outbox_message() {
         fail_commit: true,
     });
     let err = orders
-        .place_order(place("KR"), None, &render)
+        .place_order(place("KR"), None, None, &render)
         .await
         .expect_err("commit fails");
     assert!(matches!(err, PlaceOrderError::Unavailable(_)));
@@ -114,7 +114,7 @@ async fn an_outbox_failure_rolls_back_the_order_and_its_saga() {
         fail_commit: false,
     });
     let err = orders
-        .place_order(place("KR"), None, &render)
+        .place_order(place("KR"), None, None, &render)
         .await
         .expect_err("append fails");
     assert!(matches!(err, PlaceOrderError::Unavailable(_)));
@@ -131,7 +131,7 @@ async fn store_with_two_messages() -> MemoryStore {
         outbox: || None,
         fail_commit: false,
     })
-    .place_order(place("KR"), None, &render)
+    .place_order(place("KR"), None, None, &render)
     .await
     .expect("placed");
     store
@@ -229,4 +229,72 @@ async fn a_refused_message_is_parked_and_holds_back_its_key() {
     assert_eq!(published, [true, false]);
     // Parked: not offered to the broker again (the mock allows one call only).
     assert_eq!(relay.relay_once().await.expect("relay"), 0);
+}
+
+/// A signal that never fires: only the relay's own "more" can make it read again before the
+/// poll interval.
+struct Silent;
+
+#[async_trait]
+impl ordership_domain::ports::OutboxSignal for Silent {
+    async fn committed(&self) {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[tokio::test]
+async fn a_cdc_relay_reads_again_at_once_while_the_feed_stops_at_its_limit() {
+    use ordership_application::{CdcRelay, ShutdownTrigger};
+    use ordership_domain::ports::{FeedBatch, FeedPosition, MockOutboxFeed};
+
+    // Three reads that stopped at the feed's limit — with fewer messages than the batch size,
+    // as a log's begin/commit records make them — then nothing.
+    let mut feed = MockOutboxFeed::new();
+    let mut sequence = mockall::Sequence::new();
+    for n in 0..3 {
+        feed.expect_peek()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .returning(move |_| {
+                Ok(FeedBatch {
+                    messages: vec![ordership_tests::fixtures::message("t", "k", n)],
+                    up_to: Some(FeedPosition(format!("0/{n}"))),
+                    more: true,
+                })
+            });
+    }
+    feed.expect_peek().returning(|_| Ok(FeedBatch::default()));
+    let confirmed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&confirmed);
+    feed.expect_confirm().returning(move |position| {
+        seen.lock().expect("lock").push(position.0.clone());
+        Ok(())
+    });
+    let mut publisher = MockMessagePublisher::new();
+    publisher.expect_publish().returning(|_| Ok(()));
+    let relay = CdcRelay::new(
+        Arc::new(feed),
+        Arc::new(publisher),
+        Arc::new(Silent),
+        Arc::new(SystemClock),
+        RelayConfig {
+            // Were the loop to wait for the next poll, this test would wait an hour.
+            poll_interval: std::time::Duration::from_secs(3_600),
+            ..RelayConfig::default()
+        },
+    );
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let running = tokio::spawn(async move { relay.run(shutdown).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while confirmed.lock().expect("lock").len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay waited for a poll with more in the feed: confirmed {:?}",
+            confirmed.lock().expect("lock")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    trigger.trigger();
+    running.await.expect("relay stopped");
+    assert_eq!(*confirmed.lock().expect("lock"), ["0/0", "0/1", "0/2"]);
 }

@@ -1,4 +1,6 @@
-use ordership_application::{CancelOrderError, IdempotentRequest, Outcome, PlaceOrderError};
+use ordership_application::{
+    CancelOrderError, GetOrderError, IdempotentRequest, OrderAccess, Outcome, PlaceOrderError,
+};
 use ordership_domain::ports::OrderQuery;
 use ordership_domain::{CancellationReason, DeliveryStatus, OrderStatus, SagaState};
 
@@ -46,7 +48,7 @@ async fn the_same_idempotency_key_and_request_replays_the_stored_response() {
     let world = World::new();
     let first = world
         .orders
-        .place_order(place("KR"), Some(&key("k1", "fp")), &render)
+        .place_order(place("KR"), None, Some(&key("k1", "fp")), &render)
         .await
         .expect("first");
     let Outcome::Done(view) = first else {
@@ -54,7 +56,7 @@ async fn the_same_idempotency_key_and_request_replays_the_stored_response() {
     };
     let second = world
         .orders
-        .place_order(place("KR"), Some(&key("k1", "fp")), &render)
+        .place_order(place("KR"), None, Some(&key("k1", "fp")), &render)
         .await
         .expect("second");
     assert_eq!(second, Outcome::Replayed(render(&view)));
@@ -66,12 +68,12 @@ async fn the_same_idempotency_key_with_another_request_is_refused() {
     let world = World::new();
     world
         .orders
-        .place_order(place("KR"), Some(&key("k1", "fp-a")), &render)
+        .place_order(place("KR"), None, Some(&key("k1", "fp-a")), &render)
         .await
         .expect("first");
     let err = world
         .orders
-        .place_order(place("JP"), Some(&key("k1", "fp-b")), &render)
+        .place_order(place("JP"), None, Some(&key("k1", "fp-b")), &render)
         .await
         .expect_err("must refuse");
     assert!(matches!(err, PlaceOrderError::KeyReused));
@@ -87,7 +89,7 @@ async fn concurrent_requests_with_one_key_create_one_order() {
         tasks.push(tokio::spawn(async move {
             world
                 .orders
-                .place_order(place("KR"), Some(&key("same", "fp")), &render)
+                .place_order(place("KR"), None, Some(&key("same", "fp")), &render)
                 .await
         }));
     }
@@ -108,7 +110,7 @@ async fn cancelling_a_pending_order_cancels_at_once_and_still_cancels_the_delive
     let id = world.place("KR").await;
     let Outcome::Done(view) = world
         .orders
-        .cancel_order(id, None, &render)
+        .cancel_order(id, &OrderAccess::All, None, &render)
         .await
         .expect("cancel")
     else {
@@ -141,7 +143,7 @@ async fn cancelling_a_confirmed_order_waits_for_the_delivery_to_be_cancelled() {
     world.settle().await;
     let Outcome::Done(view) = world
         .orders
-        .cancel_order(id, None, &render)
+        .cancel_order(id, &OrderAccess::All, None, &render)
         .await
         .expect("cancel")
     else {
@@ -155,7 +157,7 @@ async fn cancelling_a_confirmed_order_waits_for_the_delivery_to_be_cancelled() {
     // Asking again while cancelling changes nothing.
     world
         .orders
-        .cancel_order(id, None, &render)
+        .cancel_order(id, &OrderAccess::All, None, &render)
         .await
         .expect("again");
     let commands = world.commands().await;
@@ -183,7 +185,7 @@ async fn cancelling_a_cancelled_order_changes_nothing() {
     let before = world.view(id).await;
     world
         .orders
-        .cancel_order(id, None, &render)
+        .cancel_order(id, &OrderAccess::All, None, &render)
         .await
         .expect("cancel");
     assert_eq!(world.view(id).await, before);
@@ -200,7 +202,7 @@ async fn cancelling_a_shipped_order_is_refused() {
     world.settle().await;
     let err = world
         .orders
-        .cancel_order(id, None, &render)
+        .cancel_order(id, &OrderAccess::All, None, &render)
         .await
         .expect_err("refused");
     assert!(matches!(
@@ -218,7 +220,7 @@ async fn a_cancel_that_loses_the_race_with_shipping_completes_the_saga() {
     world.settle().await;
     world
         .orders
-        .cancel_order(id, None, &render)
+        .cancel_order(id, &OrderAccess::All, None, &render)
         .await
         .expect("cancel");
     // The courier ships before the delivery service sees the cancellation.
@@ -237,6 +239,7 @@ async fn cancelling_an_unknown_order_is_not_found() {
         .orders
         .cancel_order(
             ordership_domain::OrderId::from_uuid(uuid::Uuid::now_v7()),
+            &OrderAccess::All,
             None,
             &render,
         )
@@ -257,6 +260,7 @@ async fn orders_are_listed_by_status_with_a_cursor() {
     }
     world.settle().await;
     let query = |after| OrderQuery {
+        customer: None,
         status: Some(OrderStatus::Confirmed),
         after,
         limit: 2,
@@ -264,7 +268,11 @@ async fn orders_are_listed_by_status_with_a_cursor() {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = world.orders.list_orders(&query(after)).await.expect("list");
+        let page = world
+            .orders
+            .list_orders(&OrderAccess::All, query(after))
+            .await
+            .expect("list");
         if page.is_empty() {
             break;
         }
@@ -272,4 +280,42 @@ async fn orders_are_listed_by_status_with_a_cursor() {
         seen.extend(page.into_iter().map(|v| v.order.id()));
     }
     assert_eq!(seen, served);
+}
+
+#[tokio::test]
+async fn a_customer_sees_and_cancels_only_their_own_orders() {
+    let world = World::new();
+    let id = world.place("KR").await;
+    let owner = OrderAccess::Own(ordership_domain::CustomerId::parse("c-42").expect("id"));
+    let other = OrderAccess::Own(ordership_domain::CustomerId::parse("c-7").expect("id"));
+
+    assert!(world.orders.get_order(id, &owner).await.is_ok());
+    assert!(matches!(
+        world.orders.get_order(id, &other).await,
+        Err(GetOrderError::NotFound)
+    ));
+    let everything = OrderQuery {
+        customer: None,
+        status: None,
+        after: None,
+        limit: 10,
+    };
+    let listed = |access| world.orders.list_orders(access, everything.clone());
+    assert_eq!(listed(&owner).await.expect("list").len(), 1);
+    assert!(listed(&other).await.expect("list").is_empty());
+    assert!(matches!(
+        world.orders.cancel_order(id, &other, None, &render).await,
+        Err(CancelOrderError::NotFound)
+    ));
+    let view = world.orders.get_order(id, &owner).await.expect("order");
+    assert_eq!(
+        view.order.status(),
+        OrderStatus::Pending,
+        "the other customer changed nothing"
+    );
+    world
+        .orders
+        .cancel_order(id, &owner, None, &render)
+        .await
+        .expect("the owner cancels");
 }

@@ -264,3 +264,58 @@ async fn per_order_events_are_published_in_version_order() {
         ]
     );
 }
+
+/// While replies cannot reach the saga (its consumer is not back in its group), deadlines are not
+/// judged: nothing is re-sent. Once they can, the overdue saga is re-sent as usual.
+#[tokio::test]
+async fn deadlines_are_held_back_while_replies_cannot_arrive() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    let world = World::new();
+    let id = world.place("KR").await;
+    world.clock.advance(chrono::Duration::seconds(
+        i64::try_from(world.config.max_backoff.as_secs()).expect("secs") + 1,
+    ));
+    let (flowing, asked) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let gate = {
+        let (flowing, asked) = (Arc::clone(&flowing), Arc::clone(&asked));
+        Arc::new(move || {
+            asked.fetch_add(1, Ordering::SeqCst);
+            flowing.load(Ordering::SeqCst)
+        })
+    };
+    let (trigger, shutdown) = ordership_application::ShutdownTrigger::new();
+    let sweeper = tokio::spawn(ordership_application::background::run_sweeper(
+        world.saga.clone(),
+        Duration::from_millis(5),
+        100,
+        gate,
+        shutdown,
+    ));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while asked.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "the sweeper never asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        world.view(id).await.saga.expect("saga").attempts(),
+        1,
+        "held back"
+    );
+
+    flowing.store(true, Ordering::SeqCst);
+    while world.view(id).await.saga.expect("saga").attempts() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "never re-sent once replies could arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    trigger.trigger();
+    sweeper.await.expect("sweeper stops");
+}

@@ -23,11 +23,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::cli::LoadArgs;
+use crate::cli::{AuthArgs, LoadArgs};
 
+mod flash_sale;
 mod order;
 mod report;
 
+pub use flash_sale::{FlashSaleReport, Intervals};
 use order::one_order;
 #[cfg(test)]
 use order::order_body;
@@ -47,8 +49,48 @@ struct Sample {
     outcome: String,
 }
 
+/// Customers a load run places orders for, each with a development token.
+const CUSTOMERS: usize = 64;
+
+/// The bearer tokens orders are placed with.
+enum Tokens {
+    /// The one token given.
+    Given(String),
+    /// A development token per load customer (`load-0` …).
+    PerCustomer(Vec<String>),
+}
+
+impl Tokens {
+    fn new(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<Self> {
+        if let Some(token) = &args.token {
+            return Ok(Self::Given(token.clone()));
+        }
+        let (key, _) = crate::run::dev_key(auth)?;
+        let ttl = args.deadline.saturating_mul(4) + Duration::from_secs(3600);
+        let tokens = (0..CUSTOMERS)
+            .map(|c| {
+                key.mint(
+                    &format!("load-{c}"),
+                    &[ordership_http::auth::Scope::Orders],
+                    ttl,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self::PerCustomer(tokens))
+    }
+
+    /// The token order `i` is placed and followed with.
+    fn for_order(&self, i: usize) -> &str {
+        match self {
+            Self::Given(token) => token,
+            Self::PerCustomer(tokens) => &tokens[i % tokens.len()],
+        }
+    }
+}
+
 /// What the workers of one run share.
 struct Run {
+    tokens: Tokens,
     /// The next order to place.
     next: AtomicUsize,
     /// Orders finished (whatever their outcome).
@@ -143,20 +185,29 @@ async fn progress(run: Arc<Run>, total: usize, started: Instant) {
     }
 }
 
+/// An HTTP client keeping up to `connections` idle connections per host.
+fn client_for(connections: usize) -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(connections)
+        .build_http()
+}
+
 /// Runs the load and prints the report; fails if any order did not settle or could not be placed.
+/// With `--flash-sale`, runs a flash sale instead.
 ///
 /// # Errors
 /// Bad arguments, or orders that failed.
-pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
+pub async fn run(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<()> {
+    if let Some(room) = &args.flash_sale {
+        return flash_sale::run(args, auth, room).await;
+    }
     if args.orders == 0 || args.concurrency == 0 || !(0.0..=1.0).contains(&args.unserved_ratio) {
         bail!("--orders and --concurrency must be positive, --unserved-ratio between 0 and 1");
     }
     let base = args.target.trim_end_matches('/').to_owned();
     base.parse::<Uri>()
         .with_context(|| format!("--target {base:?} is not a URL"))?;
-    let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(args.concurrency)
-        .build_http();
+    let client = client_for(args.concurrency);
     // Keys unique to this run, so a second run against the same deployment places new orders.
     let run_id = format!(
         "load-{}",
@@ -165,6 +216,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<()> {
             .map_or(0, |d| d.as_nanos())
     );
     let run = Arc::new(Run {
+        tokens: Tokens::new(args, auth)?,
         next: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
         post_retries: AtomicUsize::new(0),

@@ -21,43 +21,44 @@ pub(super) fn order_body(i: usize, unserved_ratio: f64) -> Value {
         SERVED[i % SERVED.len()]
     };
     json!({
-        "customer_id": format!("load-{i}"),
         "lines": [{ "sku": "LOAD-1", "quantity": 1 + i % 3, "unit_price": { "amount": 1250, "currency": "KRW" } }],
         "shipping_address": { "recipient": "Load Test", "line1": "1 Sejong-daero", "city": "Seoul",
                               "postal_code": "04524", "country": country }
     })
 }
 
-/// One request, given up after `timeout`.
-async fn call(
+/// One request with the caller's token, these extra headers and an optional JSON body, given up
+/// after `timeout`; the status and the JSON answer (`null` when it is not JSON).
+pub(super) async fn call(
     client: &HttpClient,
     timeout: Duration,
-    method: Method,
-    uri: Uri,
-    body: Option<(&Value, &str)>,
+    (method, uri, token): (Method, Uri, &str),
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
 ) -> anyhow::Result<(u16, Value)> {
-    tokio::time::timeout(timeout, call_once(client, method, uri, body))
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))?
+    tokio::time::timeout(
+        timeout,
+        call_once(client, (method, uri, token), headers, body),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))?
 }
 
 async fn call_once(
     client: &HttpClient,
-    method: Method,
-    uri: Uri,
-    body: Option<(&Value, &str)>,
+    (method, uri, token): (Method, Uri, &str),
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
 ) -> anyhow::Result<(u16, Value)> {
     let mut request = Request::builder()
         .method(method)
         .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json");
-    let payload = match body {
-        Some((body, key)) => {
-            request = request.header("idempotency-key", key);
-            Bytes::from(body.to_string())
-        }
-        None => Bytes::new(),
-    };
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let payload = body.map_or_else(Bytes::new, |body| Bytes::from(body.to_string()));
     let response = client.request(request.body(Full::new(payload))?).await?;
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await?.to_bytes();
@@ -76,31 +77,54 @@ fn is_settled(order: &Value) -> bool {
 /// answer or with a 5xx; the last result.
 async fn place(
     client: &HttpClient,
-    uri: &Uri,
+    (uri, token): (&Uri, &str),
     body: &Value,
     key: &str,
     args: &LoadArgs,
     run: &Run,
 ) -> anyhow::Result<(u16, Value)> {
-    let mut attempt = 0;
-    loop {
-        let result = call(
+    let headers = [("idempotency-key", key)];
+    let send = || {
+        call(
             client,
             args.request_timeout,
-            Method::POST,
-            uri.clone(),
-            Some((body, key)),
+            (Method::POST, uri.clone(), token),
+            &headers,
+            Some(body),
         )
-        .await;
-        let retryable = match &result {
+    };
+    retrying(args.post_retries, send, || {
+        let go_on = run.stalled_at.get().is_none();
+        if go_on {
+            run.post_retries.fetch_add(1, Ordering::Relaxed);
+        }
+        go_on
+    })
+    .await
+}
+
+/// Sends again, after a doubling pause (100 ms, 200 ms, …), while a request gets no answer or a
+/// 5xx, at most `retries` times and while `again` agrees; the last result.
+pub(super) async fn retrying<F, Fut>(
+    retries: u32,
+    mut send: F,
+    mut again: impl FnMut() -> bool,
+) -> anyhow::Result<(u16, Value)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(u16, Value)>>,
+{
+    let mut attempt = 0;
+    loop {
+        let result = send().await;
+        let failed = match &result {
             Ok((status, _)) => *status >= 500,
             Err(_) => true,
         };
-        if !retryable || attempt >= args.post_retries || run.stalled_at.get().is_some() {
+        if !failed || attempt >= retries || !again() {
             return result;
         }
         attempt += 1;
-        run.post_retries.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(100) * 2u32.saturating_pow(attempt - 1)).await;
     }
 }
@@ -123,8 +147,12 @@ pub(super) async fn one_order(
 ) -> Sample {
     let started = Instant::now();
     let body = order_body(i, args.unserved_ratio);
+    let token = run.tokens.for_order(i);
     let posted = match format!("{base}/orders").parse::<Uri>() {
-        Ok(uri) => place(client, &uri, &body, &format!("{run_id}-{i}"), args, run).await,
+        Ok(uri) => {
+            let key = format!("{run_id}-{i}");
+            place(client, (&uri, token), &body, &key, args, run).await
+        }
         Err(e) => Err(e.into()),
     };
     let post = started.elapsed();
@@ -146,8 +174,14 @@ pub(super) async fn one_order(
     // Poll often at first, then back off a little, so that measuring does not become the load.
     let mut wait = args.poll_interval;
     loop {
-        if let Ok((200, order)) =
-            call(client, args.request_timeout, Method::GET, uri.clone(), None).await
+        if let Ok((200, order)) = call(
+            client,
+            args.request_timeout,
+            (Method::GET, uri.clone(), token),
+            &[],
+            None,
+        )
+        .await
             && is_settled(&order)
         {
             run.progressed();

@@ -7,8 +7,10 @@ use ordership_application::{RelayConfig, RetentionConfig};
 use ordership_domain::DeliveryPolicy;
 use ordership_domain::SagaPolicy;
 use ordership_domain::ports::{
-    DeliveryTransaction, OrderTransaction, OutboxFeed, OutboxSignal, UnitOfWork,
+    AdmissionQueue, AdmissionTokens, DeliveryTransaction, OrderTransaction, OutboxFeed,
+    OutboxSignal, UnitOfWork, WaitingRoomStore,
 };
+use ordership_http::auth::{Authenticator, DevKey, SignedAdmissions};
 use ordership_http::{HealthCheck, HttpConfig};
 use ordership_memory::BusConfig;
 
@@ -22,8 +24,46 @@ pub struct SystemConfig {
     pub sweep_interval: Duration,
     pub retention: RetentionConfig,
     pub http: HttpConfig,
+    /// How the API verifies bearer tokens. The default verifies only tokens of a key made for
+    /// this process and never shown: nothing gets in until one is configured.
+    pub authenticator: Arc<Authenticator>,
     /// Further readiness checks: dependencies of an embedding service the wiring does not know.
     pub extra_checks: Vec<Arc<dyn HealthCheck>>,
+    pub waiting_rooms: WaitingRoomConfig,
+}
+
+/// The flash-sale waiting rooms' queue and token key.
+#[derive(Clone)]
+pub struct WaitingRoomConfig {
+    /// The queue every instance shares (Redis); `None`: one in this process's memory.
+    pub queue: Option<Arc<dyn AdmissionQueue>>,
+    /// Signs and checks queue and admission tokens; every instance needs the same key. The
+    /// default is a key made for this process: right for one process only.
+    pub tokens: Arc<dyn AdmissionTokens>,
+}
+
+impl Default for WaitingRoomConfig {
+    fn default() -> Self {
+        Self {
+            queue: None,
+            tokens: Arc::new(SignedAdmissions::generate()),
+        }
+    }
+}
+
+impl std::fmt::Debug for WaitingRoomConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitingRoomConfig")
+            .field(
+                "queue",
+                &if self.queue.is_some() {
+                    "shared"
+                } else {
+                    "in memory"
+                },
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for SystemConfig {
@@ -36,6 +76,8 @@ impl std::fmt::Debug for SystemConfig {
             .field("sweep_interval", &self.sweep_interval)
             .field("retention", &self.retention)
             .field("http", &self.http)
+            .field("authenticator", &self.authenticator)
+            .field("waiting_rooms", &self.waiting_rooms)
             .field(
                 "extra_checks",
                 &self
@@ -58,7 +100,9 @@ impl Default for SystemConfig {
             sweep_interval: Duration::from_secs(1),
             retention: RetentionConfig::default(),
             http: HttpConfig::default(),
+            authenticator: Arc::new(DevKey::generate().authenticator()),
             extra_checks: Vec::new(),
+            waiting_rooms: WaitingRoomConfig::default(),
         }
     }
 }
@@ -87,4 +131,6 @@ impl<Tx: ?Sized> Clone for Side<Tx> {
 pub struct Stores {
     pub orders: Option<Side<dyn OrderTransaction>>,
     pub deliveries: Option<Side<dyn DeliveryTransaction>>,
+    /// Where the order service keeps its waiting rooms' configuration; `None`: in memory.
+    pub waiting_rooms: Option<Arc<dyn WaitingRoomStore>>,
 }

@@ -6,7 +6,7 @@ mod config;
 mod relays;
 mod transport;
 
-pub use config::{Side, Stores, SystemConfig};
+pub use config::{Side, Stores, SystemConfig, WaitingRoomConfig};
 use relays::Launcher;
 pub use transport::{KafkaTransport, Transport};
 
@@ -18,12 +18,16 @@ use ordership_application::background::{
     purge_idempotency_keys, purge_outbox_and_inbox, run_every, run_sweeper,
 };
 use ordership_application::{
-    DeliveryService, FulfilmentOrchestrator, OrderService, ShutdownTrigger,
+    DeliveryService, FulfilmentOrchestrator, OrderService, ShutdownTrigger, WaitingRooms,
 };
 use ordership_domain::ports::{Clock, IdGenerator};
 use ordership_domain::topics;
-use ordership_http::{ApiBuilder, HealthCheck, SagaStates, StoreCheck};
-use ordership_memory::{InProcessBus, SystemClock, UuidV7Ids};
+use ordership_http::{
+    ApiBuilder, HealthCheck, SagaStates, StoreCheck, WaitingRoomCheck, WaitingRoomFigures,
+};
+use ordership_memory::{
+    InProcessBus, MemoryAdmissionQueue, MemoryWaitingRooms, SystemClock, UuidV7Ids,
+};
 use tokio::task::JoinHandle;
 
 /// A running system.
@@ -33,6 +37,7 @@ pub struct Running {
     pub transport: Transport,
     pub orders: Option<OrderService>,
     pub deliveries: Option<DeliveryService>,
+    pub waiting_rooms: Option<WaitingRooms>,
     trigger: ShutdownTrigger,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -51,9 +56,13 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
         relay: config.relay.clone(),
         shutdown: shutdown.clone(),
         tasks: Vec::new(),
+        checks: Vec::new(),
     };
-    let mut api = ApiBuilder::new(config.http.clone());
+    let mut api = ApiBuilder::new(config.http.clone())
+        .authenticator(Arc::clone(&config.authenticator))
+        .shutdown(shutdown.clone());
     let mut orders = None;
+    let mut waiting_rooms = None;
     let mut deliveries = None;
     // Readiness lists the order store first, then the delivery store, then the rest.
     let mut checks: Vec<Arc<dyn HealthCheck>> = Vec::new();
@@ -66,12 +75,13 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
             Arc::clone(&ids),
             config.policy.clone(),
         );
+        let (handling, _) = launch.consumer(
+            topics::DELIVERY_COMMANDS,
+            ordership_application::deliveries::CONSUMER,
+            Arc::new(service.clone()),
+        );
         api = api
-            .metric_source(launch.consumer(
-                topics::DELIVERY_COMMANDS,
-                ordership_application::deliveries::CONSUMER,
-                Arc::new(service.clone()),
-            ))
+            .metric_source(handling)
             .metric_sources(launch.relay("delivery", side))
             .deliveries(service.clone());
         checks.push(Arc::new(StoreCheck::new(
@@ -81,24 +91,50 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
         deliveries = Some(service);
     }
     if let Some(side) = &stores.orders {
+        let rooms = WaitingRooms::new(
+            config
+                .waiting_rooms
+                .queue
+                .clone()
+                .unwrap_or_else(|| Arc::new(MemoryAdmissionQueue::new(Arc::clone(&clock)))),
+            stores
+                .waiting_rooms
+                .clone()
+                .unwrap_or_else(|| Arc::new(MemoryWaitingRooms::default())),
+            Arc::clone(&config.waiting_rooms.tokens),
+            side.store.clone(),
+            Arc::clone(&clock),
+        );
         let service = OrderService::new(
             side.store.clone(),
             Arc::clone(&clock),
             Arc::clone(&ids),
             config.saga.clone(),
-        );
+        )
+        .with_waiting_rooms(rooms.clone());
+        launch
+            .tasks
+            .push(tokio::spawn(rooms.clone().run_ticker(shutdown.clone())));
+        launch
+            .checks
+            .push(Arc::new(WaitingRoomCheck(rooms.clone())));
+        api = api
+            .waiting_rooms(rooms.clone())
+            .metric_source(Arc::new(WaitingRoomFigures(rooms.clone())));
+        waiting_rooms = Some(rooms);
         let saga = FulfilmentOrchestrator::new(
             side.store.clone(),
             Arc::clone(&clock),
             Arc::clone(&ids),
             config.saga.clone(),
         );
+        let (handling, replies_flowing) = launch.consumer(
+            topics::DELIVERY_EVENTS,
+            ordership_application::saga::CONSUMER,
+            Arc::new(saga.clone()),
+        );
         api = api
-            .metric_source(launch.consumer(
-                topics::DELIVERY_EVENTS,
-                ordership_application::saga::CONSUMER,
-                Arc::new(saga.clone()),
-            ))
+            .metric_source(handling)
             .metric_sources(launch.relay("order", side))
             .orders(service.clone())
             .metric_source(Arc::new(SagaStates(side.store.clone())));
@@ -106,6 +142,7 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
             saga,
             config.sweep_interval,
             100,
+            replies_flowing,
             shutdown.clone(),
         )));
         checks.insert(
@@ -114,6 +151,7 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
         );
         orders = Some(service);
     }
+    checks.append(&mut launch.checks);
     checks.extend(config.extra_checks.iter().cloned());
     for check in checks {
         api = api.check(check);
@@ -151,6 +189,7 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
         transport,
         orders,
         deliveries,
+        waiting_rooms,
         trigger,
         tasks,
     }

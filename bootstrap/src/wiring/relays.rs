@@ -4,10 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ordership_application::background::RepliesFlowing;
 use ordership_application::monitoring::{HandlerMetrics, Measured, RelayMetrics};
 use ordership_application::{CdcRelay, OutboxRelay, RelayConfig, Shutdown};
 use ordership_domain::ports::{Clock, MessageHandler, MessagePublisher, Transaction};
-use ordership_http::{HandlerLatency, MetricSource, OutboxBacklog, RelayLatency, SlotLag};
+use ordership_http::{
+    HandlerLatency, HealthCheck, MetricSource, OutboxBacklog, RelayLatency, SlotLag,
+};
 use tokio::task::JoinHandle;
 
 use super::{Side, Transport};
@@ -20,26 +23,31 @@ pub(super) struct Launcher<'a> {
     pub(super) relay: RelayConfig,
     pub(super) shutdown: Shutdown,
     pub(super) tasks: Vec<JoinHandle<()>>,
+    /// Readiness checks of the consumers (Kafka's: a live group member).
+    pub(super) checks: Vec<Arc<dyn HealthCheck>>,
 }
 
 impl Launcher<'_> {
-    /// Delivers `topic` to `handler` as consumer group `group`; returns the handler's metrics.
+    /// Delivers `topic` to `handler` as consumer group `group`; returns the handler's metrics and
+    /// whether messages reach it now.
     pub(super) fn consumer(
         &mut self,
         topic: &str,
         group: &'static str,
         handler: Arc<dyn MessageHandler>,
-    ) -> Arc<dyn MetricSource> {
+    ) -> (Arc<dyn MetricSource>, RepliesFlowing) {
         let metrics = Arc::new(HandlerMetrics::default());
         let measured = Arc::new(Measured::new(handler, Arc::clone(&metrics)));
-        self.tasks.extend(
-            self.transport
-                .subscribe(topic, group, measured, &self.shutdown),
-        );
-        Arc::new(HandlerLatency {
+        let subscription = self
+            .transport
+            .subscribe(topic, group, measured, &self.shutdown);
+        self.tasks.extend(subscription.task);
+        self.checks.extend(subscription.check);
+        let latency = Arc::new(HandlerLatency {
             consumer: group,
             metrics,
-        })
+        });
+        (latency, subscription.flowing)
     }
 
     /// Relays `side`'s outbox; returns the relay's and the outbox's metrics.

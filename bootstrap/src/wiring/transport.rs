@@ -9,10 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ordership_application::ConsumerStats;
 use ordership_application::Shutdown;
+use ordership_application::background::RepliesFlowing;
 use ordership_domain::RetryPolicy;
 use ordership_domain::ports::{MessageHandler, MessagePublisher};
+use ordership_http::HealthCheck;
 use ordership_http::{ApiBuilder, Family, MetricSource};
-use ordership_kafka::{ConsumerConfig, KafkaPublisher, Namespace, consume};
+use ordership_kafka::{ConsumerConfig, ConsumerHealth, KafkaPublisher, Namespace, consume};
 use ordership_memory::InProcessBus;
 use tokio::task::JoinHandle;
 
@@ -37,6 +39,8 @@ pub struct KafkaTransport {
     pub stats: Arc<ConsumerStats>,
     /// UNSAFE, mutation tests only: store offsets before handling.
     pub store_offset_before_handling: bool,
+    /// Static group membership: this instance's stable identity.
+    pub instance_id: Option<String>,
 }
 
 /// A counter family with one unlabelled sample.
@@ -96,6 +100,11 @@ impl MetricSource for ConsumerMetrics {
             "Partitions taken away from this process's consumers by rebalances.",
             &self.0.partitions_revoked,
         ));
+        families.push(counter(
+            "ordership_consumers_rebuilt_total",
+            "Kafka consumers built again after being out of their group too long.",
+            &self.0.consumers_rebuilt,
+        ));
         families
     }
 }
@@ -115,6 +124,34 @@ impl ordership_http::HealthCheck for KafkaCheck {
         })
     }
 }
+
+/// Ready while a Kafka consumer polls and is a member of its group.
+struct ConsumerCheck {
+    name: String,
+    health: Arc<ConsumerHealth>,
+}
+
+#[async_trait]
+impl HealthCheck for ConsumerCheck {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.health.check().map_err(str::to_owned)
+    }
+}
+
+/// A subscription: the task that consumes, the check that tells whether it is live, and whether
+/// messages reach the handler now.
+pub(super) struct Subscription {
+    pub(super) task: Option<JoinHandle<()>>,
+    pub(super) check: Option<Arc<dyn HealthCheck>>,
+    pub(super) flowing: RepliesFlowing,
+}
+
+/// How long a consumer back in its group is given to take in what waited for it before the
+/// saga's deadlines are judged again.
+const SETTLE_AFTER_JOIN: Duration = Duration::from_secs(3);
 
 impl Transport {
     /// Adds the transport's metrics and, for Kafka, its health check to the API.
@@ -141,21 +178,36 @@ impl Transport {
         group: &str,
         handler: Arc<dyn MessageHandler>,
         shutdown: &Shutdown,
-    ) -> Option<JoinHandle<()>> {
+    ) -> Subscription {
         match self {
             Self::Bus(bus) => {
                 bus.subscribe(topic, group, &handler);
-                None
+                Subscription {
+                    task: None,
+                    check: None,
+                    flowing: Arc::new(|| true),
+                }
             }
             Self::Kafka(kafka) => {
+                let health = Arc::new(ConsumerHealth::default());
+                let check = Arc::new(ConsumerCheck {
+                    name: format!("kafka-consumer:{group}"),
+                    health: Arc::clone(&health),
+                });
+                let flowing: RepliesFlowing = {
+                    let health = Arc::clone(&health);
+                    Arc::new(move || health.in_group_for(SETTLE_AFTER_JOIN))
+                };
                 let config = ConsumerConfig {
+                    health,
+                    instance_id: kafka.instance_id.clone(),
                     namespace: kafka.namespace.clone(),
                     retry: kafka.retry.clone(),
                     store_offset_before_handling: kafka.store_offset_before_handling,
                     ..ConsumerConfig::new(&kafka.brokers, group, &[topic])
                 };
                 let (stats, mut shutdown) = (Arc::clone(&kafka.stats), shutdown.clone());
-                Some(tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     if let Err(e) =
                         consume(
                             config,
@@ -167,7 +219,12 @@ impl Transport {
                     {
                         tracing::error!(error = %e, "the consumer could not start");
                     }
-                }))
+                });
+                Subscription {
+                    task: Some(task),
+                    check: Some(check),
+                    flowing,
+                }
             }
         }
     }

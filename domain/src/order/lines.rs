@@ -25,7 +25,7 @@ impl CustomerId {
 }
 
 /// A stock keeping unit: 1–64 characters of letters, digits, `-`, `_` or `.`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Sku(String);
 
@@ -115,6 +115,15 @@ pub struct PlaceOrder {
     pub(super) lines: Vec<OrderLine>,
     pub(super) shipping_address: ShippingAddress,
     pub(super) total: Money,
+    pub(super) admission: Option<AdmissionRef>,
+}
+
+/// The waiting-room admission an order was placed with: stored with the order, under unique
+/// constraints, so one admission buys one order and a buyer orders once per room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AdmissionRef {
+    pub room: crate::admission::RoomId,
+    pub id: String,
 }
 
 impl PlaceOrder {
@@ -157,7 +166,22 @@ impl PlaceOrder {
             lines,
             shipping_address,
             total,
+            admission: None,
         })
+    }
+
+    /// The same order, placed with this waiting-room admission.
+    #[must_use]
+    pub fn with_admission(self, admission: AdmissionRef) -> Self {
+        Self {
+            admission: Some(admission),
+            ..self
+        }
+    }
+
+    #[must_use]
+    pub const fn admission(&self) -> Option<&AdmissionRef> {
+        self.admission.as_ref()
     }
 
     #[must_use]

@@ -18,7 +18,7 @@ use crate::money::Money;
 
 mod lines;
 
-pub use lines::{CustomerId, OrderLine, PlaceOrder, Quantity, Sku, parse_order_line};
+pub use lines::{AdmissionRef, CustomerId, OrderLine, PlaceOrder, Quantity, Sku, parse_order_line};
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -183,6 +183,7 @@ pub struct Order {
     status: OrderStatus,
     delivery_id: Option<DeliveryId>,
     cancellation_reason: Option<CancellationReason>,
+    admission: Option<AdmissionRef>,
     version: u64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -198,6 +199,7 @@ pub struct OrderSnapshot {
     pub status: OrderStatus,
     pub delivery_id: Option<DeliveryId>,
     pub cancellation_reason: Option<CancellationReason>,
+    pub admission: Option<AdmissionRef>,
     pub version: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -222,6 +224,7 @@ impl Order {
             status: OrderStatus::Pending,
             delivery_id: None,
             cancellation_reason: None,
+            admission: command.admission,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -237,6 +240,7 @@ impl Order {
     pub fn restore(s: OrderSnapshot) -> Result<Self, ValidationError> {
         let command = PlaceOrder::new(s.customer_id, s.lines, s.shipping_address)?;
         Ok(Self {
+            admission: s.admission,
             id: s.id,
             customer_id: command.customer_id,
             lines: command.lines,
@@ -347,6 +351,11 @@ impl Order {
     #[must_use]
     pub const fn customer_id(&self) -> &CustomerId {
         &self.customer_id
+    }
+    /// The waiting-room admission it was placed with, if its product was gated.
+    #[must_use]
+    pub const fn admission(&self) -> Option<&AdmissionRef> {
+        self.admission.as_ref()
     }
     #[must_use]
     pub fn lines(&self) -> &[OrderLine] {
@@ -538,6 +547,7 @@ pub(crate) mod tests {
             status: order.status(),
             delivery_id: order.delivery_id(),
             cancellation_reason: order.cancellation_reason().cloned(),
+            admission: order.admission().cloned(),
             version: order.version(),
             created_at: order.created_at(),
             updated_at: order.updated_at(),

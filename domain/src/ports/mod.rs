@@ -7,6 +7,7 @@
 //!
 //! Each method documents the error variant an adapter MUST return in each case (`# Errors`).
 
+mod admission;
 mod clock;
 mod deliveries;
 mod idempotency;
@@ -14,9 +15,14 @@ mod inbox;
 mod messaging;
 mod orders;
 mod outbox;
+mod rooms;
 mod sagas;
 mod unit_of_work;
 
+pub use admission::{
+    Admission, AdmissionQueue, AdmissionTokens, QueueError, QueuePass, QueueRules, QueueStats,
+    TokenError,
+};
 pub use clock::{Clock, IdGenerator};
 pub use deliveries::DeliveryRepository;
 pub use idempotency::{Claim, IdempotencyRecord, IdempotencyStore, StoredResponse};
@@ -26,9 +32,12 @@ pub use orders::{OrderQuery, OrderRepository};
 pub use outbox::{
     FeedBatch, FeedPosition, Outbox, OutboxFeed, OutboxSignal, OutboxStats, ParkedMessage,
 };
+pub use rooms::WaitingRoomStore;
 pub use sagas::SagaRepository;
 pub use unit_of_work::{DeliveryTransaction, OrderTransaction, Transaction, UnitOfWork};
 
+#[cfg(feature = "mocks")]
+pub use admission::{MockAdmissionQueue, MockAdmissionTokens};
 #[cfg(feature = "mocks")]
 pub use clock::{MockClock, MockIdGenerator};
 #[cfg(feature = "mocks")]
@@ -43,6 +52,8 @@ pub use messaging::{MockMessageHandler, MockMessagePublisher};
 pub use orders::MockOrderRepository;
 #[cfg(feature = "mocks")]
 pub use outbox::{MockOutbox, MockOutboxFeed};
+#[cfg(feature = "mocks")]
+pub use rooms::MockWaitingRoomStore;
 #[cfg(feature = "mocks")]
 pub use sagas::MockSagaRepository;
 

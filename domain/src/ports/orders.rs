@@ -1,12 +1,15 @@
 //! The order repository.
 
 use super::StoreError;
+use crate::admission::RoomId;
 use crate::ids::OrderId;
-use crate::order::{Order, OrderStatus};
+use crate::order::{CustomerId, Order, OrderStatus};
 
 /// A page of orders, by ascending id (UUID v7: creation order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderQuery {
+    /// Only this customer's orders.
+    pub customer: Option<CustomerId>,
     pub status: Option<OrderStatus>,
     /// Only orders with an id greater than this (the cursor).
     pub after: Option<OrderId>,
@@ -21,7 +24,9 @@ pub trait OrderRepository: Send {
     async fn get(&mut self, id: OrderId) -> Result<Option<Order>, StoreError>;
 
     /// # Errors
-    /// MUST return [`StoreError::Duplicate`] if an order with this id exists.
+    /// MUST return [`StoreError::Duplicate`] if an order with this id exists, or, for an order
+    /// placed with a waiting-room admission, if an order holds that admission or was placed by
+    /// the same customer with an admission of the same room.
     async fn insert(&mut self, order: &Order) -> Result<(), StoreError>;
 
     /// Replaces the stored order if its version is still `expected_version`.
@@ -33,4 +38,14 @@ pub trait OrderRepository: Send {
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
     async fn list(&mut self, query: &OrderQuery) -> Result<Vec<Order>, StoreError>;
+
+    /// Whether `customer` placed an order with an admission of `room`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn ordered_in_room(
+        &mut self,
+        room: &RoomId,
+        customer: &CustomerId,
+    ) -> Result<bool, StoreError>;
 }

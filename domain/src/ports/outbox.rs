@@ -117,6 +117,8 @@ pub struct FeedBatch {
     pub messages: Vec<Message>,
     /// Confirming this position acknowledges the whole batch; `None` when nothing was read.
     pub up_to: Option<FeedPosition>,
+    /// The feed stopped at its limit: more may be waiting already, so read again at once.
+    pub more: bool,
 }
 
 /// The outbox as a change feed read from the database's transaction log (the CDC relay mode):

@@ -45,9 +45,13 @@ pub(crate) fn address(country: &str) -> ShippingAddress {
 }
 
 pub(crate) fn order() -> Order {
+    order_of("c-42")
+}
+
+pub(crate) fn order_of(customer: &str) -> Order {
     let line = parse_order_line(0, "ABC-123", 2, 1250, "KRW").expect("line");
     let place = PlaceOrder::new(
-        CustomerId::parse("c-42").expect("id"),
+        CustomerId::parse(customer).expect("id"),
         vec![line],
         address("KR"),
     )
@@ -90,6 +94,8 @@ macro_rules! contract_tests {
             a_rolled_back_unit_of_work_leaves_nothing,
             a_transaction_with_a_failed_call_does_not_commit_half,
             orders_are_listed_by_status_after_a_cursor,
+            a_customer_lists_only_their_own_orders,
+            an_admission_buys_one_order_and_a_buyer_orders_once_per_room,
             sagas_round_trip_and_come_due_by_deadline,
             the_outbox_publishes_in_order_and_purges_only_published,
             a_parked_message_holds_back_only_its_key,

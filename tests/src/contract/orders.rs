@@ -4,7 +4,7 @@ use ordership_domain::ports::{OrderQuery, StoreError};
 use ordership_domain::{CancellationReason, DeliveryId, Order, OrderId, OrderStatus};
 use uuid::Uuid;
 
-use super::{OrderStore, order, t0};
+use super::{OrderStore, order, order_of, t0};
 
 /// An order written and read back is the same order.
 pub async fn orders_round_trip(store: &OrderStore) {
@@ -105,6 +105,7 @@ pub async fn orders_are_listed_by_status_after_a_cursor(store: &OrderStore) {
     tx.commit().await.expect("commit");
     let mut tx = store.begin().await.expect("begin");
     let query = |after| OrderQuery {
+        customer: None,
         status: Some(OrderStatus::Pending),
         after,
         limit: 2,
@@ -120,6 +121,7 @@ pub async fn orders_are_listed_by_status_after_a_cursor(store: &OrderStore) {
     let all = tx
         .orders()
         .list(&OrderQuery {
+            customer: None,
             status: None,
             after: None,
             limit: 100,
@@ -127,4 +129,95 @@ pub async fn orders_are_listed_by_status_after_a_cursor(store: &OrderStore) {
         .await
         .expect("list");
     assert_eq!(all.len(), 5);
+}
+
+/// Listing by customer shows that customer's orders only, with the other filters still applied.
+pub async fn a_customer_lists_only_their_own_orders(store: &OrderStore) {
+    let mut tx = store.begin().await.expect("begin");
+    let mine = [order_of("c-mine"), order_of("c-mine")];
+    for o in mine
+        .iter()
+        .chain(&[order_of("c-other"), order_of("c-mine-too")])
+    {
+        tx.orders().insert(o).await.expect("insert");
+    }
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    let query = |status| OrderQuery {
+        customer: Some(ordership_domain::CustomerId::parse("c-mine").expect("id")),
+        status,
+        after: None,
+        limit: 100,
+    };
+    let listed: Vec<_> = tx
+        .orders()
+        .list(&query(None))
+        .await
+        .expect("list")
+        .iter()
+        .map(Order::id)
+        .collect();
+    assert_eq!(listed, mine.iter().map(Order::id).collect::<Vec<_>>());
+    let cancelled = tx
+        .orders()
+        .list(&query(Some(OrderStatus::Cancelled)))
+        .await
+        .expect("list");
+    assert!(cancelled.is_empty());
+}
+
+/// An order keeps the admission it was placed with; an admission buys one order, and a buyer
+/// orders once per room.
+pub async fn an_admission_buys_one_order_and_a_buyer_orders_once_per_room(store: &OrderStore) {
+    use ordership_domain::admission::RoomId;
+    use ordership_domain::{AdmissionRef, PlaceOrder};
+
+    let admitted = |customer: &str, room: &str, id: &str| {
+        let template = order_of(customer);
+        let command = PlaceOrder::new(
+            template.customer_id().clone(),
+            template.lines().to_vec(),
+            template.shipping_address().clone(),
+        )
+        .expect("command")
+        .with_admission(AdmissionRef {
+            room: RoomId::parse(room).expect("room"),
+            id: id.to_owned(),
+        });
+        Order::place(OrderId::from_uuid(Uuid::now_v7()), command, t0()).0
+    };
+    let first = admitted("c-1", "sale", "adm-1");
+    let mut tx = store.begin().await.expect("begin");
+    tx.orders().insert(&first).await.expect("insert");
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    let read = tx
+        .orders()
+        .get(first.id())
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(read.admission(), first.admission());
+    drop(tx);
+
+    for (again, why) in [
+        (admitted("c-2", "sale", "adm-1"), "the same admission"),
+        (admitted("c-1", "sale", "adm-2"), "the same buyer and room"),
+    ] {
+        let mut tx = store.begin().await.expect("begin");
+        assert!(
+            matches!(tx.orders().insert(&again).await, Err(StoreError::Duplicate)),
+            "{why}"
+        );
+    }
+    let mut tx = store.begin().await.expect("begin");
+    tx.orders()
+        .insert(&admitted("c-1", "other-sale", "adm-3"))
+        .await
+        .expect("another room");
+    tx.orders()
+        .insert(&order_of("c-1"))
+        .await
+        .expect("an ungated order");
+    tx.commit().await.expect("commit");
 }

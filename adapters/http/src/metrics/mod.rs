@@ -15,7 +15,9 @@ use axum::response::Response;
 use ordership_application::monitoring::Histogram;
 
 pub use exposition::{Family, Kind, MetricSource, Samples};
-pub use sources::{HandlerLatency, OutboxBacklog, RelayLatency, SagaStates, SlotLag};
+pub use sources::{
+    HandlerLatency, OutboxBacklog, RelayLatency, SagaStates, SlotLag, WaitingRoomFigures,
+};
 
 #[derive(Debug, Default)]
 struct HttpTables {

@@ -172,3 +172,96 @@ impl MetricSource for SlotLag {
         }
     }
 }
+
+/// The waiting rooms: per room, who waits and how many were admitted (from the queue, shared by
+/// every instance); per process, joins, admissions, the gate's refusals by reason, queue errors
+/// and whether the queue answers.
+pub struct WaitingRoomFigures(pub ordership_application::WaitingRooms);
+
+#[async_trait]
+impl MetricSource for WaitingRoomFigures {
+    async fn collect(&self) -> Vec<Family> {
+        let c = self.0.counters();
+        let n = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;
+        let mut families = vec![
+            Family::counter(
+                "ordership_waiting_room_joins_total",
+                "Joins answered by this instance.",
+                vec![(Vec::new(), n(&c.joins))],
+            ),
+            Family::counter(
+                "ordership_waiting_room_admissions_total",
+                "Buyers admitted by this instance: on joining (nobody waiting) or by its ticks.",
+                vec![
+                    (
+                        vec![("how", "on_joining".to_owned())],
+                        n(&c.admitted_on_joining),
+                    ),
+                    (vec![("how", "by_tick".to_owned())], n(&c.admitted_by_tick)),
+                ],
+            ),
+            Family::counter(
+                "ordership_waiting_room_gate_refusals_total",
+                "Orders for gated products refused by this instance, by reason.",
+                vec![
+                    (
+                        vec![("reason", "required".to_owned())],
+                        n(&c.refused_required),
+                    ),
+                    (
+                        vec![("reason", "expired".to_owned())],
+                        n(&c.refused_expired),
+                    ),
+                    (
+                        vec![("reason", "unavailable".to_owned())],
+                        n(&c.refused_unavailable),
+                    ),
+                ],
+            ),
+            Family::counter(
+                "ordership_waiting_room_queue_errors_total",
+                "Failed calls to the waiting rooms' queue (Redis).",
+                vec![(Vec::new(), n(&c.queue_errors))],
+            ),
+            Family::gauge(
+                "ordership_waiting_room_queue_up",
+                "1 while the waiting rooms' queue (Redis) answers.",
+                vec![(Vec::new(), if self.0.queue_up() { 1.0 } else { 0.0 })],
+            ),
+        ];
+        match self.0.views().await {
+            Ok(views) => {
+                let room = |v: &ordership_application::RoomView| {
+                    vec![("room", v.room.id().as_str().to_owned())]
+                };
+                let queued = || views.iter().filter_map(|v| Some((room(v), v.queue?)));
+                families.push(Family::gauge(
+                    "ordership_waiting_room_waiting",
+                    "Buyers waiting, by room.",
+                    queued().map(|(l, q)| (l, q.waiting as f64)).collect(),
+                ));
+                families.push(Family::counter(
+                    "ordership_waiting_room_admitted_total",
+                    "Buyers admitted since the room's queue began, by room (all instances).",
+                    queued().map(|(l, q)| (l, q.admitted as f64)).collect(),
+                ));
+                families.push(Family::gauge(
+                    "ordership_waiting_room_rate_per_second",
+                    "The configured admission rate, by room.",
+                    views
+                        .iter()
+                        .map(|v| {
+                            let rate = v.room.rate();
+                            (
+                                room(v),
+                                f64::from(rate.admissions()) / rate.interval().as_secs_f64(),
+                            )
+                        })
+                        .collect(),
+                ));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read waiting rooms for metrics"),
+        }
+        families
+    }
+}

@@ -7,8 +7,9 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use ordership::embedded::Embedded;
-use ordership::wiring::SystemConfig;
+use ordership::wiring::{SystemConfig, WaitingRoomConfig};
 use ordership_application::RelayConfig;
+use ordership_http::auth::{DevKey, Scope, SignedAdmissions};
 use ordership_http::{HealthCheck, HttpConfig};
 use ordership_memory::MemoryStore;
 use serde_json::Value;
@@ -18,6 +19,13 @@ use tower::ServiceExt;
 pub(crate) struct TestApp {
     pub(crate) router: Router,
     pub(crate) order_store: MemoryStore,
+    /// Signs the tests' tokens; the app verifies with its public half.
+    key: DevKey,
+    /// Signs and checks the waiting rooms' tokens, as the app does.
+    pub(crate) admissions: Arc<SignedAdmissions>,
+    /// Sent with every request that carries no `Authorization` of its own: customer `c-42`
+    /// (the fixtures' orders), who is also a courier.
+    default_token: String,
     _system: Embedded,
 }
 
@@ -39,6 +47,7 @@ pub(crate) struct Options {
     pub(crate) body_limit: usize,
     pub(crate) broken_check: bool,
     pub(crate) request_timeout: Duration,
+    pub(crate) cors_origins: &'static [&'static str],
 }
 
 impl Default for Options {
@@ -48,6 +57,7 @@ impl Default for Options {
             body_limit: http.body_limit,
             broken_check: false,
             request_timeout: http.request_timeout,
+            cors_origins: &[],
         }
     }
 }
@@ -58,11 +68,23 @@ impl TestApp {
     }
 
     pub(crate) fn with(options: Options) -> Self {
+        let key = DevKey::generate();
+        let admissions = Arc::new(SignedAdmissions::generate());
         let mut config = SystemConfig {
+            waiting_rooms: WaitingRoomConfig {
+                queue: None,
+                tokens: Arc::clone(&admissions) as _,
+            },
             http: HttpConfig {
                 body_limit: options.body_limit,
                 request_timeout: options.request_timeout,
+                cors_origins: options
+                    .cors_origins
+                    .iter()
+                    .map(|o| axum::http::HeaderValue::from_static(o))
+                    .collect(),
             },
+            authenticator: Arc::new(key.authenticator()),
             relay: RelayConfig {
                 poll_interval: Duration::from_millis(20),
                 ..RelayConfig::default()
@@ -73,14 +95,37 @@ impl TestApp {
             config.extra_checks.push(Arc::new(Broken));
         }
         let system = Embedded::start(&config);
+        let default_token = key
+            .mint(
+                "c-42",
+                &[Scope::Orders, Scope::Courier],
+                Duration::from_secs(600),
+            )
+            .expect("token");
         Self {
             router: system.app.router.clone(),
             order_store: system.order_store.clone(),
+            key,
+            admissions,
+            default_token,
             _system: system,
         }
     }
 
-    pub(crate) async fn send(&self, request: Request<Body>) -> Reply {
+    /// A token of the app's key for `subject` with these scopes.
+    pub(crate) fn token(&self, subject: &str, scopes: &[Scope]) -> String {
+        self.key
+            .mint(subject, scopes, Duration::from_secs(600))
+            .expect("token")
+    }
+
+    /// A token of the app's key with exactly these claims.
+    pub(crate) fn sign(&self, claims: &Value) -> String {
+        self.key.sign(claims).expect("token")
+    }
+
+    /// Sends the request as it is: with the `Authorization` it has, or none.
+    pub(crate) async fn send_as_is(&self, request: Request<Body>) -> Reply {
         let response = self
             .router
             .clone()
@@ -88,6 +133,17 @@ impl TestApp {
             .await
             .expect("infallible");
         Reply::read(response).await
+    }
+
+    /// Sends the request, as customer `c-42` unless it carries an `Authorization` already.
+    pub(crate) async fn send(&self, mut request: Request<Body>) -> Reply {
+        if !request.headers().contains_key(header::AUTHORIZATION) {
+            let bearer = format!("Bearer {}", self.default_token);
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, bearer.parse().expect("header value"));
+        }
+        self.send_as_is(request).await
     }
 
     pub(crate) async fn get(&self, uri: &str) -> Reply {

@@ -5,7 +5,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod app;
+mod auth;
 mod deliveries;
 mod idempotency;
 mod ops;
 mod orders;
+mod waiting_rooms;

@@ -12,7 +12,7 @@ async fn liveness_and_readiness_answer_ok() {
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(
         ready.json()["checks"][0],
-        json!({"name": "order-store", "ok": true})
+        json!({"name": "order-store", "ok": true, "required": true})
     );
 }
 

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ordership_application::ConsumerStats;
-use ordership_domain::ports::{HandleError, HandleOutcome, MessageHandler, MessagePublisher};
+use ordership_domain::ports::{
+    HandleError, HandleOutcome, MessageHandler, MessagePublisher, PublishError,
+};
 use ordership_domain::{Message, RetryPolicy, topics};
 use ordership_kafka::{ConsumerConfig, KafkaPublisher, ProducerConfig, consume, ensure_topics};
 use ordership_tests::fixtures::{PATIENCE, message, wait_until};
@@ -248,3 +250,30 @@ async fn first_dead_letter(topic: &str) -> (Vec<u8>, String) {
 }
 
 mod rebalance;
+
+/// A message refused as it is handed to the producer (larger than `message.max.bytes`) must not
+/// be reported before the messages ahead of it in the batch are acknowledged: the relay marks
+/// those published on a refusal. With no broker to deliver them, the answer is "unavailable".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_mid_batch_waits_for_the_messages_before_it() {
+    // Nothing listens on port 1: nothing can be delivered.
+    let publisher = KafkaPublisher::new(&ProducerConfig {
+        delivery_timeout: Duration::from_secs(2),
+        ..ProducerConfig::new("127.0.0.1:1")
+    })
+    .expect("producer");
+    let first = message("test.refusal", "k", 1);
+    let mut huge = message("test.refusal", "k", 2);
+    huge.payload = serde_json::json!({ "blob": "x".repeat(2_000_000) });
+    let last = message("test.refusal", "k", 3);
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        publisher.publish(&[first, huge, last]),
+    )
+    .await
+    .expect("an answer once the first message's delivery timed out");
+    assert!(
+        matches!(result, Err(PublishError::Unavailable(_))),
+        "the first message was never acknowledged, so this is no refusal yet: {result:?}"
+    );
+}

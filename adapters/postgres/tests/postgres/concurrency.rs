@@ -24,7 +24,11 @@ async fn a_hundred_concurrent_requests_with_one_key_create_one_order() {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..100 {
         let (s, key) = (s.clone(), key.clone());
-        tasks.spawn(async move { s.orders.place_order(place("KR"), Some(&key), &render).await });
+        tasks.spawn(async move {
+            s.orders
+                .place_order(place("KR"), None, Some(&key), &render)
+                .await
+        });
     }
     let mut bodies = HashSet::new();
     while let Some(result) = tasks.join_next().await {
@@ -82,7 +86,7 @@ async fn two_replies_for_one_order_at_once_make_exactly_one_transition() {
     for round in 0..20 {
         let Outcome::Done(view) = s
             .orders
-            .place_order(place("KR"), None, &render)
+            .place_order(place("KR"), None, None, &render)
             .await
             .expect("placed")
         else {
@@ -114,7 +118,11 @@ async fn two_replies_for_one_order_at_once_make_exactly_one_transition() {
                 && outcomes.contains(&HandleOutcome::Ignored),
             "{outcomes:?}"
         );
-        let view = s.orders.get_order(id).await.expect("order");
+        let view = s
+            .orders
+            .get_order(id, &ordership_application::OrderAccess::All)
+            .await
+            .expect("order");
         assert_eq!(
             view.order.version(),
             2,
@@ -145,7 +153,7 @@ async fn concurrent_schedules_never_overbook_a_regions_capacity() {
     for _ in 0..20 {
         let Outcome::Done(view) = s
             .orders
-            .place_order(place("KR"), None, &render)
+            .place_order(place("KR"), None, None, &render)
             .await
             .expect("placed")
         else {
@@ -193,7 +201,7 @@ async fn two_sweepers_never_handle_the_same_saga() {
     let store = PgOrderStore::new(pool.clone());
     for _ in 0..60 {
         s.orders
-            .place_order(place("KR"), None, &render)
+            .place_order(place("KR"), None, None, &render)
             .await
             .expect("placed");
     }
@@ -238,7 +246,7 @@ async fn an_order_and_its_saga_are_always_read_from_one_snapshot() {
     for _ in 0..100 {
         let Outcome::Done(view) = s
             .orders
-            .place_order(place("KR"), None, &render)
+            .place_order(place("KR"), None, None, &render)
             .await
             .expect("placed")
         else {
@@ -250,7 +258,11 @@ async fn an_order_and_its_saga_are_always_read_from_one_snapshot() {
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 loop {
-                    let view = s.orders.get_order(id).await.expect("read");
+                    let view = s
+                        .orders
+                        .get_order(id, &ordership_application::OrderAccess::All)
+                        .await
+                        .expect("read");
                     let pair = (view.order.status(), view.saga.expect("saga").state());
                     seen.push(pair);
                     if pair.0 == OrderStatus::Confirmed {

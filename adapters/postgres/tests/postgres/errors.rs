@@ -84,5 +84,8 @@ async fn migrations_run_safely_twice_at_once_and_can_be_reverted() {
         .fetch_one(&pool)
         .await
         .expect("query");
-    assert_eq!(tables, 10, "8 tables and the two cdc_slot records");
+    assert_eq!(
+        tables, 11,
+        "8 tables, the waiting rooms and the two cdc_slot records"
+    );
 }

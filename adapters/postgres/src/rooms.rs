@@ -1,0 +1,124 @@
+//! Waiting rooms' configuration on `orders.waiting_rooms`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ordership_domain::Sku;
+use ordership_domain::admission::{Rate, RoomId, RoomState, WaitingRoom, millis};
+use ordership_domain::ports::{StoreError, WaitingRoomStore};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+
+use crate::error::{classify, corrupt};
+
+macro_rules! select_rooms {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, skus, admissions, interval_ms, admission_validity_ms, ",
+            "heartbeat_timeout_ms, state, opens_at, closes_at FROM orders.waiting_rooms ",
+            $rest
+        )
+    };
+}
+
+const GET: &str = select_rooms!("WHERE id = $1");
+const ALL: &str = select_rooms!("ORDER BY id");
+const PUT: &str = "INSERT INTO orders.waiting_rooms (id, skus, admissions, interval_ms, \
+    admission_validity_ms, heartbeat_timeout_ms, state, opens_at, closes_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) \
+    ON CONFLICT (id) DO UPDATE SET skus = $2, admissions = $3, interval_ms = $4, \
+    admission_validity_ms = $5, heartbeat_timeout_ms = $6, state = $7, opens_at = $8, \
+    closes_at = $9, updated_at = now()";
+
+/// Waiting rooms in the order service's schema.
+#[derive(Debug, Clone)]
+pub struct PgWaitingRooms {
+    pool: PgPool,
+}
+
+impl PgWaitingRooms {
+    #[must_use]
+    pub const fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn ms(row: &PgRow, column: &str) -> Result<Duration, StoreError> {
+    let value: i64 = row.try_get(column).map_err(classify)?;
+    u64::try_from(value)
+        .map(Duration::from_millis)
+        .map_err(|e| corrupt(column, e))
+}
+
+fn room_from_row(row: &PgRow) -> Result<WaitingRoom, StoreError> {
+    let id: String = row.try_get("id").map_err(classify)?;
+    let skus: Vec<String> = row.try_get("skus").map_err(classify)?;
+    let skus = skus
+        .iter()
+        .map(|s| Sku::parse(s).map_err(|e| corrupt("room sku", e)))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let admissions: i32 = row.try_get("admissions").map_err(classify)?;
+    let admissions = u32::try_from(admissions).map_err(|e| corrupt("room admissions", e))?;
+    let rate =
+        Rate::new(admissions, ms(row, "interval_ms")?).map_err(|e| corrupt("room rate", e))?;
+    let state: String = row.try_get("state").map_err(classify)?;
+    let opens_at: Option<DateTime<Utc>> = row.try_get("opens_at").map_err(classify)?;
+    let closes_at: Option<DateTime<Utc>> = row.try_get("closes_at").map_err(classify)?;
+    WaitingRoom::new(
+        RoomId::parse(&id).map_err(|e| corrupt("room id", e))?,
+        skus,
+        rate,
+        ms(row, "admission_validity_ms")?,
+        ms(row, "heartbeat_timeout_ms")?,
+        RoomState::parse(&state).map_err(|e| corrupt("room state", e))?,
+        opens_at,
+        closes_at,
+    )
+    .map_err(|e| corrupt("room", e))
+}
+
+fn signed(d: Duration) -> i64 {
+    i64::try_from(millis(d)).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl WaitingRoomStore for PgWaitingRooms {
+    async fn put(&self, room: &WaitingRoom) -> Result<(), StoreError> {
+        let skus: Vec<&str> = room.skus().iter().map(Sku::as_str).collect();
+        sqlx::query(PUT)
+            .bind(room.id().as_str())
+            .bind(&skus)
+            .bind(i32::try_from(room.rate().admissions()).unwrap_or(i32::MAX))
+            .bind(signed(room.rate().interval()))
+            .bind(signed(room.admission_validity()))
+            .bind(signed(room.heartbeat_timeout()))
+            .bind(room.state().as_str())
+            .bind(room.opens_at())
+            .bind(room.closes_at())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &RoomId) -> Result<Option<WaitingRoom>, StoreError> {
+        sqlx::query(GET)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?
+            .as_ref()
+            .map(room_from_row)
+            .transpose()
+    }
+
+    async fn all(&self) -> Result<Vec<WaitingRoom>, StoreError> {
+        let rows = sqlx::query(ALL)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(room_from_row).collect()
+    }
+}

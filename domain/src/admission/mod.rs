@@ -1,0 +1,137 @@
+//! The flash-sale waiting room: which SKUs a room gates, how fast it admits buyers, and the
+//! decisions every queue adapter applies the same way (inside Redis, or in memory).
+//!
+//! Time here is the queue's own clock in milliseconds (Redis `TIME` on Redis), never an
+//! application server's: several service instances tick one room, and only one clock may decide
+//! which admission window it is.
+
+mod room;
+
+pub use room::{Phase, Rate, RoomId, RoomState, WaitingRoom};
+
+use std::time::Duration;
+
+/// A buyer's place in a room's queue, handed out by the queue in joining order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ticket(pub u64);
+
+/// Where a buyer stands in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryStatus {
+    /// In the queue: `position` 1 is next; `waiting` buyers in all.
+    Waiting {
+        ticket: Ticket,
+        position: u64,
+        waiting: u64,
+    },
+    /// Let in, at `admitted_at_ms` of the queue's clock.
+    Admitted { ticket: Ticket, admitted_at_ms: u64 },
+}
+
+impl EntryStatus {
+    #[must_use]
+    pub const fn ticket(&self) -> Ticket {
+        match self {
+            Self::Waiting { ticket, .. } | Self::Admitted { ticket, .. } => *ticket,
+        }
+    }
+}
+
+/// How many buyers may be admitted now: what the window has left, and no more than wait.
+#[must_use]
+pub fn admissions_now(rate: &Rate, admitted_in_window: u32, waiting: u64) -> u32 {
+    let left = rate.admissions().saturating_sub(admitted_in_window);
+    u32::try_from(waiting).map_or(left, |waiting| left.min(waiting))
+}
+
+/// A buyer joining is let in at once when the room admits, nobody waits before them, and the
+/// window has room left.
+#[must_use]
+pub fn admitted_on_joining(
+    admitting: bool,
+    rate: &Rate,
+    admitted_in_window: u32,
+    waiting_before: u64,
+) -> bool {
+    admitting && waiting_before == 0 && admitted_in_window < rate.admissions()
+}
+
+/// A waiting buyer not heard from within the heartbeat timeout has left: dropped, never admitted.
+#[must_use]
+pub fn abandoned(last_seen_ms: u64, now_ms: u64, heartbeat_timeout: Duration) -> bool {
+    now_ms.saturating_sub(last_seen_ms) > millis(heartbeat_timeout)
+}
+
+/// How long the buyer at `position` (1: next) should expect to wait at `rate`: the windows it
+/// takes to reach them, a whole window each.
+#[must_use]
+pub fn estimated_wait(rate: &Rate, position: u64) -> Duration {
+    let windows = position.div_ceil(u64::from(rate.admissions()));
+    rate.interval()
+        .saturating_mul(u32::try_from(windows).unwrap_or(u32::MAX))
+}
+
+/// A duration in whole milliseconds, saturating.
+#[must_use]
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ten_per_5s() -> Rate {
+        Rate::new(10, Duration::from_secs(5)).expect("rate")
+    }
+
+    #[test]
+    fn a_window_admits_at_most_its_rate_and_no_more_than_wait() {
+        let rate = ten_per_5s();
+        assert_eq!(admissions_now(&rate, 0, 1_000), 10);
+        assert_eq!(admissions_now(&rate, 7, 1_000), 3);
+        assert_eq!(admissions_now(&rate, 10, 1_000), 0);
+        assert_eq!(admissions_now(&rate, 12, 1_000), 0, "never negative");
+        assert_eq!(admissions_now(&rate, 0, 4), 4);
+        assert_eq!(admissions_now(&rate, 0, u64::MAX), 10);
+    }
+
+    #[test]
+    fn a_buyer_who_need_not_wait_is_admitted_on_joining() {
+        let rate = ten_per_5s();
+        assert!(admitted_on_joining(true, &rate, 0, 0));
+        assert!(admitted_on_joining(true, &rate, 9, 0));
+        assert!(
+            !admitted_on_joining(true, &rate, 10, 0),
+            "the window is used up"
+        );
+        assert!(
+            !admitted_on_joining(true, &rate, 0, 1),
+            "someone waits before them"
+        );
+        assert!(
+            !admitted_on_joining(false, &rate, 0, 0),
+            "the room is not admitting"
+        );
+    }
+
+    #[test]
+    fn silence_longer_than_the_heartbeat_timeout_is_abandonment() {
+        let timeout = Duration::from_secs(30);
+        assert!(!abandoned(1_000, 31_000, timeout));
+        assert!(abandoned(1_000, 31_001, timeout));
+        assert!(
+            !abandoned(5_000, 1_000, timeout),
+            "a clock that went back is not silence"
+        );
+    }
+
+    #[test]
+    fn the_wait_is_the_windows_it_takes_to_reach_the_buyer() {
+        let rate = ten_per_5s();
+        assert_eq!(estimated_wait(&rate, 1), Duration::from_secs(5));
+        assert_eq!(estimated_wait(&rate, 10), Duration::from_secs(5));
+        assert_eq!(estimated_wait(&rate, 11), Duration::from_secs(10));
+        assert_eq!(estimated_wait(&rate, 1_000), Duration::from_secs(500));
+    }
+}

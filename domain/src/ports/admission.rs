@@ -1,0 +1,168 @@
+//! The queue of a flash-sale waiting room: who waits, in what order, who was let in.
+//!
+//! The queue keeps its own clock (Redis `TIME` on Redis) and hands out tickets itself, so that
+//! every service instance sees one order and one admission window. Room configuration is not
+//! the queue's: callers pass what an operation needs as [`QueueRules`].
+
+use std::time::Duration;
+
+use super::BoxError;
+use crate::admission::{EntryStatus, Rate, RoomId, Ticket};
+use crate::order::CustomerId;
+
+/// The queue could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue cannot be reached or timed out. Retryable; nothing changed, or the change is
+    /// safe to ask for again (every operation is idempotent per buyer).
+    #[error("the admission queue is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else: a bug, corrupt data.
+    #[error("unexpected admission queue error")]
+    Unexpected(#[source] BoxError),
+}
+
+/// What the queue needs to know about a room for one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueRules {
+    pub rate: Rate,
+    /// A waiting buyer silent for longer is dropped, never admitted.
+    pub heartbeat_timeout: Duration,
+    /// Whether the room lets buyers in now (open, within its times).
+    pub admitting: bool,
+}
+
+/// A room's queue in numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub waiting: u64,
+    /// Admitted since the room's queue began.
+    pub admitted: u64,
+    /// Admitted in the current window.
+    pub admitted_in_window: u32,
+    /// The last ticket handed out (0: none yet).
+    pub last_ticket: u64,
+}
+
+/// One queue per room, shared by every service instance.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait::async_trait]
+pub trait AdmissionQueue: Send + Sync {
+    /// Whether the queue answers (health checks).
+    ///
+    /// # Errors
+    /// MUST return [`QueueError::Unavailable`] when the queue cannot be reached.
+    async fn ping(&self) -> Result<(), QueueError>;
+
+    /// Puts `buyer` in `room`'s queue, or finds them there: one entry per buyer and room, so
+    /// joining again changes nothing. A buyer is admitted at once when the room admits, nobody
+    /// waits before them and the window has room left
+    /// ([`admitted_on_joining`](crate::admission::admitted_on_joining)); otherwise they wait.
+    /// `returning` is the ticket of the buyer's queue token: a buyer the queue does not know
+    /// (it lost its data) is put back at that ticket, and the ticket counter moves past it so
+    /// that new tickets never collide with it. Joining counts as a heartbeat.
+    ///
+    /// # Errors
+    /// MUST return [`QueueError::Unavailable`] when the queue cannot be reached.
+    async fn join(
+        &self,
+        room: &RoomId,
+        buyer: &CustomerId,
+        returning: Option<Ticket>,
+        rules: &QueueRules,
+    ) -> Result<EntryStatus, QueueError>;
+
+    /// Where `buyer` stands; counts as a heartbeat. `None` when the buyer is not in the room
+    /// (never joined, left, or dropped for silence).
+    ///
+    /// # Errors
+    /// MUST return [`QueueError::Unavailable`] when the queue cannot be reached.
+    async fn status(
+        &self,
+        room: &RoomId,
+        buyer: &CustomerId,
+        rules: &QueueRules,
+    ) -> Result<Option<EntryStatus>, QueueError>;
+
+    /// Takes `buyer` out of the queue (waiting or admitted); whether they were in it.
+    ///
+    /// # Errors
+    /// MUST return [`QueueError::Unavailable`] when the queue cannot be reached.
+    async fn leave(&self, room: &RoomId, buyer: &CustomerId) -> Result<bool, QueueError>;
+
+    /// Admits the next waiting buyers in ticket order, at most what the current window of the
+    /// queue's clock has left ([`admissions_now`](crate::admission::admissions_now)), dropping
+    /// the abandoned ones on the way; returns who was admitted. Nothing while the room does not
+    /// admit. Any number of callers may tick one room at once: the rate holds across all of
+    /// them.
+    ///
+    /// # Errors
+    /// MUST return [`QueueError::Unavailable`] when the queue cannot be reached.
+    async fn tick(
+        &self,
+        room: &RoomId,
+        rules: &QueueRules,
+    ) -> Result<Vec<(CustomerId, Ticket)>, QueueError>;
+
+    /// The room's queue in numbers.
+    ///
+    /// # Errors
+    /// MUST return [`QueueError::Unavailable`] when the queue cannot be reached.
+    async fn stats(&self, room: &RoomId, rules: &QueueRules) -> Result<QueueStats, QueueError>;
+}
+
+/// An admission: `buyer` may place one order for `room`'s SKUs until `expires_at`. `id` is
+/// stored with that order, under a unique constraint: one admission, one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub room: RoomId,
+    pub buyer: CustomerId,
+    pub id: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A buyer's place in a room's queue, held by the buyer: with it, a buyer the queue lost is put
+/// back at the same ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuePass {
+    pub room: RoomId,
+    pub buyer: CustomerId,
+    pub ticket: Ticket,
+}
+
+/// Why a token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not signed by this deployment's key, not of this kind, or malformed.
+    #[error("the token is not valid")]
+    Invalid,
+    #[error("the token has expired")]
+    Expired,
+}
+
+/// Signs and checks the tokens a waiting room hands to buyers, with one key every service
+/// instance shares (so any instance honours what another issued).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait AdmissionTokens: Send + Sync {
+    /// # Errors
+    /// Signing failed.
+    fn sign_admission(&self, admission: &Admission) -> Result<String, BoxError>;
+
+    /// The admission a token stands for, if it is one of ours and not expired at `now`.
+    ///
+    /// # Errors
+    /// [`TokenError`].
+    fn verify_admission(
+        &self,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Admission, TokenError>;
+
+    /// # Errors
+    /// Signing failed.
+    fn sign_queue_pass(&self, pass: &QueuePass) -> Result<String, BoxError>;
+
+    /// # Errors
+    /// [`TokenError::Invalid`] for anything but a queue pass of ours.
+    fn verify_queue_pass(&self, token: &str) -> Result<QueuePass, TokenError>;
+}
