@@ -63,6 +63,14 @@ if [ "$(pg -At -c 'SHOW wal_level')" != logical ]; then
   pg_start "$(pg -At -c 'SHOW server_version' | cut -d. -f1)" restart
   wait_for_postgres
 fi
+# The CDC relay reads the log over a replication connection, which pg_hba.conf lists apart from
+# ordinary ones ("all" does not cover it): let local replication connections in like the others.
+hba=$(pg -At -c 'SHOW hba_file')
+if ! grep -Eq '^host\s+replication\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
+  echo "allowing local replication connections in $hba"
+  sed -i '1i host replication all 127.0.0.1/32 trust' "$hba"
+  pg -c 'SELECT pg_reload_conf()' >/dev/null
+fi
 # Databases left by earlier runs (each test makes its own), and the CDC relay's replication slots
 # on them (a slot keeps write-ahead log, and keeps its database from being dropped).
 pg -At -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database LIKE 'ordership\_test\_%' AND NOT active" >/dev/null

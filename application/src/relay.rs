@@ -1,9 +1,13 @@
 //! The outbox relay: moves committed outbox messages to the broker, in outbox order, at least
-//! once. It claims a batch inside a transaction, publishes the whole batch, waits for the
-//! broker's acknowledgement of every message, then marks the batch published and commits. A
-//! crash anywhere before the commit leaves the batch unpublished in the outbox, to be sent again.
-//! Several relays may run (one per service instance): each batch's transaction first takes the
-//! outbox's relay lock, so only one publishes at a time and per-key order holds.
+//! once. Inside a transaction it claims a batch, publishes the whole batch, waits for the
+//! broker's acknowledgement of every message, and only then marks the batch published. While the
+//! broker works on one batch, the database marks the batch before it and claims the next, so
+//! neither waits for the other; a transaction carries up to `batches_per_transaction` full
+//! batches and then commits. A crash anywhere before the commit leaves its batches unpublished in
+//! the outbox, to be sent again. Several relays may run (one per service instance): each
+//! transaction first takes the outbox's relay lock, so only one publishes at a time and per-key
+//! order holds; within one relay a batch goes to the broker only after the one before it was
+//! acknowledged.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +31,9 @@ pub struct RelayConfig {
     pub poll_interval: Duration,
     /// Wait after a failure before trying again.
     pub error_backoff: Duration,
+    /// The polling relay commits after this many full batches (one transaction, one relay lock):
+    /// more keeps the broker and the database busy at once for longer; fewer commits sooner.
+    pub batches_per_transaction: u32,
 }
 
 impl Default for RelayConfig {
@@ -35,6 +42,7 @@ impl Default for RelayConfig {
             batch_size: 256,
             poll_interval: Duration::from_millis(500),
             error_backoff: Duration::from_millis(200),
+            batches_per_transaction: 8,
         }
     }
 }
@@ -91,10 +99,12 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
         self
     }
 
-    /// Publishes one batch; returns how many messages were published.
+    /// Publishes what one transaction carries (a batch, and while batches come full, up to
+    /// `batches_per_transaction` of them); returns how many messages were published.
     ///
     /// # Errors
-    /// The store's or the publisher's failure; the batch then stays in the outbox.
+    /// The store's or the publisher's failure; what the broker did not acknowledge then stays in
+    /// the outbox.
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
         self.relay_batch().await.map(|relayed| relayed.messages)
     }
@@ -105,45 +115,98 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             // Another relay is publishing this outbox; it keeps the per-key order.
             return Ok(Relayed::NOTHING);
         }
-        let batch = tx
-            .outbox()
-            .claim_unpublished(self.config.batch_size)
-            .await?;
-        if batch.is_empty() {
-            return Ok(Relayed::NOTHING);
-        }
-        let messages: Vec<_> = batch.iter().map(|e| e.message.clone()).collect();
-        let started = std::time::Instant::now();
-        let outcome = self
-            .publisher
-            .publish(&messages)
-            .instrument(publish_span(&messages))
-            .await;
-        self.metrics.publish.observe(started.elapsed());
-        let (published, refused) = match outcome {
-            Ok(()) => (batch.len(), None),
-            Err(PublishError::Refused { message_id, reason }) => {
-                // What went out before the refused message stays published; the refused one is
-                // parked with its reason, holding back only the later messages of its key.
-                let sent = messages.iter().take_while(|m| m.id != message_id).count();
-                tracing::error!(%message_id, %reason, "the broker refused an outbox message; parked");
-                (sent, batch.get(sent).map(|e| (e.position, reason)))
+        let limit = self.config.batch_size;
+        let mut batch = tx.outbox().claim_unpublished(limit, &[]).await?;
+        // Acknowledged by the broker, not yet marked.
+        let mut acknowledged: Vec<i64> = Vec::new();
+        let mut refused = None;
+        let mut failure = None;
+        let mut relayed = Relayed::NOTHING;
+        for round in 1.. {
+            if batch.is_empty() {
+                break;
             }
-            Err(e) => return Err(e.into()),
-        };
+            let full = batch.len() >= limit as usize;
+            let go_on = full && round < self.config.batches_per_transaction;
+            let messages: Vec<Message> = batch.iter().map(|e| e.message.clone()).collect();
+            let in_flight: Vec<i64> = batch.iter().map(|e| e.position).collect();
+            // The broker takes this batch while the database marks the one before it and claims
+            // the one after it (skipping this one's rows, which this transaction holds).
+            let now = self.clock.now();
+            let outbox = tx.outbox();
+            let database = async {
+                if !acknowledged.is_empty() {
+                    outbox.mark_published(&acknowledged, now).await?;
+                }
+                if go_on {
+                    outbox.claim_unpublished(limit, &in_flight).await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            // On a task of its own, so that encoding the batch and decoding the next one can
+            // run on two cores.
+            let publishing = {
+                let (publisher, metrics) = (Arc::clone(&self.publisher), Arc::clone(&self.metrics));
+                let messages = messages.clone();
+                tokio::spawn(
+                    async move { publish(publisher.as_ref(), &metrics, &messages).await }
+                        .in_current_span(),
+                )
+            };
+            let published = async {
+                publishing.await.unwrap_or_else(|e| {
+                    Err(PublishError::Unavailable(
+                        format!("the publishing task failed: {e}").into(),
+                    ))
+                })
+            };
+            let (outcome, next) = tokio::join!(published, database);
+            let next = next?;
+            acknowledged.clear();
+            match outcome {
+                Ok(()) => {
+                    observe_lag(&self.metrics, &messages, self.clock.now());
+                    acknowledged = in_flight;
+                    relayed.messages += messages.len();
+                }
+                Err(PublishError::Refused { message_id, reason }) => {
+                    // What went out before the refused message stays published; the refused one
+                    // is parked with its reason, holding back only the later messages of its key
+                    // (the next batch, claimed already, is not sent: it is claimed again).
+                    let sent = messages.iter().take_while(|m| m.id != message_id).count();
+                    tracing::error!(%message_id, %reason, "the broker refused an outbox message; parked");
+                    observe_lag(&self.metrics, &messages[..sent], self.clock.now());
+                    acknowledged = in_flight[..sent].to_vec();
+                    relayed.messages += sent;
+                    refused = in_flight.get(sent).map(|p| (*p, reason));
+                    break;
+                }
+                Err(e) => {
+                    // Commit what was acknowledged before; this batch comes again.
+                    failure = Some(e);
+                    break;
+                }
+            }
+            if !go_on {
+                // A full batch: there may be more right now.
+                relayed.more = full;
+                break;
+            }
+            batch = next;
+        }
         let now = self.clock.now();
-        observe_lag(&self.metrics, &messages[..published], now);
-        let positions: Vec<i64> = batch.iter().take(published).map(|e| e.position).collect();
-        tx.outbox().mark_published(&positions, now).await?;
+        if !acknowledged.is_empty() {
+            tx.outbox().mark_published(&acknowledged, now).await?;
+        }
         if let Some((position, reason)) = refused {
             tx.outbox().park(position, &reason, now).await?;
         }
         tx.commit().await?;
-        Ok(Relayed {
-            messages: published,
-            // A full batch: there may be more right now.
-            more: batch.len() >= self.config.batch_size as usize,
-        })
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(relayed),
+        }
     }
 
     /// Relays until `shutdown`: at once while batches come full, else on a commit signal or
@@ -276,14 +339,7 @@ impl CdcRelay {
         let (read, more) = (batch.messages.len(), batch.more);
         let mut pending = batch.messages;
         loop {
-            let started = std::time::Instant::now();
-            let outcome = self
-                .publisher
-                .publish(&pending)
-                .instrument(publish_span(&pending))
-                .await;
-            self.metrics.publish.observe(started.elapsed());
-            match outcome {
+            match publish(self.publisher.as_ref(), &self.metrics, &pending).await {
                 Ok(()) => break,
                 Err(PublishError::Refused { message_id, reason }) => {
                     tracing::error!(%message_id, %reason, "the broker refused an outbox message; parked");
@@ -312,6 +368,21 @@ impl CdcRelay {
         })
         .await;
     }
+}
+
+/// Publishes one batch, timed, in a span of its own.
+async fn publish(
+    publisher: &dyn MessagePublisher,
+    metrics: &RelayMetrics,
+    messages: &[Message],
+) -> Result<(), PublishError> {
+    let started = std::time::Instant::now();
+    let outcome = publisher
+        .publish(messages)
+        .instrument(publish_span(messages))
+        .await;
+    metrics.publish.observe(started.elapsed());
+    outcome
 }
 
 /// The publish of one batch: a span linked to the context of every message in it, since one

@@ -307,6 +307,16 @@ pub struct CommonArgs {
     )]
     pub relay_batch_size: u32,
 
+    /// The polling relay commits after this many full batches: while the broker takes one batch,
+    /// the database marks the one before and claims the next, within one transaction.
+    #[arg(
+        long,
+        env = "ORDERSHIP_RELAY_BATCHES_PER_TRANSACTION",
+        default_value_t = 8,
+        global = true
+    )]
+    pub relay_batches_per_transaction: u32,
+
     /// Log output.
     #[arg(long, env = "ORDERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,

@@ -361,6 +361,7 @@ pub fn system_config(args: &CommonArgs) -> anyhow::Result<SystemConfig> {
         sweep_interval: args.sweep_interval,
         relay: RelayConfig {
             batch_size: args.relay_batch_size.max(1),
+            batches_per_transaction: args.relay_batches_per_transaction.max(1),
             ..RelayConfig::default()
         },
         retention: RetentionConfig {
@@ -452,15 +453,18 @@ async fn cdc_feed(
     if args.relay_mode != RelayMode::Cdc {
         return Ok(None);
     }
-    let feed = PgOutboxFeed::open(pool, schema).await.with_context(|| {
-        format!(
-            "opening the CDC feed of schema {} (wal_level=logical?)",
-            schema.name
-        )
-    })?;
+    let feed = PgOutboxFeed::open(pool, schema)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the CDC feed of schema {} (wal_level=logical?)",
+                schema.name
+            )
+        })?
+        .with_password_of(args.database_url.as_deref().unwrap_or_default());
     tracing::info!(
         slot = feed.slot(),
-        "CDC relay: reading the outbox from the write-ahead log"
+        "CDC relay: streaming the outbox from the write-ahead log"
     );
     Ok(Some(Arc::new(feed)))
 }

@@ -509,7 +509,7 @@ async fn an_operator_lists_redrives_and_purges_parked_messages() {
     tx.outbox().append(&b).await.expect("append");
     let positions: Vec<i64> = tx
         .outbox()
-        .claim_unpublished(10)
+        .claim_unpublished(10, &[])
         .await
         .expect("claim")
         .iter()

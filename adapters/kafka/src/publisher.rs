@@ -33,7 +33,7 @@ impl ProducerConfig {
         Self {
             brokers: brokers.to_owned(),
             namespace: Namespace::default(),
-            linger: Duration::from_millis(5),
+            linger: Duration::from_millis(1),
             delivery_timeout: Duration::from_secs(30),
         }
     }

@@ -58,11 +58,16 @@ impl Outbox for MemoryTransaction {
         self.tables().map(|_| true)
     }
 
-    async fn claim_unpublished(&mut self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+    async fn claim_unpublished(
+        &mut self,
+        limit: u32,
+        skip: &[i64],
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let tables = self.tables()?;
         let mut held_back = std::collections::HashSet::new();
         let mut batch = Vec::new();
-        for row in tables.pending.iter().filter_map(|p| tables.outbox.get(p)) {
+        let unskipped = tables.pending.iter().filter(|p| !skip.contains(p));
+        for row in unskipped.filter_map(|p| tables.outbox.get(p)) {
             if batch.len() == limit as usize {
                 break;
             }

@@ -1,19 +1,28 @@
 //! The outbox as a change feed (the CDC relay mode, the Debezium way): a logical replication slot
-//! with the `pgoutput` plugin reads the outbox's inserts from the write-ahead log, through the
-//! schema's publication. The slot's confirmed position advances only when the relay confirms a
-//! batch the broker acknowledged, so a crash replays from there. Rows may be deleted in the very
-//! transaction that inserted them (the CDC-mode outbox does): the log still has the insert.
+//! with the `pgoutput` plugin streams the outbox's inserts from the write-ahead log, through the
+//! schema's publication, over a replication connection (`pgwire-replication`). The slot's
+//! confirmed position advances only when the relay confirms a batch the broker acknowledged, so a
+//! crash replays from there. Rows may be deleted in the very transaction that inserted them (the
+//! CDC-mode outbox does): the log still has the insert.
 //!
-//! The slot is read with `pg_logical_slot_peek_binary_changes` over an ordinary connection and
-//! advanced with `pg_replication_slot_advance`, so no replication-protocol client is needed. A slot
-//! this schema created and recorded, but that the server no longer has, was lost together with the
-//! messages committed since: opening the feed then fails loudly instead of starting afresh.
+//! The replication connection holds the slot: while it lives, no other reader gets it, so of
+//! several instances one streams and the others stand by, trying again every second, until the
+//! holder's connection ends (the server frees the slot when its session ends, also when the process
+//! dies). A slot this schema created and recorded, but that the server no longer has, was lost
+//! together with the messages committed since: opening the feed then fails loudly instead of
+//! starting afresh.
+
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordership_domain::Message;
 use ordership_domain::ports::{FeedBatch, FeedPosition, OutboxFeed, StoreError};
-use sqlx::{PgPool, Row};
+use pgwire_replication::{
+    Lsn, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent,
+};
+use sqlx::PgPool;
+use tokio::sync::Mutex;
 
 use crate::error::{classify, corrupt};
 use crate::outbox::{bind_message, message_from_columns};
@@ -24,9 +33,6 @@ const CURRENT_DATABASE: &str = "SELECT current_database()";
 const SLOT_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)";
 const CREATE_SLOT: &str = "SELECT pg_create_logical_replication_slot($1, 'pgoutput')";
 const DROP_SLOT: &str = "SELECT pg_drop_replication_slot($1)";
-const PEEK: &str = "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
-     'proto_version', '1', 'publication_names', $3)";
-const ADVANCE: &str = "SELECT pg_replication_slot_advance($1, $2::pg_lsn)";
 const LAG: &str = "SELECT COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint \
      FROM pg_replication_slots WHERE slot_name = $1";
 /// SQLSTATE `object_in_use`: another session reads the slot.
@@ -34,12 +40,138 @@ const OBJECT_IN_USE: &str = "55006";
 /// SQLSTATE `duplicate_object`: the slot exists already.
 const DUPLICATE_OBJECT: &str = "42710";
 
-/// One schema's outbox, read from the log.
-#[derive(Debug, Clone)]
+/// How long a read waits for the first whole transaction when none is buffered. Commits also
+/// wake the relay (`NOTIFY`), and the log reaches the stream a moment after.
+const FIRST_TRANSACTION_WAIT: Duration = Duration::from_millis(50);
+/// How often the confirmed position is reported to the server (the crate's standby status
+/// updates): at most this much is sent again after a crash.
+const STATUS_INTERVAL: Duration = Duration::from_millis(250);
+/// A standby tries to take the slot over this often.
+const STANDBY_RETRY: Duration = Duration::from_secs(1);
+/// Reconnecting after a failure waits this long, doubling up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long connecting and starting the stream may take.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One schema's outbox, streamed from the log.
 pub struct PgOutboxFeed {
     pool: PgPool,
     schema: &'static Schema,
     slot: String,
+    replication: ReplicationConfig,
+    stream: Mutex<Stream>,
+}
+
+impl std::fmt::Debug for PgOutboxFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOutboxFeed")
+            .field("schema", &self.schema.name)
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The reading side of the feed: the replication session and what it read.
+#[derive(Default)]
+struct Stream {
+    /// The session holding the slot; `None` before the first read, after a failure, and while
+    /// another reader holds the slot.
+    client: Option<ReplicationClient>,
+    /// No connection attempt before this (standby, or backing off after a failure).
+    not_before: Option<Instant>,
+    /// Consecutive failures, for the backoff.
+    failures: u32,
+    /// Relations described on this session.
+    decoder: pgoutput::Decoder,
+    /// Messages of the transaction being read, and whether one is open.
+    open: Vec<Message>,
+    in_transaction: bool,
+    /// Whole transactions read but not yet yielded, and the end of the last one.
+    ready: Vec<Message>,
+    ready_up_to: Option<Lsn>,
+    /// Yielded but not confirmed: yielded again until confirmed.
+    yielded: Option<FeedBatch>,
+    /// Everything up to here reached the broker.
+    confirmed: Lsn,
+}
+
+impl Stream {
+    /// Forgets the session and everything read on it: a new session streams again from the
+    /// confirmed position.
+    fn reset(&mut self, retry_after: Duration) {
+        *self = Self {
+            not_before: Some(Instant::now() + retry_after),
+            failures: self.failures,
+            confirmed: self.confirmed,
+            ..Self::default()
+        };
+    }
+
+    /// A failure: reset, and back off longer each time.
+    fn failed(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1 << self.failures.min(8).saturating_sub(1))
+            .min(MAX_BACKOFF);
+        self.reset(backoff);
+    }
+
+    /// Takes one event of the stream into the buffers.
+    fn take(&mut self, event: ReplicationEvent, schema: &str) -> Result<(), StoreError> {
+        match event {
+            ReplicationEvent::Begin { .. } => self.in_transaction = true,
+            ReplicationEvent::XLogData { data, .. } => match self
+                .decoder
+                .decode(&data)
+                .map_err(|e| corrupt("pgoutput message", e))?
+            {
+                pgoutput::Change::Insert { table, values } if table == (schema, "outbox") => {
+                    if let Some(message) = outbox_message(&values)? {
+                        self.open.push(message);
+                    }
+                }
+                pgoutput::Change::Insert { .. }
+                | pgoutput::Change::Commit
+                | pgoutput::Change::Other => {}
+            },
+            ReplicationEvent::Commit { end_lsn, .. } => {
+                self.in_transaction = false;
+                self.ready.append(&mut self.open);
+                self.ready_up_to = Some(end_lsn);
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => {
+                // Nothing read is waiting for the broker: the slot may move past the log the
+                // server has looked at (other tables, other databases), so it holds none of it.
+                let idle =
+                    !self.in_transaction && self.ready_up_to.is_none() && self.yielded.is_none();
+                if idle && wal_end > self.confirmed {
+                    self.confirmed = wal_end;
+                    if let Some(client) = &self.client {
+                        client.update_applied_lsn(wal_end);
+                    }
+                }
+            }
+            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// The whole transactions read so far as a batch, to be yielded until confirmed.
+    fn yield_ready(&mut self, more: bool) -> FeedBatch {
+        let batch = FeedBatch {
+            messages: std::mem::take(&mut self.ready),
+            up_to: self
+                .ready_up_to
+                .take()
+                .map(|lsn| FeedPosition(lsn.to_string())),
+            more,
+        };
+        if batch.up_to.is_some() {
+            self.yielded = Some(batch.clone());
+        }
+        batch
+    }
 }
 
 fn sqlstate(error: &sqlx::Error) -> Option<String> {
@@ -49,6 +181,14 @@ fn sqlstate(error: &sqlx::Error) -> Option<String> {
         .map(|c| c.into_owned())
 }
 
+/// Whether the server refused the session because another one holds the slot.
+fn slot_in_use(error: &PgWireError) -> bool {
+    matches!(error, PgWireError::Server(text) if text.contains(OBJECT_IN_USE))
+}
+
+fn unavailable(error: PgWireError) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
 /// `ordership_<database>_<schema>`, within the 63 characters and the alphabet slots allow.
 fn slot_name(database: &str, schema: &str) -> String {
     let clean: String = database
@@ -114,7 +254,48 @@ impl PgOutboxFeed {
             .execute(&pool)
             .await
             .map_err(classify)?;
-        Ok(Self { pool, schema, slot })
+        let options = pool.connect_options();
+        let host = match options.get_socket() {
+            // A Unix socket: the directory, as the replication client expects it.
+            Some(dir) => dir.to_string_lossy().into_owned(),
+            None => options.get_host().to_owned(),
+        };
+        let mut replication = ReplicationConfig::new(
+            host,
+            options.get_username(),
+            std::env::var("PGPASSWORD").unwrap_or_default(),
+            database,
+            slot.clone(),
+            schema.sql.cdc.publication,
+        );
+        replication.port = options.get_port();
+        replication.status_interval = STATUS_INTERVAL;
+        replication.application_name = Some(format!("ordership-relay-{}", schema.name));
+        Ok(Self {
+            pool,
+            schema,
+            slot,
+            replication,
+            stream: Mutex::default(),
+        })
+    }
+
+    /// Takes the password of the replication connection from the database URL the pool was
+    /// made from (a pool's password is not readable back from it); else `PGPASSWORD`.
+    #[must_use]
+    pub fn with_password_of(mut self, database_url: &str) -> Self {
+        let password = url::Url::parse(database_url).ok().and_then(|url| {
+            let escaped = url.password()?;
+            Some(
+                percent_encoding::percent_decode_str(escaped)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            )
+        });
+        if let Some(password) = password {
+            self.replication.password = password;
+        }
+        self
     }
 
     /// The replication slot's name.
@@ -123,77 +304,147 @@ impl PgOutboxFeed {
         &self.slot
     }
 
-    /// Drops the slot and forgets it (tests, and taking CDC mode out of service).
+    /// Ends the replication session (reporting the confirmed position), drops the slot and
+    /// forgets it (tests, and taking CDC mode out of service).
     ///
     /// # Errors
     /// The database's failure.
-    pub async fn drop_slot(self) -> Result<(), StoreError> {
-        sqlx::query(DROP_SLOT)
-            .bind(&self.slot)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(())
+    pub async fn drop_slot(&self) -> Result<(), StoreError> {
+        let session = self.stream.lock().await.client.take();
+        if let Some(mut client) = session {
+            let _ = client.shutdown().await;
+        }
+        // The server frees the slot a moment after the session ended.
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match sqlx::query(DROP_SLOT)
+                .bind(&self.slot)
+                .execute(&self.pool)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if sqlstate(&e).as_deref() == Some(OBJECT_IN_USE)
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(classify(e)),
+            }
+        }
+    }
+
+    /// Starts a replication session from the confirmed position. `Ok(false)`: another reader
+    /// holds the slot (this one stands by).
+    async fn connect(&self, stream: &mut Stream) -> Result<bool, StoreError> {
+        let mut config = self.replication.clone();
+        config.start_lsn = stream.confirmed;
+        let started = async {
+            let mut client = ReplicationClient::connect(config).await?;
+            client.wait_started().await.map(|()| client)
+        };
+        match tokio::time::timeout(START_TIMEOUT, started).await {
+            Ok(Ok(client)) => {
+                if stream.failures > 0 || stream.not_before.is_some() {
+                    tracing::info!(slot = %self.slot, "CDC relay: streaming the slot");
+                }
+                *stream = Stream {
+                    client: Some(client),
+                    confirmed: stream.confirmed,
+                    ..Stream::default()
+                };
+                Ok(true)
+            }
+            Ok(Err(e)) if slot_in_use(&e) => {
+                tracing::debug!(slot = %self.slot, "CDC relay: another reader holds the slot; standing by");
+                stream.failures = 0;
+                stream.reset(STANDBY_RETRY);
+                Ok(false)
+            }
+            Ok(Err(e)) => {
+                stream.failed();
+                Err(unavailable(e))
+            }
+            Err(_) => {
+                stream.failed();
+                Err(StoreError::Unavailable(
+                    format!("starting replication on slot {} timed out", self.slot).into(),
+                ))
+            }
+        }
     }
 }
 
 #[async_trait]
 impl OutboxFeed for PgOutboxFeed {
     async fn peek(&self, max_messages: u32) -> Result<FeedBatch, StoreError> {
-        let rows = match sqlx::query(PEEK)
-            .bind(&self.slot)
-            .bind(i32::try_from(max_messages).unwrap_or(i32::MAX))
-            .bind(self.schema.sql.cdc.publication)
-            .fetch_all(&self.pool)
-            .await
-        {
-            Ok(rows) => rows,
-            // Another relay reads the slot now; it keeps the order.
-            Err(e) if sqlstate(&e).as_deref() == Some(OBJECT_IN_USE) => {
+        let mut stream = self.stream.lock().await;
+        if let Some(batch) = &stream.yielded {
+            return Ok(batch.clone());
+        }
+        if stream.client.is_none() {
+            if stream.not_before.is_some_and(|t| Instant::now() < t) {
                 return Ok(FeedBatch::default());
             }
-            Err(e) => return Err(classify(e)),
-        };
-        let mut decoder = pgoutput::Decoder::default();
-        // The limit counts the log's changes (begin, relation, insert, commit), not messages:
-        // a read that reached it stopped early, whatever number of messages it holds.
-        let mut batch = FeedBatch {
-            more: rows.len() >= usize::try_from(max_messages).unwrap_or(usize::MAX),
-            ..FeedBatch::default()
-        };
-        let mut in_transaction = Vec::new();
-        for row in &rows {
-            let lsn: String = row.try_get(0).map_err(classify)?;
-            let data: Vec<u8> = row.try_get(1).map_err(classify)?;
-            match decoder
-                .decode(&data)
-                .map_err(|e| corrupt("pgoutput message", e))?
-            {
-                pgoutput::Change::Insert { table, values }
-                    if table == (self.schema.name, "outbox") =>
-                {
-                    if let Some(message) = outbox_message(&values)? {
-                        in_transaction.push(message);
-                    }
-                }
-                pgoutput::Change::Commit => {
-                    batch.messages.append(&mut in_transaction);
-                    batch.up_to = Some(FeedPosition(lsn));
-                }
-                pgoutput::Change::Other => {}
-                pgoutput::Change::Insert { .. } => {}
+            if !self.connect(&mut stream).await? {
+                return Ok(FeedBatch::default());
             }
         }
-        Ok(batch)
+        let limit = usize::try_from(max_messages).unwrap_or(usize::MAX).max(1);
+        let first = tokio::time::Instant::now() + FIRST_TRANSACTION_WAIT;
+        loop {
+            if stream.ready.len() >= limit {
+                return Ok(stream.yield_ready(true));
+            }
+            // Wait a little for the first transaction; after it, take only what has arrived.
+            let deadline = if stream.ready_up_to.is_none() {
+                first
+            } else {
+                tokio::time::Instant::now()
+            };
+            let Some(client) = stream.client.as_mut() else {
+                return Ok(FeedBatch::default());
+            };
+            let event = match tokio::time::timeout_at(deadline, client.recv()).await {
+                Err(_) => return Ok(stream.yield_ready(false)),
+                Ok(Ok(Some(event))) => event,
+                Ok(Ok(None)) => {
+                    // The session ended (the server shut down): start again from the
+                    // confirmed position.
+                    stream.failed();
+                    return Err(StoreError::Unavailable(
+                        format!("the replication session on slot {} ended", self.slot).into(),
+                    ));
+                }
+                Ok(Err(e)) => {
+                    stream.failed();
+                    return Err(unavailable(e));
+                }
+            };
+            if let Err(e) = stream.take(event, self.schema.name) {
+                stream.failed();
+                return Err(e);
+            }
+        }
     }
 
     async fn confirm(&self, position: &FeedPosition) -> Result<(), StoreError> {
-        sqlx::query(ADVANCE)
-            .bind(&self.slot)
-            .bind(&position.0)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        let lsn = Lsn::parse(&position.0).map_err(|e| corrupt("feed position", e))?;
+        let mut stream = self.stream.lock().await;
+        if stream
+            .yielded
+            .as_ref()
+            .is_some_and(|b| b.up_to.as_ref() == Some(position))
+        {
+            stream.yielded = None;
+        }
+        if lsn > stream.confirmed {
+            stream.confirmed = lsn;
+            stream.failures = 0;
+            if let Some(client) = &stream.client {
+                client.update_applied_lsn(lsn);
+            }
+        }
         Ok(())
     }
 

@@ -55,9 +55,14 @@ impl Outbox for PgTx {
         row.try_get(0).map_err(classify)
     }
 
-    async fn claim_unpublished(&mut self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+    async fn claim_unpublished(
+        &mut self,
+        limit: u32,
+        skip: &[i64],
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let rows = sqlx::query(self.schema.sql.claim)
             .bind(i64::from(limit))
+            .bind(skip)
             .fetch_all(&mut *self.tx)
             .await
             .map_err(|e| self.failed(e))?;

@@ -67,7 +67,7 @@ macro_rules! outbox_sql {
             // yet committed are invisible and are claimed once they commit (no id high-water mark).
             claim: concat!(
                 "SELECT id, message_id, topic, key, message_type, payload, headers, created_at FROM ",
-                $schema, ".outbox o WHERE published_at IS NULL AND parked_at IS NULL AND NOT EXISTS (SELECT 1 FROM ",
+                $schema, ".outbox o WHERE published_at IS NULL AND parked_at IS NULL AND id <> ALL($2) AND NOT EXISTS (SELECT 1 FROM ",
                 $schema, ".outbox p WHERE p.key = o.key AND p.parked_at IS NOT NULL AND p.published_at IS NULL) ",
                 "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
             ),

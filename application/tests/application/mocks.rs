@@ -298,3 +298,86 @@ async fn a_cdc_relay_reads_again_at_once_while_the_feed_stops_at_its_limit() {
     running.await.expect("relay stopped");
     assert_eq!(*confirmed.lock().expect("lock"), ["0/0", "0/1", "0/2"]);
 }
+
+/// Claims the mocked outbox below has answered (one test uses it).
+static CLAIMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// The positions it was asked to mark, call by call.
+static MARKED: std::sync::Mutex<Vec<Vec<i64>>> = std::sync::Mutex::new(Vec::new());
+
+/// An outbox with two full batches of two messages (positions 1–2 and 3–4), then nothing.
+fn two_full_batches() -> Option<MockOutbox> {
+    use ordership_domain::OutboxEntry;
+    let entry = |position: i64| OutboxEntry {
+        position,
+        message: ordership_tests::fixtures::message("t", "k", position.unsigned_abs()),
+        created_at: chrono::Utc::now(),
+    };
+    let mut outbox = MockOutbox::new();
+    outbox.expect_try_lock_relay().returning(|| Ok(true));
+    outbox
+        .expect_claim_unpublished()
+        .returning(move |limit, skip| {
+            assert_eq!(limit, 2);
+            let n = CLAIMS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(match n {
+                0 => vec![entry(1), entry(2)],
+                1 => {
+                    assert_eq!(skip, [1, 2], "the batch in flight is skipped");
+                    vec![entry(3), entry(4)]
+                }
+                _ => Vec::new(),
+            })
+        });
+    outbox.expect_mark_published().returning(|positions, _| {
+        MARKED.lock().expect("lock").push(positions.to_vec());
+        Ok(())
+    });
+    Some(outbox)
+}
+
+/// Holds the first batch until the relay has claimed the next one (or gives up after 5 s).
+struct WaitsForTheNextClaim;
+
+#[async_trait]
+impl ordership_domain::ports::MessagePublisher for WaitsForTheNextClaim {
+    async fn publish(&self, batch: &[ordership_domain::Message]) -> Result<(), PublishError> {
+        if batch[0].payload["n"] == 1 {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while CLAIMS.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+                if std::time::Instant::now() > deadline {
+                    return Err(PublishError::Unavailable(
+                        "the relay did not claim the next batch while this one was in flight"
+                            .into(),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_relay_claims_the_next_batch_while_the_broker_takes_this_one_and_marks_only_what_it_acknowledged()
+ {
+    let relay = OutboxRelay::<dyn OrderTransaction>::new(
+        Arc::new(InjectingStore {
+            store: MemoryStore::new(),
+            outbox: two_full_batches,
+            fail_commit: false,
+        }),
+        Arc::new(WaitsForTheNextClaim),
+        Arc::new(Silent),
+        Arc::new(SystemClock),
+        RelayConfig {
+            batch_size: 2,
+            ..RelayConfig::default()
+        },
+    );
+    assert_eq!(relay.relay_once().await.expect("relay"), 4);
+    assert_eq!(
+        *MARKED.lock().expect("lock"),
+        [vec![1, 2], vec![3, 4]],
+        "each batch marked once, after its acknowledgement"
+    );
+}

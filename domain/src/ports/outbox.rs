@@ -35,12 +35,18 @@ pub trait Outbox: Send {
     async fn try_lock_relay(&mut self) -> Result<bool, StoreError>;
 
     /// Locks and returns up to `limit` unpublished messages in position order, skipping rows
-    /// other transactions hold, parked messages and the later messages of a parked key. A message committed late with a lower position than one already
-    /// published MUST still be returned (no high-water mark).
+    /// other transactions hold, parked messages, the later messages of a parked key, and the
+    /// positions in `skip` (claimed earlier in this transaction and still on their way to the
+    /// broker). A message committed late with a lower position than one already published MUST
+    /// still be returned (no high-water mark).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
-    async fn claim_unpublished(&mut self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
+    async fn claim_unpublished(
+        &mut self,
+        limit: u32,
+        skip: &[i64],
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
 
     /// Sets a claimed message aside with the reason the broker refused it for good. A parked
     /// message is not claimed again, and neither are the later messages of its key (their order

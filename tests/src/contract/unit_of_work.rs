@@ -27,7 +27,7 @@ pub async fn a_rolled_back_unit_of_work_leaves_nothing(store: &OrderStore) {
     assert_eq!(tx.sagas().get(order.id()).await.expect("get"), None);
     assert!(
         tx.outbox()
-            .claim_unpublished(10)
+            .claim_unpublished(10, &[])
             .await
             .expect("claim")
             .is_empty()

@@ -2,6 +2,7 @@
 //! slot (needs `wal_level=logical`, which scripts/test.sh sets). Each test drops its slot.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ordership_application::{CdcRelay, RelayConfig};
 use ordership_domain::ports::{
@@ -183,5 +184,147 @@ async fn the_cdc_relay_confirms_after_publishing_and_parks_what_the_broker_refus
     // Confirmed: nothing comes again, and the parked row is not sent either.
     assert_eq!(relay.relay_once().await.expect("relay"), 0);
     assert!(captured.take().is_empty());
-    feed.as_ref().clone().drop_slot().await.expect("drop slot");
+    feed.drop_slot().await.expect("drop slot");
+}
+
+/// Peeks until the feed yields messages (a standby's or a reconnecting reader's next session
+/// needs a moment); errors on the way are the session being restarted.
+async fn next_messages(feed: &PgOutboxFeed) -> FeedBatch {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(batch) = feed.peek(100).await
+            && !batch.messages.is_empty()
+        {
+            return batch;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the feed yielded nothing in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The pid of the session streaming `slot`, once it holds it.
+async fn streaming_pid(pool: &PgPool, slot: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pid: Option<i32> = sqlx::query_scalar(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active",
+        )
+        .bind(slot)
+        .fetch_optional(pool)
+        .await
+        .expect("slot")
+        .flatten();
+        if let Some(pid) = pid {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "nobody streams {slot}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_reader_streams_the_slot_and_a_standby_takes_over_the_unconfirmed_batch_when_it_dies() {
+    let pool = fresh_database().await;
+    let active = PgOutboxFeed::open(pool.clone(), &ORDERS)
+        .await
+        .expect("feed");
+    let standby = PgOutboxFeed::open(pool.clone(), &ORDERS)
+        .await
+        .expect("feed");
+    let store = PgOrderStore::new(pool.clone()).with_outbox_mode(OutboxMode::Cdc);
+    let (m1, m2) = (message(1), message(2));
+    append(&store, &[&m1, &m2])
+        .await
+        .commit()
+        .await
+        .expect("commit");
+
+    let batch = next_messages(&active).await;
+    assert_eq!(ids(&batch), [m1.id, m2.id]);
+    // The batch is on its way to the broker, unconfirmed: the standby must not send it too.
+    let deadline = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < deadline {
+        let peeked = standby.peek(100).await.expect("a standby's peek");
+        assert!(
+            peeked.messages.is_empty() && peeked.up_to.is_none(),
+            "a second reader got the batch the first one holds: {peeked:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The active reader dies before confirming: the standby takes the slot over and sends it.
+    drop(active);
+    let taken_over = next_messages(&standby).await;
+    assert_eq!(ids(&taken_over), [m1.id, m2.id]);
+    standby.drop_slot().await.expect("drop slot");
+}
+
+#[tokio::test]
+async fn a_broken_session_is_started_again_from_the_confirmed_position() {
+    let pool = fresh_database().await;
+    let feed = PgOutboxFeed::open(pool.clone(), &ORDERS)
+        .await
+        .expect("feed");
+    let store = PgOrderStore::new(pool.clone()).with_outbox_mode(OutboxMode::Cdc);
+    let (m1, m2) = (message(1), message(2));
+    append(&store, &[&m1]).await.commit().await.expect("commit");
+    let first = next_messages(&feed).await;
+    assert_eq!(ids(&first), [m1.id]);
+    feed.confirm(first.up_to.as_ref().expect("position"))
+        .await
+        .expect("confirm");
+    // The server ends the session (a restart, a failover, an operator), and m2 commits meanwhile.
+    let pid = streaming_pid(&pool, feed.slot()).await;
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(&pool)
+        .await
+        .expect("terminate");
+    append(&store, &[&m2]).await.commit().await.expect("commit");
+    // The feed notices, starts a new session from its confirmed position (before the server
+    // may have heard of it) and yields m2, and only m2.
+    let again = next_messages(&feed).await;
+    assert_ne!(streaming_pid(&pool, feed.slot()).await, pid);
+    assert_eq!(ids(&again), [m2.id]);
+    feed.drop_slot().await.expect("drop slot");
+}
+
+#[tokio::test]
+async fn a_confirmed_position_reaches_the_server_so_a_new_reader_starts_after_it() {
+    let pool = fresh_database().await;
+    let feed = PgOutboxFeed::open(pool.clone(), &ORDERS)
+        .await
+        .expect("feed");
+    let store = PgOrderStore::new(pool.clone()).with_outbox_mode(OutboxMode::Cdc);
+    let (m1, m2) = (message(1), message(2));
+    append(&store, &[&m1]).await.commit().await.expect("commit");
+    let batch = next_messages(&feed).await;
+    let up_to = batch.up_to.clone().expect("position");
+    feed.confirm(&up_to).await.expect("confirm");
+    // The standby status update carries it to the slot.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reported: bool = sqlx::query_scalar(
+            "SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
+        )
+        .bind(feed.slot())
+        .bind(&up_to.0)
+        .fetch_one(&pool)
+        .await
+        .expect("slot");
+        if reported {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot never learnt {up_to:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    append(&store, &[&m2]).await.commit().await.expect("commit");
+    drop(feed);
+    let next = PgOutboxFeed::open(pool.clone(), &ORDERS)
+        .await
+        .expect("feed");
+    assert_eq!(ids(&next_messages(&next).await), [m2.id]);
+    next.drop_slot().await.expect("drop slot");
 }
