@@ -179,9 +179,17 @@ forbidden_in ordership-application 'sqlx.*' 'rdkafka.*' 'redis.*' 'axum.*' hyper
 # loop, so they may depend on the application; the application never on them.
 forbidden_in ordership-memory 'sqlx.*' 'rdkafka.*' 'axum.*' hyper anyhow ordership-http ordership-postgres ordership-kafka
 forbidden_in ordership-http 'sqlx.*' 'rdkafka.*' anyhow ordership-memory
-forbidden_in ordership-postgres 'rdkafka.*' 'axum.*' anyhow ordership-application ordership-memory
+# (pgwire-replication, the CDC relay's replication client, uses anyhow inside; the adapter itself
+# returns typed errors, which the direct check below keeps.)
+forbidden_in ordership-postgres 'rdkafka.*' 'axum.*' ordership-application ordership-memory
 forbidden_in ordership-kafka 'sqlx.*' 'axum.*' anyhow ordership-memory ordership-http ordership-postgres
 forbidden_in ordership-redis 'sqlx.*' 'rdkafka.*' 'axum.*' anyhow ordership-application ordership-memory ordership-http ordership-postgres ordership-kafka
+# Libraries return typed errors: none of them uses anyhow itself.
+for crate in ordership-domain ordership-application ordership-memory ordership-http ordership-postgres ordership-kafka ordership-redis; do
+  direct=$(cargo tree -p "$crate" -e normal --depth 1 --prefix none --locked 2>/dev/null | awk 'NR > 1 {print $1}')
+  ! grep -qx anyhow <<<"$direct" || fail "$crate must not use anyhow itself"
+done
+echo "ok: no library crate uses anyhow itself"
 
 step "tests"
 log=$(mktemp)

@@ -32,6 +32,7 @@ use crate::schema::Schema;
 const CURRENT_DATABASE: &str = "SELECT current_database()";
 const SLOT_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)";
 const CREATE_SLOT: &str = "SELECT pg_create_logical_replication_slot($1, 'pgoutput')";
+const SLOT_CREATION_TIMEOUT: &str = "SET LOCAL statement_timeout = '2min'";
 const DROP_SLOT: &str = "SELECT pg_drop_replication_slot($1)";
 const LAG: &str = "SELECT COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint \
      FROM pg_replication_slots WHERE slot_name = $1";
@@ -242,8 +243,18 @@ impl PgOutboxFeed {
                     .into(),
                 ));
             }
-            match sqlx::query(CREATE_SLOT).bind(&slot).execute(&pool).await {
-                Ok(_) => tracing::info!(%slot, "replication slot created"),
+            // Making a logical slot waits for every transaction running on the server (in any
+            // database) to end; that may take longer than the pool's statement timeout.
+            let mut tx = pool.begin().await.map_err(classify)?;
+            sqlx::query(SLOT_CREATION_TIMEOUT)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            match sqlx::query(CREATE_SLOT).bind(&slot).execute(&mut *tx).await {
+                Ok(_) => {
+                    tx.commit().await.map_err(classify)?;
+                    tracing::info!(%slot, "replication slot created");
+                }
                 // Another instance created it a moment ago.
                 Err(e) if sqlstate(&e).as_deref() == Some(DUPLICATE_OBJECT) => {}
                 Err(e) => return Err(classify(e)),

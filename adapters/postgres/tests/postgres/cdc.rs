@@ -225,6 +225,36 @@ async fn streaming_pid(pool: &PgPool, slot: &str) -> i32 {
     }
 }
 
+/// Waits until the slot's confirmed position reached `lsn` (the server learnt it).
+async fn wait_until_the_slot_confirmed(pool: &PgPool, slot: &str, lsn: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reached: bool = sqlx::query_scalar(
+            "SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
+        )
+        .bind(slot)
+        .bind(lsn)
+        .fetch_one(pool)
+        .await
+        .expect("slot");
+        if reached {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the slot never confirmed {lsn}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fresh database, its order outbox's feed, and a store writing that outbox in CDC mode.
+async fn cdc_setup() -> (PgPool, PgOutboxFeed, PgOrderStore) {
+    let pool = fresh_database().await;
+    let feed = PgOutboxFeed::open(pool.clone(), &ORDERS)
+        .await
+        .expect("feed");
+    let store = PgOrderStore::new(pool.clone()).with_outbox_mode(OutboxMode::Cdc);
+    (pool, feed, store)
+}
+
 #[tokio::test]
 async fn one_reader_streams_the_slot_and_a_standby_takes_over_the_unconfirmed_batch_when_it_dies() {
     let pool = fresh_database().await;
@@ -263,11 +293,7 @@ async fn one_reader_streams_the_slot_and_a_standby_takes_over_the_unconfirmed_ba
 
 #[tokio::test]
 async fn a_broken_session_is_started_again_from_the_confirmed_position() {
-    let pool = fresh_database().await;
-    let feed = PgOutboxFeed::open(pool.clone(), &ORDERS)
-        .await
-        .expect("feed");
-    let store = PgOrderStore::new(pool.clone()).with_outbox_mode(OutboxMode::Cdc);
+    let (pool, feed, store) = cdc_setup().await;
     let (m1, m2) = (message(1), message(2));
     append(&store, &[&m1]).await.commit().await.expect("commit");
     let first = next_messages(&feed).await;
@@ -293,33 +319,14 @@ async fn a_broken_session_is_started_again_from_the_confirmed_position() {
 
 #[tokio::test]
 async fn a_confirmed_position_reaches_the_server_so_a_new_reader_starts_after_it() {
-    let pool = fresh_database().await;
-    let feed = PgOutboxFeed::open(pool.clone(), &ORDERS)
-        .await
-        .expect("feed");
-    let store = PgOrderStore::new(pool.clone()).with_outbox_mode(OutboxMode::Cdc);
+    let (pool, feed, store) = cdc_setup().await;
     let (m1, m2) = (message(1), message(2));
     append(&store, &[&m1]).await.commit().await.expect("commit");
     let batch = next_messages(&feed).await;
     let up_to = batch.up_to.clone().expect("position");
     feed.confirm(&up_to).await.expect("confirm");
     // The standby status update carries it to the slot.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reported: bool = sqlx::query_scalar(
-            "SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
-        )
-        .bind(feed.slot())
-        .bind(&up_to.0)
-        .fetch_one(&pool)
-        .await
-        .expect("slot");
-        if reported {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the slot never learnt {up_to:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_the_slot_confirmed(&pool, feed.slot(), &up_to.0).await;
     append(&store, &[&m2]).await.commit().await.expect("commit");
     drop(feed);
     let next = PgOutboxFeed::open(pool.clone(), &ORDERS)
@@ -327,4 +334,42 @@ async fn a_confirmed_position_reaches_the_server_so_a_new_reader_starts_after_it
         .expect("feed");
     assert_eq!(ids(&next_messages(&next).await), [m2.id]);
     next.drop_slot().await.expect("drop slot");
+}
+
+#[tokio::test]
+async fn an_idle_feed_lets_its_slot_move_past_log_written_by_other_tables() {
+    let pool = fresh_database().await;
+    let feed = PgOutboxFeed::open(pool.clone(), &ORDERS)
+        .await
+        .expect("feed");
+    assert!(feed.peek(100).await.expect("peek").up_to.is_none());
+    // Log the outbox has no part in: the slot must not hold it back for ever.
+    sqlx::query("CREATE TABLE public.elsewhere (n int)")
+        .execute(&pool)
+        .await
+        .expect("table");
+    for n in 0..100 {
+        sqlx::query("INSERT INTO public.elsewhere VALUES ($1)")
+            .bind(n)
+            .execute(&pool)
+            .await
+            .expect("insert");
+    }
+    let written: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&pool)
+        .await
+        .expect("lsn");
+    // The feed confirms what keepalives report while nothing of its own is in flight; it reads
+    // them as the relay reads it.
+    let reading = async {
+        loop {
+            assert!(feed.peek(100).await.expect("peek").up_to.is_none());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        () = wait_until_the_slot_confirmed(&pool, feed.slot(), &written) => {}
+        () = reading => {}
+    }
+    feed.drop_slot().await.expect("drop slot");
 }
