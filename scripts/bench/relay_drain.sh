@@ -26,8 +26,9 @@ rows=${1:-100000}
 batch=${RELAY_BATCH_SIZE:-256}
 keys=1000
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres}
-bin=target/release/ordership
-cargo build --release --quiet -p ordership
+# ORDERSHIP_BIN: another build to measure (e.g. an earlier commit's), else this tree's release build.
+bin=${ORDERSHIP_BIN:-target/release/ordership}
+[ -n "${ORDERSHIP_BIN:-}" ] || cargo build --release --quiet -p ordership
 command -v pg_recvlogical >/dev/null || { echo "pg_recvlogical is missing (postgresql-client)" >&2; exit 1; }
 work=$(mktemp -d)
 pids=()

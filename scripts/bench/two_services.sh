@@ -19,12 +19,14 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
+# Development tokens of a key of this run's own: the services verify, `load` mints its customers'.
+export ORDERSHIP_DEV_AUTH=true ORDERSHIP_DEV_KEY_FILE="$work/dev-signing-key.pem"
 
 # A CDC run leaves replication slots on its database, which keep it from being dropped.
 psql -q -At -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
   WHERE database IN ('ordership_bench', 'ordership_bench_pgbench') AND NOT active" >/dev/null
 for db in ordership_bench ordership_bench_pgbench; do
-  psql -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+  psql -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 done
 url="postgres://$PGUSER@$PGHOST/ordership_bench"
 bench_url="postgres://$PGUSER@$PGHOST/ordership_bench_pgbench"
