@@ -190,6 +190,7 @@ fn slot_in_use(error: &PgWireError) -> bool {
 fn unavailable(error: PgWireError) -> StoreError {
     StoreError::Unavailable(Box::new(error))
 }
+
 /// `ordership_<database>_<schema>`, within the 63 characters and the alphabet slots allow.
 fn slot_name(database: &str, schema: &str) -> String {
     let clean: String = database
