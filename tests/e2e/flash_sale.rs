@@ -139,20 +139,30 @@ fn assert_fair(report: &Value, buyers: u64, rate: u64) {
 const FIFTY_A_SECOND: &str =
     r#"{"skus":["FLASH-1"],"admissions":50,"interval_ms":1000,"state":"open"}"#;
 
-/// Three service processes tick one queue; 1,000 buyers join at once.
-async fn a_thousand_buyers_on(redis: &[&str]) {
+/// Three `ordership all` processes with `redis` (the flags naming the queue) sharing a room of
+/// fifty a second named after `name`; their addresses and the room.
+async fn three_processes_and_a_room(
+    redis: &[&str],
+    name: &str,
+) -> ([Process; 3], Vec<String>, String) {
     let mut args = vec!["all"];
     args.extend_from_slice(redis);
     let processes = [start(&args).await, start(&args).await, start(&args).await];
     let targets: Vec<&Process> = processes.iter().collect();
-    let room = unique_room("thousand");
+    let room = unique_room(name);
     put_room(
         &targets,
         &room,
         &serde_json::from_str(FIFTY_A_SECOND).expect("json"),
     )
     .await;
-    let addrs: Vec<String> = processes.iter().map(|p| p.addr.clone()).collect();
+    let addrs = processes.iter().map(|p| p.addr.clone()).collect();
+    (processes, addrs, room)
+}
+
+/// Three service processes tick one queue; 1,000 buyers join at once.
+async fn a_thousand_buyers_on(redis: &[&str]) {
+    let (_processes, addrs, room) = three_processes_and_a_room(redis, "thousand").await;
     let report = flash_sale(&addrs, &room, 1_000).await;
     assert_fair(&report, 1_000, 50);
 }
@@ -555,14 +565,9 @@ impl Drop for OwnCluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_failover_mid_sale_keeps_the_rate_and_every_buyer() {
     let cluster = OwnCluster::start().await;
-    let args = ["all", "--redis-url", &cluster.nodes, "--redis-cluster"];
-    let processes = [start(&args).await, start(&args).await, start(&args).await];
-    let targets: Vec<&Process> = processes.iter().collect();
-    let room = unique_room("failover");
-    put_room(
-        &targets,
-        &room,
-        &serde_json::from_str(FIFTY_A_SECOND).expect("json"),
+    let (processes, addrs, room) = three_processes_and_a_room(
+        &["--redis-url", &cluster.nodes, "--redis-cluster"],
+        "failover",
     )
     .await;
     let replica = cluster
@@ -571,7 +576,6 @@ async fn a_cluster_failover_mid_sale_keeps_the_rate_and_every_buyer() {
 
     let sale = tokio::spawn({
         let room = room.clone();
-        let addrs: Vec<String> = processes.iter().map(|p| p.addr.clone()).collect();
         async move { flash_sale(&addrs, &room, 600).await }
     });
     // Mid-sale: once some buyers are in, the room's master hands over to its replica.

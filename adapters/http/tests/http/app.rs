@@ -248,3 +248,13 @@ impl Reply {
         problem
     }
 }
+
+/// The fields a validation problem names, in its order.
+pub(crate) fn error_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect()
+}

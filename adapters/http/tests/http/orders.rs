@@ -2,7 +2,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 
-use crate::app::{Options, TestApp, order_body};
+use crate::app::{Options, TestApp, error_fields, order_body};
 
 #[tokio::test]
 async fn placing_an_order_answers_201_with_location_and_the_contract() {
@@ -66,12 +66,7 @@ async fn invalid_fields_are_all_reported_with_their_paths() {
         .post("/orders", &body)
         .await
         .problem(StatusCode::BAD_REQUEST, "validation-failed");
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["field"].as_str().expect("field"))
-        .collect();
+    let fields = error_fields(&problem);
     assert_eq!(
         fields,
         [

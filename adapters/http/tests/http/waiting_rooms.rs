@@ -14,7 +14,7 @@ use ordership_http::auth::Scope;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::app::{Reply, TestApp};
+use crate::app::{Reply, TestApp, error_fields};
 
 fn request(
     method: &str,
@@ -303,12 +303,7 @@ async fn rooms_are_configured_by_operators_with_every_error_named() {
         ))
         .await
         .problem(StatusCode::BAD_REQUEST, "validation-failed");
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .filter_map(|e| e["field"].as_str())
-        .collect();
+    let fields = error_fields(&problem);
     for field in [
         "skus[0]",
         "admissions",
