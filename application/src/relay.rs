@@ -128,8 +128,9 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             }
             let full = batch.len() >= limit as usize;
             let go_on = full && round < self.config.batches_per_transaction;
-            let messages: Vec<Message> = batch.iter().map(|e| e.message.clone()).collect();
             let in_flight: Vec<i64> = batch.iter().map(|e| e.position).collect();
+            // Shared with the publishing task, not copied.
+            let messages: Arc<[Message]> = batch.into_iter().map(|e| e.message).collect();
             // The broker takes this batch while the database marks the one before it and claims
             // the one after it (skipping this one's rows, which this transaction holds).
             let now = self.clock.now();
@@ -148,7 +149,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             // run on two cores.
             let publishing = {
                 let (publisher, metrics) = (Arc::clone(&self.publisher), Arc::clone(&self.metrics));
-                let messages = messages.clone();
+                let messages = Arc::clone(&messages);
                 tokio::spawn(
                     async move { publish(publisher.as_ref(), &metrics, &messages).await }
                         .in_current_span(),
