@@ -19,7 +19,8 @@
 # MODES="poll" (or "cdc") drains with one relay only (default "poll cdc"); with cdc, STEADY=0 skips
 # the run under load (slot lag, catch-up). RELAY_BATCHES_PER_TRANSACTION goes to the polling relay.
 # Uses KAFKA_BROKERS when set, else a dev broker; PostgreSQL at PGHOST/PGUSER (127.0.0.1/postgres)
-# with wal_level=logical; a release build.
+# with wal_level=logical; a release build. KEEP_WORK=1 keeps the services' logs (the path is printed
+# with bash -x).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rows=${1:-100000}
