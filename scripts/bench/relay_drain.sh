@@ -19,8 +19,7 @@
 # MODES="poll" (or "cdc") drains with one relay only (default "poll cdc"); with cdc, STEADY=0 skips
 # the run under load (slot lag, catch-up). RELAY_BATCHES_PER_TRANSACTION goes to the polling relay.
 # Uses KAFKA_BROKERS when set, else a dev broker; PostgreSQL at PGHOST/PGUSER (127.0.0.1/postgres)
-# with wal_level=logical; a release build. KEEP_WORK=1 keeps the services' logs (the path is printed
-# with bash -x).
+# with wal_level=logical; a release build. KEEP_WORK=1 keeps the services' logs (and says where).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rows=${1:-100000}
@@ -33,7 +32,7 @@ bin=${ORDERSHIP_BIN:-target/release/ordership}
 command -v pg_recvlogical >/dev/null || { echo "pg_recvlogical is missing (postgresql-client)" >&2; exit 1; }
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; if [ -n "${KEEP_WORK:-}" ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi; }
 trap cleanup EXIT
 free_port() { local p=$1; while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done; echo "$p"; }
 export ORDERSHIP_DEV_KEY_FILE="$work/key.pem"
