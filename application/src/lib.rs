@@ -24,7 +24,7 @@ pub mod saga;
 pub mod shutdown;
 mod stamp;
 pub mod trace;
-pub mod waiting_rooms;
+pub mod waiting_room;
 
 pub use config::RetentionConfig;
 pub use consumer::{ConsumerLoop, ConsumerStats, DeadLetterSink};
@@ -36,4 +36,4 @@ pub use orders::{
 pub use relay::{CdcRelay, OutboxRelay, RelayConfig, RelayError};
 pub use saga::{FulfilmentOrchestrator, SweepReport};
 pub use shutdown::{Shutdown, ShutdownTrigger};
-pub use waiting_rooms::{Entry, GateRefusal, RoomView, WaitingRoomError, WaitingRooms};
+pub use waiting_room::{Entry, GateRefusal, RoomView, WaitingRoomError, WaitingRoomService};

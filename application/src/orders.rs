@@ -16,7 +16,7 @@ use ordership_domain::{
 use crate::error::from_store_error;
 use crate::saga::{Loaded, SOURCE, encode, save_step};
 use crate::stamp::Stamps;
-use crate::waiting_rooms::{GateRefusal, WaitingRooms};
+use crate::waiting_room::{GateRefusal, WaitingRoomService};
 
 /// An order as the API shows it: the aggregate and its saga.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +176,7 @@ pub struct OrderService {
     uow: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
     stamps: Stamps,
     policy: SagaPolicy,
-    waiting_rooms: Option<WaitingRooms>,
+    waiting_rooms: Option<WaitingRoomService>,
 }
 
 impl OrderService {
@@ -197,7 +197,7 @@ impl OrderService {
 
     /// Orders for SKUs of a flash sale need an admission of its waiting room.
     #[must_use]
-    pub fn with_waiting_rooms(self, waiting_rooms: WaitingRooms) -> Self {
+    pub fn with_waiting_rooms(self, waiting_rooms: WaitingRoomService) -> Self {
         Self {
             waiting_rooms: Some(waiting_rooms),
             ..self

@@ -21,7 +21,8 @@ async fn main() -> std::process::ExitCode {
         _ => "ordership",
     };
     // Held until the end of main: dropping it flushes the spans not yet exported.
-    let _telemetry = ordership::telemetry::init(cli.common.log_format, result_on_stdout, service);
+    let _telemetry =
+        ordership::wiring::telemetry::init(cli.common.log_format, result_on_stdout, service);
     match ordership::run::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -56,7 +56,7 @@
 //! ```
 
 pub mod address;
-pub mod admission;
+
 pub mod delivery;
 pub mod error;
 pub mod ids;
@@ -64,8 +64,10 @@ pub mod message;
 pub mod money;
 pub mod order;
 pub mod ports;
+pub mod product;
 pub mod retry;
 pub mod saga;
+pub mod waiting_room;
 
 pub use address::{CountryCode, ShippingAddress};
 pub use delivery::{
@@ -77,8 +79,9 @@ pub use message::{Message, OutboxEntry, topics, versioned_type};
 pub use money::{Currency, Money};
 pub use order::{
     AdmissionRef, CancellationReason, CustomerId, Order, OrderEvent, OrderLine, OrderSnapshot,
-    OrderStatus, PlaceOrder, Quantity, Sku, parse_order_line,
+    OrderStatus, PlaceOrder, Quantity, parse_order_line,
 };
+pub use product::Sku;
 pub use retry::{Attempts, RetryPolicy, Verdict};
 pub use saga::{FulfilmentSaga, SagaPolicy, SagaSnapshot, SagaState};
 

@@ -22,17 +22,17 @@ mod memory {
 mod memory_admission {
     use std::sync::Arc;
 
-    use ordership_domain::ports::AdmissionQueue;
-    use ordership_memory::{MemoryAdmissionQueue, SystemClock};
+    use ordership_domain::ports::WaitingRoomQueue;
+    use ordership_memory::{MemoryWaitingRoomQueue, SystemClock};
 
-    async fn queue() -> Arc<dyn AdmissionQueue> {
-        Arc::new(MemoryAdmissionQueue::new(Arc::new(SystemClock)))
+    async fn queue() -> Arc<dyn WaitingRoomQueue> {
+        Arc::new(MemoryWaitingRoomQueue::new(Arc::new(SystemClock)))
     }
 
-    ordership_tests::admission_contract_tests!(queue());
+    ordership_tests::waiting_room_queue_contract_tests!(queue());
 
     async fn rooms() -> Arc<dyn ordership_domain::ports::WaitingRoomStore> {
-        Arc::new(ordership_memory::MemoryWaitingRooms::new())
+        Arc::new(ordership_memory::MemoryWaitingRoomStore::new())
     }
 
     ordership_tests::room_store_contract_tests!(rooms());
@@ -43,11 +43,11 @@ mod postgres_rooms {
     use std::sync::Arc;
 
     use ordership_domain::ports::WaitingRoomStore;
-    use ordership_postgres::PgWaitingRooms;
+    use ordership_postgres::PgWaitingRoomStore;
     use ordership_postgres::testing::fresh_database;
 
     async fn rooms() -> Arc<dyn WaitingRoomStore> {
-        Arc::new(PgWaitingRooms::new(fresh_database().await))
+        Arc::new(PgWaitingRoomStore::new(fresh_database().await))
     }
 
     ordership_tests::room_store_contract_tests!(rooms());
@@ -57,9 +57,9 @@ mod postgres_rooms {
 mod redis_admission {
     use std::sync::Arc;
 
-    use ordership_domain::ports::AdmissionQueue;
+    use ordership_domain::ports::WaitingRoomQueue;
 
-    async fn queue() -> Arc<dyn AdmissionQueue> {
+    async fn queue() -> Arc<dyn WaitingRoomQueue> {
         let url =
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let queue =
@@ -71,7 +71,7 @@ mod redis_admission {
         queue
     }
 
-    ordership_tests::admission_contract_tests!(queue());
+    ordership_tests::waiting_room_queue_contract_tests!(queue());
 }
 
 /// The admission queue contract on a Redis Cluster (`REDIS_CLUSTER_NODES`, comma-separated;
@@ -79,9 +79,9 @@ mod redis_admission {
 mod redis_cluster_admission {
     use std::sync::Arc;
 
-    use ordership_domain::ports::AdmissionQueue;
+    use ordership_domain::ports::WaitingRoomQueue;
 
-    async fn queue() -> Arc<dyn AdmissionQueue> {
+    async fn queue() -> Arc<dyn WaitingRoomQueue> {
         let nodes: Vec<String> = std::env::var("REDIS_CLUSTER_NODES")
             .expect("REDIS_CLUSTER_NODES names the cluster's nodes (scripts/test.sh starts one)")
             .split(',')
@@ -92,7 +92,7 @@ mod redis_cluster_admission {
             .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
     }
 
-    ordership_tests::admission_contract_tests!(queue());
+    ordership_tests::waiting_room_queue_contract_tests!(queue());
 }
 
 mod postgres {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use ordership::embedded::Embedded;
+use ordership::wiring::Embedded;
 use ordership::wiring::SystemConfig;
 use ordership_application::{RelayConfig, RetentionConfig};
 use ordership_domain::ports::MessageHandler;

@@ -71,7 +71,7 @@ impl<Tx: ?Sized + Send + 'static> HealthCheck for StoreCheck<Tx> {
 /// The waiting rooms' queue (Redis): reported, never required — while it is down, joins and
 /// orders for gated products are refused with 503 and everything else flows.
 #[derive(Debug, Clone)]
-pub struct WaitingRoomCheck(pub ordership_application::WaitingRooms);
+pub struct WaitingRoomCheck(pub ordership_application::WaitingRoomService);
 
 #[async_trait]
 impl HealthCheck for WaitingRoomCheck {

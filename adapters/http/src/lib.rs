@@ -18,7 +18,7 @@ mod metrics;
 mod ops;
 mod orders;
 pub mod problem;
-pub mod waiting_rooms;
+pub mod waiting_room;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
-use ordership_application::{DeliveryService, OrderService, Shutdown, WaitingRooms};
+use ordership_application::{DeliveryService, OrderService, Shutdown, WaitingRoomService};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -47,7 +47,7 @@ pub use metrics::{
 };
 pub use orders::{ADMISSION_TOKEN, REPLAYED};
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
-pub use waiting_rooms::QUEUE_TOKEN;
+pub use waiting_room::QUEUE_TOKEN;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -84,12 +84,12 @@ struct DeliveryDoc;
 #[derive(OpenApi)]
 #[openapi(
     paths(
-        waiting_rooms::join,
-        waiting_rooms::my_entry,
-        waiting_rooms::my_events,
-        waiting_rooms::leave,
-        waiting_rooms::get_room,
-        waiting_rooms::put_room
+        waiting_room::join,
+        waiting_room::my_entry,
+        waiting_room::my_events,
+        waiting_room::leave,
+        waiting_room::get_room,
+        waiting_room::put_room
     ),
     tags((name = "waiting rooms", description = "Flash-sale waiting rooms: buyers of a gated product queue, are admitted at the room's rate, and order with their admission token"))
 )]
@@ -196,7 +196,7 @@ fn document_security(doc: &mut utoipa::openapi::OpenApi) {
 pub struct ApiBuilder {
     orders: Option<OrderService>,
     deliveries: Option<DeliveryService>,
-    waiting_rooms: Option<WaitingRooms>,
+    waiting_rooms: Option<WaitingRoomService>,
     shutdown: Option<Shutdown>,
     checks: Vec<Arc<dyn HealthCheck>>,
     metric_sources: Vec<Arc<dyn MetricSource>>,
@@ -249,7 +249,7 @@ fn openapi_json(doc: &utoipa::openapi::OpenApi) -> String {
             }
         }
     }
-    waiting_rooms::document_event_stream(&mut json);
+    waiting_room::document_event_stream(&mut json);
     json.to_string()
 }
 
@@ -287,7 +287,7 @@ impl ApiBuilder {
 
     /// Serves the waiting rooms (give the order service the same rooms, so it gates their SKUs).
     #[must_use]
-    pub fn waiting_rooms(mut self, waiting_rooms: WaitingRooms) -> Self {
+    pub fn waiting_rooms(mut self, waiting_rooms: WaitingRoomService) -> Self {
         self.waiting_rooms = Some(waiting_rooms);
         self
     }
@@ -365,7 +365,7 @@ impl ApiBuilder {
             router = router.merge(deliveries::routes(deliveries));
         }
         if let Some(rooms) = self.waiting_rooms {
-            router = router.merge(waiting_rooms::routes(waiting_rooms::Rooms {
+            router = router.merge(waiting_room::routes(waiting_room::Rooms {
                 rooms,
                 shutdown: self.shutdown,
             }));

@@ -38,6 +38,9 @@ pub struct Problem {
     pub errors: Option<Vec<FieldError>>,
 }
 
+/// The detail of a 401 for a request that sent no token.
+pub(crate) const NO_TOKEN: &str = "this needs a bearer token in the Authorization header";
+
 /// Every error an endpoint can answer with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -245,7 +248,7 @@ impl IntoResponse for ApiError {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         // RFC 6750: a missing token gets the bare challenge, a refused one says why.
         let challenge = match &self {
-            Self::Unauthenticated(crate::auth::NO_TOKEN) => Some("Bearer"),
+            Self::Unauthenticated(NO_TOKEN) => Some("Bearer"),
             Self::Unauthenticated(_) => Some(r#"Bearer error="invalid_token""#),
             Self::Forbidden(_) => Some(r#"Bearer error="insufficient_scope""#),
             _ => None,

@@ -9,7 +9,6 @@
 //!
 //! This is the embedded default of the `ordership` binary and the fake that tests use.
 
-mod admission;
 mod bus;
 mod clock;
 mod deliveries;
@@ -17,12 +16,11 @@ mod idempotency;
 mod inbox;
 mod orders;
 mod outbox;
-mod rooms;
 mod sagas;
 mod unit_of_work;
+mod waiting_room;
 
-pub use admission::MemoryAdmissionQueue;
 pub use bus::{BusConfig, BusStats, DeadLetter, InProcessBus};
 pub use clock::{ManualClock, SystemClock, UuidV7Ids};
-pub use rooms::MemoryWaitingRooms;
 pub use unit_of_work::{MemoryStore, MemoryTransaction, RowCounts};
+pub use waiting_room::{MemoryWaitingRoomQueue, MemoryWaitingRoomStore};

@@ -1,8 +1,8 @@
 //! Orders in memory: the order repository of a [`MemoryTransaction`].
 
 use async_trait::async_trait;
-use ordership_domain::admission::RoomId;
 use ordership_domain::ports::{OrderQuery, OrderRepository, StoreError};
+use ordership_domain::waiting_room::RoomId;
 use ordership_domain::{CustomerId, Order, OrderId};
 
 use crate::unit_of_work::{MemoryTransaction, insert_row, update_row};

@@ -6,15 +6,7 @@ use chrono::{DateTime, Utc};
 use ordership_domain::ports::{Outbox, OutboxStats, ParkedMessage, StoreError};
 use ordership_domain::{Message, OutboxEntry};
 
-use crate::unit_of_work::MemoryTransaction;
-
-/// A message in the outbox with what became of it.
-#[derive(Debug)]
-pub(crate) struct OutboxRow {
-    pub(crate) entry: OutboxEntry,
-    pub(crate) published_at: Option<DateTime<Utc>>,
-    pub(crate) parked: Option<String>,
-}
+use crate::unit_of_work::{MemoryTransaction, OutboxRow};
 
 #[async_trait]
 impl Outbox for MemoryTransaction {

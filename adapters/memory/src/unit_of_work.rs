@@ -17,10 +17,10 @@ use ordership_domain::ports::{
     OrderRepository, OrderTransaction, Outbox, OutboxSignal, SagaRepository, StoreError,
     Transaction, UnitOfWork,
 };
-use ordership_domain::{Delivery, DeliveryId, FulfilmentSaga, Message, MessageId, Order, OrderId};
+use ordership_domain::{
+    Delivery, DeliveryId, FulfilmentSaga, Message, MessageId, Order, OrderId, OutboxEntry,
+};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
-
-use crate::outbox::OutboxRow;
 
 #[derive(Debug, Default)]
 pub(crate) struct Tables {
@@ -34,6 +34,14 @@ pub(crate) struct Tables {
     pub(crate) next_position: i64,
     pub(crate) inbox: HashMap<(String, MessageId), DateTime<Utc>>,
     pub(crate) idempotency: HashMap<(String, String), IdempotencyRecord>,
+}
+
+/// A message in the outbox with what became of it.
+#[derive(Debug)]
+pub(crate) struct OutboxRow {
+    pub(crate) entry: OutboxEntry,
+    pub(crate) published_at: Option<DateTime<Utc>>,
+    pub(crate) parked: Option<String>,
 }
 
 pub(crate) type Undo = Box<dyn FnOnce(&mut Tables) + Send>;

@@ -19,12 +19,12 @@ mod notify;
 mod orders;
 mod outbox;
 mod pgoutput;
-mod rooms;
 mod sagas;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod unit_of_work;
+mod waiting_room;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -36,10 +36,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 
 pub use feed::PgOutboxFeed;
 pub use notify::PgOutboxSignal;
-pub use rooms::PgWaitingRooms;
 pub use schema::{DELIVERY, ORDERS, Schema};
 pub use sqlx::PgPool;
 pub use unit_of_work::{OutboxMode, PgDeliveryStore, PgDeliveryTx, PgOrderStore, PgOrderTx, PgTx};
+pub use waiting_room::PgWaitingRoomStore;
 
 /// How to connect.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! Orders on `orders.orders`, with optimistic concurrency on their version.
 
 use async_trait::async_trait;
-use ordership_domain::admission::RoomId;
 use ordership_domain::ports::{OrderQuery, OrderRepository, StoreError};
+use ordership_domain::waiting_room::RoomId;
 use ordership_domain::{
     AdmissionRef, CancellationReason, CustomerId, DeliveryId, Order, OrderId, OrderLine,
     OrderSnapshot, OrderStatus, parse_order_line,

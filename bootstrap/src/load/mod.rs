@@ -25,16 +25,16 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::cli::{AuthArgs, LoadArgs};
 
-mod flash_sale;
 mod order;
 mod report;
+mod waiting_room;
 
-pub use flash_sale::{FlashSaleReport, Intervals};
 use order::one_order;
 #[cfg(test)]
 use order::order_body;
 pub use report::{Percentiles, Report};
 use report::{percentiles, print_report};
+pub use waiting_room::{Intervals, WaitingRoomReport};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -65,7 +65,7 @@ impl Tokens {
         if let Some(token) = &args.token {
             return Ok(Self::Given(token.clone()));
         }
-        let (key, _) = crate::run::dev_key(auth)?;
+        let (key, _) = crate::wiring::auth::dev_key(auth)?;
         let ttl = args.deadline.saturating_mul(4) + Duration::from_secs(3600);
         let tokens = (0..CUSTOMERS)
             .map(|c| {
@@ -199,7 +199,7 @@ fn client_for(connections: usize) -> HttpClient {
 /// Bad arguments, or orders that failed.
 pub async fn run(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<()> {
     if let Some(room) = &args.flash_sale {
-        return flash_sale::run(args, auth, room).await;
+        return waiting_room::run(args, auth, room).await;
     }
     if args.orders == 0 || args.concurrency == 0 || !(0.0..=1.0).contains(&args.unserved_ratio) {
         bail!("--orders and --concurrency must be positive, --unserved-ratio between 0 and 1");

@@ -3,16 +3,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::{Context as _, bail};
+use axum::http::HeaderValue;
 use ordership_application::{RelayConfig, RetentionConfig};
-use ordership_domain::DeliveryPolicy;
-use ordership_domain::SagaPolicy;
 use ordership_domain::ports::{
-    AdmissionQueue, AdmissionTokens, DeliveryTransaction, OrderTransaction, OutboxFeed,
-    OutboxSignal, UnitOfWork, WaitingRoomStore,
+    DeliveryTransaction, OrderTransaction, OutboxFeed, OutboxSignal, UnitOfWork, WaitingRoomQueue,
+    WaitingRoomStore, WaitingRoomTokens,
 };
-use ordership_http::auth::{Authenticator, DevKey, SignedAdmissions};
+use ordership_domain::{CountryCode, DeliveryPolicy, RetryPolicy, SagaPolicy};
+use ordership_http::auth::{Authenticator, DevKey};
+use ordership_http::waiting_room::SignedTokens;
 use ordership_http::{HealthCheck, HttpConfig};
 use ordership_memory::BusConfig;
+
+use crate::cli::CommonArgs;
 
 /// Everything the running system can be tuned with.
 #[derive(Clone)]
@@ -32,21 +36,21 @@ pub struct SystemConfig {
     pub waiting_rooms: WaitingRoomConfig,
 }
 
-/// The flash-sale waiting rooms' queue and token key.
+/// The waiting rooms' queue and token key.
 #[derive(Clone)]
 pub struct WaitingRoomConfig {
     /// The queue every instance shares (Redis); `None`: one in this process's memory.
-    pub queue: Option<Arc<dyn AdmissionQueue>>,
+    pub queue: Option<Arc<dyn WaitingRoomQueue>>,
     /// Signs and checks queue and admission tokens; every instance needs the same key. The
     /// default is a key made for this process: right for one process only.
-    pub tokens: Arc<dyn AdmissionTokens>,
+    pub tokens: Arc<dyn WaitingRoomTokens>,
 }
 
 impl Default for WaitingRoomConfig {
     fn default() -> Self {
         Self {
             queue: None,
-            tokens: Arc::new(SignedAdmissions::generate()),
+            tokens: Arc::new(SignedTokens::generate()),
         }
     }
 }
@@ -87,6 +91,77 @@ impl std::fmt::Debug for SystemConfig {
                     .collect::<Vec<_>>(),
             )
             .finish()
+    }
+}
+
+impl SystemConfig {
+    /// The configuration the flags describe (keys and the waiting rooms' queue aside: they are
+    /// made by [`super::auth`] and [`super::redis`]).
+    ///
+    /// # Errors
+    /// An invalid country code, redelivery probability or CORS origin.
+    pub fn from_args(args: &CommonArgs) -> anyhow::Result<Self> {
+        let served = args
+            .served_countries
+            .iter()
+            .map(|c| {
+                CountryCode::parse(c.trim()).with_context(|| format!("--served-countries: {c:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if !(0.0..=1.0).contains(&args.redelivery_probability) {
+            bail!("--redelivery-probability must be between 0 and 1");
+        }
+        let cors_origins = args
+            .auth
+            .cors_origin
+            .iter()
+            .map(|origin| {
+                let origin = origin.trim();
+                HeaderValue::from_str(origin)
+                    .ok()
+                    .filter(|_| origin.starts_with("http://") || origin.starts_with("https://"))
+                    .with_context(|| {
+                        format!(
+                            "--cors-origin {origin:?} is not an origin like https://shop.example"
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            saga: SagaPolicy {
+                reply_timeout: args.reply_timeout,
+                max_schedule_attempts: args.max_schedule_attempts.max(1),
+                ..SagaPolicy::default()
+            },
+            policy: DeliveryPolicy::new(served, args.daily_capacity),
+            bus: BusConfig {
+                redelivery_probability: args.redelivery_probability,
+                retry: RetryPolicy {
+                    max_attempts: args.max_handler_attempts.max(1),
+                    ..BusConfig::default().retry
+                },
+                // Over a durable store, a message counts as published only once it was handled.
+                acknowledge_after_handling: args.database_url.is_some(),
+                ..BusConfig::default()
+            },
+            sweep_interval: args.sweep_interval,
+            relay: RelayConfig {
+                batch_size: args.relay_batch_size.max(1),
+                batches_per_transaction: args.relay_batches_per_transaction.max(1),
+                ..RelayConfig::default()
+            },
+            retention: RetentionConfig {
+                outbox: args.outbox_retention,
+                inbox: args.inbox_retention,
+                idempotency_keys: args.idempotency_retention,
+                interval: args.retention_interval,
+            },
+            http: HttpConfig {
+                cors_origins,
+                ..HttpConfig::default()
+            },
+            ..Self::default()
+        })
     }
 }
 
@@ -133,4 +208,16 @@ pub struct Stores {
     pub deliveries: Option<Side<dyn DeliveryTransaction>>,
     /// Where the order service keeps its waiting rooms' configuration; `None`: in memory.
     pub waiting_rooms: Option<Arc<dyn WaitingRoomStore>>,
+}
+
+impl Stores {
+    /// No service yet.
+    #[must_use]
+    pub const fn none() -> Self {
+        Self {
+            orders: None,
+            deliveries: None,
+            waiting_rooms: None,
+        }
+    }
 }

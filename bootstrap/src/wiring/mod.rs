@@ -1,225 +1,185 @@
-//! Wires the application to a set of stores and a message bus: both services, their outbox
-//! relays, the saga's deadline sweeper, retention, and the HTTP API. The same wiring runs on the
-//! in-memory stores (embedded) and on PostgreSQL.
+//! The composition root. [`Application::build`] turns the flags into adapters — one module per
+//! technology: [`postgres`], [`kafka`], [`redis`], `memory`, [`auth`] (keys), [`telemetry`] — and hands them
+//! to [`start`], which wires both services, their relays, consumers, the saga's sweeper, retention
+//! and the HTTP API. `main`, the end-to-end tests (through the binary) and the benchmarks build
+//! the system through `Application::build`; in-process tests and embedders call [`start`] with
+//! stores of their own ([`Embedded`] is its in-memory preset).
 
+pub mod auth;
 mod config;
+pub mod kafka;
+mod memory;
+pub mod postgres;
+mod redis;
 mod relays;
+mod services;
+pub mod telemetry;
 mod transport;
 
 pub use config::{Side, Stores, SystemConfig, WaitingRoomConfig};
-use relays::Launcher;
+pub use memory::Embedded;
+pub use services::{Running, start};
 pub use transport::{KafkaTransport, Transport};
 
-use std::sync::Arc;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
-use ordership_application::background::{
-    purge_idempotency_keys, purge_outbox_and_inbox, run_every, run_sweeper,
-};
-use ordership_application::{
-    DeliveryService, FulfilmentOrchestrator, OrderService, ShutdownTrigger, WaitingRooms,
-};
-use ordership_domain::ports::{Clock, IdGenerator};
-use ordership_domain::topics;
-use ordership_http::{
-    ApiBuilder, HealthCheck, SagaStates, StoreCheck, WaitingRoomCheck, WaitingRoomFigures,
-};
-use ordership_memory::{
-    InProcessBus, MemoryAdmissionQueue, MemoryWaitingRooms, SystemClock, UuidV7Ids,
-};
-use tokio::task::JoinHandle;
+use anyhow::{Context as _, bail};
+use ordership_memory::InProcessBus;
+use tokio::net::TcpListener;
 
-/// A running system.
-pub struct Running {
-    /// The HTTP API of the services this process runs.
-    pub router: Router,
-    pub transport: Transport,
-    pub orders: Option<OrderService>,
-    pub deliveries: Option<DeliveryService>,
-    pub waiting_rooms: Option<WaitingRooms>,
-    trigger: ShutdownTrigger,
-    tasks: Vec<JoinHandle<()>>,
+use crate::cli::{CommonArgs, RelayMode};
+use crate::server::ServerLimits;
+
+/// Which services a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Both, in one process (`ordership all`).
+    All,
+    /// The order service: its API, the saga, the waiting rooms.
+    Orders,
+    /// The delivery service.
+    Deliveries,
 }
 
-/// Wires and starts the services `stores` holds, on `transport`. Must be called inside a Tokio
-/// runtime.
-#[must_use]
-pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Running {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Ids);
-    let (trigger, shutdown) = ShutdownTrigger::new();
-    let mut launch = Launcher {
-        transport: &transport,
-        publisher: transport.publisher(),
-        clock: Arc::clone(&clock),
-        relay: config.relay.clone(),
-        shutdown: shutdown.clone(),
-        tasks: Vec::new(),
-        checks: Vec::new(),
-    };
-    let mut api = ApiBuilder::new(config.http.clone())
-        .authenticator(Arc::clone(&config.authenticator))
-        .shutdown(shutdown.clone());
-    let mut orders = None;
-    let mut waiting_rooms = None;
-    let mut deliveries = None;
-    // Readiness lists the order store first, then the delivery store, then the rest.
-    let mut checks: Vec<Arc<dyn HealthCheck>> = Vec::new();
-
-    // Consumers first, so the relays never publish into a topic nobody listens to.
-    if let Some(side) = &stores.deliveries {
-        let service = DeliveryService::new(
-            side.store.clone(),
-            Arc::clone(&clock),
-            Arc::clone(&ids),
-            config.policy.clone(),
-        );
-        let (handling, _) = launch.consumer(
-            topics::DELIVERY_COMMANDS,
-            ordership_application::deliveries::CONSUMER,
-            Arc::new(service.clone()),
-        );
-        api = api
-            .metric_source(handling)
-            .metric_sources(launch.relay("delivery", side))
-            .deliveries(service.clone());
-        checks.push(Arc::new(StoreCheck::new(
-            "delivery-store",
-            side.store.clone(),
-        )));
-        deliveries = Some(service);
-    }
-    if let Some(side) = &stores.orders {
-        let rooms = WaitingRooms::new(
-            config
-                .waiting_rooms
-                .queue
-                .clone()
-                .unwrap_or_else(|| Arc::new(MemoryAdmissionQueue::new(Arc::clone(&clock)))),
-            stores
-                .waiting_rooms
-                .clone()
-                .unwrap_or_else(|| Arc::new(MemoryWaitingRooms::default())),
-            Arc::clone(&config.waiting_rooms.tokens),
-            side.store.clone(),
-            Arc::clone(&clock),
-        );
-        let service = OrderService::new(
-            side.store.clone(),
-            Arc::clone(&clock),
-            Arc::clone(&ids),
-            config.saga.clone(),
-        )
-        .with_waiting_rooms(rooms.clone());
-        launch
-            .tasks
-            .push(tokio::spawn(rooms.clone().run_ticker(shutdown.clone())));
-        launch
-            .checks
-            .push(Arc::new(WaitingRoomCheck(rooms.clone())));
-        api = api
-            .waiting_rooms(rooms.clone())
-            .metric_source(Arc::new(WaitingRoomFigures(rooms.clone())));
-        waiting_rooms = Some(rooms);
-        let saga = FulfilmentOrchestrator::new(
-            side.store.clone(),
-            Arc::clone(&clock),
-            Arc::clone(&ids),
-            config.saga.clone(),
-        );
-        let (handling, replies_flowing) = launch.consumer(
-            topics::DELIVERY_EVENTS,
-            ordership_application::saga::CONSUMER,
-            Arc::new(saga.clone()),
-        );
-        api = api
-            .metric_source(handling)
-            .metric_sources(launch.relay("order", side))
-            .orders(service.clone())
-            .metric_source(Arc::new(SagaStates(side.store.clone())));
-        launch.tasks.push(tokio::spawn(run_sweeper(
-            saga,
-            config.sweep_interval,
-            100,
-            replies_flowing,
-            shutdown.clone(),
-        )));
-        checks.insert(
-            0,
-            Arc::new(StoreCheck::new("order-store", side.store.clone())),
-        );
-        orders = Some(service);
-    }
-    checks.append(&mut launch.checks);
-    checks.extend(config.extra_checks.iter().cloned());
-    for check in checks {
-        api = api.check(check);
-    }
-    let mut tasks = launch.tasks;
-
-    let retention = config.retention.clone();
-    let (o, d, c) = (
-        stores.orders.clone().map(|s| s.store),
-        stores.deliveries.clone().map(|s| s.store),
-        Arc::clone(&clock),
-    );
-    tasks.push(tokio::spawn(run_every(
-        "retention",
-        config.retention.interval,
-        shutdown,
-        move || {
-            let (o, d, c, retention) = (o.clone(), d.clone(), c.clone(), retention.clone());
-            async move {
-                if let Some(o) = &o {
-                    purge_outbox_and_inbox(o.as_ref(), c.as_ref(), &retention).await?;
-                    purge_idempotency_keys(o.as_ref(), c.as_ref(), &retention).await?;
-                }
-                if let Some(d) = &d {
-                    purge_outbox_and_inbox(d.as_ref(), c.as_ref(), &retention).await?;
-                }
-                Ok(())
-            }
-        },
-    )));
-
-    api = transport.instrument(api);
-    Running {
-        router: api.build(),
-        transport,
-        orders,
-        deliveries,
-        waiting_rooms,
-        trigger,
-        tasks,
-    }
-}
-
-impl Running {
-    /// Stops the background loops, then lets the bus's consumers finish what they were given.
-    pub async fn shutdown(self) {
-        self.trigger.trigger();
-        for task in self.tasks {
-            if let Err(e) = task.await {
-                tracing::warn!(error = %e, "background task ended abnormally");
-            }
-        }
-        match &self.transport {
-            Transport::Bus(bus) => bus.close().await,
-            Transport::Kafka(kafka) => {
-                if let Err(e) = kafka.publisher.flush(Duration::from_secs(2)) {
-                    tracing::warn!(error = %e, "unflushed messages stay in the outbox");
-                }
-            }
-        }
-    }
-
-    /// The in-process bus, when that is the transport.
+impl Role {
     #[must_use]
-    pub fn bus(&self) -> Option<&InProcessBus> {
-        match &self.transport {
-            Transport::Bus(bus) => Some(bus),
-            Transport::Kafka(_) => None,
+    pub fn runs_orders(self) -> bool {
+        self != Self::Deliveries
+    }
+
+    #[must_use]
+    pub fn runs_deliveries(self) -> bool {
+        self != Self::Orders
+    }
+
+    const fn name(self) -> &'static str {
+        match self {
+            Self::All => "ordership",
+            Self::Orders => "ordership order-service",
+            Self::Deliveries => "ordership delivery-service",
         }
     }
+
+    const fn default_port(self) -> u16 {
+        match self {
+            Self::Deliveries => 8081,
+            Self::All | Self::Orders => 8080,
+        }
+    }
+}
+
+/// The system the flags describe, wired and listening.
+pub struct Application {
+    listener: TcpListener,
+    running: Running,
+    limits: ServerLimits,
+}
+
+impl Application {
+    /// Checks the flags, opens the stores and the broker they name, wires the role's services and
+    /// binds the HTTP port: on PostgreSQL + Kafka, PostgreSQL + the in-process bus, or all in
+    /// memory (no database URL).
+    ///
+    /// # Errors
+    /// Flags that contradict each other, an unreachable database or broker, a port in use.
+    pub async fn build(args: &CommonArgs, role: Role) -> anyhow::Result<Self> {
+        check(args, role)?;
+        let mut config = SystemConfig::from_args(args)?;
+        config.authenticator = auth::authenticator(&args.auth, role).await?;
+        if role.runs_orders() {
+            config.waiting_rooms = WaitingRoomConfig {
+                queue: redis::queue(args).await?,
+                tokens: auth::waiting_room_tokens(args)?,
+            };
+        }
+        let addr = args
+            .http_addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], role.default_port())));
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let (running, mode) = match (&args.database_url, &args.kafka_brokers) {
+            (Some(url), Some(brokers)) => {
+                let transport = Transport::Kafka(kafka::transport(args, brokers).await?);
+                let stores = postgres::stores(args, url, role).await?;
+                (start(&config, &stores, transport), "PostgreSQL, Kafka")
+            }
+            (Some(url), None) => {
+                let transport = Transport::Bus(InProcessBus::new(config.bus.clone()));
+                let stores = postgres::stores(args, url, role).await?;
+                (
+                    start(&config, &stores, transport),
+                    "PostgreSQL, in-process bus",
+                )
+            }
+            _ => (
+                Embedded::start(&config).app,
+                "embedded: in-memory stores, in-process bus",
+            ),
+        };
+        let addr = listener.local_addr()?;
+        tracing::info!("{} ({mode}) listening on http://{addr}", role.name());
+        tracing::info!(
+            "API reference: http://{addr}/docs   OpenAPI: http://{addr}/openapi.json   metrics: http://{addr}/metrics"
+        );
+        let limits = ServerLimits {
+            header_timeout: args.http_header_timeout,
+            ..ServerLimits::default()
+        };
+        Ok(Self {
+            listener,
+            running,
+            limits,
+        })
+    }
+
+    /// Where the HTTP API listens.
+    ///
+    /// # Errors
+    /// The socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop` resolves, then drains the background work.
+    ///
+    /// # Errors
+    /// The background work did not stop within 10 s.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            running,
+            limits,
+        } = self;
+        crate::server::serve(listener, running.router.clone(), limits, stop).await;
+        tracing::info!("shutting down: draining background work");
+        tokio::time::timeout(Duration::from_secs(10), running.shutdown())
+            .await
+            .context("background work did not stop within 10 s")?;
+        Ok(())
+    }
+}
+
+/// Flags that cannot work together.
+fn check(args: &CommonArgs, role: Role) -> anyhow::Result<()> {
+    if role != Role::All && (args.database_url.is_none() || args.kafka_brokers.is_none()) {
+        bail!(
+            "a service running as its own process needs PostgreSQL and Kafka: set --database-url \
+             (DATABASE_URL) and --kafka-brokers (KAFKA_BROKERS); `ordership dev-broker` gives a \
+             local broker. Or run `ordership all` for both services in one process"
+        );
+    }
+    if args.kafka_brokers.is_some() && args.database_url.is_none() {
+        bail!(
+            "--kafka-brokers needs --database-url too: consumer offsets in Kafka and state in memory would disagree after a restart"
+        );
+    }
+    if args.relay_mode == RelayMode::Cdc && args.database_url.is_none() {
+        bail!(
+            "--relay-mode cdc reads PostgreSQL's write-ahead log: it needs --database-url (DATABASE_URL)"
+        );
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::address::{ShippingAddress, text};
 use crate::error::{ValidationError, ValidationErrors};
 use crate::money::{Currency, Money};
+use crate::product::Sku;
 
 /// Who placed the order: an opaque customer reference from the caller's identity system.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -17,34 +18,6 @@ impl CustomerId {
     /// [`ValidationError`] if empty, longer than 64 characters or containing control characters.
     pub fn parse(id: &str) -> Result<Self, ValidationError> {
         text("customer_id", id, 64).map(Self)
-    }
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A stock keeping unit: 1–64 characters of letters, digits, `-`, `_` or `.`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Sku(String);
-
-impl Sku {
-    /// # Errors
-    /// [`ValidationError`] unless 1–64 characters of `[A-Za-z0-9._-]`.
-    pub fn parse(sku: &str) -> Result<Self, ValidationError> {
-        let ok = (1..=64).contains(&sku.len())
-            && sku
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if ok {
-            Ok(Self(sku.to_owned()))
-        } else {
-            Err(ValidationError::new(
-                "sku",
-                "must be 1 to 64 letters, digits, '-', '_' or '.'",
-            ))
-        }
     }
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -122,7 +95,7 @@ pub struct PlaceOrder {
 /// constraints, so one admission buys one order and a buyer orders once per room.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AdmissionRef {
-    pub room: crate::admission::RoomId,
+    pub room: crate::waiting_room::RoomId,
     pub id: String,
 }
 

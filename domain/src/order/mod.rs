@@ -18,7 +18,7 @@ use crate::money::Money;
 
 mod lines;
 
-pub use lines::{AdmissionRef, CustomerId, OrderLine, PlaceOrder, Quantity, Sku, parse_order_line};
+pub use lines::{AdmissionRef, CustomerId, OrderLine, PlaceOrder, Quantity, parse_order_line};
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -7,7 +7,6 @@
 //!
 //! Each method documents the error variant an adapter MUST return in each case (`# Errors`).
 
-mod admission;
 mod clock;
 mod deliveries;
 mod idempotency;
@@ -15,14 +14,10 @@ mod inbox;
 mod messaging;
 mod orders;
 mod outbox;
-mod rooms;
 mod sagas;
 mod unit_of_work;
+mod waiting_room;
 
-pub use admission::{
-    Admission, AdmissionQueue, AdmissionTokens, QueueError, QueuePass, QueueRules, QueueStats,
-    TokenError,
-};
 pub use clock::{Clock, IdGenerator};
 pub use deliveries::DeliveryRepository;
 pub use idempotency::{Claim, IdempotencyRecord, IdempotencyStore, StoredResponse};
@@ -32,12 +27,13 @@ pub use orders::{OrderQuery, OrderRepository};
 pub use outbox::{
     FeedBatch, FeedPosition, Outbox, OutboxFeed, OutboxSignal, OutboxStats, ParkedMessage,
 };
-pub use rooms::WaitingRoomStore;
 pub use sagas::SagaRepository;
 pub use unit_of_work::{DeliveryTransaction, OrderTransaction, Transaction, UnitOfWork};
+pub use waiting_room::{
+    Admission, QueueError, QueuePass, QueueRules, QueueStats, TokenError, WaitingRoomQueue,
+    WaitingRoomStore, WaitingRoomTokens,
+};
 
-#[cfg(feature = "mocks")]
-pub use admission::{MockAdmissionQueue, MockAdmissionTokens};
 #[cfg(feature = "mocks")]
 pub use clock::{MockClock, MockIdGenerator};
 #[cfg(feature = "mocks")]
@@ -53,9 +49,9 @@ pub use orders::MockOrderRepository;
 #[cfg(feature = "mocks")]
 pub use outbox::{MockOutbox, MockOutboxFeed};
 #[cfg(feature = "mocks")]
-pub use rooms::MockWaitingRoomStore;
-#[cfg(feature = "mocks")]
 pub use sagas::MockSagaRepository;
+#[cfg(feature = "mocks")]
+pub use waiting_room::{MockWaitingRoomQueue, MockWaitingRoomStore, MockWaitingRoomTokens};
 
 /// Any error from a technology underneath a port.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

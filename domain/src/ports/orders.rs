@@ -1,9 +1,9 @@
 //! The order repository.
 
 use super::StoreError;
-use crate::admission::RoomId;
 use crate::ids::OrderId;
 use crate::order::{CustomerId, Order, OrderStatus};
+use crate::waiting_room::RoomId;
 
 /// A page of orders, by ascending id (UUID v7: creation order).
 #[derive(Debug, Clone, PartialEq, Eq)]

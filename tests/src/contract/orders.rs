@@ -169,7 +169,7 @@ pub async fn a_customer_lists_only_their_own_orders(store: &OrderStore) {
 /// An order keeps the admission it was placed with; an admission buys one order, and a buyer
 /// orders once per room.
 pub async fn an_admission_buys_one_order_and_a_buyer_orders_once_per_room(store: &OrderStore) {
-    use ordership_domain::admission::RoomId;
+    use ordership_domain::waiting_room::RoomId;
     use ordership_domain::{AdmissionRef, PlaceOrder};
 
     let admitted = |customer: &str, room: &str, id: &str| {

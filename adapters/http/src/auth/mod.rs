@@ -7,9 +7,8 @@
 //! delivery). Handlers take a [`Caller`]; a request without a valid token never reaches them
 //! (401), and a caller without the scope an operation needs gets 403.
 
-mod admission;
 mod dev;
-mod ed25519;
+pub(crate) mod ed25519;
 mod keys;
 
 use std::collections::HashMap;
@@ -25,14 +24,11 @@ use ordership_application::OrderAccess;
 use ordership_domain::CustomerId;
 use serde::Deserialize;
 
-pub use admission::SignedAdmissions;
+pub(crate) use dev::new_key_pem;
 pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DevKey, DevKeyError};
 pub use keys::{KeyError, KeyRing};
 
-use crate::problem::ApiError;
-
-/// The detail of a 401 for a request that sent no token.
-pub(crate) const NO_TOKEN: &str = "this needs a bearer token in the Authorization header";
+use crate::problem::{ApiError, NO_TOKEN};
 
 /// A role a token can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

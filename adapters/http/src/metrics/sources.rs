@@ -176,7 +176,7 @@ impl MetricSource for SlotLag {
 /// The waiting rooms: per room, who waits and how many were admitted (from the queue, shared by
 /// every instance); per process, joins, admissions, the gate's refusals by reason, queue errors
 /// and whether the queue answers.
-pub struct WaitingRoomFigures(pub ordership_application::WaitingRooms);
+pub struct WaitingRoomFigures(pub ordership_application::WaitingRoomService);
 
 #[async_trait]
 impl MetricSource for WaitingRoomFigures {

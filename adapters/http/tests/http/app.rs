@@ -6,10 +6,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use ordership::embedded::Embedded;
+use ordership::wiring::Embedded;
 use ordership::wiring::{SystemConfig, WaitingRoomConfig};
 use ordership_application::RelayConfig;
-use ordership_http::auth::{DevKey, Scope, SignedAdmissions};
+use ordership_http::auth::{DevKey, Scope};
+use ordership_http::waiting_room::SignedTokens;
 use ordership_http::{HealthCheck, HttpConfig};
 use ordership_memory::MemoryStore;
 use serde_json::Value;
@@ -22,7 +23,7 @@ pub(crate) struct TestApp {
     /// Signs the tests' tokens; the app verifies with its public half.
     key: DevKey,
     /// Signs and checks the waiting rooms' tokens, as the app does.
-    pub(crate) admissions: Arc<SignedAdmissions>,
+    pub(crate) admissions: Arc<SignedTokens>,
     /// Sent with every request that carries no `Authorization` of its own: customer `c-42`
     /// (the fixtures' orders), who is also a courier.
     default_token: String,
@@ -69,7 +70,7 @@ impl TestApp {
 
     pub(crate) fn with(options: Options) -> Self {
         let key = DevKey::generate();
-        let admissions = Arc::new(SignedAdmissions::generate());
+        let admissions = Arc::new(SignedTokens::generate());
         let mut config = SystemConfig {
             waiting_rooms: WaitingRoomConfig {
                 queue: None,

@@ -1,6 +1,6 @@
 //! HTTP tests: every endpoint through `Router::oneshot`, against both services on the in-memory
 //! adapters with the saga running over the in-process bus — wired by the binary's composition
-//! root (`ordership::embedded`), so what is tested is what runs.
+//! root (`ordership::wiring`), so what is tested is what runs.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -10,4 +10,4 @@ mod deliveries;
 mod idempotency;
 mod ops;
 mod orders;
-mod waiting_rooms;
+mod waiting_room;

@@ -1,14 +1,18 @@
-//! The queue of a flash-sale waiting room: who waits, in what order, who was let in.
+//! The waiting room's ports: its queue (who waits, in what order, who was let in), the tokens
+//! that carry a buyer's place and admission, and the store of the rooms' configuration.
 //!
 //! The queue keeps its own clock (Redis `TIME` on Redis) and hands out tickets itself, so that
 //! every service instance sees one order and one admission window. Room configuration is not
-//! the queue's: callers pass what an operation needs as [`QueueRules`].
+//! the queue's: callers pass what an operation needs as [`QueueRules`]. The configuration is kept
+//! by the [`WaitingRoomStore`] (the order service's database): durable, so a queue that loses its
+//! data never forgets a room, and readable without the queue, so the order gate works while the
+//! queue is down.
 
 use std::time::Duration;
 
-use super::BoxError;
-use crate::admission::{EntryStatus, Rate, RoomId, Ticket};
+use super::{BoxError, StoreError};
 use crate::order::CustomerId;
+use crate::waiting_room::{EntryStatus, Rate, RoomId, Ticket, WaitingRoom};
 
 /// The queue could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +51,7 @@ pub struct QueueStats {
 /// One queue per room, shared by every service instance.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait::async_trait]
-pub trait AdmissionQueue: Send + Sync {
+pub trait WaitingRoomQueue: Send + Sync {
     /// Whether the queue answers (health checks).
     ///
     /// # Errors
@@ -57,7 +61,7 @@ pub trait AdmissionQueue: Send + Sync {
     /// Puts `buyer` in `room`'s queue, or finds them there: one entry per buyer and room, so
     /// joining again changes nothing. A buyer is admitted at once when the room admits, nobody
     /// waits before them and the window has room left
-    /// ([`admitted_on_joining`](crate::admission::admitted_on_joining)); otherwise they wait.
+    /// ([`admitted_on_joining`](crate::waiting_room::admitted_on_joining)); otherwise they wait.
     /// `returning` is the ticket of the buyer's queue token: a buyer the queue does not know
     /// (it lost its data) is put back at that ticket, and the ticket counter moves past it so
     /// that new tickets never collide with it. Joining counts as a heartbeat.
@@ -91,7 +95,7 @@ pub trait AdmissionQueue: Send + Sync {
     async fn leave(&self, room: &RoomId, buyer: &CustomerId) -> Result<bool, QueueError>;
 
     /// Admits the next waiting buyers in ticket order, at most what the current window of the
-    /// queue's clock has left ([`admissions_now`](crate::admission::admissions_now)), dropping
+    /// queue's clock has left ([`admissions_now`](crate::waiting_room::admissions_now)), dropping
     /// the abandoned ones on the way; returns who was admitted. Nothing while the room does not
     /// admit. Any number of callers may tick one room at once: the rate holds across all of
     /// them.
@@ -143,7 +147,7 @@ pub enum TokenError {
 /// Signs and checks the tokens a waiting room hands to buyers, with one key every service
 /// instance shares (so any instance honours what another issued).
 #[cfg_attr(feature = "mocks", mockall::automock)]
-pub trait AdmissionTokens: Send + Sync {
+pub trait WaitingRoomTokens: Send + Sync {
     /// # Errors
     /// Signing failed.
     fn sign_admission(&self, admission: &Admission) -> Result<String, BoxError>;
@@ -165,4 +169,25 @@ pub trait AdmissionTokens: Send + Sync {
     /// # Errors
     /// [`TokenError::Invalid`] for anything but a queue pass of ours.
     fn verify_queue_pass(&self, token: &str) -> Result<QueuePass, TokenError>;
+}
+
+/// Where waiting rooms' configuration is kept.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait::async_trait]
+pub trait WaitingRoomStore: Send + Sync {
+    /// Creates the room, or replaces its configuration.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn put(&self, room: &WaitingRoom) -> Result<(), StoreError>;
+
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn get(&self, id: &RoomId) -> Result<Option<WaitingRoom>, StoreError>;
+
+    /// Every room, by id (the services cache them).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn all(&self) -> Result<Vec<WaitingRoom>, StoreError>;
 }

@@ -1,10 +1,11 @@
-//! The embedded mode: the whole system on in-memory stores. Nothing to install.
+//! The in-memory adapters: the whole system on in-memory stores and the in-process bus (the
+//! embedded mode). Nothing to install.
 
 use std::sync::Arc;
 
 use ordership_memory::MemoryStore;
 
-use crate::wiring::{self, Running, Side, Stores, SystemConfig, Transport};
+use super::{Running, Side, Stores, SystemConfig, Transport, start};
 
 /// A running embedded system, with its stores (for tests and checks).
 pub struct Embedded {
@@ -34,7 +35,7 @@ impl Embedded {
         };
         let bus = ordership_memory::InProcessBus::new(config.bus.clone());
         Self {
-            app: wiring::start(config, &stores, Transport::Bus(bus)),
+            app: start(config, &stores, Transport::Bus(bus)),
             order_store,
             delivery_store,
         }

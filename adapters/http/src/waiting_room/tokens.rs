@@ -8,12 +8,12 @@ use std::path::Path;
 use chrono::{DateTime, TimeZone, Utc};
 use jsonwebtoken::{Algorithm, Validation};
 use ordership_domain::CustomerId;
-use ordership_domain::admission::{RoomId, Ticket};
-use ordership_domain::ports::{Admission, AdmissionTokens, BoxError, QueuePass, TokenError};
+use ordership_domain::ports::{Admission, BoxError, QueuePass, TokenError, WaitingRoomTokens};
+use ordership_domain::waiting_room::{RoomId, Ticket};
 use serde::{Deserialize, Serialize};
 
-use super::DevKeyError;
-use super::ed25519::Ed25519Key;
+use crate::auth::DevKeyError;
+use crate::auth::ed25519::Ed25519Key;
 
 const ISSUER: &str = "ordership-waiting-room";
 const ADMISSION: &str = "ordership-admission";
@@ -39,19 +39,19 @@ struct QueueClaims {
 }
 
 /// Signs and checks waiting-room tokens with an Ed25519 key.
-pub struct SignedAdmissions {
+pub struct SignedTokens {
     key: Ed25519Key,
 }
 
-impl std::fmt::Debug for SignedAdmissions {
+impl std::fmt::Debug for SignedTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignedAdmissions")
+        f.debug_struct("SignedTokens")
             .field("kid", &self.key.kid())
             .finish_non_exhaustive()
     }
 }
 
-impl SignedAdmissions {
+impl SignedTokens {
     /// From an Ed25519 private key in PEM (PKCS#8, `-----BEGIN PRIVATE KEY-----`); `None` for
     /// anything else.
     #[must_use]
@@ -63,7 +63,7 @@ impl SignedAdmissions {
     #[must_use]
     pub fn generate() -> Self {
         // A PEM we have just written always parses.
-        Self::from_pem(super::dev::new_key_pem().as_bytes()).unwrap_or_else(|| unreachable!())
+        Self::from_pem(crate::auth::new_key_pem().as_bytes()).unwrap_or_else(|| unreachable!())
     }
 
     /// From an Ed25519 private key file in PEM; development mode uses the development key file.
@@ -108,7 +108,7 @@ fn parts(room: &str, buyer: &str) -> Result<(RoomId, CustomerId), TokenError> {
     ))
 }
 
-impl AdmissionTokens for SignedAdmissions {
+impl WaitingRoomTokens for SignedTokens {
     fn sign_admission(&self, admission: &Admission) -> Result<String, BoxError> {
         self.sign(&AdmissionClaims {
             iss: ISSUER.into(),
@@ -167,7 +167,7 @@ mod tests {
     use crate::auth::{DevKey, Scope};
 
     /// Waiting-room tokens signed with a development key, and that key.
-    fn keys() -> (SignedAdmissions, DevKey) {
+    fn keys() -> (SignedTokens, DevKey) {
         let dir = std::env::temp_dir().join(format!(
             "ordership-admission-{}-{}",
             std::process::id(),
@@ -175,12 +175,12 @@ mod tests {
         ));
         let path = dir.join("key.pem");
         let dev = DevKey::load_or_create(&path).expect("key");
-        let tokens = SignedAdmissions::from_pem_file(&path).expect("admission key");
+        let tokens = SignedTokens::from_pem_file(&path).expect("admission key");
         std::fs::remove_dir_all(&dir).expect("clean up");
         (tokens, dev)
     }
 
-    fn key() -> SignedAdmissions {
+    fn key() -> SignedTokens {
         keys().0
     }
 

@@ -1,4 +1,4 @@
-//! The admission queue's contract: what every [`AdmissionQueue`] adapter (memory, Redis
+//! The admission queue's contract: what every [`WaitingRoomQueue`] adapter (memory, Redis
 //! standalone, Redis Cluster) must do, checked on the queue's own clock with short windows and
 //! polling, never sleeps as synchronisation.
 
@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordership_domain::CustomerId;
-use ordership_domain::admission::{EntryStatus, Rate, RoomId, Ticket};
-use ordership_domain::ports::{AdmissionQueue, QueueRules, WaitingRoomStore};
+use ordership_domain::ports::{QueueRules, WaitingRoomQueue, WaitingRoomStore};
+use ordership_domain::waiting_room::{EntryStatus, Rate, RoomId, Ticket};
 
 /// A room of a name no other test uses.
 #[must_use]
@@ -34,7 +34,7 @@ fn ticket_of(status: &EntryStatus) -> u64 {
 
 /// Buyers joining at once get distinct tickets, in one order; positions follow the tickets;
 /// joining again changes nothing.
-pub async fn tickets_are_unique_and_positions_follow_them(queue: Arc<dyn AdmissionQueue>) {
+pub async fn tickets_are_unique_and_positions_follow_them(queue: Arc<dyn WaitingRoomQueue>) {
     let room = fresh_room();
     let closed = rules(10, 1_000, false);
     let mut joins = tokio::task::JoinSet::new();
@@ -74,7 +74,7 @@ pub async fn tickets_are_unique_and_positions_follow_them(queue: Arc<dyn Admissi
 }
 
 /// A buyer who need not wait is admitted on joining; the next one waits once the window is used.
-pub async fn a_quiet_room_admits_at_once(queue: Arc<dyn AdmissionQueue>) {
+pub async fn a_quiet_room_admits_at_once(queue: Arc<dyn WaitingRoomQueue>) {
     let room = fresh_room();
     // A window of a day: the test cannot straddle two.
     let open = rules(2, 86_400_000, true);
@@ -102,7 +102,7 @@ pub async fn a_quiet_room_admits_at_once(queue: Arc<dyn AdmissionQueue>) {
 /// However many tick at once, no window admits more than the rate, and buyers are let in in
 /// ticket order.
 pub async fn the_rate_holds_across_concurrent_tickers_in_ticket_order(
-    queue: Arc<dyn AdmissionQueue>,
+    queue: Arc<dyn WaitingRoomQueue>,
 ) {
     let room = fresh_room();
     let (admissions, interval_ms) = (5, 200);
@@ -165,7 +165,7 @@ pub async fn the_rate_holds_across_concurrent_tickers_in_ticket_order(
 /// A paused (not admitting) room admits nobody; a buyer silent past the heartbeat timeout is
 /// dropped, never admitted; one who keeps asking is.
 pub async fn silent_buyers_are_dropped_and_a_paused_room_admits_nobody(
-    queue: Arc<dyn AdmissionQueue>,
+    queue: Arc<dyn WaitingRoomQueue>,
 ) {
     let room = fresh_room();
     let mut paused = rules(10, 86_400_000, false);
@@ -212,7 +212,7 @@ pub async fn silent_buyers_are_dropped_and_a_paused_room_admits_nobody(
 
 /// A buyer the queue lost comes back at the ticket of their queue token, and new tickets never
 /// collide with it; a buyer who leaves is gone.
-pub async fn a_returning_buyer_keeps_their_ticket(queue: Arc<dyn AdmissionQueue>) {
+pub async fn a_returning_buyer_keeps_their_ticket(queue: Arc<dyn WaitingRoomQueue>) {
     let room = fresh_room();
     let closed = rules(10, 1_000, false);
     let back = queue
@@ -253,11 +253,11 @@ pub async fn a_returning_buyer_keeps_their_ticket(queue: Arc<dyn AdmissionQueue>
 }
 
 /// Declares one `#[tokio::test]` per admission-queue check; `$make` is an async expression giving
-/// an `Arc<dyn AdmissionQueue>`.
+/// an `Arc<dyn WaitingRoomQueue>`.
 #[macro_export]
-macro_rules! admission_contract_tests {
+macro_rules! waiting_room_queue_contract_tests {
     ($make:expr) => {
-        $crate::admission_contract_tests!(@each $make;
+        $crate::waiting_room_queue_contract_tests!(@each $make;
             tickets_are_unique_and_positions_follow_them,
             a_quiet_room_admits_at_once,
             the_rate_holds_across_concurrent_tickers_in_ticket_order,
@@ -268,7 +268,7 @@ macro_rules! admission_contract_tests {
     (@each $make:expr; $($check:ident),+) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $check() {
-            $crate::admission::$check($make.await).await;
+            $crate::waiting_room::$check($make.await).await;
         }
     )+};
 }
@@ -277,7 +277,7 @@ macro_rules! admission_contract_tests {
 pub async fn rooms_round_trip(store: Arc<dyn WaitingRoomStore>) {
     use chrono::{TimeZone, Utc};
     use ordership_domain::Sku;
-    use ordership_domain::admission::{RoomState, WaitingRoom};
+    use ordership_domain::waiting_room::{RoomState, WaitingRoom};
 
     let room = |state, opens| {
         WaitingRoom::new(
@@ -317,7 +317,7 @@ macro_rules! room_store_contract_tests {
     ($make:expr) => {
         #[tokio::test]
         async fn rooms_round_trip() {
-            $crate::admission::rooms_round_trip($make.await).await;
+            $crate::waiting_room::rooms_round_trip($make.await).await;
         }
     };
 }

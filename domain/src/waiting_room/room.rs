@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::millis;
 use crate::error::{ValidationError, ValidationErrors};
-use crate::order::Sku;
+use crate::product::Sku;
 
 /// A room's name in URLs and keys: 1–64 characters of `a-z`, `0-9` and `-`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordership_domain::Sku;
-use ordership_domain::admission::{Rate, RoomId, RoomState, WaitingRoom, millis};
 use ordership_domain::ports::{StoreError, WaitingRoomStore};
+use ordership_domain::waiting_room::{Rate, RoomId, RoomState, WaitingRoom, millis};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
@@ -34,11 +34,11 @@ const PUT: &str = "INSERT INTO orders.waiting_rooms (id, skus, admissions, inter
 
 /// Waiting rooms in the order service's schema.
 #[derive(Debug, Clone)]
-pub struct PgWaitingRooms {
+pub struct PgWaitingRoomStore {
     pool: PgPool,
 }
 
-impl PgWaitingRooms {
+impl PgWaitingRoomStore {
     #[must_use]
     pub const fn new(pool: PgPool) -> Self {
         Self { pool }
@@ -84,7 +84,7 @@ fn signed(d: Duration) -> i64 {
 }
 
 #[async_trait]
-impl WaitingRoomStore for PgWaitingRooms {
+impl WaitingRoomStore for PgWaitingRoomStore {
     async fn put(&self, room: &WaitingRoom) -> Result<(), StoreError> {
         let skus: Vec<&str> = room.skus().iter().map(Sku::as_str).collect();
         sqlx::query(PUT)

@@ -58,7 +58,7 @@ pub struct Intervals {
 
 /// The report of a flash-sale run.
 #[derive(Debug, Serialize)]
-pub struct FlashSaleReport {
+pub struct WaitingRoomReport {
     pub room: String,
     pub buyers: usize,
     pub targets: usize,
@@ -335,7 +335,7 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
         base.parse::<Uri>()
             .with_context(|| format!("--target {base:?} is not a URL"))?;
     }
-    let (key, _) = crate::run::dev_key(auth)?;
+    let (key, _) = crate::wiring::auth::dev_key(auth)?;
     let run_id = format!(
         "fs{}",
         std::time::SystemTime::now()
@@ -375,7 +375,7 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
     for b in &results {
         *outcomes.entry(b.outcome.clone()).or_insert(0) += 1;
     }
-    let report = FlashSaleReport {
+    let report = WaitingRoomReport {
         room: room_id.to_owned(),
         buyers,
         targets: shared.bases.len(),
@@ -414,7 +414,7 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
 }
 
 #[allow(clippy::print_stdout, reason = "the report is the command's output")]
-fn print(r: &FlashSaleReport, json: bool) -> anyhow::Result<()> {
+fn print(r: &WaitingRoomReport, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(r)?);
         return Ok(());

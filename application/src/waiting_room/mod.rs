@@ -2,8 +2,8 @@
 //! rate, and an admitted buyer gets a signed admission that lets them order the room's SKUs once.
 //!
 //! Rooms are configured in the order store (durable, and readable while the queue is down) and
-//! cached here; the queue (tickets, heartbeats, admissions) is the [`AdmissionQueue`]'s. The
-//! order gate ([`WaitingRooms::gate`]) needs only the cache and the token's signature, so
+//! cached here; the queue (tickets, heartbeats, admissions) is the [`WaitingRoomQueue`]'s. The
+//! order gate ([`WaitingRoomService::gate`]) needs only the cache and the token's signature, so
 //! orders for other SKUs never wait on the queue, and an admitted buyer can order while it is
 //! down.
 
@@ -13,12 +13,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use ordership_domain::admission::{
-    EntryStatus, Phase, RoomId, Ticket, WaitingRoom, estimated_wait,
-};
 use ordership_domain::ports::{
-    Admission, AdmissionQueue, AdmissionTokens, BoxError, Clock, OrderTransaction, QueueError,
-    QueuePass, QueueRules, QueueStats, StoreError, TokenError, UnitOfWork, WaitingRoomStore,
+    Admission, BoxError, Clock, OrderTransaction, QueueError, QueuePass, QueueRules, QueueStats,
+    StoreError, TokenError, UnitOfWork, WaitingRoomQueue, WaitingRoomStore, WaitingRoomTokens,
+};
+use ordership_domain::waiting_room::{
+    EntryStatus, Phase, RoomId, Ticket, WaitingRoom, estimated_wait,
 };
 use ordership_domain::{AdmissionRef, CustomerId, OrderLine, PlaceOrder, Sku};
 
@@ -140,9 +140,9 @@ struct Cache {
 }
 
 struct Inner {
-    queue: Arc<dyn AdmissionQueue>,
+    queue: Arc<dyn WaitingRoomQueue>,
     store: Arc<dyn WaitingRoomStore>,
-    tokens: Arc<dyn AdmissionTokens>,
+    tokens: Arc<dyn WaitingRoomTokens>,
     orders: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
     clock: Arc<dyn Clock>,
     cache: RwLock<Option<Cache>>,
@@ -155,11 +155,11 @@ struct Inner {
 
 /// The waiting rooms' use cases, shared by every handler of one process.
 #[derive(Clone)]
-pub struct WaitingRooms(Arc<Inner>);
+pub struct WaitingRoomService(Arc<Inner>);
 
-impl std::fmt::Debug for WaitingRooms {
+impl std::fmt::Debug for WaitingRoomService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WaitingRooms")
+        f.debug_struct("WaitingRoomService")
             .field("queue_up", &self.queue_up())
             .finish_non_exhaustive()
     }
@@ -191,12 +191,12 @@ fn time_of(ms: u64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(i64::try_from(ms).ok()?).single()
 }
 
-impl WaitingRooms {
+impl WaitingRoomService {
     #[must_use]
     pub fn new(
-        queue: Arc<dyn AdmissionQueue>,
+        queue: Arc<dyn WaitingRoomQueue>,
         store: Arc<dyn WaitingRoomStore>,
-        tokens: Arc<dyn AdmissionTokens>,
+        tokens: Arc<dyn WaitingRoomTokens>,
         orders: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -656,7 +656,7 @@ fn tick_period(rooms: &BTreeMap<RoomId, WaitingRoom>, now: DateTime<Utc>) -> Dur
 mod tests {
     use std::collections::BTreeSet;
 
-    use ordership_domain::admission::{Rate, RoomState};
+    use ordership_domain::waiting_room::{Rate, RoomState};
 
     use super::*;
 

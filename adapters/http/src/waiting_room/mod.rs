@@ -2,6 +2,10 @@
 //! Events), leaves; anyone reads a room's figures; an operator configures rooms. A browser that
 //! asks for HTML at a room's URL gets the waiting page.
 
+mod tokens;
+
+pub use tokens::SignedTokens;
+
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -15,8 +19,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use ordership_application::{Entry, RoomView, Shutdown, WaitingRoomError, WaitingRooms};
-use ordership_domain::admission::{Phase, Rate, RoomId, RoomState, WaitingRoom, millis};
+use ordership_application::{Entry, RoomView, Shutdown, WaitingRoomError, WaitingRoomService};
+use ordership_domain::waiting_room::{Phase, Rate, RoomId, RoomState, WaitingRoom, millis};
 use ordership_domain::{CustomerId, Sku, ValidationError, ValidationErrors};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -30,11 +34,11 @@ use crate::problem::{ApiError, FieldError, Problem};
 pub const QUEUE_TOKEN: &str = "queue-token";
 
 /// The waiting page: one self-contained file (no CDN, no cookies).
-const PAGE: &str = include_str!("waiting_room.html");
+const PAGE: &str = include_str!("page.html");
 
 #[derive(Clone)]
 pub(crate) struct Rooms {
-    pub(crate) rooms: WaitingRooms,
+    pub(crate) rooms: WaitingRoomService,
     /// Ends the event streams when the process stops.
     pub(crate) shutdown: Option<Shutdown>,
 }

@@ -1,16 +1,18 @@
-//! The waiting rooms' queues in memory: for the embedded system (one process, so one queue is
-//! shared by construction) and for tests. The same decisions as the Redis scripts, from the
-//! domain; time from the given clock.
+//! The waiting room in memory: the rooms' queues, for the embedded system (one process, so one
+//! queue is shared by construction) and for tests — the same decisions as the Redis scripts, from
+//! the domain, with time from the given clock — and the rooms' configuration.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use ordership_domain::CustomerId;
-use ordership_domain::admission::{
-    EntryStatus, RoomId, Ticket, abandoned, admissions_now, admitted_on_joining,
+use ordership_domain::ports::{
+    Clock, QueueError, QueueRules, QueueStats, StoreError, WaitingRoomQueue, WaitingRoomStore,
 };
-use ordership_domain::ports::{AdmissionQueue, Clock, QueueError, QueueRules, QueueStats};
+use ordership_domain::waiting_room::{
+    EntryStatus, RoomId, Ticket, WaitingRoom, abandoned, admissions_now, admitted_on_joining,
+};
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -72,19 +74,19 @@ impl RoomQueue {
 
 /// Every room's queue, in this process.
 #[derive(Clone)]
-pub struct MemoryAdmissionQueue {
+pub struct MemoryWaitingRoomQueue {
     rooms: Arc<Mutex<HashMap<RoomId, RoomQueue>>>,
     clock: Arc<dyn Clock>,
 }
 
-impl std::fmt::Debug for MemoryAdmissionQueue {
+impl std::fmt::Debug for MemoryWaitingRoomQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryAdmissionQueue")
+        f.debug_struct("MemoryWaitingRoomQueue")
             .finish_non_exhaustive()
     }
 }
 
-impl MemoryAdmissionQueue {
+impl MemoryWaitingRoomQueue {
     #[must_use]
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -105,7 +107,7 @@ impl MemoryAdmissionQueue {
 }
 
 #[async_trait]
-impl AdmissionQueue for MemoryAdmissionQueue {
+impl WaitingRoomQueue for MemoryWaitingRoomQueue {
     async fn ping(&self) -> Result<(), QueueError> {
         Ok(())
     }
@@ -220,5 +222,46 @@ impl AdmissionQueue for MemoryAdmissionQueue {
                 last_ticket: q.last_ticket,
             }
         }))
+    }
+}
+
+/// Rooms by id, in this process.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryWaitingRoomStore(Arc<Mutex<BTreeMap<RoomId, WaitingRoom>>>);
+
+impl MemoryWaitingRoomStore {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl WaitingRoomStore for MemoryWaitingRoomStore {
+    async fn put(&self, room: &WaitingRoom) -> Result<(), StoreError> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(room.id().clone(), room.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &RoomId) -> Result<Option<WaitingRoom>, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned())
+    }
+
+    async fn all(&self) -> Result<Vec<WaitingRoom>, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect())
     }
 }

@@ -1,0 +1,306 @@
+//! The waiting room's queue on Redis: the scripts, the connections (standalone or Cluster), and
+//! the [`WaitingRoomQueue`] port over them.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ordership_domain::CustomerId;
+use ordership_domain::ports::{QueueError, QueueRules, QueueStats, WaitingRoomQueue};
+use ordership_domain::waiting_room::{EntryStatus, RoomId, Ticket, millis};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Script, Value};
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            "\n",
+            include_str!($file)
+        ))
+    };
+}
+
+/// The scripts, hashed once.
+struct Scripts {
+    join: Script,
+    status: Script,
+    leave: Script,
+    tick: Script,
+    stats: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            join: script!("lua/join.lua"),
+            status: script!("lua/status.lua"),
+            leave: script!("lua/leave.lua"),
+            tick: script!("lua/tick.lua"),
+            stats: script!("lua/stats.lua"),
+        }
+    }
+}
+
+/// The admission queues of every room, on one Redis deployment.
+pub struct RedisWaitingRoomQueue<C> {
+    connection: C,
+    scripts: Arc<Scripts>,
+}
+
+impl<C> std::fmt::Debug for RedisWaitingRoomQueue<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisWaitingRoomQueue")
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable_or_unexpected(e: RedisError) -> QueueError {
+    if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_cluster_error()
+    {
+        QueueError::Unavailable(Box::new(e))
+    } else {
+        QueueError::Unexpected(Box::new(e))
+    }
+}
+
+fn corrupt(what: &str, value: &Value) -> QueueError {
+    QueueError::Unexpected(format!("unexpected reply for {what}: {value:?}").into())
+}
+
+fn int(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::BulkString(s) => std::str::from_utf8(s).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// `{'waiting', ticket, position, waiting}` or `{'admitted', ticket, admitted at}`.
+fn entry_status(value: &Value) -> Result<EntryStatus, QueueError> {
+    let parsed = match value {
+        Value::Array(items) => match items.as_slice() {
+            [Value::BulkString(kind), ticket, position, waiting] if kind == b"waiting" => {
+                Some(EntryStatus::Waiting {
+                    ticket: Ticket(int(ticket).unwrap_or_default()),
+                    position: int(position).unwrap_or_default(),
+                    waiting: int(waiting).unwrap_or_default(),
+                })
+            }
+            [Value::BulkString(kind), ticket, at] if kind == b"admitted" => {
+                Some(EntryStatus::Admitted {
+                    ticket: Ticket(int(ticket).unwrap_or_default()),
+                    admitted_at_ms: int(at).unwrap_or_default(),
+                })
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    parsed.ok_or_else(|| corrupt("an entry", value))
+}
+
+/// The keys of a room, all in its hash slot.
+fn keys(room: &RoomId) -> [String; 4] {
+    let tag = format!("{{wr:{room}}}");
+    [
+        format!("{tag}:seq"),
+        format!("{tag}:waiting"),
+        format!("{tag}:entries"),
+        format!("{tag}:meta"),
+    ]
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisWaitingRoomQueue<C> {
+    #[must_use]
+    pub fn new(connection: C) -> Self {
+        Self {
+            connection,
+            scripts: Arc::new(Scripts::new()),
+        }
+    }
+
+    async fn run(
+        &self,
+        script: &Script,
+        room: &RoomId,
+        args: &[String],
+    ) -> Result<Value, QueueError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys(room) {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut connection = self.connection.clone();
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable_or_unexpected)
+    }
+}
+
+/// How long one command may take, and one connection attempt: a queue that does not answer
+/// within this is unavailable, and callers answer 503 rather than hang.
+pub const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Connects to a standalone Redis (`redis://host:port`): one multiplexed connection, made on
+/// first use and made again by itself after Redis went away, so a service starts, and recovers,
+/// while Redis is down.
+///
+/// # Errors
+/// `Unexpected` for a bad URL.
+pub fn connect(url: &str) -> Result<Arc<dyn WaitingRoomQueue>, QueueError> {
+    let client = redis::Client::open(url).map_err(|e| QueueError::Unexpected(Box::new(e)))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1));
+    let manager = ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| QueueError::Unexpected(Box::new(e)))?;
+    Ok(Arc::new(RedisWaitingRoomQueue::new(manager)))
+}
+
+/// Connects to a Redis Cluster through any of its nodes; the slot map is followed (and
+/// refreshed on `MOVED`, on failover) by the client.
+///
+/// # Errors
+/// [`QueueError::Unavailable`] when no node can be reached; `Unexpected` for a bad URL.
+pub async fn connect_cluster(nodes: &[String]) -> Result<Arc<dyn WaitingRoomQueue>, QueueError> {
+    // Nodes as `host:port` or as URLs.
+    let urls = nodes.iter().map(|node| {
+        if node.contains("://") {
+            node.clone()
+        } else {
+            format!("redis://{node}")
+        }
+    });
+    // Retries ride out a failover (MOVED, a master that went away) within a few seconds.
+    let client = redis::cluster::ClusterClient::builder(urls)
+        .connection_timeout(TIMEOUT)
+        .response_timeout(TIMEOUT)
+        .retries(8)
+        .min_retry_wait(50)
+        .max_retry_wait(1_000)
+        .build()
+        .map_err(|e| QueueError::Unexpected(Box::new(e)))?;
+    let connection = client
+        .get_async_connection()
+        .await
+        .map_err(unavailable_or_unexpected)?;
+    Ok(Arc::new(RedisWaitingRoomQueue::new(connection)))
+}
+
+fn flag(on: bool) -> String {
+    if on { "1" } else { "0" }.to_owned()
+}
+
+#[async_trait]
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
+    for RedisWaitingRoomQueue<C>
+{
+    async fn ping(&self) -> Result<(), QueueError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(unavailable_or_unexpected)
+    }
+
+    async fn join(
+        &self,
+        room: &RoomId,
+        buyer: &CustomerId,
+        returning: Option<Ticket>,
+        rules: &QueueRules,
+    ) -> Result<EntryStatus, QueueError> {
+        let args = [
+            buyer.as_str().to_owned(),
+            returning.map_or(0, |t| t.0).to_string(),
+            rules.rate.admissions().to_string(),
+            millis(rules.rate.interval()).to_string(),
+            flag(rules.admitting),
+        ];
+        let reply = self.run(&self.scripts.join, room, &args).await?;
+        entry_status(&reply)
+    }
+
+    async fn status(
+        &self,
+        room: &RoomId,
+        buyer: &CustomerId,
+        rules: &QueueRules,
+    ) -> Result<Option<EntryStatus>, QueueError> {
+        let args = [
+            buyer.as_str().to_owned(),
+            millis(rules.heartbeat_timeout).to_string(),
+        ];
+        match self.run(&self.scripts.status, room, &args).await? {
+            Value::Nil => Ok(None),
+            reply => entry_status(&reply).map(Some),
+        }
+    }
+
+    async fn leave(&self, room: &RoomId, buyer: &CustomerId) -> Result<bool, QueueError> {
+        let reply = self
+            .run(&self.scripts.leave, room, &[buyer.as_str().to_owned()])
+            .await?;
+        Ok(int(&reply).is_some_and(|n| n > 0))
+    }
+
+    async fn tick(
+        &self,
+        room: &RoomId,
+        rules: &QueueRules,
+    ) -> Result<Vec<(CustomerId, Ticket)>, QueueError> {
+        let args = [
+            rules.rate.admissions().to_string(),
+            millis(rules.rate.interval()).to_string(),
+            millis(rules.heartbeat_timeout).to_string(),
+            flag(rules.admitting),
+        ];
+        let reply = self.run(&self.scripts.tick, room, &args).await?;
+        let Value::Array(items) = &reply else {
+            return Err(corrupt("a tick", &reply));
+        };
+        items
+            .chunks(2)
+            .map(|pair| match pair {
+                [Value::BulkString(buyer), ticket] => {
+                    let buyer = std::str::from_utf8(buyer)
+                        .ok()
+                        .and_then(|b| CustomerId::parse(b).ok());
+                    match (buyer, int(ticket)) {
+                        (Some(buyer), Some(ticket)) => Ok((buyer, Ticket(ticket))),
+                        _ => Err(corrupt("a tick", &reply)),
+                    }
+                }
+                _ => Err(corrupt("a tick", &reply)),
+            })
+            .collect()
+    }
+
+    async fn stats(&self, room: &RoomId, rules: &QueueRules) -> Result<QueueStats, QueueError> {
+        let args = [millis(rules.rate.interval()).to_string()];
+        let reply = self.run(&self.scripts.stats, room, &args).await?;
+        match &reply {
+            Value::Array(items) => match items.iter().map(int).collect::<Option<Vec<_>>>() {
+                Some(n) if n.len() == 4 => Ok(QueueStats {
+                    waiting: n[0],
+                    admitted: n[1],
+                    admitted_in_window: u32::try_from(n[2]).unwrap_or(u32::MAX),
+                    last_ticket: n[3],
+                }),
+                _ => Err(corrupt("stats", &reply)),
+            },
+            _ => Err(corrupt("stats", &reply)),
+        }
+    }
+}

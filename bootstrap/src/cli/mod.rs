@@ -1,0 +1,206 @@
+//! Command line: subcommands and flags; every flag can also come from its environment variable.
+
+mod common;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use common::{AuthArgs, CommonArgs, LogFormat, RelayMode, parse_duration};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ordership",
+    version,
+    about = "Orders and deliveries kept consistent by a saga, a transactional outbox and idempotent consumers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Both services, their relays and the saga in one process (the default).
+    All,
+    /// The order API, the saga, its relay and consumers.
+    OrderService,
+    /// The delivery API, its relay and consumers.
+    DeliveryService,
+    /// Apply the schema migrations of both services and exit (needs --database-url).
+    Migrate {
+        /// Instead, revert the migrations above this version (0: all of them).
+        #[arg(long)]
+        undo_to: Option<i64>,
+    },
+    /// A Kafka-protocol broker for development and tests (librdkafka's mock cluster).
+    /// SIGUSR1 takes its broker down, SIGUSR2 brings it back.
+    DevBroker {
+        #[arg(long, env = "ORDERSHIP_DEV_BROKER_PORT", default_value_t = 19092)]
+        port: u16,
+        /// Partitions of every topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
+    /// Load generator: places orders against a running deployment and waits for each to settle.
+    Load(LoadArgs),
+    /// Mint a development token (signed with the development key; see --dev-auth) and print it.
+    Token(TokenArgs),
+    /// The broker's limit for a relay (scripts/bench/relay_drain.sh): publishes `messages`
+    /// outbox-like messages with the relays' producer settings as fast as it can, in batches,
+    /// and prints the rate as JSON (needs --kafka-brokers).
+    #[command(hide = true)]
+    BenchPublish {
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Distinct message keys (orders).
+        #[arg(long, default_value_t = 1_000)]
+        keys: usize,
+        /// Bytes of each message's payload.
+        #[arg(long, default_value_t = 300)]
+        payload_bytes: usize,
+        /// Messages handed to the publisher at once.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+    },
+    /// Parked outbox messages (refused by the broker for good): list them, send them again once
+    /// the cause is fixed, or give up on them (needs --database-url).
+    Outbox {
+        /// Whose outbox.
+        #[arg(long, value_enum, default_value = "order")]
+        service: ServiceName,
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+}
+
+/// A service, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    Order,
+    Delivery,
+}
+
+/// What to do with parked outbox messages.
+#[derive(Debug, Clone, Subcommand)]
+pub enum OutboxAction {
+    /// Lists parked messages (one JSON object a line: position, id, topic, key, type, reason).
+    Parked {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Sends these parked messages again (by position), before the later messages of their keys.
+    Redrive { positions: Vec<i64> },
+    /// Deletes these parked messages (by position); the later messages of their keys flow on.
+    Purge { positions: Vec<i64> },
+}
+
+/// What `ordership token` mints.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The token's subject: for a customer (scope orders), the customer id their orders carry.
+    #[arg(long, visible_alias = "subject", default_value = "c-42")]
+    pub customer: String,
+    /// Scopes, space- or comma-separated: orders, courier, admin.
+    #[arg(long, default_value = "orders")]
+    pub scope: String,
+    /// How long the token is valid.
+    #[arg(long, value_parser = parse_duration, default_value = "12h")]
+    pub ttl: Duration,
+    /// Mint this many, one a line, for subjects `<customer>-0`, `<customer>-1`, … (load tests).
+    #[arg(long)]
+    pub count: Option<usize>,
+}
+
+/// What `ordership load` does.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Base URL of the order API (with --flash-sale: several, comma-separated, buyers spread
+    /// over them).
+    #[arg(
+        long,
+        env = "ORDERSHIP_LOAD_TARGET",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub target: String,
+    /// Orders to place.
+    #[arg(long, default_value_t = 1000)]
+    pub orders: usize,
+    /// Orders in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Share of orders sent to a country that is not served (they end cancelled).
+    #[arg(long, default_value_t = 0.2)]
+    pub unserved_ratio: f64,
+    /// Only place the orders; do not wait for them to settle (measures POST /orders alone).
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up on an order that has not settled this long after it was placed.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub deadline: Duration,
+    /// How soon an order in flight is first polled (then every 1.5x longer, up to 50 ms).
+    #[arg(long, value_parser = parse_duration, default_value = "10ms")]
+    pub poll_interval: Duration,
+    /// A request without a whole answer after this long counts as failed.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub request_timeout: Duration,
+    /// How often a failed POST (no answer, timeout, 5xx) is sent again, with the same
+    /// Idempotency-Key, so a retry never places a second order.
+    #[arg(long, default_value_t = 3)]
+    pub post_retries: u32,
+    /// When no order settles for this long, stop placing, wait for what is in flight (at most as
+    /// long again), report, and exit non-zero.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub stall_limit: Duration,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Run a flash sale instead: buyers join this waiting room at once, wait for their
+    /// admission, and order its product with it (development tokens, one customer per buyer).
+    #[arg(long, value_name = "ROOM")]
+    pub flash_sale: Option<String>,
+    /// Buyers of the flash sale.
+    #[arg(long, default_value_t = 1000)]
+    pub buyers: usize,
+    /// A customer's bearer token to place every order with. Unset: each load customer gets a
+    /// development token, signed with the development key (the target must run --dev-auth).
+    #[arg(long, env = "ORDERSHIP_LOAD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_or_bare_seconds() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5h"), Ok(Duration::from_secs(5 * 3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn no_subcommand_means_all_with_the_documented_defaults() {
+        let cli = Cli::try_parse_from(["ordership"]).expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.common.http_addr, None);
+        assert_eq!(cli.common.served_countries.len(), 6);
+    }
+
+    #[test]
+    fn flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["ordership", "all", "--http-addr", "127.0.0.1:0"])
+            .expect("parses");
+        assert!(matches!(cli.command, Some(Command::All)));
+        assert_eq!(cli.common.http_addr.map(|a| a.port()), Some(0));
+    }
+}

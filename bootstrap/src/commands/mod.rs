@@ -1,0 +1,7 @@
+//! The subcommands other than serving, one module each (`ordership load` is in [`crate::load`]).
+
+pub mod bench_publish;
+pub mod dev_broker;
+pub mod migrate;
+pub mod outbox;
+pub mod token;

@@ -1,0 +1,36 @@
+//! Redis, as the flags describe it: the waiting rooms' queue every order-service instance shares.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ordership_domain::ports::WaitingRoomQueue;
+
+use crate::cli::CommonArgs;
+
+/// The queue on the Redis (or Redis Cluster) at --redis-url; `None` without one (the queue then
+/// lives in this process's memory).
+pub(super) async fn queue(args: &CommonArgs) -> anyhow::Result<Option<Arc<dyn WaitingRoomQueue>>> {
+    let Some(url) = &args.redis_url else {
+        return Ok(None);
+    };
+    if args.redis_cluster {
+        let nodes: Vec<String> = url
+            .split(',')
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let queue = ordership_redis::connect_cluster(&nodes)
+            .await
+            .with_context(|| format!("connecting to the Redis Cluster at {nodes:?}"))?;
+        tracing::info!(nodes = ?nodes, "waiting rooms: Redis Cluster");
+        return Ok(Some(queue));
+    }
+    let queue = ordership_redis::connect(url).context("--redis-url")?;
+    // Lazily connected: a Redis that is down now is reported by readiness, and joins answer 503
+    // until it is back.
+    if let Err(e) = queue.ping().await {
+        tracing::warn!(error = %e, "Redis does not answer yet; waiting rooms refuse joins until it does");
+    }
+    tracing::info!("waiting rooms: Redis");
+    Ok(Some(queue))
+}

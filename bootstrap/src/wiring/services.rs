@@ -1,0 +1,220 @@
+//! Wires the application to a set of stores and a message bus: both services, their outbox
+//! relays, the saga's deadline sweeper, retention, and the HTTP API. The same wiring runs on the
+//! in-memory stores (embedded) and on PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use ordership_application::background::{
+    purge_idempotency_keys, purge_outbox_and_inbox, run_every, run_sweeper,
+};
+use ordership_application::{
+    DeliveryService, FulfilmentOrchestrator, OrderService, ShutdownTrigger, WaitingRoomService,
+};
+use ordership_domain::ports::{Clock, IdGenerator};
+use ordership_domain::topics;
+use ordership_http::{
+    ApiBuilder, HealthCheck, SagaStates, StoreCheck, WaitingRoomCheck, WaitingRoomFigures,
+};
+use ordership_memory::{
+    InProcessBus, MemoryWaitingRoomQueue, MemoryWaitingRoomStore, SystemClock, UuidV7Ids,
+};
+use tokio::task::JoinHandle;
+
+use super::relays::Launcher;
+use super::{Stores, SystemConfig, Transport};
+
+/// A running system.
+pub struct Running {
+    /// The HTTP API of the services this process runs.
+    pub router: Router,
+    pub transport: Transport,
+    pub orders: Option<OrderService>,
+    pub deliveries: Option<DeliveryService>,
+    pub waiting_rooms: Option<WaitingRoomService>,
+    trigger: ShutdownTrigger,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Wires and starts the services `stores` holds, on `transport`. Must be called inside a Tokio
+/// runtime.
+#[must_use]
+pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Running {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Ids);
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let mut launch = Launcher {
+        transport: &transport,
+        publisher: transport.publisher(),
+        clock: Arc::clone(&clock),
+        relay: config.relay.clone(),
+        shutdown: shutdown.clone(),
+        tasks: Vec::new(),
+        checks: Vec::new(),
+    };
+    let mut api = ApiBuilder::new(config.http.clone())
+        .authenticator(Arc::clone(&config.authenticator))
+        .shutdown(shutdown.clone());
+    let mut orders = None;
+    let mut waiting_rooms = None;
+    let mut deliveries = None;
+    // Readiness lists the order store first, then the delivery store, then the rest.
+    let mut checks: Vec<Arc<dyn HealthCheck>> = Vec::new();
+
+    // Consumers first, so the relays never publish into a topic nobody listens to.
+    if let Some(side) = &stores.deliveries {
+        let service = DeliveryService::new(
+            side.store.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&ids),
+            config.policy.clone(),
+        );
+        let (handling, _) = launch.consumer(
+            topics::DELIVERY_COMMANDS,
+            ordership_application::deliveries::CONSUMER,
+            Arc::new(service.clone()),
+        );
+        api = api
+            .metric_source(handling)
+            .metric_sources(launch.relay("delivery", side))
+            .deliveries(service.clone());
+        checks.push(Arc::new(StoreCheck::new(
+            "delivery-store",
+            side.store.clone(),
+        )));
+        deliveries = Some(service);
+    }
+    if let Some(side) = &stores.orders {
+        let rooms = WaitingRoomService::new(
+            config
+                .waiting_rooms
+                .queue
+                .clone()
+                .unwrap_or_else(|| Arc::new(MemoryWaitingRoomQueue::new(Arc::clone(&clock)))),
+            stores
+                .waiting_rooms
+                .clone()
+                .unwrap_or_else(|| Arc::new(MemoryWaitingRoomStore::default())),
+            Arc::clone(&config.waiting_rooms.tokens),
+            side.store.clone(),
+            Arc::clone(&clock),
+        );
+        let service = OrderService::new(
+            side.store.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&ids),
+            config.saga.clone(),
+        )
+        .with_waiting_rooms(rooms.clone());
+        launch
+            .tasks
+            .push(tokio::spawn(rooms.clone().run_ticker(shutdown.clone())));
+        launch
+            .checks
+            .push(Arc::new(WaitingRoomCheck(rooms.clone())));
+        api = api
+            .waiting_rooms(rooms.clone())
+            .metric_source(Arc::new(WaitingRoomFigures(rooms.clone())));
+        waiting_rooms = Some(rooms);
+        let saga = FulfilmentOrchestrator::new(
+            side.store.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&ids),
+            config.saga.clone(),
+        );
+        let (handling, replies_flowing) = launch.consumer(
+            topics::DELIVERY_EVENTS,
+            ordership_application::saga::CONSUMER,
+            Arc::new(saga.clone()),
+        );
+        api = api
+            .metric_source(handling)
+            .metric_sources(launch.relay("order", side))
+            .orders(service.clone())
+            .metric_source(Arc::new(SagaStates(side.store.clone())));
+        launch.tasks.push(tokio::spawn(run_sweeper(
+            saga,
+            config.sweep_interval,
+            100,
+            replies_flowing,
+            shutdown.clone(),
+        )));
+        checks.insert(
+            0,
+            Arc::new(StoreCheck::new("order-store", side.store.clone())),
+        );
+        orders = Some(service);
+    }
+    checks.append(&mut launch.checks);
+    checks.extend(config.extra_checks.iter().cloned());
+    for check in checks {
+        api = api.check(check);
+    }
+    let mut tasks = launch.tasks;
+
+    let retention = config.retention.clone();
+    let (o, d, c) = (
+        stores.orders.clone().map(|s| s.store),
+        stores.deliveries.clone().map(|s| s.store),
+        Arc::clone(&clock),
+    );
+    tasks.push(tokio::spawn(run_every(
+        "retention",
+        config.retention.interval,
+        shutdown,
+        move || {
+            let (o, d, c, retention) = (o.clone(), d.clone(), c.clone(), retention.clone());
+            async move {
+                if let Some(o) = &o {
+                    purge_outbox_and_inbox(o.as_ref(), c.as_ref(), &retention).await?;
+                    purge_idempotency_keys(o.as_ref(), c.as_ref(), &retention).await?;
+                }
+                if let Some(d) = &d {
+                    purge_outbox_and_inbox(d.as_ref(), c.as_ref(), &retention).await?;
+                }
+                Ok(())
+            }
+        },
+    )));
+
+    api = transport.instrument(api);
+    Running {
+        router: api.build(),
+        transport,
+        orders,
+        deliveries,
+        waiting_rooms,
+        trigger,
+        tasks,
+    }
+}
+
+impl Running {
+    /// Stops the background loops, then lets the bus's consumers finish what they were given.
+    pub async fn shutdown(self) {
+        self.trigger.trigger();
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "background task ended abnormally");
+            }
+        }
+        match &self.transport {
+            Transport::Bus(bus) => bus.close().await,
+            Transport::Kafka(kafka) => {
+                if let Err(e) = kafka.publisher.flush(Duration::from_secs(2)) {
+                    tracing::warn!(error = %e, "unflushed messages stay in the outbox");
+                }
+            }
+        }
+    }
+
+    /// The in-process bus, when that is the transport.
+    #[must_use]
+    pub fn bus(&self) -> Option<&InProcessBus> {
+        match &self.transport {
+            Transport::Bus(bus) => Some(bus),
+            Transport::Kafka(_) => None,
+        }
+    }
+}
