@@ -249,7 +249,7 @@ fn openapi_json(doc: &utoipa::openapi::OpenApi) -> String {
             }
         }
     }
-    waiting_room::document_event_stream(&mut json);
+    waiting_room::events::document_event_stream(&mut json);
     json.to_string()
 }
 

@@ -2,7 +2,6 @@
 //! or CDC after draining what the table still holds).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ordership_application::background::RepliesFlowing;
 use ordership_application::monitoring::{HandlerMetrics, Measured, RelayMetrics};
@@ -92,33 +91,10 @@ impl Launcher<'_> {
                     self.relay.clone(),
                 )
                 .with_metrics(metrics);
-                tokio::spawn(async move {
-                    // Rows a polling relay left behind go first; from here on the log has them.
-                    if drain(&poll, shutdown.clone()).await {
-                        cdc.run(shutdown).await;
-                    }
-                })
+                tokio::spawn(async move { cdc.run_after_draining(&poll, shutdown).await })
             }
         };
         self.tasks.push(task);
         sources
-    }
-}
-
-/// Publishes what the outbox table still holds; `false` if shut down meanwhile.
-async fn drain<Tx: ?Sized + Transaction>(relay: &OutboxRelay<Tx>, mut shutdown: Shutdown) -> bool {
-    loop {
-        let relayed = tokio::select! {
-            () = shutdown.requested() => return false,
-            relayed = relay.relay_once() => relayed,
-        };
-        match relayed {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "draining the outbox table failed, retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
     }
 }

@@ -14,6 +14,12 @@ use uuid::Uuid;
 
 use crate::problem::{ApiError, FieldError};
 
+mod waiting_room;
+
+pub use waiting_room::{
+    EntryResponse, QueueFigures, RoomRequest, RoomResponse, SkuName, StateName,
+};
+
 /// JSON Schema's `integer` is any number without a fractional part: `2` and `2.0` alike.
 ///
 /// A number written with a fraction or an exponent is read as a double; above 2^53 not every

@@ -1,0 +1,194 @@
+//! A buyer's place as Server-Sent Events: the entry at once, then every change, until admitted,
+//! expired or gone.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use ordership_application::{Entry, WaitingRoomError};
+use ordership_domain::CustomerId;
+use ordership_domain::waiting_room::RoomId;
+use serde::Serialize;
+
+use super::{RoomPath, Rooms};
+use crate::auth::Caller;
+use crate::dto::EntryResponse;
+use crate::problem::{ApiError, Problem};
+
+/// How often an open event stream asks the queue (each ask is the buyer's heartbeat).
+const STREAM_POLL: Duration = Duration::from_secs(1);
+
+/// The event stream's schema in the OpenAPI document: one event (`event`, and JSON `data` of an
+/// entry or a problem), as tools read Server-Sent Events schemas. utoipa writes no
+/// `contentSchema`, so it is set in the document's JSON.
+pub(crate) fn document_event_stream(doc: &mut serde_json::Value) {
+    let path = "/waiting-rooms/{room}/entries/me/events";
+    let Some(content) = doc
+        .pointer_mut(&format!(
+            "/paths/{}/get/responses/200/content/text~1event-stream",
+            path.replace('~', "~0").replace('/', "~1")
+        ))
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    content.insert(
+        "schema".to_owned(),
+        serde_json::json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {
+                    "type": "string",
+                    "enum": ["position", "admitted", "expired", "left", "unavailable", "error"]
+                },
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {
+                        "oneOf": [
+                            { "$ref": "#/components/schemas/EntryResponse" },
+                            { "$ref": "#/components/schemas/Problem" }
+                        ]
+                    }
+                }
+            }
+        }),
+    );
+}
+
+fn event(name: &str, body: &impl Serialize) -> Event {
+    // These plain structs always serialize.
+    Event::default()
+        .event(name)
+        .data(serde_json::to_string(body).unwrap_or_default())
+}
+
+/// What the event stream has to say next, and whether it is the last word.
+fn event_of(room: &RoomId, result: &Result<Entry, WaitingRoomError>) -> (Event, bool) {
+    let data = |name: &str, body: &EntryResponse| event(name, body);
+    let problem = |name: &str, e: ApiError| event(name, &e.problem());
+    match result {
+        Ok(entry @ Entry::Waiting { .. }) => {
+            (data("position", &EntryResponse::new(room, entry)), false)
+        }
+        Ok(entry @ Entry::Admitted { .. }) => {
+            (data("admitted", &EntryResponse::new(room, entry)), true)
+        }
+        Ok(entry @ Entry::Expired { .. }) => {
+            (data("expired", &EntryResponse::new(room, entry)), true)
+        }
+        Err(WaitingRoomError::NotInRoom) => (
+            problem("left", ApiError::from(WaitingRoomError::NotInRoom)),
+            true,
+        ),
+        Err(WaitingRoomError::QueueUnavailable(_) | WaitingRoomError::StoreUnavailable(_)) => (
+            problem("unavailable", ApiError::WaitingRoomUnavailable(None)),
+            false,
+        ),
+        Err(
+            e @ (WaitingRoomError::NotFound
+            | WaitingRoomError::Closed
+            | WaitingRoomError::AlreadyOrdered
+            | WaitingRoomError::Unexpected(_)),
+        ) => {
+            tracing::warn!(error = %e, "waiting-room event stream ended");
+            (
+                problem("error", ApiError::Internal(e.to_string().into())),
+                true,
+            )
+        }
+    }
+}
+
+/// Your place in a waiting room as Server-Sent Events, until you are admitted.
+///
+/// Events: `position` (the entry, when it changes), then one of `admitted` (the entry with its
+/// admission token), `expired`, `left` (not in the room any more); `unavailable` while the queue
+/// cannot be reached. Comments keep the connection alive. An open stream is the buyer's
+/// heartbeat. Read it with `fetch` and the `Authorization` header (no cookies are used).
+#[utoipa::path(
+    get, path = "/waiting-rooms/{room}/entries/me/events", tag = "waiting rooms",
+    security(("bearer" = ["orders"])),
+    params(("room" = String, Path, description = "Waiting room id", pattern = "^[a-z0-9-]{1,64}$")),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed room id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such room, or not in it", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue or storage is unavailable", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
+    )
+)]
+pub(crate) async fn my_events(
+    caller: Caller,
+    State(rooms): State<Rooms>,
+    RoomPath(room): RoomPath,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let buyer = caller.customer()?;
+    // Errors before the stream starts are plain problem answers.
+    let first = rooms.rooms.status(&room, &buyer).await?;
+    let stream = entry_events(rooms, room, buyer, first);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
+}
+
+struct StreamState {
+    rooms: Rooms,
+    room: RoomId,
+    buyer: CustomerId,
+    next: Option<Result<Entry, WaitingRoomError>>,
+    last: Option<EntryResponse>,
+    done: bool,
+}
+
+fn entry_events(
+    rooms: Rooms,
+    room: RoomId,
+    buyer: CustomerId,
+    first: Entry,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let state = StreamState {
+        rooms,
+        room,
+        buyer,
+        next: Some(Ok(first)),
+        last: None,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if s.done {
+                return None;
+            }
+            let result = match s.next.take() {
+                Some(result) => result,
+                None => {
+                    let mut shutdown = s.rooms.shutdown.clone();
+                    let stopping = match &mut shutdown {
+                        Some(shutdown) => shutdown.pause(STREAM_POLL).await,
+                        None => {
+                            tokio::time::sleep(STREAM_POLL).await;
+                            false
+                        }
+                    };
+                    if stopping {
+                        return None;
+                    }
+                    s.rooms.rooms.status(&s.room, &s.buyer).await
+                }
+            };
+            // Positions are sent when they change.
+            if let Ok(entry @ Entry::Waiting { .. }) = &result {
+                let shown = EntryResponse::new(&s.room, entry);
+                if s.last.as_ref() == Some(&shown) {
+                    continue;
+                }
+                s.last = Some(shown);
+            }
+            let (event, last) = event_of(&s.room, &result);
+            s.done = last;
+            return Some((Ok(event), s));
+        }
+    })
+}

@@ -1,0 +1,208 @@
+//! The polling relay. Inside a transaction it claims a batch, publishes the whole batch, waits
+//! for the broker's acknowledgement of every message, and only then marks the batch published. While the
+//! broker works on one batch, the database marks the batch before it and claims the next, so
+//! neither waits for the other; a transaction carries up to `batches_per_transaction` full
+//! batches and then commits. A crash anywhere before the commit leaves its batches unpublished in
+//! the outbox, to be sent again. Several relays may run (one per service instance): each
+//! transaction first takes the outbox's relay lock, so only one publishes at a time and per-key
+//! order holds; within one relay a batch goes to the broker only after the one before it was
+//! acknowledged.
+
+use std::sync::Arc;
+
+use ordership_domain::Message;
+use ordership_domain::ports::{
+    Clock, MessagePublisher, OutboxSignal, PublishError, Transaction, UnitOfWork,
+};
+use tracing::Instrument;
+
+use super::{RelayConfig, RelayError, Relayed, observe_lag, publish, relay_loop};
+use crate::monitoring::RelayMetrics;
+use crate::shutdown::Shutdown;
+
+/// One relay over one service's outbox.
+pub struct OutboxRelay<Tx: ?Sized> {
+    uow: Arc<dyn UnitOfWork<Tx>>,
+    publisher: Arc<dyn MessagePublisher>,
+    signal: Arc<dyn OutboxSignal>,
+    clock: Arc<dyn Clock>,
+    config: RelayConfig,
+    metrics: Arc<RelayMetrics>,
+}
+
+impl<Tx: ?Sized> std::fmt::Debug for OutboxRelay<Tx> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRelay")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
+    #[must_use]
+    pub fn new(
+        uow: Arc<dyn UnitOfWork<Tx>>,
+        publisher: Arc<dyn MessagePublisher>,
+        signal: Arc<dyn OutboxSignal>,
+        clock: Arc<dyn Clock>,
+        config: RelayConfig,
+    ) -> Self {
+        Self {
+            uow,
+            publisher,
+            signal,
+            clock,
+            config,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Records what the relay publishes, and how fast, in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<RelayMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Publishes what one transaction carries (a batch, and while batches come full, up to
+    /// `batches_per_transaction` of them); returns how many messages were published.
+    ///
+    /// # Errors
+    /// The store's or the publisher's failure; what the broker did not acknowledge then stays in
+    /// the outbox.
+    pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        self.relay_batch().await.map(|relayed| relayed.messages)
+    }
+
+    async fn relay_batch(&self) -> Result<Relayed, RelayError> {
+        let mut tx = self.uow.begin().await?;
+        if !tx.outbox().try_lock_relay().await? {
+            // Another relay is publishing this outbox; it keeps the per-key order.
+            return Ok(Relayed::NOTHING);
+        }
+        let limit = self.config.batch_size;
+        let mut batch = tx.outbox().claim_unpublished(limit, &[]).await?;
+        // Acknowledged by the broker, not yet marked.
+        let mut acknowledged: Vec<i64> = Vec::new();
+        let mut refused = None;
+        let mut failure = None;
+        let mut relayed = Relayed::NOTHING;
+        for round in 1.. {
+            if batch.is_empty() {
+                break;
+            }
+            let full = batch.len() >= limit as usize;
+            let go_on = full && round < self.config.batches_per_transaction;
+            let in_flight: Vec<i64> = batch.iter().map(|e| e.position).collect();
+            // Shared with the publishing task, not copied.
+            let messages: Arc<[Message]> = batch.into_iter().map(|e| e.message).collect();
+            // The broker takes this batch while the database marks the one before it and claims
+            // the one after it (skipping this one's rows, which this transaction holds).
+            let now = self.clock.now();
+            let outbox = tx.outbox();
+            let database = async {
+                if !acknowledged.is_empty() {
+                    outbox.mark_published(&acknowledged, now).await?;
+                }
+                if go_on {
+                    outbox.claim_unpublished(limit, &in_flight).await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            // On a task of its own, so that encoding the batch and decoding the next one can
+            // run on two cores.
+            let publishing = {
+                let (publisher, metrics) = (Arc::clone(&self.publisher), Arc::clone(&self.metrics));
+                let messages = Arc::clone(&messages);
+                tokio::spawn(
+                    async move { publish(publisher.as_ref(), &metrics, &messages).await }
+                        .in_current_span(),
+                )
+            };
+            let published = async {
+                publishing.await.unwrap_or_else(|e| {
+                    Err(PublishError::Unavailable(
+                        format!("the publishing task failed: {e}").into(),
+                    ))
+                })
+            };
+            let (outcome, next) = tokio::join!(published, database);
+            let next = next?;
+            acknowledged.clear();
+            match outcome {
+                Ok(()) => {
+                    observe_lag(&self.metrics, &messages, self.clock.now());
+                    acknowledged = in_flight;
+                    relayed.messages += messages.len();
+                }
+                Err(PublishError::Refused { message_id, reason }) => {
+                    // What went out before the refused message stays published; the refused one
+                    // is parked with its reason, holding back only the later messages of its key
+                    // (the next batch, claimed already, is not sent: it is claimed again).
+                    let sent = messages.iter().take_while(|m| m.id != message_id).count();
+                    tracing::error!(%message_id, %reason, "the broker refused an outbox message; parked");
+                    observe_lag(&self.metrics, &messages[..sent], self.clock.now());
+                    acknowledged = in_flight[..sent].to_vec();
+                    relayed.messages += sent;
+                    refused = in_flight.get(sent).map(|p| (*p, reason));
+                    break;
+                }
+                Err(e) => {
+                    // Commit what was acknowledged before; this batch comes again.
+                    failure = Some(e);
+                    break;
+                }
+            }
+            if !go_on {
+                // A full batch: there may be more right now.
+                relayed.more = full;
+                break;
+            }
+            batch = next;
+        }
+        let now = self.clock.now();
+        if !acknowledged.is_empty() {
+            tx.outbox().mark_published(&acknowledged, now).await?;
+        }
+        if let Some((position, reason)) = refused {
+            tx.outbox().park(position, &reason, now).await?;
+        }
+        tx.commit().await?;
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(relayed),
+        }
+    }
+
+    /// Publishes what the outbox table holds now, until a round finds nothing; `false` if
+    /// shut down meanwhile. Failures are retried after the error backoff.
+    pub async fn drain(&self, mut shutdown: Shutdown) -> bool {
+        loop {
+            let relayed = tokio::select! {
+                () = shutdown.requested() => return false,
+                relayed = self.relay_once() => relayed,
+            };
+            match relayed {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "draining the outbox table failed, retrying");
+                    tokio::select! {
+                        () = shutdown.requested() => return false,
+                        () = tokio::time::sleep(self.config.error_backoff) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Relays until `shutdown`: at once while batches come full, else on a commit signal or
+    /// the poll interval.
+    pub async fn run(&self, shutdown: Shutdown) {
+        relay_loop(&self.config, self.signal.as_ref(), shutdown, || {
+            self.relay_batch()
+        })
+        .await;
+    }
+}

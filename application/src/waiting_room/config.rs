@@ -1,0 +1,128 @@
+//! The rooms' configuration: read from the store, cached, refreshed every [`ROOM_REFRESH`], and
+//! shown with the queue's figures.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use ordership_domain::ports::{QueueRules, StoreError};
+use ordership_domain::waiting_room::{RoomId, WaitingRoom};
+
+use super::{ROOM_REFRESH, RoomView, WaitingRoomError, WaitingRoomService};
+
+/// The rooms as last read from the store, by id.
+#[derive(Debug)]
+pub(super) struct Cache {
+    pub(super) rooms: Arc<BTreeMap<RoomId, WaitingRoom>>,
+    pub(super) read_at: Instant,
+}
+
+pub(super) fn rules(room: &WaitingRoom, now: DateTime<Utc>) -> QueueRules {
+    QueueRules {
+        rate: *room.rate(),
+        heartbeat_timeout: room.heartbeat_timeout(),
+        admitting: room.admits(now),
+    }
+}
+
+impl WaitingRoomService {
+    /// The cached rooms, read again from the store when older than [`ROOM_REFRESH`]. A store
+    /// that cannot be read leaves the last known rooms in place; with none known, it fails.
+    pub(super) async fn rooms(&self) -> Result<Arc<BTreeMap<RoomId, WaitingRoom>>, StoreError> {
+        let cached = {
+            let cache = self.0.cache.read().unwrap_or_else(PoisonError::into_inner);
+            cache
+                .as_ref()
+                .map(|c| (Arc::clone(&c.rooms), c.read_at.elapsed() < ROOM_REFRESH))
+        };
+        match cached {
+            Some((rooms, true)) => Ok(rooms),
+            Some((rooms, false)) => {
+                if self.0.reloading.swap(true, Ordering::AcqRel) {
+                    return Ok(rooms);
+                }
+                let fresh = self.reload().await;
+                self.0.reloading.store(false, Ordering::Release);
+                Ok(fresh.unwrap_or(rooms))
+            }
+            None => self.reload().await,
+        }
+    }
+
+    async fn reload(&self) -> Result<Arc<BTreeMap<RoomId, WaitingRoom>>, StoreError> {
+        let rooms = self.0.store.all().await.inspect_err(|e| {
+            tracing::warn!(error = %e, "waiting rooms could not be read; keeping the last known");
+        })?;
+        let rooms: Arc<BTreeMap<_, _>> = Arc::new(
+            rooms
+                .into_iter()
+                .map(|room| (room.id().clone(), room))
+                .collect(),
+        );
+        *self.0.cache.write().unwrap_or_else(PoisonError::into_inner) = Some(Cache {
+            rooms: Arc::clone(&rooms),
+            read_at: Instant::now(),
+        });
+        Ok(rooms)
+    }
+
+    /// A room's configuration, without asking the queue.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's failure.
+    pub async fn room(&self, id: &RoomId) -> Result<WaitingRoom, WaitingRoomError> {
+        self.rooms()
+            .await?
+            .get(id)
+            .cloned()
+            .ok_or(WaitingRoomError::NotFound)
+    }
+
+    /// Creates a room or changes it; every instance sees the change within [`ROOM_REFRESH`].
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn put(&self, room: WaitingRoom) -> Result<(), WaitingRoomError> {
+        self.0.store.put(&room).await?;
+        // Read back at once here, so this instance answers with the new configuration.
+        self.reload().await?;
+        tracing::info!(room = %room.id(), state = room.state().as_str(), "waiting room configured");
+        Ok(())
+    }
+
+    /// A room with its queue's figures; the figures are left out while the queue is down.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's failure.
+    pub async fn view(&self, id: &RoomId) -> Result<RoomView, WaitingRoomError> {
+        let room = self.room(id).await?;
+        Ok(self.view_of(room, self.0.clock.now()).await)
+    }
+
+    /// Every room with its queue's figures (left out while the queue is down).
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn views(&self) -> Result<Vec<RoomView>, WaitingRoomError> {
+        let rooms = self.rooms().await?;
+        let now = self.0.clock.now();
+        let mut views = Vec::with_capacity(rooms.len());
+        for room in rooms.values() {
+            views.push(self.view_of(room.clone(), now).await);
+        }
+        Ok(views)
+    }
+
+    async fn view_of(&self, room: WaitingRoom, now: DateTime<Utc>) -> RoomView {
+        let queue = self
+            .observe(self.0.queue.stats(room.id(), &rules(&room, now)).await)
+            .ok();
+        RoomView {
+            phase: room.phase(now),
+            room,
+            queue,
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The ticker: admissions at each room's rate, by every instance at once.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ordership_domain::waiting_room::{RoomId, WaitingRoom};
+
+use super::config::rules;
+use super::{WaitingRoomError, WaitingRoomService};
+use crate::shutdown::Shutdown;
+
+impl WaitingRoomService {
+    /// One round of admissions: every admitting room's queue is ticked once. Any number of
+    /// instances may do this at once; the queue keeps each room to its rate.
+    ///
+    /// # Errors
+    /// The first failure; the other rooms are still ticked.
+    pub async fn tick(&self) -> Result<usize, WaitingRoomError> {
+        let rooms = self.rooms().await?;
+        self.tick_rooms(&rooms, self.0.clock.now()).await
+    }
+
+    async fn tick_rooms(
+        &self,
+        rooms: &BTreeMap<RoomId, WaitingRoom>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, WaitingRoomError> {
+        let mut admitted = 0;
+        let mut first_error = None;
+        for room in rooms.values().filter(|room| room.admits(now)) {
+            match self.observe(self.0.queue.tick(room.id(), &rules(room, now)).await) {
+                Ok(buyers) => admitted += buyers.len(),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.0
+            .counters
+            .admitted_by_tick
+            .fetch_add(admitted as u64, Ordering::Relaxed);
+        first_error.map_or(Ok(admitted), Err)
+    }
+
+    /// Ticks until `shutdown`, one round every [`tick_period`]. Failures are logged (once per
+    /// outage, by the queue's state) and the loop goes on.
+    pub async fn run_ticker(self, mut shutdown: Shutdown) {
+        loop {
+            let now = self.0.clock.now();
+            let period = match self.rooms().await {
+                Ok(rooms) => {
+                    if let Err(e) = self.tick_rooms(&rooms, now).await
+                        && !matches!(e, WaitingRoomError::QueueUnavailable(_))
+                    {
+                        tracing::warn!(error = %e, "waiting-room tick failed");
+                    }
+                    tick_period(&rooms, now)
+                }
+                // Logged where the rooms are read.
+                Err(_) => MAX_TICK_PERIOD,
+            };
+            tokio::select! {
+                () = shutdown.requested() => return,
+                () = tokio::time::sleep(period) => {}
+            }
+        }
+    }
+}
+
+const MAX_TICK_PERIOD: Duration = Duration::from_secs(1);
+
+/// How long to wait between ticks: a tenth of the shortest admitting interval, between 50 ms
+/// and 1 s, so a window's admissions go out early in the window.
+fn tick_period(rooms: &BTreeMap<RoomId, WaitingRoom>, now: DateTime<Utc>) -> Duration {
+    rooms
+        .values()
+        .filter(|room| room.admits(now))
+        .map(|room| room.rate().interval() / 10)
+        .min()
+        .unwrap_or(MAX_TICK_PERIOD)
+        .clamp(Duration::from_millis(50), MAX_TICK_PERIOD)
+}
