@@ -12,6 +12,7 @@ use crate::auth::Caller;
 use crate::dto::{DeliveryList, DeliveryResponse};
 use crate::extract::{IdPath, QueryParams};
 use crate::problem::{ApiError, FieldError, Problem};
+use crate::responses::{NotUuid, Unavailable};
 
 pub(crate) fn routes(deliveries: DeliveryService) -> Router {
     Router::new()
@@ -28,10 +29,9 @@ pub(crate) fn routes(deliveries: DeliveryService) -> Router {
     security(("bearer" = ["courier"]), ("bearer" = ["admin"])),
     params(("id" = uuid::Uuid, Path, description = "Delivery id", format = Uuid)),
     responses((status = 200, body = DeliveryResponse),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = NotUuid),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))))
+        (status = 503, response = Unavailable))
 )]
 pub(crate) async fn get_delivery(
     caller: Caller,
@@ -59,8 +59,7 @@ pub(crate) struct FindParams {
     params(FindParams),
     responses((status = 200, body = DeliveryList),
         (status = 400, description = "order_id missing, not a UUID, or an unknown parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))))
+        (status = 503, response = Unavailable))
 )]
 pub(crate) async fn find_deliveries(
     caller: Caller,
@@ -84,11 +83,10 @@ pub(crate) async fn find_deliveries(
     security(("bearer" = ["courier"]), ("bearer" = ["admin"])),
     params(("id" = uuid::Uuid, Path, description = "Delivery id", format = Uuid)),
     responses((status = 200, body = DeliveryResponse),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = NotUuid),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not scheduled", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))))
+        (status = 503, response = Unavailable))
 )]
 pub(crate) async fn ship(
     caller: Caller,
@@ -106,11 +104,10 @@ pub(crate) async fn ship(
     security(("bearer" = ["courier"]), ("bearer" = ["admin"])),
     params(("id" = uuid::Uuid, Path, description = "Delivery id", format = Uuid)),
     responses((status = 200, body = DeliveryResponse),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = NotUuid),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not shipped", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))))
+        (status = 503, response = Unavailable))
 )]
 pub(crate) async fn deliver(
     caller: Caller,

@@ -15,9 +15,11 @@ pub mod dto;
 mod extract;
 mod health;
 mod metrics;
+mod openapi;
 mod ops;
 mod orders;
 pub mod problem;
+mod responses;
 pub mod waiting_room;
 
 use std::sync::Arc;
@@ -32,9 +34,6 @@ use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
-use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use crate::auth::Authenticator;
 
@@ -48,52 +47,6 @@ pub use metrics::{
 pub use orders::{ADMISSION_TOKEN, REPLAYED};
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use waiting_room::QUEUE_TOKEN;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "ordership", description = "Orders and deliveries kept consistent by an orchestrated saga, a transactional outbox and idempotent consumers."),
-    paths(ops::live, ops::ready, ops::metrics),
-    components(schemas(Problem, problem::FieldError)),
-    tags((name = "orders", description = "The order service"),
-        (name = "deliveries", description = "The delivery service"),
-        (name = "operations", description = "Health and metrics")),
-)]
-struct BaseDoc;
-
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        orders::place_order,
-        orders::get_order,
-        orders::list_orders,
-        orders::cancel_order
-    ),
-    components(schemas(orders::StatusParam))
-)]
-struct OrderDoc;
-
-#[derive(OpenApi)]
-#[openapi(paths(
-    deliveries::get_delivery,
-    deliveries::find_deliveries,
-    deliveries::ship,
-    deliveries::deliver
-))]
-struct DeliveryDoc;
-
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        waiting_room::join,
-        waiting_room::my_entry,
-        waiting_room::my_events,
-        waiting_room::leave,
-        waiting_room::get_room,
-        waiting_room::put_room
-    ),
-    tags((name = "waiting rooms", description = "Flash-sale waiting rooms: buyers of a gated product queue, are admitted at the room's rate, and order with their admission token"))
-)]
-struct WaitingRoomDoc;
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -141,56 +94,6 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// The bearer scheme, and its 401 and 403 answers on every operation that needs a token.
-fn document_security(doc: &mut utoipa::openapi::OpenApi) {
-    doc.components
-        .get_or_insert_with(Default::default)
-        .add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some(
-                        "A JWT with `iss`, `aud`, `exp`, `sub` and a space-separated `scope`: \
-                         `orders` (a customer, `sub` is the customer id), `courier`, `admin`. \
-                         Each operation lists the scopes that may call it; any one is enough.",
-                    ))
-                    .build(),
-            ),
-        );
-    let problem = |description: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                PROBLEM_JSON,
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            )
-            .build()
-    };
-    let unauthorized = problem(
-        "No bearer token, or one not valid here (signature, expiry, issuer, audience, unknown key)",
-    );
-    let forbidden = problem("The token lacks the scope this operation needs");
-    for item in doc.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.delete,
-        ];
-        for operation in operations.into_iter().flatten() {
-            if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
-                let responses = &mut operation.responses.responses;
-                responses.insert("401".into(), unauthorized.clone().into());
-                responses.insert("403".into(), forbidden.clone().into());
-            }
-        }
-    }
-}
-
 /// Assembles the API of the services this process runs.
 #[derive(Default)]
 pub struct ApiBuilder {
@@ -219,38 +122,6 @@ fn drop_invalid_request_id<B>(mut request: Request<B>) -> Request<B> {
         request.headers_mut().remove("x-request-id");
     }
     request
-}
-
-/// The document as JSON. utoipa 5.5 writes a link's `operationId` and `operationRef` in snake
-/// case, which OpenAPI tools do not recognise; they are renamed here. The event stream's schema
-/// is completed here too.
-fn openapi_json(doc: &utoipa::openapi::OpenApi) -> String {
-    let Ok(mut json) = serde_json::to_value(doc) else {
-        return "{}".to_owned();
-    };
-    let links = json["paths"]
-        .as_object_mut()
-        .into_iter()
-        .flat_map(|paths| paths.values_mut())
-        .filter_map(serde_json::Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
-        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
-        .flat_map(|responses| responses.values_mut())
-        .filter_map(|response| response.get_mut("links")?.as_object_mut())
-        .flat_map(|links| links.values_mut())
-        .filter_map(serde_json::Value::as_object_mut);
-    for link in links {
-        for (snake, camel) in [
-            ("operation_id", "operationId"),
-            ("operation_ref", "operationRef"),
-        ] {
-            if let Some(value) = link.remove(snake) {
-                link.insert(camel.to_owned(), value);
-            }
-        }
-    }
-    waiting_room::events::document_event_stream(&mut json);
-    json.to_string()
 }
 
 impl std::fmt::Debug for ApiBuilder {
@@ -332,25 +203,17 @@ impl ApiBuilder {
     /// The OpenAPI document of the endpoints this builder will serve.
     #[must_use]
     pub fn openapi(&self) -> utoipa::openapi::OpenApi {
-        let mut doc = BaseDoc::openapi();
-        if self.orders.is_some() {
-            doc.merge(OrderDoc::openapi());
-        }
-        if self.deliveries.is_some() {
-            doc.merge(DeliveryDoc::openapi());
-        }
-        if self.waiting_rooms.is_some() {
-            doc.merge(WaitingRoomDoc::openapi());
-        }
-        doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-        document_security(&mut doc);
-        doc
+        openapi::document(
+            self.orders.is_some(),
+            self.deliveries.is_some(),
+            self.waiting_rooms.is_some(),
+        )
     }
 
     /// The router, with every layer.
     pub fn build(self) -> Router {
         let doc = self.openapi();
-        let openapi_json: Arc<str> = openapi_json(&doc).into();
+        let openapi_json: Arc<str> = openapi::to_json(&doc).into();
         let metrics = Arc::new(Metrics::new(self.metric_sources));
         let mut router = ops::routes(ops::Ops {
             checks: Arc::new(self.checks),

@@ -15,6 +15,7 @@ use crate::auth::Caller;
 use crate::dto::{OrderPage, OrderResponse, PlaceOrderRequest};
 use crate::extract::{IdPath, JsonBody, QueryParams, idempotency};
 use crate::problem::{ApiError, FieldError, Problem};
+use crate::responses::{NotJson, NotUuid, Unavailable};
 
 pub(crate) fn routes(orders: OrderService) -> Router {
     Router::new()
@@ -100,7 +101,7 @@ fn send(stored: StoredResponse, replayed: bool) -> Response {
         (status = 403, description = "A product of the order is sold through a waiting room and the admission token is missing, not valid, another buyer's (`admission-required`) or expired (`admission-expired`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The admission token has bought its order already (`admission-used`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than allowed", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = NotJson),
         (status = 422, description = "A business rule refuses it (lines in several currencies, a total too large), or the key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage unavailable, request timed out, or a product's waiting room unavailable and no admission token sent", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = String, description = "Seconds to wait"))),
@@ -141,10 +142,9 @@ pub(crate) async fn place_order(
     params(("id" = uuid::Uuid, Path, description = "Order id", format = Uuid)),
     responses(
         (status = 200, body = OrderResponse),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = NotUuid),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 503, response = Unavailable),
     )
 )]
 pub(crate) async fn get_order(
@@ -192,8 +192,7 @@ pub(crate) struct ListParams {
     responses(
         (status = 200, body = OrderPage),
         (status = 400, description = "A parameter the schema refuses, unknown or given twice", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 503, response = Unavailable),
     )
 )]
 pub(crate) async fn list_orders(
@@ -268,8 +267,7 @@ pub(crate) async fn list_orders(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already shipped", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The key was used with another request", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable or request timed out", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 503, response = Unavailable),
     )
 )]
 pub(crate) async fn cancel_order(

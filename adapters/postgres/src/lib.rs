@@ -18,7 +18,6 @@ mod inbox;
 mod notify;
 mod orders;
 mod outbox;
-mod pgoutput;
 mod sagas;
 pub mod schema;
 #[cfg(feature = "testing")]

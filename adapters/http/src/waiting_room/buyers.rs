@@ -10,6 +10,7 @@ use super::{QUEUE_TOKEN, RoomPath, Rooms};
 use crate::auth::Caller;
 use crate::dto::EntryResponse;
 use crate::problem::{ApiError, Problem};
+use crate::responses::{BadRoomId, NoSuchRoom, Unavailable};
 
 /// 202 with `Retry-After` while waiting, 200 otherwise.
 fn entry_response(room: &RoomId, entry: &Entry) -> Response {
@@ -42,11 +43,10 @@ fn entry_response(room: &RoomId, entry: &Entry) -> Response {
         (status = 200, description = "Admitted (or admitted before)", body = EntryResponse),
         (status = 202, description = "Waiting", body = EntryResponse,
             headers(("Retry-After" = String, description = "Seconds until the next status call"))),
-        (status = 400, description = "Malformed room id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such waiting room", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = BadRoomId),
+        (status = 404, response = NoSuchRoom),
         (status = 409, description = "The room is closed, or the buyer has ordered in this sale already", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue or storage is unavailable", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 503, response = Unavailable),
     )
 )]
 pub(crate) async fn join(
@@ -70,10 +70,9 @@ pub(crate) async fn join(
         (status = 200, description = "Admitted, or admitted and expired", body = EntryResponse),
         (status = 202, description = "Waiting", body = EntryResponse,
             headers(("Retry-After" = String, description = "Seconds until the next status call"))),
-        (status = 400, description = "Malformed room id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = BadRoomId),
         (status = 404, description = "No such room, or not in it (never joined, left, or dropped after the heartbeat timeout)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue or storage is unavailable", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 503, response = Unavailable),
     )
 )]
 pub(crate) async fn my_entry(
@@ -93,10 +92,9 @@ pub(crate) async fn my_entry(
     params(("room" = String, Path, description = "Waiting room id", pattern = "^[a-z0-9-]{1,64}$")),
     responses(
         (status = 204, description = "Left"),
-        (status = 400, description = "Malformed room id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = BadRoomId),
         (status = 404, description = "No such room, or not in it", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue or storage is unavailable", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 503, response = Unavailable),
     )
 )]
 pub(crate) async fn leave(

@@ -11,6 +11,7 @@ use crate::auth::Caller;
 use crate::dto::{RoomRequest, RoomResponse};
 use crate::extract::JsonBody;
 use crate::problem::{ApiError, Problem};
+use crate::responses::{BadRoomId, NoSuchRoom, NotJson, Unavailable};
 
 fn wants_html(headers: &HeaderMap) -> bool {
     headers
@@ -40,10 +41,9 @@ fn not_found_page() -> Response {
     responses(
         (status = 200, description = "The room (JSON), or the waiting page (when HTML is asked for)",
             content((RoomResponse = "application/json"), (String = "text/html"))),
-        (status = 400, description = "Malformed room id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such waiting room", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 400, response = BadRoomId),
+        (status = 404, response = NoSuchRoom),
+        (status = 503, response = Unavailable),
     )
 )]
 pub(crate) async fn get_room(
@@ -86,10 +86,9 @@ pub(crate) async fn get_room(
     responses(
         (status = 200, description = "The room as configured now", body = RoomResponse),
         (status = 400, description = "Malformed, or a field the schema refuses", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = NotJson),
         (status = 422, description = "`closes_at` is not after `opens_at`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 503, response = Unavailable),
     )
 )]
 pub(crate) async fn put_room(

@@ -16,6 +16,7 @@ use super::{RoomPath, Rooms};
 use crate::auth::Caller;
 use crate::dto::EntryResponse;
 use crate::problem::{ApiError, Problem};
+use crate::responses::{BadRoomId, Unavailable};
 
 /// How often an open event stream asks the queue (each ask is the buyer's heartbeat).
 const STREAM_POLL: Duration = Duration::from_secs(1);
@@ -115,10 +116,9 @@ fn event_of(room: &RoomId, result: &Result<Entry, WaitingRoomError>) -> (Event, 
     params(("room" = String, Path, description = "Waiting room id", pattern = "^[a-z0-9-]{1,64}$")),
     responses(
         (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
-        (status = 400, description = "Malformed room id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = BadRoomId),
         (status = 404, description = "No such room, or not in it", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue or storage is unavailable", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 503, response = Unavailable),
     )
 )]
 pub(crate) async fn my_events(

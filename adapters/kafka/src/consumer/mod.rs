@@ -14,26 +14,28 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_trait::async_trait;
-use ordership_application::{
-    ConsumerLoop, ConsumerStats, DeadLetterSink, Shutdown, ShutdownTrigger,
-};
-use ordership_domain::ports::{BoxError, MessageHandler};
-use ordership_domain::{RetryPolicy, topics};
+use ordership_application::{ConsumerLoop, ConsumerStats, ShutdownTrigger};
+use ordership_domain::RetryPolicy;
+use ordership_domain::ports::MessageHandler;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Message as _, OwnedMessage};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::envelope;
 use crate::namespace::Namespace;
+
+mod health;
+mod worker;
+
+pub use health::ConsumerHealth;
+use worker::{store, worker};
 
 /// Consumer settings.
 #[derive(Debug, Clone)]
@@ -58,105 +60,6 @@ pub struct ConsumerConfig {
     /// rebalance, if it returns within the session timeout (then 30 s). Unset: dynamic
     /// membership, a 6 s session timeout. Must be unique among the group's live members.
     pub instance_id: Option<String>,
-}
-
-/// How long librdkafka's statistics may be missing before the consumer counts as no longer
-/// polling (they arrive every second, on the consumer's own poll).
-const STATS_STALE_AFTER: Duration = Duration::from_secs(10);
-
-/// Whether a consumer is a live member of its group, from librdkafka's statistics (emitted
-/// every second, and only while the consumer polls): ready while the group state is `up`, which
-/// it is also when the member owns no partitions.
-#[derive(Debug, Default)]
-pub struct ConsumerHealth(Mutex<Membership>);
-
-/// What the statistics told so far, all under one lock.
-#[derive(Debug, Default)]
-struct Membership {
-    /// When the last statistics arrived, and the group state they gave.
-    last: Option<(Instant, String)>,
-    /// When the consumer was last seen in its group, or was (re)built.
-    seen_in_group: Option<Instant>,
-    /// Since when the consumer has been in its group without a break.
-    up_since: Option<Instant>,
-}
-
-/// The part of librdkafka's statistics JSON that readiness reads.
-#[derive(serde::Deserialize)]
-struct GroupStats {
-    cgrp: Option<GroupState>,
-}
-
-#[derive(serde::Deserialize)]
-struct GroupState {
-    state: String,
-}
-
-impl ConsumerHealth {
-    fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn record(&self, statistics: &[u8]) {
-        let Ok(stats) = serde_json::from_slice::<GroupStats>(statistics) else {
-            return;
-        };
-        let state = stats.cgrp.map_or_else(String::new, |g| g.state);
-        let now = Instant::now();
-        let mut m = self.membership();
-        let previous = m.last.as_ref().map(|(_, s)| s.as_str());
-        if previous != Some(state.as_str()) {
-            tracing::info!(from = previous.unwrap_or("-"), to = %state, "consumer group state");
-        }
-        if state == "up" {
-            m.seen_in_group = Some(now);
-            m.up_since.get_or_insert(now);
-        } else {
-            m.up_since = None;
-        }
-        m.last = Some((now, state));
-    }
-
-    /// A new client starts: not yet in its group, and not yet out of it either.
-    fn reset(&self) {
-        *self.membership() = Membership {
-            seen_in_group: Some(Instant::now()),
-            ..Membership::default()
-        };
-    }
-
-    /// Whether the consumer has been in its group, polling, for at least `settled` without a
-    /// break (long enough to have taken in what waited for it).
-    #[must_use]
-    pub fn in_group_for(&self, settled: Duration) -> bool {
-        let m = self.membership();
-        Self::judge(&m).is_ok() && m.up_since.is_some_and(|at| at.elapsed() >= settled)
-    }
-
-    /// How long since the consumer was last seen in its group (or was built).
-    fn out_of_group_for(&self) -> Duration {
-        self.membership()
-            .seen_in_group
-            .map_or(Duration::ZERO, |at| at.elapsed())
-    }
-
-    /// `Ok` while the consumer polls and is a member of its group; else why not, in words safe
-    /// to show.
-    ///
-    /// # Errors
-    /// The reason the consumer is not live.
-    pub fn check(&self) -> Result<(), &'static str> {
-        Self::judge(&self.membership())
-    }
-
-    fn judge(m: &Membership) -> Result<(), &'static str> {
-        match &m.last {
-            None => Err("starting"),
-            Some((at, _)) if at.elapsed() > STATS_STALE_AFTER => Err("not polling"),
-            Some((_, state)) if state == "up" => Ok(()),
-            Some(_) => Err("not a member of its group (broker unreachable?)"),
-        }
-    }
 }
 
 impl ConsumerConfig {
@@ -450,162 +353,5 @@ async fn close(shared: Arc<Shared>, timeout: Duration) {
     if tokio::time::timeout(timeout, closed).await.is_err() {
         tracing::warn!(%group, timeout_s = timeout.as_secs(),
             "the consumer did not leave its group in time (broker unreachable?); going on without");
-    }
-}
-
-async fn worker(
-    shared: Arc<Shared>,
-    mut queue: mpsc::Receiver<OwnedMessage>,
-    mut stop: Shutdown,
-    previous: Option<JoinHandle<()>>,
-) {
-    // The partition's previous worker may still be finishing a message: keep the order.
-    if let Some(previous) = previous {
-        let _ = previous.await;
-    }
-    loop {
-        let record = tokio::select! {
-            record = queue.recv() => record,
-            () = stop.requested() => None,
-        };
-        let Some(record) = record else { return };
-        if stop.is_requested() {
-            return;
-        }
-        let topic = shared.config.namespace.logical(record.topic());
-        let decoded = envelope::decode(topic, record.key(), record.headers(), record.payload())
-            .map_err(|e| e.to_string());
-        let dead_letters = DeadLetterTopic {
-            shared: &shared,
-            record: &record,
-        };
-        if !shared
-            .handling
-            .process(
-                decoded.as_ref().map_err(String::as_str),
-                &mut stop,
-                &dead_letters,
-            )
-            .await
-        {
-            // Stopped while the message kept failing: not stored, so it is replayed.
-            return;
-        }
-        if !shared.config.store_offset_before_handling {
-            store(&shared, &record);
-        }
-    }
-}
-
-/// Marks the record done; auto-commit sends the stored offsets to the broker.
-fn store(shared: &Shared, record: &OwnedMessage) {
-    if let Err(e) =
-        shared
-            .consumer
-            .store_offset(record.topic(), record.partition(), record.offset())
-    {
-        // The partition was revoked meanwhile: its next owner replays the record (the inbox
-        // discards it), so nothing is lost.
-        tracing::debug!(error = %e, topic = record.topic(), partition = record.partition(), "offset not stored");
-    }
-}
-
-/// `<topic>.dlq`, for the record in hand: the record as it came, with the reason and its
-/// original position in the headers.
-struct DeadLetterTopic<'a> {
-    shared: &'a Shared,
-    record: &'a OwnedMessage,
-}
-
-#[async_trait]
-impl DeadLetterSink for DeadLetterTopic<'_> {
-    async fn park(&self, reason: &str) -> Result<(), BoxError> {
-        let (shared, record) = (self.shared, self.record);
-        let dlq_topic = topics::dead_letter(record.topic());
-        let partition = record.partition().to_string();
-        let offset = record.offset().to_string();
-        let group = shared.config.namespace.group(&shared.config.group);
-        let mut headers = OwnedHeaders::new();
-        if let Some(original) = record.headers() {
-            for h in original.iter() {
-                headers = headers.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
-        }
-        let headers = headers
-            .insert(Header {
-                key: "dlq_reason",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "dlq_original_topic",
-                value: Some(record.topic()),
-            })
-            .insert(Header {
-                key: "dlq_original_partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: "dlq_original_offset",
-                value: Some(offset.as_str()),
-            })
-            .insert(Header {
-                key: "dlq_consumer_group",
-                value: Some(group.as_str()),
-            });
-        let mut out = FutureRecord::to(&dlq_topic).headers(headers);
-        if let Some(key) = record.key() {
-            out = out.key(key);
-        }
-        if let Some(payload) = record.payload() {
-            out = out.payload(payload);
-        }
-        shared
-            .dlq
-            .send(out, Duration::from_secs(10))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| Box::new(e) as BoxError)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stats(state: &str) -> Vec<u8> {
-        format!(r#"{{"name": "c#1", "cgrp": {{"state": "{state}", "join_state": "steady"}}}}"#)
-            .into_bytes()
-    }
-
-    #[test]
-    fn a_consumer_is_live_while_its_statistics_say_it_is_in_its_group() {
-        let health = ConsumerHealth::default();
-        assert_eq!(health.check(), Err("starting"));
-        assert!(!health.in_group_for(Duration::ZERO));
-
-        health.record(&stats("up"));
-        assert_eq!(health.check(), Ok(()));
-        assert!(health.in_group_for(Duration::ZERO));
-        assert!(
-            !health.in_group_for(Duration::from_secs(3600)),
-            "just joined"
-        );
-
-        health.record(&stats("query-coord"));
-        assert!(health.check().is_err());
-        assert!(!health.in_group_for(Duration::ZERO), "out of the group");
-        assert!(health.out_of_group_for() < Duration::from_secs(60));
-
-        health.record(&stats("up"));
-        assert!(health.in_group_for(Duration::ZERO), "back in");
-        health.record(b"not json");
-        assert_eq!(
-            health.check(),
-            Ok(()),
-            "unreadable statistics change nothing"
-        );
     }
 }

@@ -7,21 +7,25 @@
 //! Buyers are spread over every `--target` (comma-separated base URLs), so several instances of
 //! the order service tick one shared queue.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use hyper::{Method, Uri};
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use super::order::{call, retrying};
-use super::report::{Percentiles, percentiles};
+use super::report::percentiles;
 use super::{HttpClient, client_for};
 use crate::cli::{AuthArgs, LoadArgs};
+
+mod report;
+
+pub use report::{Intervals, WaitingRoomReport};
+use report::{judge, print};
 
 /// The room as `GET /waiting-rooms/{room}` shows it.
 #[derive(Debug, Clone)]
@@ -43,44 +47,6 @@ struct Buyer {
     /// `placed`, a problem type of the refusal, or why the buyer got no admission.
     outcome: String,
     rejoined: usize,
-}
-
-/// Admissions per interval of the room's rate, over the intervals from the first admission to
-/// the last.
-#[derive(Debug, Serialize)]
-pub struct Intervals {
-    pub intervals: u64,
-    pub max: u64,
-    pub mean: f64,
-    /// Intervals with more admissions than the rate allows (must be 0).
-    pub over_rate: u64,
-}
-
-/// The report of a flash-sale run.
-#[derive(Debug, Serialize)]
-pub struct WaitingRoomReport {
-    pub room: String,
-    pub buyers: usize,
-    pub targets: usize,
-    pub rate_admissions: u32,
-    pub rate_interval_ms: u64,
-    pub elapsed_seconds: f64,
-    /// Joins answered per second, while everyone was joining.
-    pub joins_per_second: f64,
-    pub join_latency_ms: Percentiles,
-    pub admitted: usize,
-    pub admissions_per_interval: Intervals,
-    /// Buyers admitted before someone holding an earlier ticket (must be 0).
-    pub out_of_order: usize,
-    /// Tickets handed to more than one buyer (must be 0).
-    pub duplicate_tickets: usize,
-    /// Buyers put back in the queue with their queue token (their entry had been lost).
-    pub rejoined: usize,
-    /// From joining to admission.
-    pub queue_time_ms: Percentiles,
-    pub orders_placed: usize,
-    /// Every outcome: `placed`, or a refusal's problem type, or why no admission came.
-    pub outcomes: BTreeMap<String, usize>,
 }
 
 async fn read_room(
@@ -264,59 +230,6 @@ async fn one_buyer(s: Arc<Shared>, i: usize, token: String) -> Buyer {
     buyer
 }
 
-/// Admissions per interval, and buyers admitted ahead of an earlier ticket.
-fn judge(buyers: &[Buyer], room: &Room) -> (Intervals, usize, usize) {
-    let interval = i64::try_from(room.interval_ms.max(1)).unwrap_or(i64::MAX);
-    let mut per_window: BTreeMap<i64, u64> = BTreeMap::new();
-    for at in buyers.iter().filter_map(|b| b.admitted_at_ms) {
-        *per_window.entry(at.div_euclid(interval)).or_default() += 1;
-    }
-    let admitted: u64 = per_window.values().sum();
-    let intervals = match (per_window.keys().next(), per_window.keys().next_back()) {
-        (Some(first), Some(last)) => u64::try_from(last - first + 1).unwrap_or(1),
-        _ => 0,
-    };
-    let summary = Intervals {
-        intervals,
-        max: per_window.values().copied().max().unwrap_or(0),
-        #[allow(clippy::cast_precision_loss, reason = "a report")]
-        mean: if intervals == 0 {
-            0.0
-        } else {
-            admitted as f64 / intervals as f64
-        },
-        over_rate: per_window
-            .values()
-            .filter(|n| **n > u64::from(room.admissions))
-            .count() as u64,
-    };
-    let mut by_ticket: Vec<(u64, i64)> = buyers
-        .iter()
-        .filter_map(|b| Some((b.ticket?, b.admitted_at_ms?)))
-        .collect();
-    by_ticket.sort_unstable();
-    let mut latest = i64::MIN;
-    let mut out_of_order = 0;
-    for (_, at) in &by_ticket {
-        if *at < latest {
-            out_of_order += 1;
-        }
-        latest = latest.max(*at);
-    }
-    let mut seen = HashSet::new();
-    let duplicates = buyers
-        .iter()
-        .filter_map(|b| b.ticket)
-        .filter(|t| !seen.insert(*t))
-        .count();
-    (summary, out_of_order, duplicates)
-}
-
-/// Runs the flash sale and prints its report; fails when the room broke its rate, its order or
-/// its tickets, or a buyer got no admission or no order.
-///
-/// # Errors
-/// Bad arguments, an unknown room, or a broken rule.
 pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyhow::Result<()> {
     let buyers = args.buyers;
     if buyers == 0 || args.concurrency == 0 {
@@ -411,84 +324,4 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
         );
     }
     Ok(())
-}
-
-#[allow(clippy::print_stdout, reason = "the report is the command's output")]
-fn print(r: &WaitingRoomReport, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(r)?);
-        return Ok(());
-    }
-    let a = &r.admissions_per_interval;
-    let q = &r.queue_time_ms;
-    let j = &r.join_latency_ms;
-    println!(
-        "room              {} ({} buyers on {} target(s))",
-        r.room, r.buyers, r.targets
-    );
-    println!(
-        "rate              {} every {} ms",
-        r.rate_admissions, r.rate_interval_ms
-    );
-    println!("elapsed           {:.2} s", r.elapsed_seconds);
-    println!(
-        "joins             {:.0}/s  latency p50 {:.1} ms  p99 {:.1} ms",
-        r.joins_per_second, j.p50, j.p99
-    );
-    println!(
-        "admitted          {} in {} intervals: max {} per interval, mean {:.2}, {} over the rate",
-        r.admitted, a.intervals, a.max, a.mean, a.over_rate
-    );
-    println!(
-        "fairness          {} admitted out of ticket order; {} duplicate tickets; {} rejoined",
-        r.out_of_order, r.duplicate_tickets, r.rejoined
-    );
-    println!(
-        "time in queue     p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
-        q.p50, q.p99, q.max
-    );
-    let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    println!(
-        "orders            {} placed; {}",
-        r.orders_placed,
-        outcomes.join(", ")
-    );
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn admitted(ticket: u64, at: i64) -> Buyer {
-        Buyer {
-            ticket: Some(ticket),
-            admitted_at_ms: Some(at),
-            ..failed("placed")
-        }
-    }
-
-    #[test]
-    fn intervals_order_and_tickets_are_judged() {
-        let room = Room {
-            sku: "HOT".into(),
-            admissions: 2,
-            interval_ms: 1000,
-            validity_ms: 300_000,
-        };
-        let buyers = [
-            admitted(1, 10_100),
-            admitted(2, 10_100),
-            admitted(3, 11_000),
-            admitted(4, 12_500),
-            admitted(5, 12_400),
-            admitted(5, 12_600),
-        ];
-        let (intervals, out_of_order, duplicates) = judge(&buyers, &room);
-        assert_eq!(intervals.intervals, 3);
-        assert_eq!(intervals.max, 3);
-        assert_eq!(intervals.over_rate, 1, "three in the interval from 12 s");
-        assert_eq!(out_of_order, 1, "ticket 5 admitted before ticket 4");
-        assert_eq!(duplicates, 1);
-    }
 }
