@@ -221,15 +221,16 @@ def check_map():
     section = match.group(1)
     missing = []
     for member, src in crates():
-        block = re.search(r"^### .*`" + re.escape(member) + r"/`.*\n(.*?)(?=^### |\Z)", section, re.S | re.M)
+        block = re.search(
+            r"^### [^\n]*`" + re.escape(member) + r"/`[^\n]*\n(.*?)(?=^### |\Z)", section, re.S | re.M
+        )
         if not block:
             missing.append(f"  {member}/: no '### … `{member}/`' part in the code map")
             continue
         named = set(re.findall(r"`([^`]+)`", block.group(1)))
-        for path in sources(src):
-            rel = path.relative_to(src).as_posix()
-            if rel not in named:
-                missing.append(f"  {member}/src/{rel}")
+        present = {path.relative_to(src).as_posix() for path in sources(src)}
+        missing += [f"  {member}/src/{rel}" for rel in sorted(present - named)]
+        missing += [f"  {member}/src/{rel} (named, but there is no such file)" for rel in sorted(named - present) if rel.endswith(".rs")]
     if missing:
         return ["the code map in ARCHITECTURE.md does not name these source files:"] + missing
     return []

@@ -191,6 +191,11 @@ for crate in ordership-domain ordership-application ordership-memory ordership-h
 done
 echo "ok: no library crate uses anyhow itself"
 
+step "house rules: file length, import circles, the code map"
+# No source file over 400 lines before its tests; the files and folders of a crate import each
+# other in one direction only; ARCHITECTURE.md's code map names every source file.
+python3 scripts/check_structure.py
+
 step "tests"
 log=$(mktemp)
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
