@@ -7,14 +7,17 @@
 # WARMUP=N places N orders first, unmeasured (connection pools, caches, consumer fetch sessions).
 # RELAY_MODE=cdc runs the services with the CDC relay (their outboxes then stay empty, so the relay
 # lag below is read from /metrics only).
+# Also prints the CPU time each process spent per saga during the measured run (order service,
+# delivery service, PostgreSQL's processes, the broker, the load generator), from /proc.
+# ORDERSHIP_BIN measures another build (e.g. an earlier commit's) instead of this tree's.
 # Needs PostgreSQL at PGHOST/PGUSER (default 127.0.0.1/postgres) and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 orders=${1:-4000}
 concurrency=${2:-32}
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres}
-bin=target/release/ordership
-cargo build --release --quiet -p ordership
+bin=${ORDERSHIP_BIN:-target/release/ordership}
+[ -n "${ORDERSHIP_BIN:-}" ] || cargo build --release --quiet -p ordership
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -50,7 +53,18 @@ if [ "${WARMUP:-0}" -gt 0 ]; then
   curl -s http://127.0.0.1:18080/metrics >"$work/o.warm"
   curl -s http://127.0.0.1:18081/metrics >"$work/d.warm"
 fi
-"$bin" load --target http://127.0.0.1:18080 --orders "$orders" --concurrency "$concurrency" --json >"$work/load.json"
+# CPU seconds (user + system) a set of processes has spent so far.
+cpu() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"; }
+postgres_pids() { pgrep -x postgres | tr '\n' ' '; }
+broker_pid=${pids[0]}
+[ -n "${KAFKA_BROKERS:-}" ] && broker_pid=
+o_pid=${pids[-1]}; d_pid=${pids[-2]}
+before="$(cpu "$o_pid") $(cpu "$d_pid") $(cpu $(postgres_pids)) $(cpu $broker_pid)"
+# The load generator's own CPU: the subshell's `times` reports its finished children.
+( "$bin" load --target http://127.0.0.1:18080 --orders "$orders" --concurrency "$concurrency" --json >"$work/load.json"
+  times | tail -n 1 >"$work/load.times" )
+after="$(cpu "$o_pid") $(cpu "$d_pid") $(cpu $(postgres_pids)) $(cpu $broker_pid)"
 lag() {
   psql -At -d ordership_bench -c "SELECT round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) || ' / ' || round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) FROM $1.outbox WHERE published_at IS NOT NULL"
 }
@@ -67,7 +81,7 @@ tps=$(pgbench -n -M extended -f scripts/bench/saga_step.sql -c "$concurrency" -j
   | awk '/^tps/ {print $3}')
 
 python3 - "$work/load.json" "$tps" "$orders_lag" "$delivery_lag" "$work/o.metrics" "$work/d.metrics" \
-  "$work/o.warm" "$work/d.warm" <<'PY'
+  "$work/o.warm" "$work/d.warm" "$before" "$after" "$work/load.times" "$(getconf CLK_TCK)" <<'PY'
 import json, re, sys
 report = json.load(open(sys.argv[1]))
 tps = float(sys.argv[2])
@@ -92,6 +106,16 @@ print(f"relay lag p50 / p99 (ms), from the outboxes: orders {sys.argv[3]}, deliv
       f"delivery ≤ {1000 * p99(sys.argv[6], 'ordership_relay_lag_seconds'):g} ms")
 n = report["orders"]
 print(f"relay batches {batches:.0f} for {n} sagas: {batches / n:.2f} relay commits per saga besides the 3 of its steps")
+ticks = float(sys.argv[12])
+spent = [(a - b) / ticks for a, b in zip(map(int, sys.argv[10].split()), map(int, sys.argv[9].split()))]
+def seconds(text):
+    m = re.match(r'(\d+)m([\d.]+)s', text)
+    return int(m.group(1)) * 60 + float(m.group(2))
+load_cpu = sum(seconds(t) for t in open(sys.argv[11]).read().split())
+per = lambda x: 1000 * x / n
+parts = dict(zip(["order-service", "delivery-service", "postgresql", "broker"], spent), load=load_cpu)
+print("CPU ms per saga: " + ", ".join(f"{k} {per(v):.2f}" for k, v in parts.items())
+      + f"; all {per(sum(parts.values())):.2f}")
 print(f"pgbench saga step {tps:.1f} TPS → ratio {sagas:.1f} / ({tps:.1f} / 3) = {sagas / (tps / 3):.2f}; "
       f"counting relay commits: {sagas:.1f} / ({tps:.1f} / {3 + batches / n:.2f}) = {sagas / (tps / (3 + batches / n)):.2f}")
 PY

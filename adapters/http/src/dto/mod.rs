@@ -10,6 +10,7 @@ use ordership_domain::{
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use uuid::Uuid;
 
 use crate::problem::{ApiError, FieldError};
@@ -72,36 +73,33 @@ pub struct MoneyDto {
     pub currency: String,
 }
 
+/// The free-text rule of names and addresses, as the domain applies it: 1 to `MAX` characters,
+/// no control characters, and not only white space.
+fn free_text<const MAX: usize>() -> Object {
+    const FREE_TEXT: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$";
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX))
+        .pattern(Some(FREE_TEXT))
+        .build()
+}
+
+/// A shipping address; the destination country decides whether it is served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "recipient": "Kim", "line1": "1 Sejong-daero", "city": "Seoul", "postal_code": "04524",
+    "country": "KR"
+}))]
 pub struct AddressDto {
-    #[schema(
-        example = "Kim",
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(schema_with = free_text::<200>)]
     pub recipient: String,
-    #[schema(
-        example = "1 Sejong-daero",
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(schema_with = free_text::<200>)]
     pub line1: String,
-    #[schema(
-        example = "Seoul",
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(schema_with = free_text::<100>)]
     pub city: String,
-    #[schema(
-        example = "04524",
-        min_length = 1,
-        max_length = 20,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(schema_with = free_text::<20>)]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2: two upper-case letters.
     #[schema(example = "KR", pattern = "^[A-Z]{2}$")]
