@@ -114,6 +114,29 @@ impl KafkaPublisher {
     }
 }
 
+/// A message the cluster did not take, named by the step and the message: what a log shows of an
+/// outage points at one place.
+#[derive(Debug, thiserror::Error)]
+#[error("Kafka, {step} of message {message_id}")]
+struct Failed {
+    step: &'static str,
+    message_id: MessageId,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+fn unavailable(
+    step: &'static str,
+    message_id: MessageId,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> PublishError {
+    PublishError::Unavailable(Box::new(Failed {
+        step,
+        message_id,
+        source: Box::new(source),
+    }))
+}
+
 /// Waits for every delivery report, in batch order: the first failure decides.
 async fn acknowledged(deliveries: Vec<(MessageId, DeliveryFuture)>) -> Result<(), PublishError> {
     for (message_id, delivery) in deliveries {
@@ -125,8 +148,8 @@ async fn acknowledged(deliveries: Vec<(MessageId, DeliveryFuture)>) -> Result<()
                     reason: error.to_string(),
                 });
             }
-            Ok(Err((error, _))) => return Err(PublishError::Unavailable(Box::new(error))),
-            Err(canceled) => return Err(PublishError::Unavailable(Box::new(canceled))),
+            Ok(Err((error, _))) => return Err(unavailable("delivery", message_id, error)),
+            Err(canceled) => return Err(unavailable("delivery report", message_id, canceled)),
         }
     }
     Ok(())
@@ -170,7 +193,7 @@ impl MessagePublisher for KafkaPublisher {
                         acknowledged(deliveries).await?;
                         return Err(refused(error.to_string()));
                     }
-                    Err((error, _)) => return Err(PublishError::Unavailable(Box::new(error))),
+                    Err((error, _)) => return Err(unavailable("enqueueing", message.id, error)),
                 }
             }
         }

@@ -9,7 +9,7 @@ use ordership_domain::{
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use crate::error::{classify, corrupt};
+use crate::error::{corrupt, failed_in};
 use crate::unit_of_work::{PgDeliveryTx, count, updated_one, version};
 
 macro_rules! select_deliveries {
@@ -35,17 +35,33 @@ const COUNT_LIVE: &str = "SELECT count(*) FROM delivery.deliveries \
      WHERE ship_country = $1 AND created_at >= $2 AND created_at < $3 AND status <> 'cancelled'";
 
 fn delivery_from_row(row: &PgRow) -> Result<Delivery, StoreError> {
-    let status: String = row.try_get("status").map_err(classify)?;
-    let version: i64 = row.try_get("version").map_err(classify)?;
+    let status: String = row
+        .try_get("status")
+        .map_err(failed_in("deliveries::delivery_from_row"))?;
+    let version: i64 = row
+        .try_get("version")
+        .map_err(failed_in("deliveries::delivery_from_row"))?;
     Ok(Delivery::restore(DeliverySnapshot {
-        id: DeliveryId::from_uuid(row.try_get("id").map_err(classify)?),
-        order_id: OrderId::from_uuid(row.try_get("order_id").map_err(classify)?),
+        id: DeliveryId::from_uuid(
+            row.try_get("id")
+                .map_err(failed_in("deliveries::delivery_from_row"))?,
+        ),
+        order_id: OrderId::from_uuid(
+            row.try_get("order_id")
+                .map_err(failed_in("deliveries::delivery_from_row"))?,
+        ),
         address: crate::address_from_row(row)?,
         status: DeliveryStatus::parse(&status).map_err(|e| corrupt("delivery status", e))?,
-        eta: row.try_get("eta").map_err(classify)?,
+        eta: row
+            .try_get("eta")
+            .map_err(failed_in("deliveries::delivery_from_row"))?,
         version: count(version, "delivery version")?,
-        created_at: row.try_get("created_at").map_err(classify)?,
-        updated_at: row.try_get("updated_at").map_err(classify)?,
+        created_at: row
+            .try_get("created_at")
+            .map_err(failed_in("deliveries::delivery_from_row"))?,
+        updated_at: row
+            .try_get("updated_at")
+            .map_err(failed_in("deliveries::delivery_from_row"))?,
     }))
 }
 
@@ -56,7 +72,7 @@ impl DeliveryRepository for PgDeliveryTx {
             .bind(id.as_uuid())
             .fetch_optional(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("deliveries::get", e))?;
         row.as_ref().map(delivery_from_row).transpose()
     }
 
@@ -65,7 +81,7 @@ impl DeliveryRepository for PgDeliveryTx {
             .bind(order_id.as_uuid())
             .fetch_optional(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("deliveries::get_by_order", e))?;
         row.as_ref().map(delivery_from_row).transpose()
     }
 
@@ -86,7 +102,7 @@ impl DeliveryRepository for PgDeliveryTx {
             .bind(d.updated_at())
             .execute(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("deliveries::insert", e))?;
         Ok(())
     }
 
@@ -99,7 +115,7 @@ impl DeliveryRepository for PgDeliveryTx {
             .bind(version(expected_version)?)
             .execute(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("deliveries::update", e))?;
         updated_one(&done)
     }
 
@@ -112,7 +128,7 @@ impl DeliveryRepository for PgDeliveryTx {
             .bind(format!("delivery-capacity/{country}/{day}"))
             .execute(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("deliveries::count_live_on", e))?;
         let start = day.and_time(NaiveTime::MIN).and_utc();
         let n: i64 = sqlx::query(COUNT_LIVE)
             .bind(country.as_str())
@@ -120,9 +136,9 @@ impl DeliveryRepository for PgDeliveryTx {
             .bind(start + Duration::days(1))
             .fetch_one(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?
+            .map_err(|e| self.0.failed("deliveries::count_live_on", e))?
             .try_get(0)
-            .map_err(classify)?;
+            .map_err(failed_in("deliveries::count_live_on"))?;
         count(n, "delivery count")
     }
 }

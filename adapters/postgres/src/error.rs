@@ -18,11 +18,28 @@ mod sqlstate {
     pub(super) const INSUFFICIENT_RESOURCES_CLASS: &str = "53";
 }
 
-/// Maps a sqlx error to the port error: unique violations are duplicates, serialization
-/// failures and deadlocks are conflicts (retry the unit of work), lost or refused connections and
-/// timeouts are unavailability (retry later), anything else is unexpected.
-pub(crate) fn classify(error: sqlx::Error) -> StoreError {
+/// A statement that failed, named by the operation that ran it (`orders::insert`): what a log
+/// shows of an unavailable or unexpected store error points at one place.
+#[derive(Debug, thiserror::Error)]
+#[error("PostgreSQL, {operation}")]
+pub(crate) struct Failed {
+    operation: &'static str,
+    #[source]
+    source: sqlx::Error,
+}
+
+/// [`classify`] as a `map_err` argument.
+pub(crate) fn failed_in(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |error| classify(operation, error)
+}
+
+/// Maps a sqlx error of `operation` to the port error: unique violations are duplicates,
+/// serialization failures and deadlocks are conflicts (retry the unit of work), lost or refused
+/// connections and timeouts are unavailability (retry later), anything else is unexpected. The
+/// last two carry the operation's name.
+pub(crate) fn classify(operation: &'static str, error: sqlx::Error) -> StoreError {
     use sqlx::Error as E;
+    let failed = |source| Box::new(Failed { operation, source });
     match &error {
         E::Database(db) => match db.code().as_deref() {
             Some(sqlstate::UNIQUE_VIOLATION) => StoreError::Duplicate,
@@ -35,22 +52,22 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
                 | sqlstate::CRASH_SHUTDOWN
                 | sqlstate::CANNOT_CONNECT_NOW
                 | sqlstate::LOCK_NOT_AVAILABLE,
-            ) => StoreError::Unavailable(Box::new(error)),
+            ) => StoreError::Unavailable(failed(error)),
             Some(code)
                 if code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS)
                     || code.starts_with(sqlstate::INSUFFICIENT_RESOURCES_CLASS) =>
             {
-                StoreError::Unavailable(Box::new(error))
+                StoreError::Unavailable(failed(error))
             }
-            _ => StoreError::Unexpected(Box::new(error)),
+            _ => StoreError::Unexpected(failed(error)),
         },
         E::Io(_)
         | E::Tls(_)
         | E::PoolTimedOut
         | E::PoolClosed
         | E::WorkerCrashed
-        | E::Protocol(_) => StoreError::Unavailable(Box::new(error)),
-        _ => StoreError::Unexpected(Box::new(error)),
+        | E::Protocol(_) => StoreError::Unavailable(failed(error)),
+        _ => StoreError::Unexpected(failed(error)),
     }
 }
 
@@ -58,4 +75,23 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
 /// else, or corrupted.
 pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Unexpected(format!("corrupt {what} in the database: {detail}").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_unavailable_or_unexpected_store_error_names_the_operation_that_failed() {
+        let unavailable = classify("orders::get", sqlx::Error::PoolTimedOut);
+        assert!(matches!(unavailable, StoreError::Unavailable(_)));
+        let unexpected = classify("sagas::insert", sqlx::Error::RowNotFound);
+        assert!(matches!(unexpected, StoreError::Unexpected(_)));
+        for (error, operation) in [(unavailable, "orders::get"), (unexpected, "sagas::insert")] {
+            let named = error.source().map(ToString::to_string);
+            assert_eq!(named.as_deref(), Some(&*format!("PostgreSQL, {operation}")));
+        }
+    }
 }

@@ -8,7 +8,7 @@ use ordership_domain::ports::{
 };
 use sqlx::Row;
 
-use crate::error::{classify, corrupt};
+use crate::error::{corrupt, failed_in};
 use crate::unit_of_work::PgOrderTx;
 
 const CLAIM_KEY: &str = "INSERT INTO orders.idempotency_keys (scope, key, fingerprint, created_at) \
@@ -38,7 +38,7 @@ impl IdempotencyStore for PgOrderTx {
             .bind(at)
             .execute(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("idempotency::claim", e))?;
         if inserted.rows_affected() == 1 {
             return Ok(Claim::Claimed);
         }
@@ -47,11 +47,15 @@ impl IdempotencyStore for PgOrderTx {
             .bind(key)
             .fetch_optional(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?
+            .map_err(|e| self.0.failed("idempotency::claim", e))?
             // Purged between the two statements: the caller may simply retry.
             .ok_or(StoreError::Conflict)?;
-        let status: Option<i16> = row.try_get("response_status").map_err(classify)?;
-        let body: Option<Vec<u8>> = row.try_get("response_body").map_err(classify)?;
+        let status: Option<i16> = row
+            .try_get("response_status")
+            .map_err(failed_in("idempotency::claim"))?;
+        let body: Option<Vec<u8>> = row
+            .try_get("response_body")
+            .map_err(failed_in("idempotency::claim"))?;
         let response = match (status, body) {
             (Some(status), Some(body)) => Some(StoredResponse {
                 status: u16::try_from(status).map_err(|_| corrupt("response status", status))?,
@@ -60,9 +64,13 @@ impl IdempotencyStore for PgOrderTx {
             _ => None,
         };
         Ok(Claim::Existing(IdempotencyRecord {
-            fingerprint: row.try_get("fingerprint").map_err(classify)?,
+            fingerprint: row
+                .try_get("fingerprint")
+                .map_err(failed_in("idempotency::claim"))?,
             response,
-            created_at: row.try_get("created_at").map_err(classify)?,
+            created_at: row
+                .try_get("created_at")
+                .map_err(failed_in("idempotency::claim"))?,
         }))
     }
 
@@ -82,7 +90,7 @@ impl IdempotencyStore for PgOrderTx {
             .bind(&response.body)
             .execute(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("idempotency::complete", e))?;
         if done.rows_affected() == 1 {
             Ok(())
         } else {
@@ -97,7 +105,7 @@ impl IdempotencyStore for PgOrderTx {
             .bind(before)
             .execute(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("idempotency::purge", e))?;
         Ok(done.rows_affected())
     }
 }

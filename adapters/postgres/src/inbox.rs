@@ -22,7 +22,7 @@ impl Inbox for PgTx {
             .bind(at)
             .execute(&mut *self.tx)
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed("inbox::record", e))?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -31,7 +31,7 @@ impl Inbox for PgTx {
             .bind(before)
             .execute(&mut *self.tx)
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed("inbox::purge", e))?;
         Ok(done.rows_affected())
     }
 }

@@ -93,7 +93,10 @@ pub fn connect(config: &PgConfig) -> Result<PgPool, StoreError> {
 
 /// A shipping address stored as `ship_*` columns.
 pub(crate) fn address_from_row(row: &PgRow) -> Result<ShippingAddress, StoreError> {
-    let get = |c: &str| row.try_get::<String, _>(c).map_err(error::classify);
+    let get = |c: &str| {
+        row.try_get::<String, _>(c)
+            .map_err(error::failed_in("lib::address_from_row"))
+    };
     ShippingAddress::new(
         &get("ship_recipient")?,
         &get("ship_line1")?,

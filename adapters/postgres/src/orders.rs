@@ -12,7 +12,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use crate::error::{classify, corrupt};
+use crate::error::{corrupt, failed_in};
 use crate::unit_of_work::{PgOrderTx, count, updated_one, version};
 
 macro_rules! select_orders {
@@ -54,8 +54,13 @@ struct MoneyRow {
 }
 
 fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
-    let get_str = |c: &str| row.try_get::<String, _>(c).map_err(classify);
-    let lines: serde_json::Value = row.try_get("lines").map_err(classify)?;
+    let get_str = |c: &str| {
+        row.try_get::<String, _>(c)
+            .map_err(failed_in("orders::order_from_row"))
+    };
+    let lines: serde_json::Value = row
+        .try_get("lines")
+        .map_err(failed_in("orders::order_from_row"))?;
     let lines: Vec<LineRow> =
         serde_json::from_value(lines).map_err(|e| corrupt("order lines", e))?;
     let lines = lines
@@ -74,8 +79,12 @@ fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
         .map_err(|e| corrupt("order line", e))?;
     let address = crate::address_from_row(row)?;
     let status = OrderStatus::parse(&get_str("status")?).map_err(|e| corrupt("order status", e))?;
-    let kind: Option<String> = row.try_get("cancellation_kind").map_err(classify)?;
-    let detail: Option<String> = row.try_get("cancellation_detail").map_err(classify)?;
+    let kind: Option<String> = row
+        .try_get("cancellation_kind")
+        .map_err(failed_in("orders::order_from_row"))?;
+    let detail: Option<String> = row
+        .try_get("cancellation_detail")
+        .map_err(failed_in("orders::order_from_row"))?;
     let cancellation_reason = match kind {
         Some(kind) => Some(
             CancellationReason::from_parts(&kind, detail.as_deref())
@@ -83,9 +92,15 @@ fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
         ),
         None => None,
     };
-    let version: i64 = row.try_get("version").map_err(classify)?;
-    let admission_room: Option<String> = row.try_get("admission_room").map_err(classify)?;
-    let admission_id: Option<String> = row.try_get("admission_id").map_err(classify)?;
+    let version: i64 = row
+        .try_get("version")
+        .map_err(failed_in("orders::order_from_row"))?;
+    let admission_room: Option<String> = row
+        .try_get("admission_room")
+        .map_err(failed_in("orders::order_from_row"))?;
+    let admission_id: Option<String> = row
+        .try_get("admission_id")
+        .map_err(failed_in("orders::order_from_row"))?;
     let admission = match (admission_room, admission_id) {
         (Some(room), Some(id)) => Some(AdmissionRef {
             room: RoomId::parse(&room).map_err(|e| corrupt("admission room", e))?,
@@ -94,7 +109,10 @@ fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
         _ => None,
     };
     Order::restore(OrderSnapshot {
-        id: OrderId::from_uuid(row.try_get("id").map_err(classify)?),
+        id: OrderId::from_uuid(
+            row.try_get("id")
+                .map_err(failed_in("orders::order_from_row"))?,
+        ),
         customer_id: CustomerId::parse(&get_str("customer_id")?)
             .map_err(|e| corrupt("customer id", e))?,
         lines,
@@ -102,13 +120,17 @@ fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
         status,
         delivery_id: row
             .try_get::<Option<Uuid>, _>("delivery_id")
-            .map_err(classify)?
+            .map_err(failed_in("orders::order_from_row"))?
             .map(DeliveryId::from_uuid),
         cancellation_reason,
         admission,
         version: count(version, "order version")?,
-        created_at: row.try_get("created_at").map_err(classify)?,
-        updated_at: row.try_get("updated_at").map_err(classify)?,
+        created_at: row
+            .try_get("created_at")
+            .map_err(failed_in("orders::order_from_row"))?,
+        updated_at: row
+            .try_get("updated_at")
+            .map_err(failed_in("orders::order_from_row"))?,
     })
     .map_err(|e| corrupt("order", e))
 }
@@ -120,7 +142,7 @@ impl OrderRepository for PgOrderTx {
             .bind(id.as_uuid())
             .fetch_optional(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("orders::get", e))?;
         row.as_ref().map(order_from_row).transpose()
     }
 
@@ -151,7 +173,7 @@ impl OrderRepository for PgOrderTx {
             .bind(order.admission().map(|a| a.id.as_str()))
             .execute(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("orders::insert", e))?;
         Ok(())
     }
 
@@ -168,7 +190,7 @@ impl OrderRepository for PgOrderTx {
             .bind(version(expected_version)?)
             .execute(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("orders::update", e))?;
         updated_one(&done)
     }
 
@@ -182,7 +204,7 @@ impl OrderRepository for PgOrderTx {
             .bind(query.status.map(OrderStatus::as_str))
             .fetch_all(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("orders::list", e))?;
         rows.iter().map(order_from_row).collect()
     }
 
@@ -200,6 +222,6 @@ impl OrderRepository for PgOrderTx {
         .bind(customer.as_str())
         .fetch_one(&mut *self.0.tx)
         .await
-        .map_err(|e| self.0.failed(e))
+        .map_err(|e| self.0.failed("orders::ordered_in_room", e))
     }
 }

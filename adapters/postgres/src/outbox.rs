@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
-use crate::error::{classify, corrupt};
+use crate::error::{corrupt, failed_in};
 use crate::unit_of_work::{OutboxMode, PgTx, count};
 
 /// What the `headers` column holds besides the payload.
@@ -29,19 +29,19 @@ impl Outbox for PgTx {
                 bind_message(self.schema.sql.append, message)?
                     .execute(&mut *self.tx)
                     .await
-                    .map_err(|e| self.failed(e))?;
+                    .map_err(|e| self.failed("outbox::append", e))?;
             }
             OutboxMode::Cdc => {
                 let row = bind_message(self.schema.sql.cdc.append_returning, message)?
                     .fetch_one(&mut *self.tx)
                     .await
-                    .map_err(|e| self.failed(e))?;
-                let id: i64 = row.try_get(0).map_err(classify)?;
+                    .map_err(|e| self.failed("outbox::append", e))?;
+                let id: i64 = row.try_get(0).map_err(failed_in("outbox::append"))?;
                 sqlx::query(self.schema.sql.cdc.delete_appended)
                     .bind(id)
                     .execute(&mut *self.tx)
                     .await
-                    .map_err(|e| self.failed(e))?;
+                    .map_err(|e| self.failed("outbox::append", e))?;
             }
         }
         Ok(())
@@ -51,8 +51,8 @@ impl Outbox for PgTx {
         let row = sqlx::query(self.schema.sql.lock_relay)
             .fetch_one(&mut *self.tx)
             .await
-            .map_err(|e| self.failed(e))?;
-        row.try_get(0).map_err(classify)
+            .map_err(|e| self.failed("outbox::try_lock_relay", e))?;
+        row.try_get(0).map_err(failed_in("outbox::try_lock_relay"))
     }
 
     async fn claim_unpublished(
@@ -65,7 +65,7 @@ impl Outbox for PgTx {
             .bind(skip)
             .fetch_all(&mut *self.tx)
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed("outbox::claim_unpublished", e))?;
         rows.iter().map(outbox_entry).collect()
     }
 
@@ -79,7 +79,7 @@ impl Outbox for PgTx {
             .bind(positions)
             .execute(&mut *self.tx)
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed("outbox::mark_published", e))?;
         Ok(())
     }
 
@@ -95,7 +95,7 @@ impl Outbox for PgTx {
             .bind(reason)
             .execute(&mut *self.tx)
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed("outbox::park", e))?;
         Ok(())
     }
 
@@ -103,11 +103,17 @@ impl Outbox for PgTx {
         let row = sqlx::query(self.schema.sql.stats)
             .fetch_one(&mut *self.tx)
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed("outbox::stats", e))?;
         Ok(OutboxStats {
-            pending: count(row.try_get(0).map_err(classify)?, "outbox count")?,
-            oldest_pending_at: row.try_get(1).map_err(classify)?,
-            parked: count(row.try_get(2).map_err(classify)?, "parked count")?,
+            pending: count(
+                row.try_get(0).map_err(failed_in("outbox::stats"))?,
+                "outbox count",
+            )?,
+            oldest_pending_at: row.try_get(1).map_err(failed_in("outbox::stats"))?,
+            parked: count(
+                row.try_get(2).map_err(failed_in("outbox::stats"))?,
+                "parked count",
+            )?,
         })
     }
 
@@ -116,7 +122,7 @@ impl Outbox for PgTx {
             .bind(before)
             .execute(&mut *self.tx)
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed("outbox::purge_published", e))?;
         Ok(done.rows_affected())
     }
 
@@ -125,14 +131,14 @@ impl Outbox for PgTx {
             .bind(i64::from(limit))
             .fetch_all(&mut *self.tx)
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed("outbox::parked", e))?;
         rows.iter()
             .map(|row| {
                 Ok(ParkedMessage {
                     entry: outbox_entry(row)?,
                     reason: row
                         .try_get::<Option<String>, _>("parked_reason")
-                        .map_err(classify)?
+                        .map_err(failed_in("outbox::parked"))?
                         .unwrap_or_default(),
                 })
             })
@@ -144,7 +150,7 @@ impl Outbox for PgTx {
             .bind(positions)
             .execute(&mut *self.tx)
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed("outbox::purge_parked", e))?;
         Ok(done.rows_affected())
     }
 
@@ -156,7 +162,7 @@ impl Outbox for PgTx {
                     .bind(positions)
                     .execute(&mut *self.tx)
                     .await
-                    .map_err(|e| self.failed(e))?;
+                    .map_err(|e| self.failed("outbox::redrive_parked", e))?;
                 Ok(done.rows_affected())
             }
             // The CDC relay reads inserts from the log: the message is written again.
@@ -165,7 +171,7 @@ impl Outbox for PgTx {
                     .bind(positions)
                     .fetch_all(&mut *self.tx)
                     .await
-                    .map_err(|e| self.failed(e))?;
+                    .map_err(|e| self.failed("outbox::redrive_parked", e))?;
                 let messages = rows
                     .iter()
                     .map(|row| outbox_entry(row).map(|e| e.message))
@@ -230,18 +236,28 @@ pub(crate) fn message_from_columns(
 }
 
 fn outbox_entry(row: &sqlx::postgres::PgRow) -> Result<OutboxEntry, StoreError> {
-    let created_at: DateTime<Utc> = row.try_get("created_at").map_err(classify)?;
+    let created_at: DateTime<Utc> = row
+        .try_get("created_at")
+        .map_err(failed_in("outbox::outbox_entry"))?;
     let message = message_from_columns(
-        row.try_get("message_id").map_err(classify)?,
-        row.try_get("topic").map_err(classify)?,
-        row.try_get("key").map_err(classify)?,
-        row.try_get("message_type").map_err(classify)?,
-        row.try_get("payload").map_err(classify)?,
-        row.try_get("headers").map_err(classify)?,
+        row.try_get("message_id")
+            .map_err(failed_in("outbox::outbox_entry"))?,
+        row.try_get("topic")
+            .map_err(failed_in("outbox::outbox_entry"))?,
+        row.try_get("key")
+            .map_err(failed_in("outbox::outbox_entry"))?,
+        row.try_get("message_type")
+            .map_err(failed_in("outbox::outbox_entry"))?,
+        row.try_get("payload")
+            .map_err(failed_in("outbox::outbox_entry"))?,
+        row.try_get("headers")
+            .map_err(failed_in("outbox::outbox_entry"))?,
         created_at,
     )?;
     Ok(OutboxEntry {
-        position: row.try_get("id").map_err(classify)?,
+        position: row
+            .try_get("id")
+            .map_err(failed_in("outbox::outbox_entry"))?,
         message,
         created_at,
     })

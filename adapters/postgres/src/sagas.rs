@@ -8,7 +8,7 @@ use ordership_domain::{FulfilmentSaga, OrderId, SagaSnapshot, SagaState};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use crate::error::{classify, corrupt};
+use crate::error::{corrupt, failed_in};
 use crate::unit_of_work::{PgOrderTx, count, updated_one, version};
 
 const GET_SAGA: &str = "SELECT order_id, state, attempts, deadline, failure_reason, version, updated_at \
@@ -26,17 +26,32 @@ const UPDATE_SAGA: &str = "UPDATE orders.sagas SET state = $2, attempts = $3, de
 const COUNT_SAGAS: &str = "SELECT state, count(*) FROM orders.sagas GROUP BY state";
 
 fn saga_from_row(row: &PgRow) -> Result<FulfilmentSaga, StoreError> {
-    let state: String = row.try_get("state").map_err(classify)?;
-    let attempts: i32 = row.try_get("attempts").map_err(classify)?;
-    let version: i64 = row.try_get("version").map_err(classify)?;
+    let state: String = row
+        .try_get("state")
+        .map_err(failed_in("sagas::saga_from_row"))?;
+    let attempts: i32 = row
+        .try_get("attempts")
+        .map_err(failed_in("sagas::saga_from_row"))?;
+    let version: i64 = row
+        .try_get("version")
+        .map_err(failed_in("sagas::saga_from_row"))?;
     Ok(FulfilmentSaga::restore(SagaSnapshot {
-        order_id: OrderId::from_uuid(row.try_get("order_id").map_err(classify)?),
+        order_id: OrderId::from_uuid(
+            row.try_get("order_id")
+                .map_err(failed_in("sagas::saga_from_row"))?,
+        ),
         state: SagaState::parse(&state).map_err(|e| corrupt("saga state", e))?,
         attempts: u32::try_from(attempts).map_err(|_| corrupt("saga attempts", attempts))?,
-        deadline: row.try_get("deadline").map_err(classify)?,
-        failure_reason: row.try_get("failure_reason").map_err(classify)?,
+        deadline: row
+            .try_get("deadline")
+            .map_err(failed_in("sagas::saga_from_row"))?,
+        failure_reason: row
+            .try_get("failure_reason")
+            .map_err(failed_in("sagas::saga_from_row"))?,
         version: count(version, "saga version")?,
-        updated_at: row.try_get("updated_at").map_err(classify)?,
+        updated_at: row
+            .try_get("updated_at")
+            .map_err(failed_in("sagas::saga_from_row"))?,
     }))
 }
 
@@ -47,7 +62,7 @@ impl SagaRepository for PgOrderTx {
             .bind(order_id.as_uuid())
             .fetch_optional(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("sagas::get", e))?;
         row.as_ref().map(saga_from_row).transpose()
     }
 
@@ -57,7 +72,7 @@ impl SagaRepository for PgOrderTx {
             .bind(ids)
             .fetch_all(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("sagas::get_many", e))?;
         rows.iter().map(saga_from_row).collect()
     }
 
@@ -69,7 +84,7 @@ impl SagaRepository for PgOrderTx {
             .bind(order_id.as_uuid())
             .fetch_optional(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("sagas::get_for_update", e))?;
         row.as_ref().map(saga_from_row).transpose()
     }
 
@@ -84,7 +99,7 @@ impl SagaRepository for PgOrderTx {
             .bind(saga.updated_at())
             .execute(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("sagas::insert", e))?;
         Ok(())
     }
 
@@ -104,7 +119,7 @@ impl SagaRepository for PgOrderTx {
             .bind(version(expected_version)?)
             .execute(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("sagas::update", e))?;
         updated_one(&done)
     }
 
@@ -118,7 +133,7 @@ impl SagaRepository for PgOrderTx {
             .bind(i64::from(limit))
             .fetch_all(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("sagas::claim_overdue", e))?;
         rows.iter().map(saga_from_row).collect()
     }
 
@@ -126,11 +141,11 @@ impl SagaRepository for PgOrderTx {
         let rows = sqlx::query(COUNT_SAGAS)
             .fetch_all(&mut *self.0.tx)
             .await
-            .map_err(|e| self.0.failed(e))?;
+            .map_err(|e| self.0.failed("sagas::count_by_state", e))?;
         rows.iter()
             .map(|row| {
-                let state: String = row.try_get(0).map_err(classify)?;
-                let n: i64 = row.try_get(1).map_err(classify)?;
+                let state: String = row.try_get(0).map_err(failed_in("sagas::count_by_state"))?;
+                let n: i64 = row.try_get(1).map_err(failed_in("sagas::count_by_state"))?;
                 Ok((
                     SagaState::parse(&state).map_err(|e| corrupt("saga state", e))?,
                     count(n, "saga count")?,

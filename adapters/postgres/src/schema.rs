@@ -223,7 +223,7 @@ impl Schema {
     /// The database refused a migration, or a migration applied earlier has changed.
     pub async fn migrate(&self, pool: &PgPool) -> Result<(), StoreError> {
         self.migrator().run(pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => classify(e),
+            sqlx::migrate::MigrateError::Execute(e) => classify("schema::migrate", e),
             other => StoreError::Unexpected(Box::new(other)),
         })
     }
@@ -237,7 +237,7 @@ impl Schema {
             .undo(pool, target)
             .await
             .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => classify(e),
+                sqlx::migrate::MigrateError::Execute(e) => classify("schema::undo", e),
                 other => StoreError::Unexpected(Box::new(other)),
             })
     }

@@ -8,7 +8,7 @@ use ordership_domain::ports::{
 };
 use sqlx::{PgPool, Postgres};
 
-use crate::error::{classify, corrupt};
+use crate::error::{classify, corrupt, failed_in};
 use crate::schema::{DELIVERY, ORDERS, Schema};
 
 /// One open transaction on one service's schema.
@@ -35,9 +35,9 @@ pub enum OutboxMode {
 
 impl PgTx {
     /// Classifies a failed statement and remembers that the transaction is now aborted.
-    pub(crate) fn failed(&mut self, error: sqlx::Error) -> StoreError {
+    pub(crate) fn failed(&mut self, operation: &'static str, error: sqlx::Error) -> StoreError {
         self.aborted = true;
-        classify(error)
+        classify(operation, error)
     }
 
     async fn commit(self) -> Result<(), StoreError> {
@@ -47,7 +47,10 @@ impl PgTx {
                 "commit of a transaction in which a statement failed; it was rolled back".into(),
             ));
         }
-        self.tx.commit().await.map_err(classify)
+        self.tx
+            .commit()
+            .await
+            .map_err(failed_in("unit_of_work::commit"))
     }
 }
 
@@ -72,7 +75,10 @@ async fn begin(
     schema: &'static Schema,
     outbox: OutboxMode,
 ) -> Result<PgTx, StoreError> {
-    let tx = pool.begin().await.map_err(classify)?;
+    let tx = pool
+        .begin()
+        .await
+        .map_err(failed_in("unit_of_work::begin"))?;
     Ok(PgTx {
         tx,
         schema,
@@ -87,7 +93,7 @@ async fn begin_read_only(pool: &PgPool, schema: &'static Schema) -> Result<PgTx,
     let tx = pool
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await
-        .map_err(classify)?;
+        .map_err(failed_in("unit_of_work::begin_read_only"))?;
     Ok(PgTx {
         tx,
         schema,

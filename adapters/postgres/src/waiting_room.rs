@@ -11,7 +11,7 @@ use ordership_domain::waiting_room::{Rate, RoomId, RoomState, WaitingRoom, milli
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
-use crate::error::{classify, corrupt};
+use crate::error::{corrupt, failed_in};
 
 macro_rules! select_rooms {
     ($rest:literal) => {
@@ -46,26 +46,38 @@ impl PgWaitingRoomStore {
 }
 
 fn ms(row: &PgRow, column: &str) -> Result<Duration, StoreError> {
-    let value: i64 = row.try_get(column).map_err(classify)?;
+    let value: i64 = row.try_get(column).map_err(failed_in("waiting_room::ms"))?;
     u64::try_from(value)
         .map(Duration::from_millis)
         .map_err(|e| corrupt(column, e))
 }
 
 fn room_from_row(row: &PgRow) -> Result<WaitingRoom, StoreError> {
-    let id: String = row.try_get("id").map_err(classify)?;
-    let skus: Vec<String> = row.try_get("skus").map_err(classify)?;
+    let id: String = row
+        .try_get("id")
+        .map_err(failed_in("waiting_room::room_from_row"))?;
+    let skus: Vec<String> = row
+        .try_get("skus")
+        .map_err(failed_in("waiting_room::room_from_row"))?;
     let skus = skus
         .iter()
         .map(|s| Sku::parse(s).map_err(|e| corrupt("room sku", e)))
         .collect::<Result<BTreeSet<_>, _>>()?;
-    let admissions: i32 = row.try_get("admissions").map_err(classify)?;
+    let admissions: i32 = row
+        .try_get("admissions")
+        .map_err(failed_in("waiting_room::room_from_row"))?;
     let admissions = u32::try_from(admissions).map_err(|e| corrupt("room admissions", e))?;
     let rate =
         Rate::new(admissions, ms(row, "interval_ms")?).map_err(|e| corrupt("room rate", e))?;
-    let state: String = row.try_get("state").map_err(classify)?;
-    let opens_at: Option<DateTime<Utc>> = row.try_get("opens_at").map_err(classify)?;
-    let closes_at: Option<DateTime<Utc>> = row.try_get("closes_at").map_err(classify)?;
+    let state: String = row
+        .try_get("state")
+        .map_err(failed_in("waiting_room::room_from_row"))?;
+    let opens_at: Option<DateTime<Utc>> = row
+        .try_get("opens_at")
+        .map_err(failed_in("waiting_room::room_from_row"))?;
+    let closes_at: Option<DateTime<Utc>> = row
+        .try_get("closes_at")
+        .map_err(failed_in("waiting_room::room_from_row"))?;
     WaitingRoom::new(
         RoomId::parse(&id).map_err(|e| corrupt("room id", e))?,
         skus,
@@ -99,7 +111,7 @@ impl WaitingRoomStore for PgWaitingRoomStore {
             .bind(room.closes_at())
             .execute(&self.pool)
             .await
-            .map_err(classify)?;
+            .map_err(failed_in("waiting_room::put"))?;
         Ok(())
     }
 
@@ -108,7 +120,7 @@ impl WaitingRoomStore for PgWaitingRoomStore {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(classify)?
+            .map_err(failed_in("waiting_room::get"))?
             .as_ref()
             .map(room_from_row)
             .transpose()
@@ -118,7 +130,7 @@ impl WaitingRoomStore for PgWaitingRoomStore {
         let rows = sqlx::query(ALL)
             .fetch_all(&self.pool)
             .await
-            .map_err(classify)?;
+            .map_err(failed_in("waiting_room::all"))?;
         rows.iter().map(room_from_row).collect()
     }
 }

@@ -56,16 +56,31 @@ impl<C> std::fmt::Debug for RedisWaitingRoomQueue<C> {
     }
 }
 
-fn unavailable_or_unexpected(e: RedisError) -> QueueError {
-    if e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.is_cluster_error()
-    {
-        QueueError::Unavailable(Box::new(e))
-    } else {
-        QueueError::Unexpected(Box::new(e))
+/// A Redis command that failed, named by the queue operation that sent it: what a log shows
+/// points at one script.
+#[derive(Debug, thiserror::Error)]
+#[error("Redis, {operation}")]
+struct Failed {
+    operation: &'static str,
+    #[source]
+    source: RedisError,
+}
+
+/// Classifies a failed command of `operation`: lost or refused connections, timeouts and cluster
+/// errors are unavailability (retry later), anything else is unexpected.
+fn failed_in(operation: &'static str) -> impl Fn(RedisError) -> QueueError {
+    move |source| {
+        let unavailable = source.is_io_error()
+            || source.is_connection_dropped()
+            || source.is_connection_refusal()
+            || source.is_timeout()
+            || source.is_cluster_error();
+        let failed = Box::new(Failed { operation, source });
+        if unavailable {
+            QueueError::Unavailable(failed)
+        } else {
+            QueueError::Unexpected(failed)
+        }
     }
 }
 
@@ -127,6 +142,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisWaitingRoomQueue<C>
 
     async fn run(
         &self,
+        operation: &'static str,
         script: &Script,
         room: &RoomId,
         args: &[String],
@@ -142,7 +158,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisWaitingRoomQueue<C>
         invocation
             .invoke_async(&mut connection)
             .await
-            .map_err(unavailable_or_unexpected)
+            .map_err(failed_in(operation))
     }
 }
 
@@ -194,7 +210,7 @@ pub async fn connect_cluster(nodes: &[String]) -> Result<Arc<dyn WaitingRoomQueu
     let connection = client
         .get_async_connection()
         .await
-        .map_err(unavailable_or_unexpected)?;
+        .map_err(failed_in("connecting to the cluster"))?;
     Ok(Arc::new(RedisWaitingRoomQueue::new(connection)))
 }
 
@@ -211,7 +227,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
         redis::cmd("PING")
             .query_async::<()>(&mut connection)
             .await
-            .map_err(unavailable_or_unexpected)
+            .map_err(failed_in("ping"))
     }
 
     async fn join(
@@ -228,7 +244,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
             millis(rules.rate.interval()).to_string(),
             flag(rules.admitting),
         ];
-        let reply = self.run(&self.scripts.join, room, &args).await?;
+        let reply = self.run("join", &self.scripts.join, room, &args).await?;
         entry_status(&reply)
     }
 
@@ -242,7 +258,10 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
             buyer.as_str().to_owned(),
             millis(rules.heartbeat_timeout).to_string(),
         ];
-        match self.run(&self.scripts.status, room, &args).await? {
+        match self
+            .run("status", &self.scripts.status, room, &args)
+            .await?
+        {
             Value::Nil => Ok(None),
             reply => entry_status(&reply).map(Some),
         }
@@ -250,7 +269,12 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
 
     async fn leave(&self, room: &RoomId, buyer: &CustomerId) -> Result<bool, QueueError> {
         let reply = self
-            .run(&self.scripts.leave, room, &[buyer.as_str().to_owned()])
+            .run(
+                "leave",
+                &self.scripts.leave,
+                room,
+                &[buyer.as_str().to_owned()],
+            )
             .await?;
         Ok(int(&reply).is_some_and(|n| n > 0))
     }
@@ -266,7 +290,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
             millis(rules.heartbeat_timeout).to_string(),
             flag(rules.admitting),
         ];
-        let reply = self.run(&self.scripts.tick, room, &args).await?;
+        let reply = self.run("tick", &self.scripts.tick, room, &args).await?;
         let Value::Array(items) = &reply else {
             return Err(corrupt("a tick", &reply));
         };
@@ -289,7 +313,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
 
     async fn stats(&self, room: &RoomId, rules: &QueueRules) -> Result<QueueStats, QueueError> {
         let args = [millis(rules.rate.interval()).to_string()];
-        let reply = self.run(&self.scripts.stats, room, &args).await?;
+        let reply = self.run("stats", &self.scripts.stats, room, &args).await?;
         match &reply {
             Value::Array(items) => match items.iter().map(int).collect::<Option<Vec<_>>>() {
                 Some(n) if n.len() == 4 => Ok(QueueStats {

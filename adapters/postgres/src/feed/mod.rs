@@ -22,7 +22,7 @@ use pgwire_replication::{Lsn, PgWireError, ReplicationClient, ReplicationConfig}
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
-use crate::error::{classify, corrupt};
+use crate::error::{classify, corrupt, failed_in};
 use crate::outbox::bind_message;
 use crate::schema::Schema;
 
@@ -117,18 +117,18 @@ impl PgOutboxFeed {
         let database: String = sqlx::query_scalar(CURRENT_DATABASE)
             .fetch_one(&pool)
             .await
-            .map_err(classify)?;
+            .map_err(failed_in("feed::open"))?;
         let slot = slot_name(&database, schema.name);
         let exists: bool = sqlx::query_scalar(SLOT_EXISTS)
             .bind(&slot)
             .fetch_one(&pool)
             .await
-            .map_err(classify)?;
+            .map_err(failed_in("feed::open"))?;
         let recorded: bool = sqlx::query_scalar(schema.sql.cdc.slot_recorded)
             .bind(&slot)
             .fetch_one(&pool)
             .await
-            .map_err(classify)?;
+            .map_err(failed_in("feed::open"))?;
         if !exists {
             if recorded {
                 return Err(StoreError::Unexpected(
@@ -143,26 +143,26 @@ impl PgOutboxFeed {
             }
             // Making a logical slot waits for every transaction running on the server (in any
             // database) to end; that may take longer than the pool's statement timeout.
-            let mut tx = pool.begin().await.map_err(classify)?;
+            let mut tx = pool.begin().await.map_err(failed_in("feed::open"))?;
             sqlx::query(SLOT_CREATION_TIMEOUT)
                 .execute(&mut *tx)
                 .await
-                .map_err(classify)?;
+                .map_err(failed_in("feed::open"))?;
             match sqlx::query(CREATE_SLOT).bind(&slot).execute(&mut *tx).await {
                 Ok(_) => {
-                    tx.commit().await.map_err(classify)?;
+                    tx.commit().await.map_err(failed_in("feed::open"))?;
                     tracing::info!(%slot, "replication slot created");
                 }
                 // Another instance created it a moment ago.
                 Err(e) if sqlstate(&e).as_deref() == Some(DUPLICATE_OBJECT) => {}
-                Err(e) => return Err(classify(e)),
+                Err(e) => return Err(classify("feed::open", e)),
             }
         }
         sqlx::query(schema.sql.cdc.record_slot)
             .bind(&slot)
             .execute(&pool)
             .await
-            .map_err(classify)?;
+            .map_err(failed_in("feed::open"))?;
         let options = pool.connect_options();
         let host = match options.get_socket() {
             // A Unix socket: the directory, as the replication client expects it.
@@ -238,7 +238,7 @@ impl PgOutboxFeed {
                 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => return Err(classify(e)),
+                Err(e) => return Err(classify("feed::drop_slot", e)),
             }
         }
     }
@@ -363,7 +363,7 @@ impl OutboxFeed for PgOutboxFeed {
             .bind(reason)
             .execute(&self.pool)
             .await
-            .map_err(classify)?;
+            .map_err(failed_in("feed::park"))?;
         Ok(())
     }
 
@@ -372,7 +372,7 @@ impl OutboxFeed for PgOutboxFeed {
             .bind(&self.slot)
             .fetch_optional(&self.pool)
             .await
-            .map_err(classify)?;
+            .map_err(failed_in("feed::lag_bytes"))?;
         let lag = lag.ok_or_else(|| {
             StoreError::Unexpected(format!("replication slot {} is gone", self.slot).into())
         })?;
