@@ -6,15 +6,16 @@
 //! the same way: one key's messages in order, outages waited out, a message that keeps failing or
 //! can never succeed dead-lettered with its reason, and the partition moving on.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ordership_application::ConsumerStats;
-use ordership_domain::ports::{HandleError, HandleOutcome, MessageHandler, MessagePublisher};
-use ordership_domain::{Message, RetryPolicy};
+use ordership_domain::RetryPolicy;
+use ordership_domain::ports::{MessageHandler, MessagePublisher};
 
+use crate::fakes::FakeHandler;
 use crate::fixtures::{message, wait_until};
 
 /// A transport, set up for one test with the retry policy the test gives.
@@ -47,55 +48,10 @@ pub fn policy() -> RetryPolicy {
     }
 }
 
-/// Records what it handles, after failing as told: `unavailable` times as if the database were
-/// down, then `transient` times with a conflict; message 999 is poison.
-#[derive(Default)]
-struct Recorder {
-    unavailable: AtomicU32,
-    transient: AtomicU32,
-    seen: Mutex<Vec<(String, u64)>>,
-}
-
-impl Recorder {
-    fn seen(&self) -> Vec<(String, u64)> {
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-}
-
-fn take_one(counter: &AtomicU32) -> bool {
-    counter
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-}
-
-#[async_trait]
-impl MessageHandler for Recorder {
-    async fn handle(&self, m: &Message) -> Result<HandleOutcome, HandleError> {
-        let n = m.payload["n"].as_u64().unwrap_or_default();
-        if n == 999 {
-            return Err(HandleError::Permanent("poison".into()));
-        }
-        if take_one(&self.unavailable) {
-            return Err(HandleError::Unavailable("database down".into()));
-        }
-        if take_one(&self.transient) {
-            return Err(HandleError::Transient("version conflict".into()));
-        }
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((m.key.clone(), n));
-        Ok(HandleOutcome::Applied)
-    }
-}
-
 /// Every message arrives, and one key's messages in the order they were published.
 pub async fn messages_of_one_key_arrive_in_order(transport: &dyn TransportUnderTest) {
     let topic = transport.topic("order").await;
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(FakeHandler::default());
     transport.consume(&topic, recorder.clone()).await;
     let batch: Vec<_> = (0..200)
         .map(|n| message(&topic, &format!("k{}", n % 7), n))
@@ -105,8 +61,11 @@ pub async fn messages_of_one_key_arrive_in_order(transport: &dyn TransportUnderT
         .publish(&batch)
         .await
         .expect("publish");
-    wait_until("every message is handled", || recorder.seen().len() >= 200).await;
-    let seen = recorder.seen();
+    wait_until("every message is handled", || {
+        recorder.seen_keys().len() >= 200
+    })
+    .await;
+    let seen = recorder.seen_keys();
     for key in 0..7 {
         let ns: Vec<u64> = seen
             .iter()
@@ -126,11 +85,7 @@ pub async fn messages_of_one_key_arrive_in_order(transport: &dyn TransportUnderT
 pub async fn failures_are_retried_without_moving_on(transport: &dyn TransportUnderTest) {
     let topic = transport.topic("retried").await;
     // 20 outage failures, more than max_attempts, then 4 conflicts, one fewer than it.
-    let recorder = Arc::new(Recorder {
-        unavailable: AtomicU32::new(20),
-        transient: AtomicU32::new(4),
-        ..Recorder::default()
-    });
+    let recorder = Arc::new(FakeHandler::failing(20, 4));
     let stats = transport.consume(&topic, recorder.clone()).await;
     let batch = [message(&topic, "k", 1), message(&topic, "k", 2)];
     transport
@@ -138,8 +93,14 @@ pub async fn failures_are_retried_without_moving_on(transport: &dyn TransportUnd
         .publish(&batch)
         .await
         .expect("publish");
-    wait_until("both messages are handled", || recorder.seen().len() >= 2).await;
-    assert_eq!(recorder.seen(), [("k".to_owned(), 1), ("k".to_owned(), 2)]);
+    wait_until("both messages are handled", || {
+        recorder.seen_keys().len() >= 2
+    })
+    .await;
+    assert_eq!(
+        recorder.seen_keys(),
+        [("k".to_owned(), 1), ("k".to_owned(), 2)]
+    );
     assert_eq!(stats.transient_failures.load(Ordering::Relaxed), 24);
     assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
     transport.stop().await;
@@ -149,7 +110,7 @@ pub async fn failures_are_retried_without_moving_on(transport: &dyn TransportUnd
 async fn publish_and_await_the_next(
     transport: &dyn TransportUnderTest,
     topic: &str,
-    recorder: &Recorder,
+    recorder: &FakeHandler,
     first: u64,
 ) {
     let batch = [message(topic, "k", first), message(topic, "k", 2)];
@@ -159,10 +120,10 @@ async fn publish_and_await_the_next(
         .await
         .expect("publish");
     wait_until("the next message is handled", || {
-        !recorder.seen().is_empty()
+        !recorder.seen_keys().is_empty()
     })
     .await;
-    assert_eq!(recorder.seen(), [("k".to_owned(), 2)]);
+    assert_eq!(recorder.seen_keys(), [("k".to_owned(), 2)]);
 }
 
 /// A message that keeps failing is dead-lettered after the last attempt, with the reason, and
@@ -171,10 +132,7 @@ pub async fn a_message_that_keeps_failing_is_dead_lettered_after_max_attempts(
     transport: &dyn TransportUnderTest,
 ) {
     let topic = transport.topic("failing").await;
-    let recorder = Arc::new(Recorder {
-        transient: AtomicU32::new(5),
-        ..Recorder::default()
-    });
+    let recorder = Arc::new(FakeHandler::failing(0, 5));
     let stats = transport.consume(&topic, recorder.clone()).await;
     publish_and_await_the_next(transport, &topic, &recorder, 1).await;
     assert_eq!(
@@ -201,7 +159,7 @@ pub async fn a_poison_message_is_dead_lettered_and_the_next_one_is_handled(
     transport: &dyn TransportUnderTest,
 ) {
     let topic = transport.topic("poison").await;
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(FakeHandler::default());
     let stats = transport.consume(&topic, recorder.clone()).await;
     publish_and_await_the_next(transport, &topic, &recorder, 999).await;
     assert_eq!(stats.transient_failures.load(Ordering::Relaxed), 0);

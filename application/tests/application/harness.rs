@@ -2,9 +2,8 @@
 //! delivery by hand through the real outbox relay, so a test decides which message arrives
 //! when, twice, or never.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{Duration, Utc};
 
 use ordership_application::{
@@ -12,29 +11,12 @@ use ordership_application::{
     RelayConfig,
 };
 use ordership_domain::ports::{
-    DeliveryTransaction, HandleError, HandleOutcome, MessageHandler, MessagePublisher,
-    OrderTransaction, PublishError, StoredResponse,
+    DeliveryTransaction, HandleError, HandleOutcome, MessageHandler, OrderTransaction,
+    StoredResponse,
 };
 use ordership_domain::{Delivery, DeliveryPolicy, Message, OrderId, SagaPolicy, topics};
 use ordership_memory::{ManualClock, MemoryStore, UuidV7Ids};
-
-/// Collects what the relay publishes.
-#[derive(Default)]
-pub(crate) struct Captured(Mutex<Vec<Message>>);
-
-#[async_trait]
-impl MessagePublisher for Captured {
-    async fn publish(&self, batch: &[Message]) -> Result<(), PublishError> {
-        self.0.lock().expect("lock").extend_from_slice(batch);
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn take(&self) -> Vec<Message> {
-        std::mem::take(&mut *self.0.lock().expect("lock"))
-    }
-}
+use ordership_tests::fakes::FakePublisher;
 
 pub(crate) struct World {
     pub(crate) clock: ManualClock,
@@ -46,8 +28,8 @@ pub(crate) struct World {
     pub(crate) config: SagaPolicy,
     order_relay: OutboxRelay<dyn OrderTransaction>,
     delivery_relay: OutboxRelay<dyn DeliveryTransaction>,
-    order_out: Arc<Captured>,
-    delivery_out: Arc<Captured>,
+    order_out: Arc<FakePublisher>,
+    delivery_out: Arc<FakePublisher>,
     /// Every order event published, in order.
     pub(crate) order_events: Vec<Message>,
 }
@@ -81,8 +63,8 @@ impl World {
         let order_store = MemoryStore::new();
         let delivery_store = MemoryStore::new();
         let config = config();
-        let order_out = Arc::new(Captured::default());
-        let delivery_out = Arc::new(Captured::default());
+        let order_out = Arc::new(FakePublisher::default());
+        let delivery_out = Arc::new(FakePublisher::default());
         let relay_config = RelayConfig::default();
         Self {
             orders: OrderService::new(

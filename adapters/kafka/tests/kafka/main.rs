@@ -7,16 +7,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use ordership_application::ConsumerStats;
-use ordership_domain::ports::{
-    HandleError, HandleOutcome, MessageHandler, MessagePublisher, PublishError,
-};
+use ordership_domain::ports::{MessageHandler, MessagePublisher, PublishError};
 use ordership_domain::{Message, RetryPolicy, topics};
 use ordership_kafka::{ConsumerConfig, KafkaPublisher, ProducerConfig, consume, ensure_topics};
+use ordership_tests::fakes::FakeHandler;
 use ordership_tests::fixtures::{PATIENCE, message, wait_until};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -47,28 +45,6 @@ async fn fresh_topic(name: &str) -> String {
     .await
     .expect("topics created");
     topic
-}
-
-/// Records what it handles; while `failing` is set, fails as if the database were down; fails
-/// with a conflict whenever the payload says `"conflict": true`.
-#[derive(Default)]
-struct Recorder {
-    seen: Mutex<Vec<Message>>,
-    failing: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl MessageHandler for Recorder {
-    async fn handle(&self, message: &Message) -> Result<HandleOutcome, HandleError> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(HandleError::Unavailable("database down".into()));
-        }
-        if message.payload["conflict"] == true {
-            return Err(HandleError::Transient("version conflict".into()));
-        }
-        self.seen.lock().expect("lock").push(message.clone());
-        Ok(HandleOutcome::Applied)
-    }
 }
 
 /// A consumer running in the background until the returned sender says stop.
@@ -115,14 +91,11 @@ async fn a_published_batch_arrives_in_order_with_its_cloudevents_headers() {
         .await
         .expect("published and acknowledged");
 
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(FakeHandler::default());
     let (stop, task) = start_consumer(&topic, &unique("group"), recorder.clone());
-    wait_until("all five arrived", || {
-        recorder.seen.lock().expect("lock").len() >= 5
-    })
-    .await;
+    wait_until("all five arrived", || recorder.seen().len() >= 5).await;
     assert_eq!(
-        *recorder.seen.lock().expect("lock"),
+        recorder.seen(),
         batch,
         "same messages, same order, every attribute"
     );
@@ -180,24 +153,24 @@ async fn a_message_whose_handler_fails_is_not_acknowledged() {
 
     // The first consumer keeps failing (the database is down: more failures than max_attempts,
     // yet never dead-lettered), then stops (as if the process went down).
-    let failing = Arc::new(Recorder::default());
+    let failing = Arc::new(FakeHandler::default());
     failing
-        .failing
+        .down
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let (stop, task) = start_consumer(&topic, &group, failing.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.send_replace(true);
     task.await.expect("stops");
-    assert!(failing.seen.lock().expect("lock").is_empty());
+    assert!(failing.seen().is_empty());
 
     // The next member of the group gets the same message: its offset was never stored.
-    let healthy = Arc::new(Recorder::default());
+    let healthy = Arc::new(FakeHandler::default());
     let (stop, task) = start_consumer(&topic, &group, healthy.clone());
     wait_until("the message is delivered again", || {
-        !healthy.seen.lock().expect("lock").is_empty()
+        !healthy.seen().is_empty()
     })
     .await;
-    assert_eq!(healthy.seen.lock().expect("lock")[0].id, sent.id);
+    assert_eq!(healthy.seen()[0].id, sent.id);
     stop.send_replace(true);
     task.await.expect("stops");
 }
@@ -226,13 +199,13 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_and_the_next_one_is_proc
         .await
         .expect("published");
 
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(FakeHandler::default());
     let (stop, task) = start_consumer(&topic, &unique("group"), recorder.clone());
     wait_until("the good message is processed", || {
-        !recorder.seen.lock().expect("lock").is_empty()
+        !recorder.seen().is_empty()
     })
     .await;
-    assert_eq!(recorder.seen.lock().expect("lock")[0].id, good.id);
+    assert_eq!(recorder.seen()[0].id, good.id);
     stop.send_replace(true);
     task.await.expect("stops");
 

@@ -5,16 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordership_application::{CdcRelay, RelayConfig};
-use ordership_domain::ports::{
-    FeedBatch, MessagePublisher, OrderTransaction, OutboxFeed, PublishError, StoreError, UnitOfWork,
-};
+use ordership_domain::ports::{FeedBatch, OrderTransaction, OutboxFeed, StoreError, UnitOfWork};
 use ordership_domain::{Message, MessageId};
 use ordership_memory::SystemClock;
 use ordership_postgres::testing::fresh_database;
 use ordership_postgres::{ORDERS, OutboxMode, PgOrderStore, PgOutboxFeed, PgOutboxSignal};
 use sqlx::PgPool;
 
-use crate::harness::{Captured, message};
+use crate::harness::{FakePublisher, message};
 
 async fn append(store: &PgOrderStore, messages: &[&Message]) -> Box<dyn OrderTransaction> {
     let mut tx = UnitOfWork::<dyn OrderTransaction>::begin(store)
@@ -103,35 +101,6 @@ async fn a_lost_slot_fails_loudly_instead_of_starting_afresh() {
     drop(feed);
 }
 
-/// A broker that cannot be reached.
-struct Down;
-
-#[async_trait::async_trait]
-impl MessagePublisher for Down {
-    async fn publish(&self, _: &[Message]) -> Result<(), PublishError> {
-        Err(PublishError::Unavailable("connection refused".into()))
-    }
-}
-
-/// Refuses one given message for good, publishes the rest.
-struct Refusing {
-    refuse: MessageId,
-    inner: Arc<Captured>,
-}
-
-#[async_trait::async_trait]
-impl MessagePublisher for Refusing {
-    async fn publish(&self, batch: &[Message]) -> Result<(), PublishError> {
-        if batch.iter().any(|m| m.id == self.refuse) {
-            return Err(PublishError::Refused {
-                message_id: self.refuse,
-                reason: "message too large".into(),
-            });
-        }
-        self.inner.publish(batch).await
-    }
-}
-
 #[tokio::test]
 async fn the_cdc_relay_confirms_after_publishing_and_parks_what_the_broker_refuses() {
     let pool = fresh_database().await;
@@ -150,7 +119,7 @@ async fn the_cdc_relay_confirms_after_publishing_and_parks_what_the_broker_refus
     // The broker is down: nothing is confirmed, the batch comes again.
     let down = CdcRelay::new(
         feed.clone(),
-        Arc::new(Down),
+        Arc::new(FakePublisher::down()),
         Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
         Arc::new(SystemClock),
         RelayConfig::default(),
@@ -158,13 +127,10 @@ async fn the_cdc_relay_confirms_after_publishing_and_parks_what_the_broker_refus
     assert!(down.relay_once().await.is_err());
     assert_eq!(feed.peek(100).await.expect("peek").messages.len(), 3);
 
-    let captured = Arc::new(Captured::default());
+    let captured = Arc::new(FakePublisher::refusing(m2.id));
     let relay = CdcRelay::new(
         feed.clone(),
-        Arc::new(Refusing {
-            refuse: m2.id,
-            inner: captured.clone(),
-        }),
+        captured.clone(),
         Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
         Arc::new(SystemClock),
         RelayConfig::default(),

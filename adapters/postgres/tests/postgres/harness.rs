@@ -1,8 +1,7 @@
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use ordership_application::{DeliveryService, FulfilmentOrchestrator, OrderService, OrderView};
-use ordership_domain::ports::{MessagePublisher, PublishError, StoredResponse};
+use ordership_domain::ports::StoredResponse;
 use ordership_domain::{DeliveryPolicy, Message};
 use ordership_memory::{SystemClock, UuidV7Ids};
 use ordership_postgres::{PgDeliveryStore, PgOrderStore};
@@ -57,24 +56,6 @@ pub(crate) fn render(view: &OrderView) -> StoredResponse {
     }
 }
 
-/// Collects what a relay publishes.
-#[derive(Default)]
-pub(crate) struct Captured(pub(crate) Mutex<Vec<Message>>);
-
-#[async_trait]
-impl MessagePublisher for Captured {
-    async fn publish(&self, batch: &[Message]) -> Result<(), PublishError> {
-        self.0.lock().expect("lock").extend_from_slice(batch);
-        Ok(())
-    }
-}
-
-impl Captured {
-    pub(crate) fn take(&self) -> Vec<Message> {
-        std::mem::take(&mut *self.0.lock().expect("lock"))
-    }
-}
-
 /// Counts rows of a table (test inspection only).
 pub(crate) async fn count(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
@@ -102,3 +83,5 @@ pub(crate) fn message(n: u32) -> Message {
 }
 
 pub(crate) use ordership_tests::fixtures::envelope;
+
+pub(crate) use ordership_tests::fakes::FakePublisher;

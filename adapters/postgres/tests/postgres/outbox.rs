@@ -8,13 +8,13 @@ use ordership_memory::SystemClock;
 use ordership_postgres::testing::fresh_database;
 use ordership_postgres::{ORDERS, PgOrderStore, PgOutboxSignal};
 
-use crate::harness::{Captured, message};
+use crate::harness::{FakePublisher, message};
 
 #[tokio::test]
 async fn a_message_committed_late_with_a_lower_id_is_still_published() {
     let pool = fresh_database().await;
     let store = PgOrderStore::new(pool.clone());
-    let captured = Arc::new(Captured::default());
+    let captured = Arc::new(FakePublisher::default());
     let relay: OutboxRelay<dyn OrderTransaction> = OutboxRelay::new(
         Arc::new(store.clone()),
         captured.clone(),
@@ -101,7 +101,7 @@ struct Gated {
     entered: Arc<tokio::sync::Notify>,
     gate: Arc<tokio::sync::Notify>,
     opened: std::sync::atomic::AtomicBool,
-    captured: Captured,
+    captured: FakePublisher,
 }
 
 #[async_trait::async_trait]
@@ -152,9 +152,9 @@ async fn a_second_relay_waits_while_the_first_publishes_so_one_key_stays_in_orde
         entered: Arc::default(),
         gate: Arc::default(),
         opened: std::sync::atomic::AtomicBool::new(false),
-        captured: Captured::default(),
+        captured: FakePublisher::default(),
     });
-    let second = Arc::new(Captured::default());
+    let second = Arc::new(FakePublisher::default());
     let (relay_a, relay_b) = (Arc::new(relay(first.clone())), relay(second.clone()));
 
     // Relay A claims messages 1-5 and hangs in publishing them.
