@@ -274,16 +274,14 @@ impl Delivery {
     /// # Errors
     /// [`InvalidTransition`] unless `Scheduled`.
     pub fn ship(&mut self, now: DateTime<Utc>) -> Result<DeliveryEvent, InvalidTransition> {
-        self.transition(
-            DeliveryStatus::Scheduled,
-            DeliveryStatus::Shipped,
-            "ship",
+        self.require(DeliveryStatus::Scheduled, "ship")?;
+        Ok(self.record(
+            DeliveryEvent::Shipped {
+                delivery_id: self.id,
+                order_id: self.order_id,
+            },
             now,
-        )?;
-        Ok(DeliveryEvent::Shipped {
-            delivery_id: self.id,
-            order_id: self.order_id,
-        })
+        ))
     }
 
     /// `Shipped → Delivered`.
@@ -291,16 +289,14 @@ impl Delivery {
     /// # Errors
     /// [`InvalidTransition`] unless `Shipped`.
     pub fn deliver(&mut self, now: DateTime<Utc>) -> Result<DeliveryEvent, InvalidTransition> {
-        self.transition(
-            DeliveryStatus::Shipped,
-            DeliveryStatus::Delivered,
-            "deliver",
+        self.require(DeliveryStatus::Shipped, "deliver")?;
+        Ok(self.record(
+            DeliveryEvent::Delivered {
+                delivery_id: self.id,
+                order_id: self.order_id,
+            },
             now,
-        )?;
-        Ok(DeliveryEvent::Delivered {
-            delivery_id: self.id,
-            order_id: self.order_id,
-        })
+        ))
     }
 
     /// `Scheduled → Cancelled`.
@@ -308,35 +304,42 @@ impl Delivery {
     /// # Errors
     /// [`InvalidTransition`] unless `Scheduled` (a shipped parcel cannot be called back).
     pub fn cancel(&mut self, now: DateTime<Utc>) -> Result<DeliveryEvent, InvalidTransition> {
-        self.transition(
-            DeliveryStatus::Scheduled,
-            DeliveryStatus::Cancelled,
-            "cancel",
+        self.require(DeliveryStatus::Scheduled, "cancel")?;
+        Ok(self.record(
+            DeliveryEvent::Cancelled {
+                delivery_id: self.id,
+                order_id: self.order_id,
+            },
             now,
-        )?;
-        Ok(DeliveryEvent::Cancelled {
-            delivery_id: self.id,
-            order_id: self.order_id,
-        })
+        ))
     }
 
-    fn transition(
-        &mut self,
-        from: DeliveryStatus,
-        to: DeliveryStatus,
-        action: &'static str,
-        now: DateTime<Utc>,
-    ) -> Result<(), InvalidTransition> {
-        if self.status != from {
-            return Err(InvalidTransition {
+    fn require(&self, from: DeliveryStatus, action: &'static str) -> Result<(), InvalidTransition> {
+        if self.status == from {
+            Ok(())
+        } else {
+            Err(InvalidTransition {
                 action,
                 state: self.status.as_str(),
-            });
+            })
         }
-        self.status = to;
+    }
+
+    fn record(&mut self, event: DeliveryEvent, now: DateTime<Utc>) -> DeliveryEvent {
+        self.apply(&event, now);
+        event
+    }
+
+    /// Evolves the state by one event (decided earlier by a command). Bumps the version.
+    pub fn apply(&mut self, event: &DeliveryEvent, at: DateTime<Utc>) {
+        self.status = match event {
+            DeliveryEvent::Scheduled { .. } => return,
+            DeliveryEvent::Shipped { .. } => DeliveryStatus::Shipped,
+            DeliveryEvent::Delivered { .. } => DeliveryStatus::Delivered,
+            DeliveryEvent::Cancelled { .. } => DeliveryStatus::Cancelled,
+        };
         self.version += 1;
-        self.updated_at = now;
-        Ok(())
+        self.updated_at = at;
     }
 
     #[must_use]

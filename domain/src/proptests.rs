@@ -69,10 +69,14 @@ proptest! {
                 OrderCommand::Cancel => order.cancel(CancellationReason::CustomerRequested, now),
             };
             match result {
-                Ok(_) => {
+                Ok(event) => {
                     prop_assert!(order_edge_allowed(before.status(), order.status()),
                         "{} -> {}", before.status(), order.status());
                     prop_assert_eq!(order.version(), before.version() + 1);
+                    // The command's event, applied to the order as it was, is the whole change.
+                    let mut replayed = before.clone();
+                    replayed.apply(&event, now);
+                    prop_assert_eq!(&replayed, &order);
                 }
                 Err(_) => prop_assert_eq!(&order, &before),
             }
@@ -94,8 +98,14 @@ proptest! {
         for op in ops {
             let before = d.clone();
             let result = match op { 0 => d.ship(now), 1 => d.deliver(now), _ => d.cancel(now) };
-            if result.is_err() {
-                prop_assert_eq!(&d, &before);
+            match result {
+                Ok(event) => {
+                    // The command's event, applied to the delivery as it was, is the whole change.
+                    let mut replayed = before.clone();
+                    replayed.apply(&event, now);
+                    prop_assert_eq!(&replayed, &d);
+                }
+                Err(_) => prop_assert_eq!(&d, &before),
             }
             if matches!(before.status(), DeliveryStatus::Delivered | DeliveryStatus::Cancelled) {
                 prop_assert_eq!(d.status(), before.status());
@@ -117,7 +127,13 @@ proptest! {
                 SagaCommand::Fail => saga.fail("gave up".into(), now),
             };
             match result {
-                Ok(()) => prop_assert_eq!(saga.version(), before.version() + 1),
+                Ok(event) => {
+                    prop_assert_eq!(saga.version(), before.version() + 1);
+                    // The command's event, applied to the saga as it was, is the whole change.
+                    let mut replayed = before.clone();
+                    replayed.apply(&event, now);
+                    prop_assert_eq!(&replayed, &saga);
+                }
                 Err(_) => prop_assert_eq!(&saga, &before),
             }
             if matches!(before.state(), SagaState::Compensated | SagaState::Failed) {

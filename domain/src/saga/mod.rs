@@ -20,4 +20,4 @@ mod state;
 
 pub use decide::{CustomerCancelError, DeadlineAction, DeliveryReply, Outgoing, SagaCommand, Step};
 pub use policy::SagaPolicy;
-pub use state::{FulfilmentSaga, SagaSnapshot, SagaState};
+pub use state::{FulfilmentSaga, SagaEvent, SagaSnapshot, SagaState};

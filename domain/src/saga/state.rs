@@ -73,6 +73,22 @@ impl fmt::Display for SagaState {
     }
 }
 
+/// What happened to a saga: each of its commands decides one, and [`FulfilmentSaga::apply`]
+/// folds it into the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SagaEvent {
+    /// The step's command was sent again; the saga waits until `deadline`.
+    Retried { deadline: DateTime<Utc> },
+    /// Delivery is scheduled, or could not be called back: the saga's work is done.
+    Completed,
+    /// `CancelDelivery` was sent; the saga waits until `deadline` for its answer.
+    CompensationBegun { deadline: DateTime<Utc> },
+    /// Nothing is left to undo.
+    Compensated,
+    /// The saga gave up and needs a human.
+    Failed { reason: String },
+}
+
 /// The persisted state of one order's fulfilment saga.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FulfilmentSaga {
@@ -133,24 +149,18 @@ impl FulfilmentSaga {
         &mut self,
         deadline: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<(), InvalidTransition> {
+    ) -> Result<SagaEvent, InvalidTransition> {
         self.require(self.state.is_waiting(), "retry")?;
-        self.attempts = self.attempts.saturating_add(1);
-        self.deadline = Some(deadline);
-        self.touch(now);
-        Ok(())
+        Ok(self.record(SagaEvent::Retried { deadline }, now))
     }
 
     /// Delivery is scheduled (or could not be called back): the saga's work is done.
     ///
     /// # Errors
     /// [`InvalidTransition`] unless waiting for a reply.
-    pub fn complete(&mut self, now: DateTime<Utc>) -> Result<(), InvalidTransition> {
+    pub fn complete(&mut self, now: DateTime<Utc>) -> Result<SagaEvent, InvalidTransition> {
         self.require(self.state.is_waiting(), "complete")?;
-        self.state = SagaState::Completed;
-        self.deadline = None;
-        self.touch(now);
-        Ok(())
+        Ok(self.record(SagaEvent::Completed, now))
     }
 
     /// `CancelDelivery` was sent: undo the delivery, wait until `deadline`.
@@ -161,7 +171,7 @@ impl FulfilmentSaga {
         &mut self,
         deadline: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<(), InvalidTransition> {
+    ) -> Result<SagaEvent, InvalidTransition> {
         self.require(
             matches!(
                 self.state,
@@ -169,39 +179,32 @@ impl FulfilmentSaga {
             ),
             "begin compensation",
         )?;
-        self.state = SagaState::Cancelling;
-        self.attempts = 1;
-        self.deadline = Some(deadline);
-        self.touch(now);
-        Ok(())
+        Ok(self.record(SagaEvent::CompensationBegun { deadline }, now))
     }
 
     /// Nothing is left to undo.
     ///
     /// # Errors
     /// [`InvalidTransition`] unless waiting for a reply.
-    pub fn compensated(&mut self, now: DateTime<Utc>) -> Result<(), InvalidTransition> {
+    pub fn compensated(&mut self, now: DateTime<Utc>) -> Result<SagaEvent, InvalidTransition> {
         self.require(self.state.is_waiting(), "finish compensation")?;
-        self.state = SagaState::Compensated;
-        self.deadline = None;
-        self.touch(now);
-        Ok(())
+        Ok(self.record(SagaEvent::Compensated, now))
     }
 
     /// Gives up: the saga needs a human.
     ///
     /// # Errors
     /// [`InvalidTransition`] once compensated or failed.
-    pub fn fail(&mut self, reason: String, now: DateTime<Utc>) -> Result<(), InvalidTransition> {
+    pub fn fail(
+        &mut self,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Result<SagaEvent, InvalidTransition> {
         self.require(
             !matches!(self.state, SagaState::Compensated | SagaState::Failed),
             "fail",
         )?;
-        self.state = SagaState::Failed;
-        self.deadline = None;
-        self.failure_reason = Some(reason);
-        self.touch(now);
-        Ok(())
+        Ok(self.record(SagaEvent::Failed { reason }, now))
     }
 
     fn require(&self, allowed: bool, action: &'static str) -> Result<(), InvalidTransition> {
@@ -215,9 +218,39 @@ impl FulfilmentSaga {
         }
     }
 
-    fn touch(&mut self, now: DateTime<Utc>) {
+    fn record(&mut self, event: SagaEvent, now: DateTime<Utc>) -> SagaEvent {
+        self.apply(&event, now);
+        event
+    }
+
+    /// Evolves the state by one event (decided earlier by a command). Bumps the version.
+    pub fn apply(&mut self, event: &SagaEvent, at: DateTime<Utc>) {
+        match event {
+            SagaEvent::Retried { deadline } => {
+                self.attempts = self.attempts.saturating_add(1);
+                self.deadline = Some(*deadline);
+            }
+            SagaEvent::Completed => {
+                self.state = SagaState::Completed;
+                self.deadline = None;
+            }
+            SagaEvent::CompensationBegun { deadline } => {
+                self.state = SagaState::Cancelling;
+                self.attempts = 1;
+                self.deadline = Some(*deadline);
+            }
+            SagaEvent::Compensated => {
+                self.state = SagaState::Compensated;
+                self.deadline = None;
+            }
+            SagaEvent::Failed { reason } => {
+                self.state = SagaState::Failed;
+                self.deadline = None;
+                self.failure_reason = Some(reason.clone());
+            }
+        }
         self.version += 1;
-        self.updated_at = now;
+        self.updated_at = at;
     }
 
     #[must_use]
