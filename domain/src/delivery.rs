@@ -315,14 +315,7 @@ impl Delivery {
     }
 
     fn require(&self, from: DeliveryStatus, action: &'static str) -> Result<(), InvalidTransition> {
-        if self.status == from {
-            Ok(())
-        } else {
-            Err(InvalidTransition {
-                action,
-                state: self.status.as_str(),
-            })
-        }
+        InvalidTransition::unless(self.status == from, action, self.status.as_str())
     }
 
     fn record(&mut self, event: DeliveryEvent, now: DateTime<Utc>) -> DeliveryEvent {

@@ -77,3 +77,19 @@ pub struct InvalidTransition {
     pub action: &'static str,
     pub state: &'static str,
 }
+
+impl InvalidTransition {
+    /// The check every aggregate's command starts with: `action` may happen in `state` only if
+    /// `allowed`.
+    pub(crate) const fn unless(
+        allowed: bool,
+        action: &'static str,
+        state: &'static str,
+    ) -> Result<(), Self> {
+        if allowed {
+            Ok(())
+        } else {
+            Err(Self { action, state })
+        }
+    }
+}

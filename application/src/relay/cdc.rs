@@ -6,7 +6,9 @@ use ordership_domain::ports::{
     Clock, MessagePublisher, OutboxFeed, OutboxSignal, PublishError, Transaction,
 };
 
-use super::{OutboxRelay, RelayConfig, RelayError, Relayed, observe_lag, publish, relay_loop};
+use super::{
+    Core, OutboxRelay, RelayConfig, RelayError, Relayed, observe_lag, publish, relay_loop,
+};
 use crate::monitoring::RelayMetrics;
 use crate::shutdown::Shutdown;
 
@@ -17,17 +19,13 @@ use crate::shutdown::Shutdown;
 /// the polling relay, later messages of its key are not held back: the log has no rows to hold).
 pub struct CdcRelay {
     feed: Arc<dyn OutboxFeed>,
-    publisher: Arc<dyn MessagePublisher>,
-    signal: Arc<dyn OutboxSignal>,
-    clock: Arc<dyn Clock>,
-    config: RelayConfig,
-    metrics: Arc<RelayMetrics>,
+    core: Core,
 }
 
 impl std::fmt::Debug for CdcRelay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CdcRelay")
-            .field("config", &self.config)
+            .field("config", &self.core.config)
             .finish_non_exhaustive()
     }
 }
@@ -43,18 +41,14 @@ impl CdcRelay {
     ) -> Self {
         Self {
             feed,
-            publisher,
-            signal,
-            clock,
-            config,
-            metrics: Arc::default(),
+            core: Core::new(publisher, signal, clock, config),
         }
     }
 
     /// Records what the relay publishes, and how fast, in `metrics`.
     #[must_use]
     pub fn with_metrics(mut self, metrics: Arc<RelayMetrics>) -> Self {
-        self.metrics = metrics;
+        self.core.metrics = metrics;
         self
     }
 
@@ -67,14 +61,14 @@ impl CdcRelay {
     }
 
     async fn relay_batch(&self) -> Result<Relayed, RelayError> {
-        let batch = self.feed.peek(self.config.batch_size).await?;
+        let batch = self.feed.peek(self.core.config.batch_size).await?;
         let Some(up_to) = batch.up_to else {
             return Ok(Relayed::NOTHING);
         };
         let (read, more) = (batch.messages.len(), batch.more);
         let mut pending = batch.messages;
         loop {
-            match publish(self.publisher.as_ref(), &self.metrics, &pending).await {
+            match publish(self.core.publisher.as_ref(), &self.core.metrics, &pending).await {
                 Ok(()) => break,
                 Err(PublishError::Refused { message_id, reason }) => {
                     tracing::error!(%message_id, %reason, "the broker refused an outbox message; parked");
@@ -87,7 +81,7 @@ impl CdcRelay {
                 Err(e) => return Err(e.into()),
             }
         }
-        observe_lag(&self.metrics, &pending, self.clock.now());
+        observe_lag(&self.core.metrics, &pending, self.core.clock.now());
         self.feed.confirm(&up_to).await?;
         Ok(Relayed {
             messages: read,
@@ -98,9 +92,12 @@ impl CdcRelay {
     /// Relays until `shutdown`, like [`OutboxRelay::run`]: at once while the feed stops at its
     /// limit.
     pub async fn run(&self, shutdown: Shutdown) {
-        relay_loop(&self.config, self.signal.as_ref(), shutdown, || {
-            self.relay_batch()
-        })
+        relay_loop(
+            &self.core.config,
+            self.core.signal.as_ref(),
+            shutdown,
+            || self.relay_batch(),
+        )
         .await;
     }
 

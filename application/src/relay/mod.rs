@@ -11,11 +11,12 @@ pub use cdc::CdcRelay;
 pub use poll::OutboxRelay;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ordership_domain::Message;
-use ordership_domain::ports::{MessagePublisher, OutboxSignal, PublishError, StoreError};
+use ordership_domain::ports::{Clock, MessagePublisher, OutboxSignal, PublishError, StoreError};
 use tracing::Instrument;
 
 use crate::monitoring::RelayMetrics;
@@ -40,6 +41,33 @@ impl Default for RelayConfig {
             poll_interval: Duration::from_millis(500),
             error_backoff: Duration::from_millis(200),
             batches_per_transaction: 8,
+        }
+    }
+}
+
+/// What both relays publish with: the broker, the commit signal they wait on, the clock, their
+/// tuning and their figures.
+pub(crate) struct Core {
+    pub(crate) publisher: Arc<dyn MessagePublisher>,
+    pub(crate) signal: Arc<dyn OutboxSignal>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: RelayConfig,
+    pub(crate) metrics: Arc<RelayMetrics>,
+}
+
+impl Core {
+    fn new(
+        publisher: Arc<dyn MessagePublisher>,
+        signal: Arc<dyn OutboxSignal>,
+        clock: Arc<dyn Clock>,
+        config: RelayConfig,
+    ) -> Self {
+        Self {
+            publisher,
+            signal,
+            clock,
+            config,
+            metrics: Arc::default(),
         }
     }
 }

@@ -16,24 +16,20 @@ use ordership_domain::ports::{
 };
 use tracing::Instrument;
 
-use super::{RelayConfig, RelayError, Relayed, observe_lag, publish, relay_loop};
+use super::{Core, RelayConfig, RelayError, Relayed, observe_lag, publish, relay_loop};
 use crate::monitoring::RelayMetrics;
 use crate::shutdown::Shutdown;
 
 /// One relay over one service's outbox.
 pub struct OutboxRelay<Tx: ?Sized> {
     uow: Arc<dyn UnitOfWork<Tx>>,
-    publisher: Arc<dyn MessagePublisher>,
-    signal: Arc<dyn OutboxSignal>,
-    clock: Arc<dyn Clock>,
-    config: RelayConfig,
-    metrics: Arc<RelayMetrics>,
+    core: Core,
 }
 
 impl<Tx: ?Sized> std::fmt::Debug for OutboxRelay<Tx> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutboxRelay")
-            .field("config", &self.config)
+            .field("config", &self.core.config)
             .finish_non_exhaustive()
     }
 }
@@ -49,18 +45,14 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
     ) -> Self {
         Self {
             uow,
-            publisher,
-            signal,
-            clock,
-            config,
-            metrics: Arc::default(),
+            core: Core::new(publisher, signal, clock, config),
         }
     }
 
     /// Records what the relay publishes, and how fast, in `metrics`.
     #[must_use]
     pub fn with_metrics(mut self, metrics: Arc<RelayMetrics>) -> Self {
-        self.metrics = metrics;
+        self.core.metrics = metrics;
         self
     }
 
@@ -80,7 +72,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             // Another relay is publishing this outbox; it keeps the per-key order.
             return Ok(Relayed::NOTHING);
         }
-        let limit = self.config.batch_size;
+        let limit = self.core.config.batch_size;
         let mut batch = tx.outbox().claim_unpublished(limit, &[]).await?;
         // Acknowledged by the broker, not yet marked.
         let mut acknowledged: Vec<i64> = Vec::new();
@@ -92,13 +84,13 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
                 break;
             }
             let full = batch.len() >= limit as usize;
-            let go_on = full && round < self.config.batches_per_transaction;
+            let go_on = full && round < self.core.config.batches_per_transaction;
             let in_flight: Vec<i64> = batch.iter().map(|e| e.position).collect();
             // Shared with the publishing task, not copied.
             let messages: Arc<[Message]> = batch.into_iter().map(|e| e.message).collect();
             // The broker takes this batch while the database marks the one before it and claims
             // the one after it (skipping this one's rows, which this transaction holds).
-            let now = self.clock.now();
+            let now = self.core.clock.now();
             let outbox = tx.outbox();
             let database = async {
                 if !acknowledged.is_empty() {
@@ -113,7 +105,10 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             // On a task of its own, so that encoding the batch and decoding the next one can
             // run on two cores.
             let publishing = {
-                let (publisher, metrics) = (Arc::clone(&self.publisher), Arc::clone(&self.metrics));
+                let (publisher, metrics) = (
+                    Arc::clone(&self.core.publisher),
+                    Arc::clone(&self.core.metrics),
+                );
                 let messages = Arc::clone(&messages);
                 tokio::spawn(
                     async move { publish(publisher.as_ref(), &metrics, &messages).await }
@@ -132,7 +127,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             acknowledged.clear();
             match outcome {
                 Ok(()) => {
-                    observe_lag(&self.metrics, &messages, self.clock.now());
+                    observe_lag(&self.core.metrics, &messages, self.core.clock.now());
                     acknowledged = in_flight;
                     relayed.messages += messages.len();
                 }
@@ -142,7 +137,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
                     // (the next batch, claimed already, is not sent: it is claimed again).
                     let sent = messages.iter().take_while(|m| m.id != message_id).count();
                     tracing::error!(%message_id, %reason, "the broker refused an outbox message; parked");
-                    observe_lag(&self.metrics, &messages[..sent], self.clock.now());
+                    observe_lag(&self.core.metrics, &messages[..sent], self.core.clock.now());
                     acknowledged = in_flight[..sent].to_vec();
                     relayed.messages += sent;
                     refused = in_flight.get(sent).map(|p| (*p, reason));
@@ -161,7 +156,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             }
             batch = next;
         }
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         if !acknowledged.is_empty() {
             tx.outbox().mark_published(&acknowledged, now).await?;
         }
@@ -190,7 +185,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
                     tracing::warn!(error = %e, "draining the outbox table failed, retrying");
                     tokio::select! {
                         () = shutdown.requested() => return false,
-                        () = tokio::time::sleep(self.config.error_backoff) => {}
+                        () = tokio::time::sleep(self.core.config.error_backoff) => {}
                     }
                 }
             }
@@ -200,9 +195,12 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
     /// Relays until `shutdown`: at once while batches come full, else on a commit signal or
     /// the poll interval.
     pub async fn run(&self, shutdown: Shutdown) {
-        relay_loop(&self.config, self.signal.as_ref(), shutdown, || {
-            self.relay_batch()
-        })
+        relay_loop(
+            &self.core.config,
+            self.core.signal.as_ref(),
+            shutdown,
+            || self.relay_batch(),
+        )
         .await;
     }
 }

@@ -310,14 +310,7 @@ impl Order {
         allowed: &[OrderStatus],
         action: &'static str,
     ) -> Result<(), InvalidTransition> {
-        if allowed.contains(&self.status) {
-            Ok(())
-        } else {
-            Err(InvalidTransition {
-                action,
-                state: self.status.as_str(),
-            })
-        }
+        InvalidTransition::unless(allowed.contains(&self.status), action, self.status.as_str())
     }
 
     fn record(&mut self, event: OrderEvent, now: DateTime<Utc>) -> OrderEvent {

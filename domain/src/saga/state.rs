@@ -208,14 +208,7 @@ impl FulfilmentSaga {
     }
 
     fn require(&self, allowed: bool, action: &'static str) -> Result<(), InvalidTransition> {
-        if allowed {
-            Ok(())
-        } else {
-            Err(InvalidTransition {
-                action,
-                state: self.state.as_str(),
-            })
-        }
+        InvalidTransition::unless(allowed, action, self.state.as_str())
     }
 
     fn record(&mut self, event: SagaEvent, now: DateTime<Utc>) -> SagaEvent {
