@@ -63,7 +63,7 @@ o_pid=${pids[-1]}; d_pid=${pids[-2]}
 before="$(cpu "$o_pid") $(cpu "$d_pid") $(cpu $(postgres_pids)) $(cpu $broker_pid)"
 # The load generator's own CPU: the subshell's `times` reports its finished children.
 ( "$bin" load --target http://127.0.0.1:18080 --orders "$orders" --concurrency "$concurrency" --json >"$work/load.json"
-  times | tail -n 1 >"$work/load.times" )
+  times >"$work/load.times" )
 after="$(cpu "$o_pid") $(cpu "$d_pid") $(cpu $(postgres_pids)) $(cpu $broker_pid)"
 lag() {
   psql -At -d ordership_bench -c "SELECT round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) || ' / ' || round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) FROM $1.outbox WHERE published_at IS NOT NULL"
@@ -111,7 +111,7 @@ spent = [(a - b) / ticks for a, b in zip(map(int, sys.argv[10].split()), map(int
 def seconds(text):
     m = re.match(r'(\d+)m([\d.]+)s', text)
     return int(m.group(1)) * 60 + float(m.group(2))
-load_cpu = sum(seconds(t) for t in open(sys.argv[11]).read().split())
+load_cpu = sum(seconds(t) for t in open(sys.argv[11]).read().splitlines()[-1].split())
 per = lambda x: 1000 * x / n
 parts = dict(zip(["order-service", "delivery-service", "postgresql", "broker"], spent), load=load_cpu)
 print("CPU ms per saga: " + ", ".join(f"{k} {per(v):.2f}" for k, v in parts.items())
