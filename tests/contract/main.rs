@@ -210,7 +210,7 @@ mod kafka {
         async fn topic(&self, name: &str) -> String {
             let topic = unique(name);
             ensure_topics(
-                &brokers(),
+                &ordership_kafka::Connection::new(&brokers()),
                 &[topic.clone(), topics::dead_letter(&topic)],
                 4,
                 PATIENCE,

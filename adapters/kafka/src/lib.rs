@@ -8,6 +8,7 @@
 //! ([`DevBroker`]: librdkafka's mock cluster) used by `ordership dev-broker` and the tests.
 //! Only this crate knows rdkafka.
 
+mod connection;
 mod consumer;
 mod dev_broker;
 pub mod envelope;
@@ -16,6 +17,7 @@ mod publisher;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use connection::{Connection, SettingError};
 pub use consumer::{ConsumerConfig, ConsumerHealth, consume};
 pub use dev_broker::{DevBroker, forward};
 pub use namespace::{Namespace, ensure_topics};

@@ -12,13 +12,15 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
+use crate::connection::Connection;
 use crate::envelope;
 use crate::namespace::Namespace;
 
 /// Producer settings.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    pub brokers: String,
+    /// The cluster, and the settings passed through to librdkafka.
+    pub connection: Connection,
     /// Where the logical topics of the messages live on the cluster.
     pub namespace: Namespace,
     /// How long a message may wait for batching.
@@ -30,8 +32,14 @@ pub struct ProducerConfig {
 impl ProducerConfig {
     #[must_use]
     pub fn new(brokers: &str) -> Self {
+        Self::on(Connection::new(brokers))
+    }
+
+    /// Default settings on `connection`.
+    #[must_use]
+    pub fn on(connection: Connection) -> Self {
         Self {
-            brokers: brokers.to_owned(),
+            connection,
             namespace: Namespace::default(),
             linger: Duration::from_millis(1),
             delivery_timeout: Duration::from_secs(30),
@@ -41,15 +49,20 @@ impl ProducerConfig {
     pub(crate) fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", &self.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
+            // Tunables: the deployment may pass its own through.
             .set("compression.type", "lz4")
             .set("linger.ms", self.linger.as_millis().to_string())
             .set(
                 "delivery.timeout.ms",
                 self.delivery_timeout.as_millis().to_string(),
             );
+        let mut config = self.connection.over(config);
+        // Guarantees: a retried batch is neither duplicated nor reordered, and a message counts
+        // as published once every in-sync replica has it. `Connection` refuses to pass these.
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5");
         config
     }
 }
@@ -198,5 +211,28 @@ impl MessagePublisher for KafkaPublisher {
             }
         }
         acknowledged(deliveries).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The relays' delivery guarantee is these settings: a change here must be deliberate.
+    #[test]
+    fn the_producer_is_idempotent_waits_for_every_replica_and_batches_briefly() {
+        let config = ProducerConfig::new("k:9092").client_config();
+        for (key, value) in [
+            ("bootstrap.servers", "k:9092"),
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("max.in.flight.requests.per.connection", "5"),
+            ("compression.type", "lz4"),
+            ("linger.ms", "1"),
+            ("delivery.timeout.ms", "30000"),
+            ("allow.auto.create.topics", "false"),
+        ] {
+            assert_eq!(config.get(key), Some(value), "{key}");
+        }
     }
 }

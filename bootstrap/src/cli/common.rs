@@ -120,8 +120,23 @@ pub struct CommonArgs {
     #[arg(long, env = "ORDERSHIP_KAFKA_INSTANCE_ID", global = true)]
     pub kafka_instance_id: Option<String>,
 
-    /// Kafka: partitions of the topics ordership creates at start, on clusters that do not
-    /// create topics on first use (where they do, the cluster's default applies).
+    /// Kafka: any other librdkafka setting, as key=value, for every client (repeatable; in the
+    /// environment, `;`-separated): TLS (`security.protocol=SSL`, `ssl.ca.location=…`,
+    /// `ssl.certificate.location=…`, `ssl.key.location=…`), SASL (`sasl.mechanism=SCRAM-SHA-512`,
+    /// `sasl.username=…`, `sasl.password=…`), tunables (`linger.ms=5`). The settings the
+    /// delivery guarantees rest on (acks, idempotence, offset storing, group ids) are refused.
+    #[arg(
+        long = "kafka-config",
+        env = "ORDERSHIP_KAFKA_CONFIG",
+        value_name = "KEY=VALUE",
+        value_delimiter = ';',
+        global = true,
+        hide_env_values = true
+    )]
+    pub kafka_config: Vec<String>,
+
+    /// Kafka: partitions of each topic ordership creates at start (through the admin API) when
+    /// the cluster does not have it yet; topics that exist are left as they are.
     #[arg(
         long,
         env = "ORDERSHIP_KAFKA_PARTITIONS",

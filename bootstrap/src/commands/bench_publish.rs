@@ -26,7 +26,7 @@ pub async fn run(args: &CommonArgs, shape: Shape) -> anyhow::Result<()> {
         .kafka_brokers
         .as_deref()
         .context("bench-publish needs --kafka-brokers (KAFKA_BROKERS)")?;
-    let (_, publisher) = kafka::publisher(args, brokers).await?;
+    let (_, publisher) = kafka::publisher(args, &kafka::connection(args, brokers)?).await?;
     let filler = "x".repeat(shape.payload_bytes.saturating_sub(40));
     let all: Vec<Message> = (0..shape.messages)
         .map(|i| Message {

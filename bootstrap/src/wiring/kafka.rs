@@ -7,10 +7,18 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ordership_application::ConsumerStats;
 use ordership_domain::RetryPolicy;
-use ordership_kafka::{KafkaPublisher, Namespace, ProducerConfig, ensure_topics};
+use ordership_kafka::{Connection, KafkaPublisher, Namespace, ProducerConfig, ensure_topics};
 
 use super::KafkaTransport;
 use crate::cli::CommonArgs;
+
+/// The cluster at `brokers` with the settings passed through (`--kafka-config`).
+///
+/// # Errors
+/// A malformed setting, or one ordership reserves.
+pub fn connection(args: &CommonArgs, brokers: &str) -> anyhow::Result<Connection> {
+    Ok(Connection::new(brokers).with_settings(&args.kafka_config)?)
+}
 
 /// The topics of the configured namespace made sure of on the cluster, and the producer the
 /// relays publish with.
@@ -19,11 +27,12 @@ use crate::cli::CommonArgs;
 /// The cluster cannot be reached or refuses the topics; the producer cannot be made.
 pub async fn publisher(
     args: &CommonArgs,
-    brokers: &str,
+    connection: &Connection,
 ) -> anyhow::Result<(Namespace, KafkaPublisher)> {
     let namespace = Namespace::new(&args.kafka_namespace);
+    let brokers = connection.brokers();
     ensure_topics(
-        brokers,
+        connection,
         &namespace.all_topics(),
         args.kafka_partitions,
         Duration::from_secs(30),
@@ -32,7 +41,7 @@ pub async fn publisher(
     .with_context(|| format!("preparing the topics on the Kafka cluster at {brokers}"))?;
     let publisher = KafkaPublisher::new(&ProducerConfig {
         namespace: namespace.clone(),
-        ..ProducerConfig::new(brokers)
+        ..ProducerConfig::on(connection.clone())
     })
     .context("creating the Kafka producer")?;
     Ok((namespace, publisher))
@@ -40,12 +49,13 @@ pub async fn publisher(
 
 /// Messaging over the cluster at `brokers`: the relays' producer and the consumers' settings.
 pub(super) async fn transport(args: &CommonArgs, brokers: &str) -> anyhow::Result<KafkaTransport> {
-    let (namespace, publisher) = publisher(args, brokers).await?;
+    let connection = connection(args, brokers)?;
+    let (namespace, publisher) = publisher(args, &connection).await?;
     if args.unsafe_store_offset_before_commit {
         tracing::warn!("UNSAFE: consumers store offsets before handling (mutation testing only)");
     }
     Ok(KafkaTransport {
-        brokers: brokers.to_owned(),
+        connection,
         namespace,
         retry: RetryPolicy {
             max_attempts: args.max_handler_attempts.max(1),
@@ -55,5 +65,6 @@ pub(super) async fn transport(args: &CommonArgs, brokers: &str) -> anyhow::Resul
         stats: Arc::new(ConsumerStats::default()),
         store_offset_before_handling: args.unsafe_store_offset_before_commit,
         instance_id: args.kafka_instance_id.clone(),
+        members: Arc::default(),
     })
 }

@@ -14,7 +14,9 @@ use ordership_domain::RetryPolicy;
 use ordership_domain::ports::{MessageHandler, MessagePublisher};
 use ordership_http::HealthCheck;
 use ordership_http::{ApiBuilder, Family, MetricSource};
-use ordership_kafka::{ConsumerConfig, ConsumerHealth, KafkaPublisher, Namespace, consume};
+use ordership_kafka::{
+    Connection, ConsumerConfig, ConsumerHealth, KafkaPublisher, Namespace, consume,
+};
 use ordership_memory::InProcessBus;
 use tokio::task::JoinHandle;
 
@@ -30,7 +32,8 @@ pub enum Transport {
 /// Kafka settings of a process.
 #[derive(Clone)]
 pub struct KafkaTransport {
-    pub brokers: String,
+    /// The cluster, and the settings passed through to librdkafka.
+    pub connection: Connection,
     /// Prefix of the topics and consumer groups on the cluster.
     pub namespace: Namespace,
     /// Retries and dead-lettering of failed handler calls.
@@ -41,7 +44,12 @@ pub struct KafkaTransport {
     pub store_offset_before_handling: bool,
     /// Static group membership: this instance's stable identity.
     pub instance_id: Option<String>,
+    /// This process's consumers, by group, for their metrics.
+    pub members: Members,
 }
+
+/// A process's Kafka consumers, each with its group.
+pub(super) type Members = Arc<std::sync::Mutex<Vec<(String, Arc<ConsumerHealth>)>>>;
 
 /// A counter family with one unlabelled sample.
 fn counter(name: &'static str, help: &'static str, value: &AtomicU64) -> Family {
@@ -89,21 +97,44 @@ impl MetricSource for BusMetrics {
 }
 
 /// What the Kafka consumers did, as metrics.
-struct ConsumerMetrics(Arc<ConsumerStats>);
+struct ConsumerMetrics(KafkaTransport);
 
 #[async_trait]
 impl MetricSource for ConsumerMetrics {
     async fn collect(&self) -> Vec<Family> {
-        let mut families = consumer_families(&self.0);
+        let stats = &self.0.stats;
+        let mut families = consumer_families(stats);
         families.push(counter(
             "ordership_consumer_partitions_revoked_total",
             "Partitions taken away from this process's consumers by rebalances.",
-            &self.0.partitions_revoked,
+            &stats.partitions_revoked,
         ));
         families.push(counter(
             "ordership_consumers_rebuilt_total",
             "Kafka consumers built again after being out of their group too long.",
-            &self.0.consumers_rebuilt,
+            &stats.consumers_rebuilt,
+        ));
+        let members = self
+            .0
+            .members
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let by_group = |value: fn(&ConsumerHealth) -> u64| {
+            members
+                .iter()
+                .map(|(group, health)| (vec![("group", group.clone())], value(health) as f64))
+                .collect()
+        };
+        families.push(Family::gauge(
+            "ordership_consumer_assigned_partitions",
+            "Partitions each consumer group member of this process owns (0: a ready surplus member).",
+            by_group(ConsumerHealth::assigned_partitions),
+        ));
+        families.push(Family::gauge(
+            "ordership_consumer_lag_messages",
+            "Messages in this process's partitions not yet consumed, by consumer group.",
+            by_group(ConsumerHealth::lag),
         ));
         families
     }
@@ -159,7 +190,7 @@ impl Transport {
         match self {
             Self::Bus(bus) => api.metric_source(Arc::new(BusMetrics(bus.clone()))),
             Self::Kafka(kafka) => api
-                .metric_source(Arc::new(ConsumerMetrics(Arc::clone(&kafka.stats))))
+                .metric_source(Arc::new(ConsumerMetrics(kafka.clone())))
                 .check(Arc::new(KafkaCheck(kafka.publisher.clone()))),
         }
     }
@@ -190,6 +221,11 @@ impl Transport {
             }
             Self::Kafka(kafka) => {
                 let health = Arc::new(ConsumerHealth::default());
+                kafka
+                    .members
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((group.to_owned(), Arc::clone(&health)));
                 let check = Arc::new(ConsumerCheck {
                     name: format!("kafka-consumer:{group}"),
                     health: Arc::clone(&health),
@@ -204,7 +240,7 @@ impl Transport {
                     namespace: kafka.namespace.clone(),
                     retry: kafka.retry.clone(),
                     store_offset_before_handling: kafka.store_offset_before_handling,
-                    ..ConsumerConfig::new(&kafka.brokers, group, &[topic])
+                    ..ConsumerConfig::on(kafka.connection.clone(), group, &[topic])
                 };
                 let (stats, mut shutdown) = (Arc::clone(&kafka.stats), shutdown.clone());
                 let task = tokio::spawn(async move {

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 const STATS_STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// Whether a consumer is a live member of its group, from librdkafka's statistics (emitted
-/// every second, and only while the consumer polls): ready while the group state is `up`, which
-/// it is also when the member owns no partitions.
+/// every second, and only while the consumer polls). A new client is live once it has *joined*
+/// its group (state `up`, join state `steady`: the coordinator accepted it and the assignment
+/// is in); it stays live through later rebalances while the coordinator is reachable, and stops
+/// being live when it is not. A member that owns no partitions (more instances than
+/// partitions) is live too: [`Self::assigned_partitions`] tells it apart.
 #[derive(Debug, Default)]
 pub struct ConsumerHealth(Mutex<Membership>);
 
@@ -18,21 +21,45 @@ pub struct ConsumerHealth(Mutex<Membership>);
 struct Membership {
     /// When the last statistics arrived, and the group state they gave.
     last: Option<(Instant, String)>,
-    /// When the consumer was last seen in its group, or was (re)built.
+    /// When the consumer was last seen in touch with its group's coordinator, or was (re)built.
     seen_in_group: Option<Instant>,
-    /// Since when the consumer has been in its group without a break.
+    /// Since when the consumer has been in its group without a break (from its first steady
+    /// join).
     up_since: Option<Instant>,
+    /// How many partitions the last statistics said this member owns.
+    assigned: u64,
+    /// How many messages its partitions hold past what it has consumed.
+    lag: u64,
 }
 
 /// The part of librdkafka's statistics JSON that readiness reads.
 #[derive(serde::Deserialize)]
 struct GroupStats {
     cgrp: Option<GroupState>,
+    #[serde(default)]
+    topics: std::collections::HashMap<String, TopicStats>,
+}
+
+#[derive(serde::Deserialize)]
+struct TopicStats {
+    #[serde(default)]
+    partitions: std::collections::HashMap<String, PartitionStats>,
+}
+
+/// librdkafka says -1 for what it does not know (partitions it does not consume).
+#[derive(serde::Deserialize)]
+struct PartitionStats {
+    #[serde(default)]
+    consumer_lag: i64,
 }
 
 #[derive(serde::Deserialize)]
 struct GroupState {
     state: String,
+    #[serde(default)]
+    join_state: String,
+    #[serde(default)]
+    assignment_size: u64,
 }
 
 impl ConsumerHealth {
@@ -44,19 +71,34 @@ impl ConsumerHealth {
         let Ok(stats) = serde_json::from_slice::<GroupStats>(statistics) else {
             return;
         };
-        let state = stats.cgrp.map_or_else(String::new, |g| g.state);
+        let lag = stats
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter_map(|p| u64::try_from(p.consumer_lag).ok())
+            .sum();
+        let (state, joined, assigned) = stats.cgrp.map_or((String::new(), false, 0), |g| {
+            let joined = g.state == "up" && g.join_state == "steady";
+            (g.state, joined, g.assignment_size)
+        });
         let now = Instant::now();
         let mut m = self.membership();
         let previous = m.last.as_ref().map(|(_, s)| s.as_str());
         if previous != Some(state.as_str()) {
             tracing::info!(from = previous.unwrap_or("-"), to = %state, "consumer group state");
         }
-        if state == "up" {
-            m.seen_in_group = Some(now);
-            m.up_since.get_or_insert(now);
-        } else {
+        if state != "up" {
             m.up_since = None;
+        } else if joined {
+            m.up_since.get_or_insert(now);
         }
+        if state == "up" {
+            // In touch with its coordinator: joined, or on the way (a join may wait for the
+            // group's other members to rejoin).
+            m.seen_in_group = Some(now);
+        }
+        m.assigned = assigned;
+        m.lag = lag;
         m.last = Some((now, state));
     }
 
@@ -74,6 +116,19 @@ impl ConsumerHealth {
     pub fn in_group_for(&self, settled: Duration) -> bool {
         let m = self.membership();
         Self::judge(&m).is_ok() && m.up_since.is_some_and(|at| at.elapsed() >= settled)
+    }
+
+    /// How many partitions this member owns, as of the last statistics.
+    #[must_use]
+    pub fn assigned_partitions(&self) -> u64 {
+        self.membership().assigned
+    }
+
+    /// How many messages this member's partitions hold past what it consumed, as of the last
+    /// statistics.
+    #[must_use]
+    pub fn lag(&self) -> u64 {
+        self.membership().lag
     }
 
     /// How long since the consumer was last seen in its group (or was built).
@@ -96,8 +151,11 @@ impl ConsumerHealth {
         match &m.last {
             None => Err("starting"),
             Some((at, _)) if at.elapsed() > STATS_STALE_AFTER => Err("not polling"),
-            Some((_, state)) if state == "up" => Ok(()),
-            Some(_) => Err("not a member of its group (broker unreachable?)"),
+            Some((_, state)) if state != "up" => {
+                Err("not a member of its group (broker unreachable?)")
+            }
+            Some(_) if m.up_since.is_none() => Err("joining its group"),
+            Some(_) => Ok(()),
         }
     }
 }
@@ -107,8 +165,15 @@ mod tests {
     use super::*;
 
     fn stats(state: &str) -> Vec<u8> {
-        format!(r#"{{"name": "c#1", "cgrp": {{"state": "{state}", "join_state": "steady"}}}}"#)
-            .into_bytes()
+        joining(state, "steady")
+    }
+
+    fn joining(state: &str, join_state: &str) -> Vec<u8> {
+        format!(
+            r#"{{"name": "c#1", "cgrp": {{"state": "{state}", "join_state": "{join_state}", "assignment_size": 2}},
+                "topics": {{"t": {{"partitions": {{"0": {{"consumer_lag": 5}}, "1": {{"consumer_lag": 2}}, "-1": {{"consumer_lag": -1}}}}}}}}}}"#
+        )
+        .into_bytes()
     }
 
     #[test]
@@ -117,8 +182,22 @@ mod tests {
         assert_eq!(health.check(), Err("starting"));
         assert!(!health.in_group_for(Duration::ZERO));
 
+        // The coordinator is reachable, but the member has not joined yet.
+        health.record(&joining("up", "wait-join"));
+        assert_eq!(health.check(), Err("joining its group"));
+        health.record(&joining("up", "wait-sync"));
+        assert_eq!(health.check(), Err("joining its group"));
+
         health.record(&stats("up"));
         assert_eq!(health.check(), Ok(()));
+        assert_eq!(health.assigned_partitions(), 2);
+        assert_eq!(health.lag(), 7, "unknown lags (-1) are left out");
+        health.record(&joining("up", "wait-join"));
+        assert_eq!(
+            health.check(),
+            Ok(()),
+            "a rebalance does not make a member unready"
+        );
         assert!(health.in_group_for(Duration::ZERO));
         assert!(
             !health.in_group_for(Duration::from_secs(3600)),

@@ -29,6 +29,7 @@ use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::connection::Connection;
 use crate::namespace::Namespace;
 
 mod health;
@@ -40,7 +41,8 @@ use worker::{store, worker};
 /// Consumer settings.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    pub brokers: String,
+    /// The cluster, and the settings passed through to librdkafka.
+    pub connection: Connection,
     /// Where the topics and the group live on the cluster.
     pub namespace: Namespace,
     /// The logical consumer group.
@@ -65,8 +67,14 @@ pub struct ConsumerConfig {
 impl ConsumerConfig {
     #[must_use]
     pub fn new(brokers: &str, group: &str, topics: &[&str]) -> Self {
+        Self::on(Connection::new(brokers), group, topics)
+    }
+
+    /// Default settings on `connection`.
+    #[must_use]
+    pub fn on(connection: Connection, group: &str, topics: &[&str]) -> Self {
         Self {
-            brokers: brokers.to_owned(),
+            connection,
             namespace: Namespace::default(),
             group: group.to_owned(),
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
@@ -78,32 +86,39 @@ impl ConsumerConfig {
     }
 
     fn client_config(&self) -> ClientConfig {
+        // A crashed member's partitions move on after its session timeout: 6 s (the brokers'
+        // minimum) for a dynamic member; a static one keeps them for 30 s, so that a restart
+        // within that gets them back without a rebalance.
+        let session_timeout = if self.instance_id.is_some() {
+            "30000"
+        } else {
+            "6000"
+        };
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", self.namespace.group(&self.group))
-            .set("enable.auto.commit", "true")
+            // Tunables: the deployment may pass its own through.
+            .set("session.timeout.ms", session_timeout)
             .set("auto.commit.interval.ms", "500")
-            // Offsets are stored by us, after the effect committed.
-            .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set("heartbeat.interval.ms", "500")
+            // Latency over batching: the broker answers a fetch after 10 ms even with little data.
+            .set("fetch.wait.max.ms", "10");
+        let mut config = self.connection.over(config);
+        // Guarantees, which `Connection` refuses to pass through.
+        config
+            .set("group.id", self.namespace.group(&self.group))
+            // Offsets are stored by us, after the effect committed, and committed from there
+            // in the background and on close.
+            .set("enable.auto.offset.store", "false")
+            .set("enable.auto.commit", "true")
             // Incremental rebalances: a member joining or leaving moves only the partitions that
             // change owner; the others keep being consumed throughout.
             .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("heartbeat.interval.ms", "500")
             // Readiness reads the group state from these (see `ConsumerHealth`).
-            .set("statistics.interval.ms", "1000")
-            // Latency over batching: the broker answers a fetch after 10 ms even with little data.
-            .set("fetch.wait.max.ms", "10");
-        match &self.instance_id {
-            // A restart within the session timeout keeps the member's partitions.
-            Some(id) => config
-                .set("group.instance.id", id)
-                .set("session.timeout.ms", "30000"),
-            // A crashed member's partitions move on after this long (6 s is the brokers'
-            // minimum).
-            None => config.set("session.timeout.ms", "6000"),
-        };
+            .set("statistics.interval.ms", "1000");
+        if let Some(id) = &self.instance_id {
+            config.set("group.instance.id", id);
+        }
         config
     }
 }
@@ -251,7 +266,7 @@ async fn run_client(
         .collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
-    let dlq: FutureProducer = crate::publisher::ProducerConfig::new(&config.brokers)
+    let dlq: FutureProducer = crate::publisher::ProducerConfig::on(config.connection.clone())
         .client_config()
         .create()?;
     let handling = ConsumerLoop::new(&config.group, handler, config.retry.clone(), stats);
@@ -353,5 +368,47 @@ async fn close(shared: Arc<Shared>, timeout: Duration) {
     if tokio::time::timeout(timeout, closed).await.is_err() {
         tracing::warn!(%group, timeout_s = timeout.as_secs(),
             "the consumer did not leave its group in time (broker unreachable?); going on without");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At-least-once is these settings (with storing after the effect, which the crash tests
+    /// check): a change here must be deliberate.
+    #[test]
+    fn offsets_are_stored_by_ordership_and_committed_by_librdkafka() {
+        let config = ConsumerConfig {
+            namespace: Namespace::new("ns."),
+            ..ConsumerConfig::new("k:9092", "orders", &["t"])
+        }
+        .client_config();
+        for (key, value) in [
+            ("bootstrap.servers", "k:9092"),
+            ("group.id", "ns.orders"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.auto.commit", "true"),
+            ("auto.offset.reset", "earliest"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("statistics.interval.ms", "1000"),
+            ("session.timeout.ms", "6000"),
+            ("allow.auto.create.topics", "false"),
+        ] {
+            assert_eq!(config.get(key), Some(value), "{key}");
+        }
+        assert_eq!(config.get("group.instance.id"), None);
+        assert!(!ConsumerConfig::new("k", "g", &["t"]).store_offset_before_handling);
+    }
+
+    #[test]
+    fn a_static_member_keeps_its_partitions_through_a_restart_of_up_to_30_s() {
+        let config = ConsumerConfig {
+            instance_id: Some("order-service-0".into()),
+            ..ConsumerConfig::new("k:9092", "orders", &["t"])
+        }
+        .client_config();
+        assert_eq!(config.get("group.instance.id"), Some("order-service-0"));
+        assert_eq!(config.get("session.timeout.ms"), Some("30000"));
     }
 }

@@ -37,7 +37,7 @@ fn unique(name: &str) -> String {
 async fn fresh_topic(name: &str) -> String {
     let topic = unique(name);
     ensure_topics(
-        &brokers(),
+        &ordership_kafka::Connection::new(&brokers()),
         &[topic.clone(), topics::dead_letter(&topic)],
         4,
         Duration::from_secs(30),

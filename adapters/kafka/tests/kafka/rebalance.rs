@@ -7,7 +7,7 @@ use ordership_domain::ports::{HandleError, HandleOutcome, MessageHandler};
 use ordership_kafka::ensure_topics;
 use ordership_tests::fixtures::{message, wait_until};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::sync::{Arc, Mutex};
@@ -42,33 +42,21 @@ impl MessageHandler for Timed {
 }
 
 /// Creates `topic` with `partitions` partitions through the admin API where the cluster has one
-/// (the development broker has not: it creates topics on first use, with 4 partitions).
+/// (the development broker has not: it creates topics on first use, with 4 partitions); returns
+/// how many it has.
 async fn topic_with_partitions(topic: &str, partitions: i32) -> i32 {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
-    let options = AdminOptions::new()
-        .request_timeout(Some(Duration::from_secs(3)))
-        .operation_timeout(Some(Duration::from_secs(3)));
-    let _ = admin
-        .create_topics(
-            &[NewTopic::new(
-                topic,
-                partitions,
-                TopicReplication::Fixed(-1),
-            )],
-            &options,
-        )
-        .await;
     ensure_topics(
-        &brokers(),
+        &ordership_kafka::Connection::new(&brokers()),
         &[topic.to_owned()],
         partitions,
         Duration::from_secs(30),
     )
     .await
     .expect("the topic exists");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
     let metadata = admin
         .inner()
         .fetch_metadata(Some(topic), Duration::from_secs(10))

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Checks deploy/docker-compose.yml for what a container engine would only show when data is lost
+or a service starts too early (none runs on the test machines):
+
+- every image that keeps data has a named volume mounted where that image writes it (table below,
+  with where each path comes from), and every named volume is declared and used;
+- Kafka's log directory is the mounted volume, and the broker does not create topics on first use;
+- the one-shot topic service creates every ordership topic and its dead-letter topic, with the
+  partitions the services are told to expect;
+- every long-running service has a healthcheck, and ordership's services are checked for readiness.
+
+Run by scripts/test.sh (with the test virtual environment's Python, which has PyYAML).
+"""
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "deploy" / "docker-compose.yml"
+
+# Where each image keeps what must survive the container, and where that is documented.
+DATA_PATHS = {
+    # The official image's PGDATA default (its Dockerfile: ENV PGDATA /var/lib/postgresql/data).
+    "postgres": "/var/lib/postgresql/data",
+    # apache/kafka writes to log.dirs; its default (/tmp/kraft-combined-logs) is overridden by
+    # KAFKA_LOG_DIRS, which must name the volume (checked below).
+    "apache/kafka": "$KAFKA_LOG_DIRS",
+    # prom/prometheus's CMD passes --storage.tsdb.path=/prometheus.
+    "prom/prometheus": "/prometheus",
+    # grafana/grafana's GF_PATHS_DATA (its Dockerfile) is /var/lib/grafana.
+    "grafana/grafana": "/var/lib/grafana",
+    # deploy/Dockerfile makes /var/lib/ordership for the development signing key.
+    "ordership": "/var/lib/ordership",
+}
+# Images that keep nothing on purpose, and why.
+STATELESS = {
+    "redis": "the waiting rooms' queue may be lost (buyers rejoin with their queue tokens)",
+    "jaegertracing/jaeger": "traces are kept in memory: a demo",
+}
+# One-shot services (they exit); the rest run and need a healthcheck.
+ONE_SHOT = {"migrate", "kafka-topics"}
+
+
+def image_name(image: str) -> str:
+    return image.rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image
+
+
+def topics() -> list[str]:
+    """ordership's topics, read from the domain crate, each with its dead-letter topic."""
+    source = (ROOT / "domain" / "src" / "message.rs").read_text()
+    names = re.findall(r'pub const [A-Z_]+: &str = "(ordership\.[a-z.]+)";', source)
+    if not names:
+        sys.exit("no topic constants found in domain/src/message.rs")
+    return sorted(n for name in names for n in (name, f"{name}.dlq"))
+
+
+def main() -> int:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    declared = set(compose.get("volumes") or {})
+    errors: list[str] = []
+    used: set[str] = set()
+
+    for name, service in services.items():
+        image = image_name(service.get("image", ""))
+        env = service.get("environment") or {}
+        mounts = {}
+        for volume in service.get("volumes") or []:
+            source, target = volume.split(":")[:2]
+            if not source.startswith((".", "/")):
+                mounts[source] = target
+                used.add(source)
+                if source not in declared:
+                    errors.append(f"{name}: volume {source!r} is not declared")
+        if image in STATELESS:
+            if mounts:
+                errors.append(f"{name}: {image} is listed as keeping nothing, yet mounts {mounts}")
+            continue
+        if name in ONE_SHOT:
+            continue
+        wanted = DATA_PATHS.get(image)
+        if wanted is None:
+            errors.append(f"{name}: no data path known for image {image!r}: add it to the table")
+            continue
+        if wanted == "$KAFKA_LOG_DIRS":
+            wanted = env.get("KAFKA_LOG_DIRS")
+            if wanted is None:
+                errors.append(f"{name}: KAFKA_LOG_DIRS is unset: the log would stay in /tmp")
+                continue
+            if str(env.get("KAFKA_AUTO_CREATE_TOPICS_ENABLE")).lower() != "false":
+                errors.append(f"{name}: the broker must not create topics on first use")
+        if wanted not in mounts.values():
+            errors.append(f"{name}: {image} writes to {wanted}, but no named volume is mounted there ({mounts})")
+
+    for volume in sorted(declared - used):
+        errors.append(f"volume {volume!r} is declared but mounted nowhere")
+
+    # The topic service creates every topic with the partitions the services expect.
+    script = " ".join(services["kafka-topics"]["command"])
+    for topic in topics():
+        base = topic.removesuffix(".dlq")
+        if base not in script:
+            errors.append(f"kafka-topics does not create {topic}")
+    if '"$$topic.dlq"' not in script:
+        errors.append("kafka-topics does not create the dead-letter topics")
+    partitions = re.findall(r"--partitions (\d+)", script)
+    expected = {
+        str(service.get("environment", {}).get("ORDERSHIP_KAFKA_PARTITIONS"))
+        for service in services.values()
+        if "ORDERSHIP_KAFKA_PARTITIONS" in (service.get("environment") or {})
+    }
+    if set(partitions) != expected or len(expected) != 1:
+        errors.append(f"kafka-topics creates {partitions} partitions; the services expect {expected}")
+
+    for name, service in services.items():
+        if name in ONE_SHOT or image_name(service.get("image", "")) == "jaegertracing/jaeger":
+            continue
+        check = service.get("healthcheck")
+        if not check:
+            errors.append(f"{name}: no healthcheck")
+        elif image_name(service.get("image", "")) == "ordership" and "/health/ready" not in " ".join(check["test"]):
+            errors.append(f"{name}: the healthcheck must ask /health/ready (readiness), not liveness")
+
+    for error in errors:
+        print(f"compose: {error}", file=sys.stderr)
+    if errors:
+        return 1
+    print(f"compose: {len(services)} services, volumes {sorted(declared)} mounted where their images write")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
