@@ -13,6 +13,7 @@ cleanup() {
   set +e
   [ -n "${broker_pid:-}" ] && kill "$broker_pid" 2>/dev/null
   [ -n "${redis_pid:-}" ] && kill "$redis_pid" 2>/dev/null
+  [ -n "${redis_tls_pid:-}" ] && kill "$redis_tls_pid" 2>/dev/null
   if [ -n "${cluster_dir:-}" ] && ! scripts/redis-cluster.sh stop "$cluster_dir"; then
     printf 'warning: could not remove the Redis Cluster in %s\n' "$cluster_dir" >&2
   fi
@@ -120,6 +121,45 @@ cluster_dir=$(mktemp -d)
 REDIS_CLUSTER_NODES=$(scripts/redis-cluster.sh start "$cluster_dir")
 export REDIS_CLUSTER_NODES
 echo "Redis ready: $REDIS_URL; cluster $REDIS_CLUSTER_NODES"
+
+step "TLS: a throwaway CA, PostgreSQL with ssl=on, Redis on a TLS port"
+# The TLS tests (tests/e2e/tls.rs) connect with verification on, present a client certificate,
+# and must be refused by a server whose certificate another CA signed.
+tls_dir=$PWD/target/test-tls
+rm -rf "$tls_dir"
+scripts/tls.sh "$tls_dir"
+export ORDERSHIP_TEST_TLS_DIR=$tls_dir
+# The test server reads its certificate and key as its own user, the key private to it; it asks
+# clients for a certificate from the same CA (and checks it when one is presented).
+pg_tls=$(pg -At -c 'SHOW data_directory')/ordership-tls
+install -d -o postgres -g postgres -m 0700 "$pg_tls"
+install -o postgres -g postgres -m 0600 "$tls_dir/server.pem" "$tls_dir/server-key.pem" "$tls_dir/ca.pem" "$pg_tls/"
+pg -c 'ALTER SYSTEM SET ssl = on' \
+  -c "ALTER SYSTEM SET ssl_cert_file = '$pg_tls/server.pem'" \
+  -c "ALTER SYSTEM SET ssl_key_file = '$pg_tls/server-key.pem'" \
+  -c "ALTER SYSTEM SET ssl_ca_file = '$pg_tls/ca.pem'" \
+  -c 'SELECT pg_reload_conf()' >/dev/null
+pg_tls_url="host=localhost port=5432 user=postgres dbname=postgres sslmode=verify-full sslrootcert=$tls_dir/ca.pem"
+for _ in $(seq 1 50); do
+  [ "$(psql "$pg_tls_url" -X -At -c 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' 2>/dev/null)" = t ] && break
+  sleep 0.1
+done
+[ "$(psql "$pg_tls_url" -X -At -c 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')" = t ] \
+  || fail "PostgreSQL does not answer over verified TLS"
+port=26379
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+redis-server --port 0 --tls-port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+  --tls-cert-file "$tls_dir/server.pem" --tls-key-file "$tls_dir/server-key.pem" \
+  --tls-ca-cert-file "$tls_dir/ca.pem" --tls-auth-clients optional >/dev/null 2>&1 &
+redis_tls_pid=$!
+for _ in $(seq 1 50); do
+  redis-cli --tls --cacert "$tls_dir/ca.pem" -h localhost -p "$port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+redis-cli --tls --cacert "$tls_dir/ca.pem" -h localhost -p "$port" ping >/dev/null 2>&1 \
+  || fail "Redis does not answer on its TLS port $port"
+export REDIS_TLS_URL="rediss://localhost:$port"
+echo "TLS ready: CA in $tls_dir; PostgreSQL ssl=on; $REDIS_TLS_URL"
 
 step "browser harness"
 # Browser tests drive Debian's Chromium with playwright-core (pinned in tests/browser): nothing is

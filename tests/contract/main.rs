@@ -62,8 +62,8 @@ mod redis_admission {
     async fn queue() -> Arc<dyn WaitingRoomQueue> {
         let url =
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-        let queue =
-            ordership_redis::connect(&url).unwrap_or_else(|e| panic!("Redis URL {url}: {e:?}"));
+        let queue = ordership_redis::connect(&url, &ordership_redis::Tls::default())
+            .unwrap_or_else(|e| panic!("Redis URL {url}: {e:?}"));
         queue
             .ping()
             .await
@@ -87,7 +87,7 @@ mod redis_cluster_admission {
             .split(',')
             .map(str::to_owned)
             .collect();
-        ordership_redis::connect_cluster(&nodes)
+        ordership_redis::connect_cluster(&nodes, &ordership_redis::Tls::default())
             .await
             .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
     }

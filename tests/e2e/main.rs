@@ -15,5 +15,6 @@ mod kafka;
 mod kafka_crash;
 mod load;
 mod pg_restart;
+mod tls;
 mod traces;
 mod waiting_room;

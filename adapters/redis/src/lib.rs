@@ -8,6 +8,8 @@
 //! the tick script — any number of service instances may tick one room. Scripts are sent by hash
 //! and loaded again on `NOSCRIPT` (after a restart or a failover).
 
+mod connection;
 mod waiting_room;
 
-pub use waiting_room::{RedisWaitingRoomQueue, TIMEOUT, connect, connect_cluster};
+pub use connection::{TIMEOUT, Tls, connect, connect_cluster};
+pub use waiting_room::RedisWaitingRoomQueue;

@@ -7,9 +7,8 @@ use async_trait::async_trait;
 use ordership_domain::CustomerId;
 use ordership_domain::ports::{QueueError, QueueRules, QueueStats, WaitingRoomQueue};
 use ordership_domain::waiting_room::{EntryStatus, RoomId, Ticket, millis};
-use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionLike;
 use redis::{RedisError, Script, Value};
 
 macro_rules! script {
@@ -68,7 +67,7 @@ struct Failed {
 
 /// Classifies a failed command of `operation`: lost or refused connections, timeouts and cluster
 /// errors are unavailability (retry later), anything else is unexpected.
-fn failed_in(operation: &'static str) -> impl Fn(RedisError) -> QueueError {
+pub(crate) fn failed_in(operation: &'static str) -> impl Fn(RedisError) -> QueueError {
     move |source| {
         let unavailable = source.is_io_error()
             || source.is_connection_dropped()
@@ -160,58 +159,6 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisWaitingRoomQueue<C>
             .await
             .map_err(failed_in(operation))
     }
-}
-
-/// How long one command may take, and one connection attempt: a queue that does not answer
-/// within this is unavailable, and callers answer 503 rather than hang.
-pub const TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Connects to a standalone Redis (`redis://host:port`): one multiplexed connection, made on
-/// first use and made again by itself after Redis went away, so a service starts, and recovers,
-/// while Redis is down.
-///
-/// # Errors
-/// `Unexpected` for a bad URL.
-pub fn connect(url: &str) -> Result<Arc<dyn WaitingRoomQueue>, QueueError> {
-    let client = redis::Client::open(url).map_err(|e| QueueError::Unexpected(Box::new(e)))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(TIMEOUT))
-        .set_response_timeout(Some(TIMEOUT))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(1));
-    let manager = ConnectionManager::new_lazy_with_config(client, config)
-        .map_err(|e| QueueError::Unexpected(Box::new(e)))?;
-    Ok(Arc::new(RedisWaitingRoomQueue::new(manager)))
-}
-
-/// Connects to a Redis Cluster through any of its nodes; the slot map is followed (and
-/// refreshed on `MOVED`, on failover) by the client.
-///
-/// # Errors
-/// [`QueueError::Unavailable`] when no node can be reached; `Unexpected` for a bad URL.
-pub async fn connect_cluster(nodes: &[String]) -> Result<Arc<dyn WaitingRoomQueue>, QueueError> {
-    // Nodes as `host:port` or as URLs.
-    let urls = nodes.iter().map(|node| {
-        if node.contains("://") {
-            node.clone()
-        } else {
-            format!("redis://{node}")
-        }
-    });
-    // Retries ride out a failover (MOVED, a master that went away) within a few seconds.
-    let client = redis::cluster::ClusterClient::builder(urls)
-        .connection_timeout(TIMEOUT)
-        .response_timeout(TIMEOUT)
-        .retries(8)
-        .min_retry_wait(50)
-        .max_retry_wait(1_000)
-        .build()
-        .map_err(|e| QueueError::Unexpected(Box::new(e)))?;
-    let connection = client
-        .get_async_connection()
-        .await
-        .map_err(failed_in("connecting to the cluster"))?;
-    Ok(Arc::new(RedisWaitingRoomQueue::new(connection)))
 }
 
 fn flag(on: bool) -> String {

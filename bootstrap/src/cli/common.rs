@@ -97,6 +97,20 @@ pub struct CommonArgs {
     #[arg(long, env = "ORDERSHIP_REDIS_CLUSTER", global = true)]
     pub redis_cluster: bool,
 
+    /// Redis over TLS (`rediss://` URLs): the CA (PEM) the servers' certificates are checked
+    /// against; unset: the system's roots. The server's name is checked against the URL's host.
+    #[arg(long, env = "ORDERSHIP_REDIS_CA_FILE", global = true)]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// Redis over TLS: a client certificate (PEM) for servers that ask for one, with
+    /// --redis-client-key.
+    #[arg(long, env = "ORDERSHIP_REDIS_CLIENT_CERT", global = true)]
+    pub redis_client_cert: Option<PathBuf>,
+
+    /// Redis over TLS: the client certificate's private key (PEM).
+    #[arg(long, env = "ORDERSHIP_REDIS_CLIENT_KEY", global = true)]
+    pub redis_client_key: Option<PathBuf>,
+
     /// The Ed25519 private key (PKCS#8 PEM) that signs the waiting rooms' queue and admission
     /// tokens; every order-service instance needs the same one. In development mode the
     /// development key serves.

@@ -94,7 +94,7 @@ async fn cdc_feed(
                 schema.name
             )
         })?
-        .with_password_of(args.database_url.as_deref().unwrap_or_default());
+        .connecting_as(args.database_url.as_deref().unwrap_or_default());
     tracing::info!(
         slot = feed.slot(),
         "CDC relay: streaming the outbox from the write-ahead log"

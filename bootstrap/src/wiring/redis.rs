@@ -13,19 +13,27 @@ pub(super) async fn queue(args: &CommonArgs) -> anyhow::Result<Option<Arc<dyn Wa
     let Some(url) = &args.redis_url else {
         return Ok(None);
     };
+    let tls = ordership_redis::Tls {
+        ca: args.redis_ca_file.clone(),
+        client_certificate: match (&args.redis_client_cert, &args.redis_client_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => anyhow::bail!("--redis-client-cert and --redis-client-key go together"),
+        },
+    };
     if args.redis_cluster {
         let nodes: Vec<String> = url
             .split(',')
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .collect();
-        let queue = ordership_redis::connect_cluster(&nodes)
+        let queue = ordership_redis::connect_cluster(&nodes, &tls)
             .await
             .with_context(|| format!("connecting to the Redis Cluster at {nodes:?}"))?;
         tracing::info!(nodes = ?nodes, "waiting rooms: Redis Cluster");
         return Ok(Some(queue));
     }
-    let queue = ordership_redis::connect(url).context("--redis-url")?;
+    let queue = ordership_redis::connect(url, &tls).context("--redis-url")?;
     // Lazily connected: a Redis that is down now is reported by readiness, and joins answer 503
     // until it is back.
     if let Err(e) = queue.ping().await {

@@ -26,6 +26,7 @@ use crate::error::{classify, corrupt, failed_in};
 use crate::outbox::bind_message;
 use crate::schema::Schema;
 
+mod connection;
 mod pgoutput;
 mod stream;
 
@@ -189,21 +190,19 @@ impl PgOutboxFeed {
         })
     }
 
-    /// Takes the password of the replication connection from the database URL the pool was
-    /// made from (a pool's password is not readable back from it); else `PGPASSWORD`.
+    /// Takes the replication connection's password (a pool's password is not readable back
+    /// from it; else `PGPASSWORD`) and TLS settings (`sslmode`, `sslrootcert`, `sslcert`,
+    /// `sslkey`, or their `PG*` variables) from the database URL the pool was made from.
     #[must_use]
-    pub fn with_password_of(mut self, database_url: &str) -> Self {
-        let password = url::Url::parse(database_url).ok().and_then(|url| {
-            let escaped = url.password()?;
-            Some(
-                percent_encoding::percent_decode_str(escaped)
-                    .decode_utf8_lossy()
-                    .into_owned(),
-            )
-        });
-        if let Some(password) = password {
+    pub fn connecting_as(mut self, database_url: &str) -> Self {
+        if let Some(password) = connection::password(database_url) {
             self.replication.password = password;
         }
+        self.replication.tls = connection::tls(
+            &self.pool.connect_options(),
+            database_url,
+            &self.replication.host,
+        );
         self
     }
 
