@@ -18,6 +18,7 @@ use tokio::process::Command;
 
 use crate::binary::{Process, spawn, start_with_env, terminate};
 use crate::invariants::EventRecorder;
+use crate::tansu::Tansu;
 
 /// A Kafka cluster and the namespace a test works in.
 pub(crate) struct Cluster {
@@ -25,6 +26,8 @@ pub(crate) struct Cluster {
     pub(crate) namespace: String,
     /// The dev broker this test started, if it started one.
     pub(crate) own: Option<Process>,
+    /// The Tansu broker this test started, if it started one.
+    pub(crate) tansu: Option<Tansu>,
 }
 
 impl Cluster {
@@ -36,6 +39,7 @@ impl Cluster {
                 brokers,
                 namespace: format!("e2e-{}.", uuid::Uuid::now_v7().simple()),
                 own: None,
+                tansu: None,
             },
             _ => Self::own().await,
         }
@@ -54,6 +58,18 @@ impl Cluster {
             brokers: broker.addr.clone(),
             namespace: String::new(),
             own: Some(broker),
+            tansu: None,
+        }
+    }
+
+    /// A Tansu broker of this test's own, a real broker that keeps its data across a restart.
+    pub(crate) async fn tansu() -> Self {
+        let broker = Tansu::start().await;
+        Self {
+            brokers: broker.addr.clone(),
+            namespace: String::new(),
+            own: None,
+            tansu: Some(broker),
         }
     }
 
@@ -70,6 +86,9 @@ impl Cluster {
     pub(crate) async fn stop(self) {
         if let Some(broker) = self.own {
             terminate(broker).await;
+        }
+        if let Some(broker) = self.tansu {
+            broker.stop().await;
         }
     }
 }

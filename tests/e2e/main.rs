@@ -15,6 +15,8 @@ mod kafka;
 mod kafka_crash;
 mod load;
 mod pg_restart;
+mod static_membership;
+mod tansu;
 mod tls;
 mod traces;
 mod waiting_room;

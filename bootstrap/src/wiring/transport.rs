@@ -131,6 +131,11 @@ impl MetricSource for ConsumerMetrics {
             "Partitions each consumer group member of this process owns (0: a ready surplus member).",
             by_group(ConsumerHealth::assigned_partitions),
         ));
+        families.push(Family::counter(
+            "ordership_consumer_rebalances_total",
+            "Rebalances (assignments or revocations) each consumer group member of this process went through.",
+            by_group(ConsumerHealth::rebalances),
+        ));
         families.push(Family::gauge(
             "ordership_consumer_lag_messages",
             "Messages in this process's partitions not yet consumed, by consumer group.",

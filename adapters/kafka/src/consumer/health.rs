@@ -30,6 +30,8 @@ struct Membership {
     assigned: u64,
     /// How many messages its partitions hold past what it has consumed.
     lag: u64,
+    /// How many rebalances (assignments or revocations) this client went through.
+    rebalances: u64,
 }
 
 /// The part of librdkafka's statistics JSON that readiness reads.
@@ -60,6 +62,8 @@ struct GroupState {
     join_state: String,
     #[serde(default)]
     assignment_size: u64,
+    #[serde(default)]
+    rebalance_cnt: u64,
 }
 
 impl ConsumerHealth {
@@ -77,10 +81,11 @@ impl ConsumerHealth {
             .flat_map(|t| t.partitions.values())
             .filter_map(|p| u64::try_from(p.consumer_lag).ok())
             .sum();
-        let (state, joined, assigned) = stats.cgrp.map_or((String::new(), false, 0), |g| {
-            let joined = g.state == "up" && g.join_state == "steady";
-            (g.state, joined, g.assignment_size)
-        });
+        let (state, joined, assigned, rebalances) =
+            stats.cgrp.map_or((String::new(), false, 0, 0), |g| {
+                let joined = g.state == "up" && g.join_state == "steady";
+                (g.state, joined, g.assignment_size, g.rebalance_cnt)
+            });
         let now = Instant::now();
         let mut m = self.membership();
         let previous = m.last.as_ref().map(|(_, s)| s.as_str());
@@ -99,6 +104,7 @@ impl ConsumerHealth {
         }
         m.assigned = assigned;
         m.lag = lag;
+        m.rebalances = rebalances;
         m.last = Some((now, state));
     }
 
@@ -122,6 +128,12 @@ impl ConsumerHealth {
     #[must_use]
     pub fn assigned_partitions(&self) -> u64 {
         self.membership().assigned
+    }
+
+    /// How many rebalances this member's client went through (from 0 again after a rebuild).
+    #[must_use]
+    pub fn rebalances(&self) -> u64 {
+        self.membership().rebalances
     }
 
     /// How many messages this member's partitions hold past what it consumed, as of the last
@@ -170,7 +182,7 @@ mod tests {
 
     fn joining(state: &str, join_state: &str) -> Vec<u8> {
         format!(
-            r#"{{"name": "c#1", "cgrp": {{"state": "{state}", "join_state": "{join_state}", "assignment_size": 2}},
+            r#"{{"name": "c#1", "cgrp": {{"state": "{state}", "join_state": "{join_state}", "assignment_size": 2, "rebalance_cnt": 3}},
                 "topics": {{"t": {{"partitions": {{"0": {{"consumer_lag": 5}}, "1": {{"consumer_lag": 2}}, "-1": {{"consumer_lag": -1}}}}}}}}}}"#
         )
         .into_bytes()
@@ -192,6 +204,7 @@ mod tests {
         assert_eq!(health.check(), Ok(()));
         assert_eq!(health.assigned_partitions(), 2);
         assert_eq!(health.lag(), 7, "unknown lags (-1) are left out");
+        assert_eq!(health.rebalances(), 3);
         health.record(&joining("up", "wait-join"));
         assert_eq!(
             health.check(),
