@@ -1,4 +1,12 @@
-//! The broker dies mid-run (SIGKILL) and comes back empty on the same port: messages, topics and
+//! The broker dies mid-run (SIGKILL).
+//!
+//! On a real broker that keeps its data (Tansu), it comes back with its log, its committed
+//! offsets and the idempotent producers' state: the services ride it out without a restart, and
+//! then survive a crash of everything at once (both services and the broker): consumers resume at
+//! their committed offsets, nothing is lost, no saga needs to re-send, and the inboxes discard the
+//! redeliveries. The same run with offsets stored before the effect must be caught.
+//!
+//! The development broker (librdkafka's mock) comes back empty on the same port: messages, topics and
 //! committed offsets are gone. Both services must notice (readiness 503), get back into their
 //! consumer groups without being restarted (readiness 200), and every order must settle — the
 //! saga's re-sends replace what the broker lost, so no order to a served country is cancelled
@@ -10,6 +18,38 @@ use sqlx::PgPool;
 
 use crate::binary::{Process, http, spawn};
 use crate::kafka::{Cluster, Deployment, assert_none_timed_out, check_invariants, count};
+use crate::kafka_crash::{Fault, crash_run_on};
+
+/// Static members, as deployed: a restarted service takes its partitions back at once.
+const STATIC: &[&str] = &["--kafka-instance-id", "instance-0"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_with_its_data_then_everything_killed_loses_nothing() {
+    let verdict = crash_run_on(
+        Cluster::tansu().await,
+        Fault::BrokerThenEverything,
+        false,
+        STATIC,
+    )
+    .await;
+    eprintln!(
+        "broker restart with data, then everything: {verdict:?} ({:.0} duplicates discarded by the inboxes)",
+        verdict.duplicates
+    );
+    verdict.assert_nothing_lost();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_restart_test_catches_offsets_stored_before_the_commit() {
+    let verdict = crash_run_on(
+        Cluster::tansu().await,
+        Fault::BrokerThenEverything,
+        true,
+        STATIC,
+    )
+    .await;
+    assert!(!verdict.nothing_lost(), "{verdict:?}: the mutant went unnoticed");
+}
 
 async fn ready(addr: &str) -> bool {
     http(addr, "GET", "/health/ready", None).await.0 == 200

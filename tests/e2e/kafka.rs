@@ -74,13 +74,17 @@ impl Cluster {
     }
 
     /// The flags that put a service on this cluster, in this namespace.
-    pub(crate) fn args(&self) -> [&str; 4] {
-        [
+    pub(crate) fn args(&self) -> Vec<&str> {
+        let mut args = vec![
             "--kafka-brokers",
             &self.brokers,
             "--kafka-namespace",
             &self.namespace,
-        ]
+        ];
+        if self.tansu.is_some() {
+            args.extend(["--kafka-config", crate::tansu::CLIENT_CONFIG]);
+        }
+        args
     }
 
     pub(crate) async fn stop(self) {

@@ -76,6 +76,11 @@ impl Service {
         service
     }
 
+    /// Where it listens.
+    pub(crate) fn addr(&self) -> String {
+        self.args[self.args.iter().position(|a| a == "--http-addr").expect("an address") + 1].clone()
+    }
+
     pub(crate) async fn restart(&mut self) {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         self.process = Some(spawn(&args, "listening on http://").await);
@@ -84,7 +89,7 @@ impl Service {
     /// Stops the services and the cluster, and drops the replication slots SIGKILLed services
     /// never dropped (they keep write-ahead log).
     pub(crate) async fn stop_all(
-        services: [Self; 2],
+        services: impl IntoIterator<Item = Self>,
         cluster: Cluster,
         pool: PgPool,
         database: &str,
@@ -99,6 +104,13 @@ impl Service {
         ordership_postgres::testing::drop_replication_slots(database).await;
     }
 
+    /// Killed, down for `down`, started again.
+    async fn bounce(&mut self, down: Duration) {
+        self.kill().await;
+        tokio::time::sleep(down).await;
+        self.restart().await;
+    }
+
     pub(crate) async fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
             process.child.start_kill().expect("SIGKILL");
@@ -109,15 +121,20 @@ impl Service {
 
 /// What a crash run left behind.
 #[derive(Debug)]
-struct Verdict {
+pub(crate) struct Verdict {
     stuck_sagas: i64,
     resent: i64,
-    duplicates: f64,
+    pub(crate) duplicates: f64,
 }
 
 impl Verdict {
+    /// Whether every saga settled without needing its deadline.
+    pub(crate) fn nothing_lost(&self) -> bool {
+        self.stuck_sagas == 0 && self.resent == 0
+    }
+
     /// Nothing lost, no saga needed its deadline, and duplicates were delivered and discarded.
-    fn assert_nothing_lost(&self) {
+    pub(crate) fn assert_nothing_lost(&self) {
         assert_eq!(self.stuck_sagas, 0, "{self:?}: a message was lost");
         assert_eq!(
             self.resent, 0,
@@ -130,13 +147,27 @@ impl Verdict {
     }
 }
 
-async fn duplicates(addr: &str) -> f64 {
+/// The sum of every sample of a counter of the service at `addr`.
+async fn total(addr: &str, counter: &str) -> f64 {
     let (_, body) = http(addr, "GET", "/metrics", None).await;
     String::from_utf8_lossy(&body)
         .lines()
-        .filter(|l| l.starts_with("ordership_inbox_duplicates_discarded_total"))
+        .filter(|l| l.starts_with(counter))
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .sum()
+}
+
+async fn duplicates(addr: &str) -> f64 {
+    total(addr, "ordership_inbox_duplicates_discarded_total").await
+}
+
+/// What is killed at each of a crash run's moments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// One service, then the other.
+    Services,
+    /// The broker alone (its data kept), then the broker and both services at once.
+    BrokerThenEverything,
 }
 
 pub(crate) async fn settled(pool: &PgPool) -> i64 {
@@ -146,6 +177,25 @@ pub(crate) async fn settled(pool: &PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .expect("count")
+}
+
+/// The offsets the delivery service's group committed on its commands topic.
+async fn committed(cluster: &Cluster) -> Vec<i64> {
+    let brokers = cluster.brokers.clone();
+    let topic = format!("{}{}", cluster.namespace, ordership_domain::topics::DELIVERY_COMMANDS);
+    let group = format!("{}delivery-service.commands", cluster.namespace);
+    tokio::task::spawn_blocking(move || {
+        ordership_kafka::testing::committed_offsets(
+            &brokers,
+            &group,
+            &topic,
+            4,
+            Duration::from_secs(30),
+        )
+    })
+    .await
+    .expect("joined")
+    .expect("committed offsets")
 }
 
 /// Waits until `more` sagas have settled since the call.
@@ -159,7 +209,17 @@ async fn wait_for_progress(pool: &PgPool, more: i64) {
 }
 
 async fn crash_run(unsafe_offsets: bool, extra: &[&str]) -> Verdict {
-    let cluster = Cluster::for_test().await;
+    crash_run_on(Cluster::for_test().await, Fault::Services, unsafe_offsets, extra).await
+}
+
+/// Places orders through crashes of `fault`'s kind at random moments, then waits for every order
+/// to settle (if it can) and tells what was lost.
+pub(crate) async fn crash_run_on(
+    mut cluster: Cluster,
+    fault: Fault,
+    unsafe_offsets: bool,
+    extra: &[&str],
+) -> Verdict {
     let database = fresh_database_url().await;
     let (order_addr, delivery_addr) = (free_port(), free_port());
     let mut deliveries = Service::start(
@@ -220,14 +280,35 @@ async fn crash_run(unsafe_offsets: bool, extra: &[&str]) -> Verdict {
     eprintln!("crash moments (sagas settled before, ms down): {moments:?}");
     for (round, (progress, down)) in moments.into_iter().enumerate() {
         wait_for_progress(&pool, progress).await;
-        let victim = if round == 1 {
-            &mut orders
-        } else {
-            &mut deliveries
-        };
-        victim.kill().await;
-        tokio::time::sleep(Duration::from_millis(down)).await;
-        victim.restart().await;
+        let down = Duration::from_millis(down);
+        match (fault, round) {
+            (Fault::Services, 1) => orders.bounce(down).await,
+            (Fault::Services, _) => deliveries.bounce(down).await,
+            (Fault::BrokerThenEverything, 0) => {
+                let before = committed(&cluster).await;
+                let broker = cluster.tansu.as_mut().expect("a broker of the test's own");
+                broker.kill().await;
+                tokio::time::sleep(down).await;
+                broker.restart().await;
+                let after = committed(&cluster).await;
+                eprintln!("committed offsets of the delivery commands: {before:?} before the broker was killed, {after:?} after its restart");
+                assert!(before.iter().sum::<i64>() > 0, "offsets were committed");
+                assert!(
+                    before.iter().zip(&after).all(|(b, a)| a >= b),
+                    "the restarted broker kept the committed offsets: {before:?} then {after:?}"
+                );
+            }
+            (Fault::BrokerThenEverything, _) => {
+                deliveries.kill().await;
+                orders.kill().await;
+                let broker = cluster.tansu.as_mut().expect("a broker of the test's own");
+                broker.kill().await;
+                tokio::time::sleep(down).await;
+                broker.restart().await;
+                deliveries.restart().await;
+                orders.restart().await;
+            }
+        }
     }
     while let Some(done) = clients.join_next().await {
         done.expect("client");

@@ -15,6 +15,7 @@ mod kafka;
 mod kafka_crash;
 mod load;
 mod pg_restart;
+mod prometheus;
 mod static_membership;
 mod tansu;
 mod tls;

@@ -11,13 +11,26 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-/// The Tansu binary.
+/// What ordership's clients are told on a Tansu broker (the setting is passed through like any
+/// deployment's): Tansu answers a fetch only after its whole wait and looks at its storage for
+/// each one, so the services' 10 ms wait would keep it busy polling; 50 ms costs a little
+/// latency and leaves the machine's two cores to the services.
+pub(crate) const CLIENT_CONFIG: &str = "fetch.wait.max.ms=50";
+
+/// The Tansu binary: `TANSU`, else where scripts/test.sh installs it, else `~/.cargo/bin`, else
+/// the `PATH`.
 pub(crate) fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("TANSU") {
         return PathBuf::from(path);
     }
-    let home = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin/tansu"));
-    if let Some(path) = home.filter(|path| path.exists()) {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let installed = home.iter().flat_map(|home| {
+        [
+            home.join(".cargo/ordership-tools/tansu-0.6.0/tansu"),
+            home.join(".cargo/bin/tansu"),
+        ]
+    });
+    if let Some(path) = installed.into_iter().find(|path| path.exists()) {
         return path;
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {

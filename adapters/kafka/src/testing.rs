@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use ordership_domain::topics;
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message as _};
 
@@ -51,4 +52,35 @@ pub async fn dead_letters(
         });
     }
     Ok(parked)
+}
+
+/// The offsets group `group` committed on each of `partitions` partitions of `topic` (-1 where it
+/// committed none), read without joining the group.
+///
+/// # Errors
+/// The cluster cannot be reached in `timeout`.
+pub fn committed_offsets(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<Vec<i64>, KafkaError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()?;
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..partitions {
+        wanted.add_partition(topic, partition);
+    }
+    let committed = consumer.committed_offsets(wanted, timeout)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(n) => n,
+            _ => -1,
+        })
+        .collect())
 }
