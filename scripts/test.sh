@@ -33,6 +33,12 @@ if ! command -v cc >/dev/null; then
   apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
 fi
 
+# librdkafka is linked against the system's OpenSSL (TLS to the broker, SASL SCRAM).
+if ! pkg-config --exists openssl 2>/dev/null; then
+  step "installing OpenSSL's headers (librdkafka's TLS)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null
+fi
+
 step "PostgreSQL"
 # The tests need a PostgreSQL server on 127.0.0.1:5432 that lets `postgres` in without a password,
 # with wal_level=logical (the CDC relay reads the log). Install, configure and start it if needed.
@@ -216,8 +222,19 @@ fi
 export PATH="$PWD/$venv/bin:$PATH"
 echo "check-jsonschema $(check-jsonschema --version | awk '{print $NF}'), $(st --version)"
 
-step "deploy: the compose file follows the Compose Specification"
+step "deploy: the compose file follows the Compose Specification and keeps its data"
 check-jsonschema --schemafile deploy/schema/compose-spec.json deploy/docker-compose.yml
+"$venv/bin/python" scripts/check_compose.py
+
+step "deploy: Prometheus configuration and alert rules (promtool), and their unit tests"
+# Debian's prometheus brings promtool; the end-to-end test (tests/e2e/prometheus.rs) runs the
+# server itself.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  echo "installing Prometheus"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+promtool check config deploy/prometheus.yml
+promtool test rules deploy/prometheus/alerts.test.yml
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

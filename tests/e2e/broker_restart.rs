@@ -48,7 +48,10 @@ async fn the_broker_restart_test_catches_offsets_stored_before_the_commit() {
         STATIC,
     )
     .await;
-    assert!(!verdict.nothing_lost(), "{verdict:?}: the mutant went unnoticed");
+    assert!(
+        !verdict.nothing_lost(),
+        "{verdict:?}: the mutant went unnoticed"
+    );
 }
 
 async fn ready(addr: &str) -> bool {

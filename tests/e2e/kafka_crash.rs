@@ -78,7 +78,13 @@ impl Service {
 
     /// Where it listens.
     pub(crate) fn addr(&self) -> String {
-        self.args[self.args.iter().position(|a| a == "--http-addr").expect("an address") + 1].clone()
+        self.args[self
+            .args
+            .iter()
+            .position(|a| a == "--http-addr")
+            .expect("an address")
+            + 1]
+        .clone()
     }
 
     pub(crate) async fn restart(&mut self) {
@@ -182,7 +188,11 @@ pub(crate) async fn settled(pool: &PgPool) -> i64 {
 /// The offsets the delivery service's group committed on its commands topic.
 async fn committed(cluster: &Cluster) -> Vec<i64> {
     let brokers = cluster.brokers.clone();
-    let topic = format!("{}{}", cluster.namespace, ordership_domain::topics::DELIVERY_COMMANDS);
+    let topic = format!(
+        "{}{}",
+        cluster.namespace,
+        ordership_domain::topics::DELIVERY_COMMANDS
+    );
     let group = format!("{}delivery-service.commands", cluster.namespace);
     tokio::task::spawn_blocking(move || {
         ordership_kafka::testing::committed_offsets(
@@ -201,15 +211,26 @@ async fn committed(cluster: &Cluster) -> Vec<i64> {
 /// Waits until `more` sagas have settled since the call.
 async fn wait_for_progress(pool: &PgPool, more: i64) {
     let target = settled(pool).await + more;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Generous: a real broker's group joins take seconds, and the machine is shared.
+    let deadline = Instant::now() + Duration::from_secs(120);
     while settled(pool).await < target {
-        assert!(Instant::now() < deadline, "the services made no progress");
+        assert!(
+            Instant::now() < deadline,
+            "the services made no progress: {} of {target} settled",
+            settled(pool).await
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 async fn crash_run(unsafe_offsets: bool, extra: &[&str]) -> Verdict {
-    crash_run_on(Cluster::for_test().await, Fault::Services, unsafe_offsets, extra).await
+    crash_run_on(
+        Cluster::for_test().await,
+        Fault::Services,
+        unsafe_offsets,
+        extra,
+    )
+    .await
 }
 
 /// Places orders through crashes of `fault`'s kind at random moments, then waits for every order
@@ -291,7 +312,9 @@ pub(crate) async fn crash_run_on(
                 tokio::time::sleep(down).await;
                 broker.restart().await;
                 let after = committed(&cluster).await;
-                eprintln!("committed offsets of the delivery commands: {before:?} before the broker was killed, {after:?} after its restart");
+                eprintln!(
+                    "committed offsets of the delivery commands: {before:?} before the broker was killed, {after:?} after its restart"
+                );
                 assert!(before.iter().sum::<i64>() > 0, "offsets were committed");
                 assert!(
                     before.iter().zip(&after).all(|(b, a)| a >= b),

@@ -28,7 +28,15 @@ fn dashboard() -> Value {
 }
 
 /// The panel types Grafana 11 ships with that the dashboard may use.
-const PANEL_TYPES: &[&str] = &["timeseries", "stat", "gauge", "bargauge", "table", "text", "row"];
+const PANEL_TYPES: &[&str] = &[
+    "timeseries",
+    "stat",
+    "gauge",
+    "bargauge",
+    "table",
+    "text",
+    "row",
+];
 
 #[test]
 fn the_dashboard_has_what_grafana_needs_to_load_it() {
@@ -36,19 +44,28 @@ fn the_dashboard_has_what_grafana_needs_to_load_it() {
     for field in ["uid", "title", "schemaVersion", "panels"] {
         assert!(!dashboard[field].is_null(), "the dashboard has no {field}");
     }
-    let provisioned =
-        std::fs::read_to_string(repository().join("deploy/grafana/provisioning/datasources/prometheus.yml"))
-            .expect("the datasource");
+    let provisioned = std::fs::read_to_string(
+        repository().join("deploy/grafana/provisioning/datasources/prometheus.yml"),
+    )
+    .expect("the datasource");
     let mut ids = HashSet::new();
     for panel in dashboard["panels"].as_array().expect("panels") {
         let title = panel["title"].as_str().unwrap_or("(untitled)");
-        assert!(ids.insert(panel["id"].as_u64().expect("a numeric id")), "{title}: id used twice");
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("a numeric id")),
+            "{title}: id used twice"
+        );
         let kind = panel["type"].as_str().expect("a type");
-        assert!(PANEL_TYPES.contains(&kind), "{title}: unknown panel type {kind}");
+        assert!(
+            PANEL_TYPES.contains(&kind),
+            "{title}: unknown panel type {kind}"
+        );
         for key in ["x", "y", "w", "h"] {
             assert!(panel["gridPos"][key].is_u64(), "{title}: gridPos.{key}");
         }
-        let uid = panel["datasource"]["uid"].as_str().expect("a datasource uid");
+        let uid = panel["datasource"]["uid"]
+            .as_str()
+            .expect("a datasource uid");
         assert_eq!(panel["datasource"]["type"], "prometheus", "{title}");
         assert!(
             provisioned.contains(&format!("uid: {uid}")),
@@ -57,7 +74,10 @@ fn the_dashboard_has_what_grafana_needs_to_load_it() {
         let mut refs = HashSet::new();
         for target in panel["targets"].as_array().expect("targets") {
             assert!(target["expr"].is_string(), "{title}: a target without expr");
-            assert!(refs.insert(target["refId"].as_str().expect("refId")), "{title}: refId twice");
+            assert!(
+                refs.insert(target["refId"].as_str().expect("refId")),
+                "{title}: refId twice"
+            );
         }
     }
 }
@@ -109,7 +129,8 @@ struct Prometheus {
 
 impl Prometheus {
     async fn start(targets: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("ordership-prometheus-{}", uuid::Uuid::now_v7()));
+        let dir =
+            std::env::temp_dir().join(format!("ordership-prometheus-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).expect("a directory");
         let rules = repository().join("deploy/prometheus/alerts.yml");
         let config = format!(
@@ -176,24 +197,33 @@ async fn prometheus_scrapes_both_services_and_every_dashboard_query_returns_data
     let prometheus = Prometheus::start(&[orders.as_str(), deliveries.as_str()]).await;
 
     // A flash sale with one buyer turned away at the gate (no admission), then ordinary load.
-    let room = json!({"skus": ["FLASH-PROM"], "admissions": 10, "interval_ms": 1000, "state": "open"});
+    let room =
+        json!({"skus": ["FLASH-PROM"], "admissions": 10, "interval_ms": 1000, "state": "open"});
     let (status, body) = http(orders, "PUT", "/waiting-rooms/prometheus", Some(&room)).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let mut gated = order("KR", 1);
     gated["lines"][0]["sku"] = json!("FLASH-PROM");
     let (status, _) = http(orders, "POST", "/orders", Some(&gated)).await;
-    assert_eq!(status, 403, "a buyer without admission is refused at the gate");
+    assert_eq!(
+        status, 403,
+        "a buyer without admission is refused at the gate"
+    );
     let report = load(orders, 300).await;
     assert_eq!(report["outcomes"]["confirmed"], 240, "{report}");
 
     // Both targets up, and enough scrapes since the load for every rate to have two samples.
     let deadline = Instant::now() + Duration::from_secs(60);
     while prometheus.query("sum(up)").await[0]["value"][1] != "2" {
-        assert!(Instant::now() < deadline, "Prometheus does not scrape both services");
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus does not scrape both services"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (_, rules) = prometheus.get("/api/v1/rules").await;
-    let loaded = rules["data"]["groups"][0]["rules"].as_array().map_or(0, Vec::len);
+    let loaded = rules["data"]["groups"][0]["rules"]
+        .as_array()
+        .map_or(0, Vec::len);
     assert!(loaded >= 7, "the alert rules are loaded: {rules}");
 
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -201,7 +231,12 @@ async fn prometheus_scrapes_both_services_and_every_dashboard_query_returns_data
     loop {
         empty = Vec::new();
         for (panel, expr) in expressions() {
-            if prometheus.query(&expr).await.as_array().is_none_or(Vec::is_empty) {
+            if prometheus
+                .query(&expr)
+                .await
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            {
                 empty.push((panel, expr));
             }
         }
@@ -210,8 +245,14 @@ async fn prometheus_scrapes_both_services_and_every_dashboard_query_returns_data
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    assert!(empty.is_empty(), "dashboard queries without data: {empty:#?}");
-    eprintln!("prometheus: {} dashboard expressions return data; {loaded} alert rules loaded", expressions().len());
+    assert!(
+        empty.is_empty(),
+        "dashboard queries without data: {empty:#?}"
+    );
+    eprintln!(
+        "prometheus: {} dashboard expressions return data; {loaded} alert rules loaded",
+        expressions().len()
+    );
     prometheus.stop().await;
     deployment.stop().await;
 }

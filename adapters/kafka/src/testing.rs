@@ -5,9 +5,9 @@ use std::time::Duration;
 use ordership_domain::topics;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::{Offset, TopicPartitionList};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// A record parked on a dead-letter topic: its payload as it came, and the `dlq_reason` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
