@@ -151,3 +151,50 @@ async fn redis_over_tls_answers_with_the_right_ca_and_refuses_another() {
         "the error says why: {chain}"
     );
 }
+
+/// The output of `ordership delivery-service` started with these Kafka settings, which must stop
+/// it before it serves.
+async fn refused_kafka_settings(settings: &[&str]) -> String {
+    let database = fresh_database_url().await;
+    let mut args = vec![
+        "delivery-service",
+        "--database-url",
+        &database,
+        "--kafka-brokers",
+        "127.0.0.1:1",
+        "--http-addr",
+        "127.0.0.1:0",
+    ];
+    for setting in settings {
+        args.extend(["--kafka-config", setting]);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), command().args(&args).output())
+        .await
+        .expect("it stops by itself")
+        .expect("ordership runs");
+    let log = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started anyway: {log}");
+    log
+}
+
+/// Tansu 0.6.0 cannot serve TLS (its `--cert` and `--key` exclude each other), so what is shown
+/// here is that TLS settings reach librdkafka, which is built with OpenSSL and checks them, and
+/// that the settings the guarantees rest on cannot be passed through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_tls_settings_reach_librdkafka_and_the_guarantees_cannot_be_overridden() {
+    let log = refused_kafka_settings(&[
+        "security.protocol=SSL",
+        "ssl.ca.location=/nonexistent/ca.pem",
+    ])
+    .await;
+    assert!(
+        log.contains("ssl.ca.location"),
+        "librdkafka read the CA setting and refused the missing file: {log}"
+    );
+    let log = refused_kafka_settings(&["acks=1"]).await;
+    assert!(
+        log.contains("\"acks\" is ordership's own and cannot be overridden"),
+        "{log}"
+    );
+}
