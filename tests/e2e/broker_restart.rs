@@ -22,12 +22,15 @@ use crate::kafka_crash::{Fault, crash_run_on};
 
 /// Static members, as deployed: a restarted service takes its partitions back at once.
 const STATIC: &[&str] = &["--kafka-instance-id", "instance-0"];
+/// Enough for three crash moments (up to 225 settled sagas apart) with orders still flowing.
+const ORDERS: usize = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_and_restarted_with_its_data_then_everything_killed_loses_nothing() {
     let verdict = crash_run_on(
         Cluster::tansu().await,
         Fault::BrokerThenEverything,
+        ORDERS,
         false,
         STATIC,
     )
@@ -44,6 +47,7 @@ async fn the_broker_restart_test_catches_offsets_stored_before_the_commit() {
     let verdict = crash_run_on(
         Cluster::tansu().await,
         Fault::BrokerThenEverything,
+        ORDERS,
         true,
         STATIC,
     )
