@@ -293,7 +293,8 @@ log=$(mktemp)
 cargo test --workspace --locked --no-fail-fast -- --skip churn:: 2>&1 | tee "$log"
 
 step "churn on Tansu, alone"
-cargo test --locked -p ordership-tests --test e2e churn:: 2>&1 | tee -a "$log"
+# --workspace, as above: selecting one package would resolve features anew and rebuild.
+cargo test --workspace --locked --test e2e -- churn:: 2>&1 | tee -a "$log"
 
 step "the Tansu lane: the Kafka suites again on a real broker"
 # One Tansu broker for the lane, auto-creation off (Tansu never creates topics on first use):
@@ -321,11 +322,11 @@ done
 lane() {
   KAFKA_BROKERS="127.0.0.1:$port" ORDERSHIP_KAFKA_CONFIG="fetch.wait.max.ms=50" \
     ORDERSHIP_KAFKA_INSTANCE_ID=instance-0 ORDERSHIP_TEST_CRASH_ORDERS=1000 \
-    cargo test --locked --no-fail-fast "$@" 2>&1 | tee -a "$log"
+    cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee -a "$log"
 }
-lane -p ordership-kafka --test kafka
-lane -p ordership-tests --test contract kafka::
-lane -p ordership-tests --test e2e -- kafka_crash::
+lane --test kafka
+lane --test contract -- kafka::
+lane --test e2e -- kafka_crash::
 echo "the Tansu lane took $((SECONDS - lane_started))s"
 
 step "the OpenAPI contract, from outside (schemathesis against the binary on PostgreSQL)"
