@@ -299,7 +299,8 @@ cargo test --workspace --locked --test e2e -- churn:: 2>&1 | tee -a "$log"
 step "the Tansu lane: the Kafka suites again on a real broker"
 # One Tansu broker for the lane, auto-creation off (Tansu never creates topics on first use):
 # the Kafka adapter's tests, the transport contract, and the crash tests in both relay modes
-# (with the mutant that stores offsets early). Static membership, the broker restart with its
+# (the mutant that stores offsets early is caught on Tansu by the broker-restart test above; here,
+# with 1,000 orders, it can stall the run before its third crash). Static membership, the broker restart with its
 # data and the churn test start Tansu brokers of their own in the runs above. As on any
 # deployment of ordership, the services are static group members (one instance id per service:
 # Tansu 0.6.0 leaves a group whose dynamic member was SIGKILLed stalled for minutes, ADR 0021);
@@ -326,7 +327,7 @@ lane() {
 }
 lane --test kafka
 lane --test contract -- kafka::
-lane --test e2e -- kafka_crash::
+lane --test e2e -- kafka_crash::killing kafka_crash::in_cdc
 echo "the Tansu lane took $((SECONDS - lane_started))s"
 
 step "the OpenAPI contract, from outside (schemathesis against the binary on PostgreSQL)"
