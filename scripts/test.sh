@@ -24,6 +24,21 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { printf 'FAILED: %s\n' "$*" >&2; exit 1; }
+# The first port from $1 up that nothing listens on.
+free_port() {
+  local port=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  echo "$port"
+}
+# Waits until process $2 listens on port $1; if it dies first, shows its log $3 and fails as $4.
+wait_for_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { cat "$3"; fail "$4 did not start"; }
+    sleep 0.1
+  done
+  fail "$4 did not listen on port $1"
+}
 
 step "toolchain"
 command -v cargo >/dev/null || fail "cargo is not installed (rustup, toolchain in rust-toolchain.toml)"
@@ -93,16 +108,11 @@ step "Kafka-protocol broker"
 # mock cluster: no Kafka distribution can be installed from the package registries).
 if [ -z "${KAFKA_BROKERS:-}" ]; then
   cargo build --locked -q -p ordership --bin ordership
-  port=19092
-  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  port=$(free_port 19092)
   broker_log=$(mktemp)
   target/debug/ordership dev-broker --port "$port" >"$broker_log" 2>&1 &
   broker_pid=$!
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    kill -0 "$broker_pid" 2>/dev/null || { cat "$broker_log"; fail "the dev broker did not start"; }
-    sleep 0.1
-  done
+  wait_for_port "$port" "$broker_pid" "$broker_log" "the dev broker"
   export KAFKA_BROKERS="127.0.0.1:$port"
   echo "dev broker started: KAFKA_BROKERS=$KAFKA_BROKERS"
 else
@@ -179,8 +189,7 @@ for _ in $(seq 1 50); do
 done
 [ "$(psql "$pg_tls_url" -X -At -c 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')" = t ] \
   || fail "PostgreSQL does not answer over verified TLS"
-port=26379
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+port=$(free_port 26379)
 redis-server --port 0 --tls-port "$port" --bind 127.0.0.1 --save '' --appendonly no \
   --tls-cert-file "$tls_dir/server.pem" --tls-key-file "$tls_dir/server-key.pem" \
   --tls-ca-cert-file "$tls_dir/ca.pem" --tls-auth-clients optional >/dev/null 2>&1 &
@@ -309,17 +318,12 @@ step "the Tansu lane: the Kafka suites again on a real broker"
 # the mock).
 lane_started=$SECONDS
 tansu_data=$(mktemp -d)
-port=29092
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+port=$(free_port 29092)
 (cd "$tansu_data" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$port" \
   --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db) \
   >"$tansu_data/broker.log" 2>&1 &
 tansu_pid=$!
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  kill -0 "$tansu_pid" 2>/dev/null || { cat "$tansu_data/broker.log"; fail "Tansu did not start"; }
-  sleep 0.1
-done
+wait_for_port "$port" "$tansu_pid" "$tansu_data/broker.log" "Tansu"
 lane() {
   KAFKA_BROKERS="127.0.0.1:$port" ORDERSHIP_KAFKA_CONFIG="fetch.wait.max.ms=50" \
     ORDERSHIP_KAFKA_INSTANCE_ID=instance-0 ORDERSHIP_TEST_CRASH_ORDERS=1000 \
