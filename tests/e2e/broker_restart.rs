@@ -25,16 +25,21 @@ const STATIC: &[&str] = &["--kafka-instance-id", "instance-0"];
 /// Enough for three crash moments (up to 225 settled sagas apart) with orders still flowing.
 const ORDERS: usize = 1000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_killed_and_restarted_with_its_data_then_everything_killed_loses_nothing() {
-    let verdict = crash_run_on(
+/// A crash run on a Tansu broker of its own: the broker killed alone, then everything at once.
+async fn broker_then_everything(unsafe_offsets: bool) -> crate::kafka_crash::Verdict {
+    crash_run_on(
         Cluster::tansu().await,
         Fault::BrokerThenEverything,
         ORDERS,
-        false,
+        unsafe_offsets,
         STATIC,
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_with_its_data_then_everything_killed_loses_nothing() {
+    let verdict = broker_then_everything(false).await;
     eprintln!(
         "broker restart with data, then everything: {verdict:?} ({:.0} duplicates discarded by the inboxes)",
         verdict.duplicates
@@ -44,14 +49,7 @@ async fn a_broker_killed_and_restarted_with_its_data_then_everything_killed_lose
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_restart_test_catches_offsets_stored_before_the_commit() {
-    let verdict = crash_run_on(
-        Cluster::tansu().await,
-        Fault::BrokerThenEverything,
-        ORDERS,
-        true,
-        STATIC,
-    )
-    .await;
+    let verdict = broker_then_everything(true).await;
     assert!(
         !verdict.nothing_lost(),
         "{verdict:?}: the mutant went unnoticed"
