@@ -4,9 +4,23 @@
 #
 #   scripts/redis-cluster.sh start DIR    prints the nodes, comma-separated (host:port)
 #   scripts/redis-cluster.sh stop DIR
+# With REDIS_CLUSTER_TLS_DIR (what scripts/tls.sh makes), the nodes speak TLS only: to clients,
+# to each other on the cluster bus and for replication, with the CA's server and client
+# certificates.
 set -euo pipefail
 action=$1
 dir=$2
+tls=()
+cli_tls=()
+if [ -n "${REDIS_CLUSTER_TLS_DIR:-}" ]; then
+  t=$REDIS_CLUSTER_TLS_DIR
+  tls=(--tls-cluster yes --tls-replication yes --tls-auth-clients optional
+    --tls-cert-file "$t/server.pem" --tls-key-file "$t/server-key.pem" --tls-ca-cert-file "$t/ca.pem"
+    --tls-client-cert-file "$t/client.pem" --tls-client-key-file "$t/client-key.pem")
+  cli_tls=(--tls --cacert "$t/ca.pem")
+fi
+# redis-cli on a node, over TLS when the nodes speak it.
+cli() { local p=$1; shift; redis-cli "${cli_tls[@]}" -h 127.0.0.1 -p "$p" "$@"; }
 case "$action" in
   start)
     mkdir -p "$dir"
@@ -20,33 +34,34 @@ case "$action" in
       port=$((port + 1))
     done
     for p in "${ports[@]}"; do
-      redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
+      if [ "${#tls[@]}" -gt 0 ]; then listen=(--port 0 --tls-port "$p" "${tls[@]}"); else listen=(--port "$p"); fi
+      redis-server "${listen[@]}" --bind 127.0.0.1 --cluster-enabled yes \
         --cluster-config-file "$dir/nodes-$p.conf" --cluster-node-timeout 2000 \
         --dir "$dir" --save '' --appendonly no --daemonize yes \
         --pidfile "$dir/redis-$p.pid" --logfile "$dir/redis-$p.log"
     done
     for p in "${ports[@]}"; do
-      for _ in $(seq 1 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+      for _ in $(seq 1 50); do cli "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
     done
     nodes=$(printf '127.0.0.1:%s ' "${ports[@]}")
     # shellcheck disable=SC2086
-    redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
+    redis-cli "${cli_tls[@]}" --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
       || { cat "$dir/create.log" >&2; exit 1; }
     for p in "${ports[@]}"; do
       for _ in $(seq 1 100); do
-        redis-cli -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+        cli "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
         sleep 0.1
       done
     done
     # Ready means replicated: a replica still waiting for its first sync (Redis delays a
     # diskless sync by 5 s) would take over an empty data set in a failover.
     for p in "${ports[@]}"; do
-      redis-cli -p "$p" info replication | grep -q '^role:slave' || continue
+      cli "$p" info replication | grep -q '^role:slave' || continue
       for _ in $(seq 1 300); do
-        redis-cli -p "$p" info replication | grep -q '^master_link_status:up' && break
+        cli "$p" info replication | grep -q '^master_link_status:up' && break
         sleep 0.1
       done
-      redis-cli -p "$p" info replication | grep -q '^master_link_status:up' \
+      cli "$p" info replication | grep -q '^master_link_status:up' \
         || { echo "replica on port $p did not sync with its master" >&2; exit 1; }
     done
     echo "$nodes" | xargs | tr ' ' ','

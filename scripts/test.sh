@@ -16,9 +16,11 @@ cleanup() {
   [ -n "${tansu_data:-}" ] && rm -rf "$tansu_data"
   [ -n "${redis_pid:-}" ] && kill "$redis_pid" 2>/dev/null
   [ -n "${redis_tls_pid:-}" ] && kill "$redis_tls_pid" 2>/dev/null
-  if [ -n "${cluster_dir:-}" ] && ! scripts/redis-cluster.sh stop "$cluster_dir"; then
-    printf 'warning: could not remove the Redis Cluster in %s\n' "$cluster_dir" >&2
-  fi
+  for dir in "${cluster_dir:-}" "${tls_cluster_dir:-}"; do
+    if [ -n "$dir" ] && ! scripts/redis-cluster.sh stop "$dir"; then
+      printf 'warning: could not remove the Redis Cluster in %s\n' "$dir" >&2
+    fi
+  done
   rm -f "${broker_log:-}" "${log:-}"
   exit "$status"
 }
@@ -201,7 +203,12 @@ done
 redis-cli --tls --cacert "$tls_dir/ca.pem" -h localhost -p "$port" ping >/dev/null 2>&1 \
   || fail "Redis does not answer on its TLS port $port"
 export REDIS_TLS_URL="rediss://localhost:$port"
-echo "TLS ready: CA in $tls_dir; PostgreSQL ssl=on; $REDIS_TLS_URL"
+# A Redis Cluster that speaks TLS only (clients, cluster bus, replication), for the queue contract.
+tls_cluster_dir=$(mktemp -d)
+REDIS_CLUSTER_TLS_NODES=$(REDIS_CLUSTER_TLS_DIR=$tls_dir REDIS_CLUSTER_BASE_PORT=27000 \
+  scripts/redis-cluster.sh start "$tls_cluster_dir") || fail "the TLS Redis Cluster did not start"
+export REDIS_CLUSTER_TLS_NODES
+echo "TLS ready: CA in $tls_dir; PostgreSQL ssl=on; $REDIS_TLS_URL; cluster $REDIS_CLUSTER_TLS_NODES"
 
 step "browser harness"
 # Browser tests drive Debian's Chromium with playwright-core (pinned in tests/browser): nothing is

@@ -95,6 +95,37 @@ mod redis_cluster_admission {
     ordership_tests::waiting_room_queue_contract_tests!(queue());
 }
 
+/// The admission queue contract on a Redis Cluster that speaks TLS only, to clients, on its bus
+/// and for replication (`REDIS_CLUSTER_TLS_NODES`; `scripts/test.sh` starts it with the test CA
+/// of `ORDERSHIP_TEST_TLS_DIR`): every slot, every node, verified, with a client certificate.
+mod redis_cluster_tls_admission {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use ordership_domain::ports::WaitingRoomQueue;
+
+    async fn queue() -> Arc<dyn WaitingRoomQueue> {
+        let nodes: Vec<String> = std::env::var("REDIS_CLUSTER_TLS_NODES")
+            .expect("REDIS_CLUSTER_TLS_NODES names the TLS cluster's nodes (scripts/test.sh starts one)")
+            .split(',')
+            .map(|node| format!("rediss://{node}"))
+            .collect();
+        let dir = PathBuf::from(
+            std::env::var("ORDERSHIP_TEST_TLS_DIR")
+                .expect("ORDERSHIP_TEST_TLS_DIR holds the test CA (scripts/test.sh makes it)"),
+        );
+        let tls = ordership_redis::Tls {
+            ca: Some(dir.join("ca.pem")),
+            client_certificate: Some((dir.join("client.pem"), dir.join("client-key.pem"))),
+        };
+        ordership_redis::connect_cluster(&nodes, &tls)
+            .await
+            .unwrap_or_else(|e| panic!("Redis Cluster over TLS at {nodes:?}: {e:?}"))
+    }
+
+    ordership_tests::waiting_room_queue_contract_tests!(queue());
+}
+
 mod postgres {
     use ordership_postgres::testing::fresh_database;
     use ordership_postgres::{PgDeliveryStore, PgOrderStore};

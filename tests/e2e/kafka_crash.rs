@@ -135,9 +135,14 @@ impl Service {
     }
 }
 
+/// Crashes in a run.
+const CRASHES: usize = 3;
+
 /// What a crash run left behind.
 #[derive(Debug)]
 pub(crate) struct Verdict {
+    /// Crashes done, of the three planned (fewer when the services stalled before one).
+    crashes: usize,
     stuck_sagas: i64,
     resent: i64,
     pub(crate) duplicates: f64,
@@ -151,6 +156,10 @@ impl Verdict {
 
     /// Nothing lost, no saga needed its deadline, and duplicates were delivered and discarded.
     pub(crate) fn assert_nothing_lost(&self) {
+        assert_eq!(
+            self.crashes, CRASHES,
+            "{self:?}: the services stalled between crashes"
+        );
         assert_eq!(self.stuck_sagas, 0, "{self:?}: a message was lost");
         assert_eq!(
             self.resent, 0,
@@ -219,18 +228,18 @@ async fn committed(cluster: &Cluster) -> Vec<i64> {
 }
 
 /// Waits until `more` sagas have settled since the call.
-async fn wait_for_progress(pool: &PgPool, more: i64) {
+/// Waits until `more` sagas have settled; false when they make no progress for two minutes
+/// (generous: a real broker's group joins take seconds, and the machine is shared).
+async fn wait_for_progress(pool: &PgPool, more: i64) -> bool {
     let target = settled(pool).await + more;
-    // Generous: a real broker's group joins take seconds, and the machine is shared.
     let deadline = Instant::now() + Duration::from_secs(120);
     while settled(pool).await < target {
-        assert!(
-            Instant::now() < deadline,
-            "the services made no progress: {} of {target} settled",
-            settled(pool).await
-        );
+        if Instant::now() > deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    true
 }
 
 async fn crash_run(unsafe_offsets: bool, extra: &[&str]) -> Verdict {
@@ -307,12 +316,21 @@ pub(crate) async fn crash_run_on(
     // Chaos while the orders flow: each kill comes after a random number of settled sagas (so
     // there are messages in flight to lose, or to redeliver), at a random point of the stream.
     let pool = PgPool::connect(&database).await.expect("database");
-    let moments: Vec<(i64, u64)> = (0..3)
+    let moments: Vec<(i64, u64)> = (0..CRASHES)
         .map(|_| (75 + random_below::<i64>(150), random_below::<u64>(400)))
         .collect();
     eprintln!("crash moments (sagas settled before, ms down): {moments:?}");
+    let mut crashes = 0;
     for (round, (progress, down)) in moments.into_iter().enumerate() {
-        wait_for_progress(&pool, progress).await;
+        if !wait_for_progress(&pool, progress).await {
+            // Stalled (a mutant does): no more crashes; the verdict below shows what is stuck.
+            eprintln!(
+                "no progress before crash {}: {} settled",
+                round + 1,
+                settled(&pool).await
+            );
+            break;
+        }
         let down = Duration::from_millis(down);
         match (fault, round) {
             (Fault::Services, 1) => orders.bounce(down).await,
@@ -344,6 +362,7 @@ pub(crate) async fn crash_run_on(
                 orders.restart().await;
             }
         }
+        crashes += 1;
     }
     while let Some(done) = clients.join_next().await {
         done.expect("client");
@@ -376,6 +395,7 @@ pub(crate) async fn crash_run_on(
         .await;
     }
     let verdict = Verdict {
+        crashes,
         stuck_sagas: stuck,
         resent: count(
             &pool,

@@ -2,7 +2,9 @@
 //! installs) scrapes the two services under a short load with the deploy alert rules loaded, and
 //! every expression of every panel of the Grafana dashboard is evaluated through its HTTP API:
 //! each must return data. A metric the dashboard uses that the services stop exporting turns this
-//! red. The dashboard JSON is also checked for what Grafana needs to load it.
+//! red: a second Prometheus drops one of them at every scrape, and each query is evaluated once
+//! more per metric it reads with that metric renamed to one nobody exports. The dashboard JSON is
+//! also checked for what Grafana needs to load it.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -120,7 +122,9 @@ fn encoded(value: &str) -> String {
         .collect()
 }
 
-/// A Prometheus of the test's own scraping `targets` every second, with the deploy alert rules.
+/// A Prometheus of the test's own scraping `targets` every second, with the deploy alert rules;
+/// `dropping` names a metric it throws away at every scrape, as if the services no longer
+/// exported it.
 struct Prometheus {
     child: Child,
     addr: String,
@@ -128,7 +132,7 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    async fn start(targets: &[&str]) -> Self {
+    async fn start(targets: &[&str], dropping: Option<&str>) -> Self {
         let dir =
             std::env::temp_dir().join(format!("ordership-prometheus-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).expect("a directory");
@@ -136,9 +140,12 @@ impl Prometheus {
         let config = format!(
             "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
              rule_files: [\"{}\"]\n\
-             scrape_configs:\n  - job_name: ordership\n    static_configs:\n      - targets: {}\n",
+             scrape_configs:\n  - job_name: ordership\n    static_configs:\n      - targets: {}\n{}",
             rules.display(),
-            json!(targets)
+            json!(targets),
+            dropping.map_or_else(String::new, |name| format!(
+                "    metric_relabel_configs:\n      - {{ source_labels: [__name__], regex: {name}, action: drop }}\n"
+            ))
         );
         std::fs::write(dir.join("prometheus.yml"), config).expect("config");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -190,11 +197,60 @@ impl Prometheus {
     }
 }
 
+/// The metrics `expr` reads (ordership's and the HTTP middleware's), in order, each once.
+fn metrics_in(expr: &str) -> Vec<&str> {
+    let mut metrics: Vec<&str> = Vec::new();
+    for token in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+        if (token.starts_with("ordership_") || token.starts_with("http_"))
+            && !metrics.contains(&token)
+        {
+            metrics.push(token);
+        }
+    }
+    metrics
+}
+
+/// `expr` reading `to` wherever it read the metric `from` (whole names only).
+fn renamed(expr: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(expr.len() + to.len());
+    let mut token = String::new();
+    for c in expr.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            token.push(c);
+            continue;
+        }
+        out.push_str(if token == from { to } else { &token });
+        token.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Prometheus {
+    /// The expressions (panel, expression) that evaluate to no data now.
+    async fn without_data(&self, expressions: &[(String, String)]) -> Vec<(String, String)> {
+        let mut empty = Vec::new();
+        for (panel, expr) in expressions {
+            if self.query(expr).await.as_array().is_none_or(Vec::is_empty) {
+                empty.push((panel.clone(), expr.clone()));
+            }
+        }
+        empty
+    }
+}
+
+/// The metric the second Prometheus throws away, as if the services stopped exporting it.
+const DROPPED: &str = "ordership_consumer_lag_messages";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_both_services_and_every_dashboard_query_returns_data() {
     let deployment = Deployment::start(Cluster::for_test().await).await;
     let (orders, deliveries) = (&deployment.orders.addr, &deployment.deliveries.addr);
-    let prometheus = Prometheus::start(&[orders.as_str(), deliveries.as_str()]).await;
+    let targets = [orders.as_str(), deliveries.as_str()];
+    let prometheus = Prometheus::start(&targets, None).await;
+    let dropping = Prometheus::start(&targets, Some(DROPPED)).await;
 
     // A flash sale with one buyer turned away at the gate (no admission), then ordinary load.
     let room =
@@ -226,33 +282,79 @@ async fn prometheus_scrapes_both_services_and_every_dashboard_query_returns_data
         .map_or(0, Vec::len);
     assert!(loaded >= 7, "the alert rules are loaded: {rules}");
 
+    let expressions = expressions();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut empty: Vec<(String, String)>;
-    loop {
-        empty = Vec::new();
-        for (panel, expr) in expressions() {
-            if prometheus
-                .query(&expr)
-                .await
-                .as_array()
-                .is_none_or(Vec::is_empty)
-            {
-                empty.push((panel, expr));
-            }
-        }
-        if empty.is_empty() || Instant::now() > deadline {
-            break;
-        }
+    let mut empty = prometheus.without_data(&expressions).await;
+    while !empty.is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        empty = prometheus.without_data(&expressions).await;
     }
     assert!(
         empty.is_empty(),
         "dashboard queries without data: {empty:#?}"
     );
-    eprintln!(
-        "prometheus: {} dashboard expressions return data; {loaded} alert rules loaded",
-        expressions().len()
+
+    // The red side. A metric missing from the scrapes empties exactly the queries that read it...
+    let reading_dropped: Vec<(String, String)> = expressions
+        .iter()
+        .filter(|(_, expr)| metrics_in(expr).contains(&DROPPED))
+        .cloned()
+        .collect();
+    assert!(!reading_dropped.is_empty(), "the dashboard reads {DROPPED}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut empty = dropping.without_data(&expressions).await;
+    while empty != reading_dropped && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        empty = dropping.without_data(&expressions).await;
+    }
+    assert_eq!(
+        empty, reading_dropped,
+        "without {DROPPED}, the queries reading it (and only they) have no data"
     );
+    // ...and so does every other metric the dashboard reads: each query, with any one of its
+    // metrics replaced by one nobody exports, has no data (no `or vector(0)` hides a deletion).
+    let mut unnoticed = Vec::new();
+    let mut metrics = HashSet::new();
+    for (panel, expr) in &expressions {
+        for metric in metrics_in(expr) {
+            metrics.insert(metric.to_owned());
+            let without = renamed(expr, metric, &format!("{metric}_deleted"));
+            if !prometheus
+                .query(&without)
+                .await
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            {
+                unnoticed.push(format!(
+                    "{panel}: {metric} deleted, {without} still has data"
+                ));
+            }
+        }
+    }
+    assert!(
+        unnoticed.is_empty(),
+        "deletions nobody would notice: {unnoticed:#?}"
+    );
+    eprintln!(
+        "prometheus: {} dashboard expressions return data; each of the {} metrics they read, deleted, \
+         empties them; {loaded} alert rules loaded",
+        expressions.len(),
+        metrics.len()
+    );
+    dropping.stop().await;
     prometheus.stop().await;
     deployment.stop().await;
+}
+
+#[test]
+fn metric_names_are_found_and_replaced_whole() {
+    let expr = "histogram_quantile(0.99, sum by (le) (rate(ordership_relay_lag_seconds_bucket{service=\"order\"}[15s]))) / ordership_sagas";
+    assert_eq!(
+        metrics_in(expr),
+        ["ordership_relay_lag_seconds_bucket", "ordership_sagas"]
+    );
+    assert_eq!(
+        renamed(expr, "ordership_sagas", "gone"),
+        expr.replace("/ ordership_sagas", "/ gone")
+    );
 }

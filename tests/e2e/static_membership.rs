@@ -2,7 +2,9 @@
 //! share the four partitions of the delivery commands. One is SIGKILLed and started again with
 //! the same `--kafka-instance-id`: it gets its partitions back, and the other instance is not
 //! rebalanced at all. The same run with dynamic members (no instance id) must show the other
-//! instance's assignment moving: the test catches a removed `group.instance.id`.
+//! instance's assignment moving: the test catches a removed `group.instance.id`. While the
+//! restarted instance joins, its readiness answers 503; it answers 200 only once it owns its
+//! partitions again.
 
 use std::time::{Duration, Instant};
 
@@ -62,6 +64,10 @@ struct Observed {
     rebalances: f64,
     /// From the restart to the restarted instance owning its partitions again.
     back_after: Duration,
+    /// The restarted instance answered 503 on readiness while it was joining its group.
+    unready_while_joining: bool,
+    /// ...and never 200 before it owned its partitions again.
+    ready_before_its_partitions: bool,
 }
 
 async fn kill_and_restart_one(static_members: bool) -> Observed {
@@ -106,6 +112,7 @@ async fn kill_and_restart_one(static_members: bool) -> Observed {
     let restarted = Instant::now();
     let mut assignments = Vec::new();
     let mut back_after = None;
+    let (mut unready_while_joining, mut ready_before_its_partitions) = (false, false);
     while restarted.elapsed() < WATCH || back_after.is_none() {
         assert!(
             restarted.elapsed() < Duration::from_secs(90),
@@ -116,8 +123,15 @@ async fn kill_and_restart_one(static_members: bool) -> Observed {
         {
             assignments.push(n);
         }
-        if back_after.is_none() && partitions(&a_addr).await == Some(2.0) {
-            back_after = Some(restarted.elapsed());
+        if back_after.is_none() {
+            // Readiness first: 200 means joined, so the partitions read after it are there.
+            let ready = http(&a_addr, "GET", "/health/ready", None).await.0;
+            let owned = partitions(&a_addr).await == Some(2.0);
+            unready_while_joining |= ready == 503 && !owned;
+            ready_before_its_partitions |= ready == 200 && !owned;
+            if owned {
+                back_after = Some(restarted.elapsed());
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -136,6 +150,8 @@ async fn kill_and_restart_one(static_members: bool) -> Observed {
         revoked,
         rebalances,
         back_after: back_after.unwrap_or_default(),
+        unready_while_joining,
+        ready_before_its_partitions,
     }
 }
 
@@ -155,6 +171,10 @@ async fn a_static_member_restarted_within_its_session_gets_its_partitions_back_a
     assert!(
         observed.revoked.abs() < f64::EPSILON && observed.rebalances.abs() < f64::EPSILON,
         "{observed:?}: it was not rebalanced, nothing was revoked from it"
+    );
+    assert!(
+        observed.unready_while_joining && !observed.ready_before_its_partitions,
+        "{observed:?}: the restarted instance is not ready (503) until it has joined its group"
     );
 }
 

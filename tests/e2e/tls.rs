@@ -1,8 +1,9 @@
 //! TLS to PostgreSQL (the pool and the CDC relay's replication connection) and to Redis, with the
 //! server's certificate verified and a client certificate presented. `scripts/test.sh` makes a
 //! throwaway CA (`scripts/tls.sh`), turns `ssl` on in the test PostgreSQL server and starts a
-//! Redis on a TLS port: `ORDERSHIP_TEST_TLS_DIR` holds the files, `REDIS_TLS_URL` names that
-//! Redis. Without them these tests fail; they never skip.
+//! Redis on a TLS port and a Redis Cluster that speaks only TLS: `ORDERSHIP_TEST_TLS_DIR` holds
+//! the files, `REDIS_TLS_URL` names that Redis, `REDIS_CLUSTER_TLS_NODES` that cluster (the
+//! queue contract runs on it in tests/contract). Without them these tests fail; they never skip.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -116,6 +117,18 @@ async fn a_postgresql_server_whose_certificate_another_ca_signed_is_refused_with
     );
 }
 
+/// `error`, with its causes, says the server's certificate was not trusted.
+fn assert_says_the_certificate_is_untrusted(error: &(dyn std::error::Error + 'static)) {
+    let chain = std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(
+        chain.contains("certificate") || chain.contains("UnknownIssuer"),
+        "the error says why: {chain}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_over_tls_answers_with_the_right_ca_and_refuses_another() {
     let url = std::env::var("REDIS_TLS_URL").unwrap_or_else(|_| {
@@ -140,16 +153,26 @@ async fn redis_over_tls_answers_with_the_right_ca_and_refuses_another() {
         .ping()
         .await
         .expect_err("a server signed by another CA is refused");
-    let chain = std::iter::successors(Some(&error as &(dyn std::error::Error + 'static)), |e| {
-        e.source()
-    })
-    .map(ToString::to_string)
-    .collect::<Vec<_>>()
-    .join(": ");
-    assert!(
-        chain.contains("certificate") || chain.contains("UnknownIssuer"),
-        "the error says why: {chain}"
-    );
+    assert_says_the_certificate_is_untrusted(&error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_over_tls_signed_by_another_ca_is_refused_with_a_clear_error() {
+    let nodes: Vec<String> = std::env::var("REDIS_CLUSTER_TLS_NODES")
+        .unwrap_or_else(|_| {
+            panic!("REDIS_CLUSTER_TLS_NODES is not set: this test needs the TLS Redis Cluster that scripts/test.sh starts")
+        })
+        .split(',')
+        .map(|node| format!("rediss://{node}"))
+        .collect();
+    let untrusted = ordership_redis::Tls {
+        ca: Some(tls_file("other-ca.pem").into()),
+        client_certificate: None,
+    };
+    let Err(error) = ordership_redis::connect_cluster(&nodes, &untrusted).await else {
+        panic!("a cluster whose certificates another CA signed is refused");
+    };
+    assert_says_the_certificate_is_untrusted(&error);
 }
 
 /// The output of `ordership delivery-service` started with these Kafka settings, which must stop
