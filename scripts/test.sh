@@ -315,6 +315,7 @@ cargo test --workspace --locked --test e2e -- churn:: 2>&1 | tee -a "$log"
 step "the Tansu lane: the Kafka suites again on a real broker"
 # One Tansu broker for the lane, auto-creation off (Tansu never creates topics on first use):
 # the Kafka adapter's tests, the transport contract, and the crash tests in both relay modes
+# (the two-process runs that check each order's events stay on the mock: ADR 0021)
 # (the mutant that stores offsets early is caught on Tansu by the broker-restart test above; here,
 # with 1,000 orders, it can stall the run before its third crash). Static membership, the broker restart with its
 # data and the churn test start Tansu brokers of their own in the runs above. As on any

@@ -4,7 +4,8 @@
 # mock, Tansu, mock, Tansu, ... Each broker is fresh for each benchmark (a Tansu on SQLite in a
 # directory of its own); the services run with their default settings on both.
 #   scripts/bench/brokers.sh [rows=20000] [orders=2000] [rounds=2]
-# Prints every figure, then the medians side by side with the ratio Tansu / mock.
+# Prints every figure, then the medians side by side with the ratio Tansu / mock. (The broker's
+# CPU per saga is only counted for the mock, which two_services.sh starts itself.)
 # TANSU names the Tansu binary (default: where scripts/test.sh puts it). Needs what
 # relay_drain.sh and two_services.sh need (PostgreSQL with wal_level=logical, pgbench,
 # pg_recvlogical) and makes a release build.
@@ -56,7 +57,7 @@ for round in $(seq 1 "$rounds"); do
 done
 
 # The medians of every round's figure, per broker.
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "-") }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { if (!NR) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 figure() {
   case $2 in
     broker) awk '/limit  broker/ { print $4 }' "$work/$1.drain" ;;
