@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ordership_application::ConsumerStats;
 use ordership_domain::ports::MessageHandler;
 use ordership_domain::topics;
-use ordership_kafka::{ConsumerConfig, Namespace, consume};
+use ordership_kafka::{Connection, ConsumerConfig, Namespace, consume};
 use ordership_postgres::testing::fresh_database_url;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -87,6 +87,25 @@ impl Cluster {
         args
     }
 
+    /// A connection to this cluster with the settings the services get: those of a Tansu of the
+    /// test's own, else `ORDERSHIP_KAFKA_CONFIG` (what scripts/test.sh passes on a shared broker).
+    pub(crate) fn connection(&self) -> Connection {
+        let settings: Vec<String> = if self.tansu.is_some() {
+            vec![crate::tansu::CLIENT_CONFIG.to_owned()]
+        } else {
+            std::env::var("ORDERSHIP_KAFKA_CONFIG")
+                .unwrap_or_default()
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        Connection::new(&self.brokers)
+            .with_settings(&settings)
+            .expect("the test's Kafka settings are allowed")
+    }
+
     pub(crate) async fn stop(self) {
         if let Some(broker) = self.own {
             terminate(broker).await;
@@ -105,6 +124,14 @@ pub(crate) struct Deployment {
     pub(crate) database: String,
 }
 
+/// How long the saga waits for the delivery service's reply before it sends its command again:
+/// 2 s, short so that a lost message shows quickly, unless `ORDERSHIP_TEST_REPLY_TIMEOUT` says
+/// otherwise (scripts/test.sh's Tansu lane: on a broker that settles a few sagas per second beside
+/// other tests, a 2 s wait re-sends commands that are only slow, and the re-sends slow it further).
+fn reply_timeout() -> String {
+    std::env::var("ORDERSHIP_TEST_REPLY_TIMEOUT").unwrap_or_else(|_| "2s".to_owned())
+}
+
 /// One service on `cluster` and `database`, with these environment variables set.
 pub(crate) async fn service_with_env(
     kind: &str,
@@ -113,12 +140,13 @@ pub(crate) async fn service_with_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Process {
+    let reply_timeout = reply_timeout();
     let mut args = vec![
         kind,
         "--database-url",
         database,
         "--reply-timeout",
-        "2s",
+        &reply_timeout,
         "--sweep-interval",
         "200ms",
     ];
@@ -240,51 +268,72 @@ pub(crate) async fn check_invariants(pool: &PgPool) {
     }
 }
 
-/// Reads `ordership.order.events` from the start and checks each order's events arrive in order.
-pub(crate) async fn check_event_order(pool: &PgPool, cluster: &Cluster) {
-    let recorder = Arc::new(EventRecorder::default());
-    let handler: Arc<dyn MessageHandler> = recorder.clone();
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let config = ConsumerConfig {
-        namespace: Namespace::new(&cluster.namespace),
-        ..ConsumerConfig::new(
-            &cluster.brokers,
-            &format!("test-recorder-{}", uuid::Uuid::now_v7()),
-            &[topics::ORDER_EVENTS],
-        )
-    };
-    let consumer = tokio::spawn(async move {
-        consume(
-            config,
-            handler,
-            Arc::new(ConsumerStats::default()),
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            },
-        )
-        .await
-        .expect("consumer runs");
-    });
-    let versions: Vec<(String, u64)> =
-        sqlx::query_as::<_, (uuid::Uuid, i64)>("SELECT id, version FROM orders.orders")
-            .fetch_all(pool)
+/// A consumer of `ordership.order.events`, in a group of its own from the start of the topic,
+/// that checks each order's events arrive in order. It reads while the run goes on, as a
+/// downstream service would: on Tansu a consumer starting a whole run behind waits for its first
+/// records in time that grows with the square of the backlog (ADR 0021).
+pub(crate) struct EventOrderCheck {
+    recorder: Arc<EventRecorder>,
+    stop: tokio::sync::watch::Sender<bool>,
+    consumer: tokio::task::JoinHandle<()>,
+}
+
+impl EventOrderCheck {
+    pub(crate) fn start(cluster: &Cluster) -> Self {
+        let recorder = Arc::new(EventRecorder::default());
+        let handler: Arc<dyn MessageHandler> = recorder.clone();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let config = ConsumerConfig {
+            namespace: Namespace::new(&cluster.namespace),
+            ..ConsumerConfig::on(
+                cluster.connection(),
+                &format!("test-recorder-{}", uuid::Uuid::now_v7()),
+                &[topics::ORDER_EVENTS],
+            )
+        };
+        let consumer = tokio::spawn(async move {
+            consume(
+                config,
+                handler,
+                Arc::new(ConsumerStats::default()),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )
             .await
-            .expect("orders")
-            .into_iter()
-            .map(|(id, v)| (id.to_string(), u64::try_from(v).expect("version")))
-            .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while let Err(problem) = recorder.check_versions(versions.clone()) {
-        assert!(Instant::now() < deadline, "order events: {problem}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+            .expect("consumer runs");
+        });
+        Self {
+            recorder,
+            stop,
+            consumer,
+        }
     }
-    stop.send_replace(true);
-    consumer.await.expect("consumer stops");
+
+    /// Waits until every order in the deployment's database has had its events, in order.
+    pub(crate) async fn verify(self, pool: &PgPool) {
+        let versions: Vec<(String, u64)> =
+            sqlx::query_as::<_, (uuid::Uuid, i64)>("SELECT id, version FROM orders.orders")
+                .fetch_all(pool)
+                .await
+                .expect("orders")
+                .into_iter()
+                .map(|(id, v)| (id.to_string(), u64::try_from(v).expect("version")))
+                .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err(problem) = self.recorder.check_versions(versions.clone()) {
+            assert!(Instant::now() < deadline, "order events: {problem}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.stop.send_replace(true);
+        self.consumer.await.expect("consumer stops");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_orders_over_kafka_between_two_processes_all_settle() {
     let deployment = Deployment::start(Cluster::for_test().await).await;
+    let event_order = EventOrderCheck::start(&deployment.cluster);
     let report = load(&deployment.orders.addr, 2000).await;
     assert_eq!(
         report["outcomes"],
@@ -296,7 +345,7 @@ async fn two_thousand_orders_over_kafka_between_two_processes_all_settle() {
         .await
         .expect("database");
     check_invariants(&pool).await;
-    check_event_order(&pool, &deployment.cluster).await;
+    event_order.verify(&pool).await;
     deployment.stop().await;
 }
 
@@ -304,6 +353,7 @@ async fn two_thousand_orders_over_kafka_between_two_processes_all_settle() {
 async fn in_cdc_relay_mode_orders_settle_in_order_and_the_outboxes_stay_empty() {
     let deployment =
         Deployment::start_with(Cluster::for_test().await, &["--relay-mode", "cdc"]).await;
+    let event_order = EventOrderCheck::start(&deployment.cluster);
     let report = load(&deployment.orders.addr, 1000).await;
     assert_eq!(
         report["outcomes"],
@@ -330,7 +380,7 @@ async fn in_cdc_relay_mode_orders_settle_in_order_and_the_outboxes_stay_empty() 
             .contains("ordership_cdc_slot_lag_bytes{service=\"order\"}"),
         "slot lag is a metric"
     );
-    check_event_order(&pool, &deployment.cluster).await;
+    event_order.verify(&pool).await;
     deployment.stop().await;
 }
 
