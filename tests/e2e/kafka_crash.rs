@@ -227,9 +227,8 @@ async fn committed(cluster: &Cluster) -> Vec<i64> {
     .expect("committed offsets")
 }
 
-/// Waits until `more` sagas have settled since the call.
-/// Waits until `more` sagas have settled; false when they make no progress for two minutes
-/// (generous: a real broker's group joins take seconds, and the machine is shared).
+/// Waits until `more` sagas have settled since the call; false when they have not within two
+/// minutes (generous: a real broker's group joins take seconds, and the machine is shared).
 async fn wait_for_progress(pool: &PgPool, more: i64) -> bool {
     let target = settled(pool).await + more;
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -197,10 +197,15 @@ impl Prometheus {
     }
 }
 
+/// Whether `c` may be part of a metric name.
+const fn in_name(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == ':'
+}
+
 /// The metrics `expr` reads (ordership's and the HTTP middleware's), in order, each once.
 fn metrics_in(expr: &str) -> Vec<&str> {
     let mut metrics: Vec<&str> = Vec::new();
-    for token in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+    for token in expr.split(|c: char| !in_name(c)) {
         if (token.starts_with("ordership_") || token.starts_with("http_"))
             && !metrics.contains(&token)
         {
@@ -215,7 +220,7 @@ fn renamed(expr: &str, from: &str, to: &str) -> String {
     let mut out = String::with_capacity(expr.len() + to.len());
     let mut token = String::new();
     for c in expr.chars().chain(std::iter::once('\0')) {
-        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+        if in_name(c) {
             token.push(c);
             continue;
         }
