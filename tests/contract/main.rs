@@ -105,11 +105,7 @@ mod redis_cluster_tls_admission {
     use ordership_domain::ports::WaitingRoomQueue;
 
     async fn queue() -> Arc<dyn WaitingRoomQueue> {
-        let nodes: Vec<String> = std::env::var("REDIS_CLUSTER_TLS_NODES")
-            .expect("REDIS_CLUSTER_TLS_NODES names the TLS cluster's nodes (scripts/test.sh starts one)")
-            .split(',')
-            .map(|node| format!("rediss://{node}"))
-            .collect();
+        let nodes = ordership_tests::waiting_room::tls_cluster_nodes();
         let dir = PathBuf::from(
             std::env::var("ORDERSHIP_TEST_TLS_DIR")
                 .expect("ORDERSHIP_TEST_TLS_DIR holds the test CA (scripts/test.sh makes it)"),

@@ -158,13 +158,7 @@ async fn redis_over_tls_answers_with_the_right_ca_and_refuses_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_cluster_over_tls_signed_by_another_ca_is_refused_with_a_clear_error() {
-    let nodes: Vec<String> = std::env::var("REDIS_CLUSTER_TLS_NODES")
-        .unwrap_or_else(|_| {
-            panic!("REDIS_CLUSTER_TLS_NODES is not set: this test needs the TLS Redis Cluster that scripts/test.sh starts")
-        })
-        .split(',')
-        .map(|node| format!("rediss://{node}"))
-        .collect();
+    let nodes = ordership_tests::waiting_room::tls_cluster_nodes();
     let untrusted = ordership_redis::Tls {
         ca: Some(tls_file("other-ca.pem").into()),
         client_certificate: None,

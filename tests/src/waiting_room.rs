@@ -10,6 +10,22 @@ use ordership_domain::CustomerId;
 use ordership_domain::ports::{QueueRules, WaitingRoomQueue, WaitingRoomStore};
 use ordership_domain::waiting_room::{EntryStatus, Rate, RoomId, Ticket};
 
+/// The nodes of the suite's Redis Cluster that speaks only TLS (`REDIS_CLUSTER_TLS_NODES`, which
+/// scripts/test.sh sets), as `rediss://` URLs.
+///
+/// # Panics
+/// Without the variable: the tests that need the cluster fail, never skip.
+#[must_use]
+pub fn tls_cluster_nodes() -> Vec<String> {
+    std::env::var("REDIS_CLUSTER_TLS_NODES")
+        .unwrap_or_else(|_| {
+            panic!("REDIS_CLUSTER_TLS_NODES is not set: the TLS Redis Cluster that scripts/test.sh starts is needed")
+        })
+        .split(',')
+        .map(|node| format!("rediss://{node}"))
+        .collect()
+}
+
 /// A room of a name no other test uses.
 #[must_use]
 pub fn fresh_room() -> RoomId {
