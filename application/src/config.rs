@@ -13,6 +13,11 @@ pub struct RetentionConfig {
     pub idempotency_keys: Duration,
     /// How often the retention job runs.
     pub interval: Duration,
+    /// How often each outbox's upkeep ([`UnitOfWork::upkeep`]) runs; zero: never (the store's
+    /// own background cleaning is trusted).
+    ///
+    /// [`UnitOfWork::upkeep`]: ordership_domain::ports::UnitOfWork::upkeep
+    pub outbox_vacuum: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -22,6 +27,7 @@ impl Default for RetentionConfig {
             inbox: Duration::from_secs(7 * 24 * 3600),
             idempotency_keys: Duration::from_secs(24 * 3600),
             interval: Duration::from_secs(60),
+            outbox_vacuum: Duration::from_secs(5),
         }
     }
 }

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use async_trait::async_trait;
-use ordership_domain::ports::{BoxError, HandleOutcome, MessageHandler};
+use ordership_domain::ports::{BoxError, HandleOutcome, MessageHandler, RandomSource};
 use ordership_domain::retry::error_chain;
-use ordership_domain::{Attempts, Message, RetryPolicy, Verdict};
+use ordership_domain::{Attempts, Message, RetryPolicy, SeededRandom, Verdict};
 
 use tracing::Instrument;
 
@@ -54,6 +54,8 @@ pub struct ConsumerLoop {
     group: String,
     handler: Arc<dyn MessageHandler>,
     policy: RetryPolicy,
+    /// Spreads the retry waits (full jitter).
+    random: Arc<dyn RandomSource>,
     stats: Arc<ConsumerStats>,
 }
 
@@ -78,8 +80,16 @@ impl ConsumerLoop {
             group: group.to_owned(),
             handler,
             policy,
+            random: Arc::new(SeededRandom::from_entropy()),
             stats,
         }
+    }
+
+    /// Draws the jitter of retry waits from `random` (the default is seeded per process).
+    #[must_use]
+    pub fn with_random(mut self, random: Arc<dyn RandomSource>) -> Self {
+        self.random = random;
+        self
     }
 
     #[must_use]
@@ -133,7 +143,10 @@ impl ConsumerLoop {
                 }
                 Err(error) => error,
             };
-            match self.policy.judge(&mut attempts, error) {
+            match self
+                .policy
+                .judge(&mut attempts, error, self.random.jitter())
+            {
                 Verdict::Retry { after, error } => {
                     self.stats.transient_failures.fetch_add(1, Relaxed);
                     tracing::warn!(group = %self.group, message_id = %message.id,
@@ -172,7 +185,7 @@ impl ConsumerLoop {
                 }
                 Err(e) => {
                     failures += 1;
-                    let after = self.policy.backoff(failures);
+                    let after = self.policy.backoff(failures, self.random.jitter());
                     tracing::warn!(group = %self.group, error = %error_chain(e.as_ref()),
                         retry_in_ms = after.as_millis(),
                         "cannot write to the dead-letter queue, retrying");

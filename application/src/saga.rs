@@ -8,10 +8,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ordership_domain::ports::{
     BoxError, Clock, HandleError, HandleOutcome, IdGenerator, MessageHandler, OrderTransaction,
-    StoreError, UnitOfWork,
+    RandomSource, StoreError, UnitOfWork,
 };
 use ordership_domain::saga::{DeadlineAction, Outgoing, SagaCommand, Step, decide};
-use ordership_domain::{FulfilmentSaga, Message, MessageId, Order, SagaPolicy, SagaState};
+use ordership_domain::{
+    FulfilmentSaga, Message, MessageId, Order, SagaPolicy, SagaState, SeededRandom,
+};
 
 use crate::messages::delivery_commands::{cancel_delivery, schedule_delivery};
 use crate::messages::delivery_events::decode_reply;
@@ -105,6 +107,8 @@ pub struct FulfilmentOrchestrator {
     uow: Arc<dyn UnitOfWork<dyn OrderTransaction>>,
     stamps: Stamps,
     policy: SagaPolicy,
+    /// Spreads the waits of re-sent commands (jitter).
+    random: Arc<dyn RandomSource>,
 }
 
 impl FulfilmentOrchestrator {
@@ -119,7 +123,15 @@ impl FulfilmentOrchestrator {
             uow,
             stamps: Stamps::new(SOURCE, clock, ids),
             policy,
+            random: Arc::new(SeededRandom::from_entropy()),
         }
+    }
+
+    /// Draws the jitter of re-sends from `random` (the default is seeded per process).
+    #[must_use]
+    pub fn with_random(mut self, random: Arc<dyn RandomSource>) -> Self {
+        self.random = random;
+        self
     }
 
     /// Finds sagas past their deadline and moves each on: sends its command again (with a
@@ -146,9 +158,14 @@ impl FulfilmentOrchestrator {
             };
             let loaded = Loaded::of(&order, Some(&saga));
             let attempts = saga.attempts();
-            let Some((action, outgoing)) =
-                decide::on_deadline(&self.policy, &mut order, &mut saga, now)
-                    .map_err(|e| StoreError::Unexpected(Box::new(e)))?
+            let Some((action, outgoing)) = decide::on_deadline(
+                &self.policy,
+                &mut order,
+                &mut saga,
+                now,
+                self.random.jitter(),
+            )
+            .map_err(|e| StoreError::Unexpected(Box::new(e)))?
             else {
                 continue;
             };

@@ -60,6 +60,7 @@ pub mod address;
 pub mod delivery;
 pub mod error;
 pub mod ids;
+pub mod jitter;
 pub mod message;
 pub mod money;
 pub mod order;
@@ -75,6 +76,7 @@ pub use delivery::{
 };
 pub use error::{InvalidTransition, ValidationError, ValidationErrors};
 pub use ids::{DeliveryId, MessageId, OrderId};
+pub use jitter::{Jitter, SeededRandom};
 pub use message::{Message, OutboxEntry, topics, versioned_type};
 pub use money::{Currency, Money};
 pub use order::{

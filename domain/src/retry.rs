@@ -8,15 +8,19 @@
 //!   all; a message that keeps failing this way breaks an invariant, and holding its partition
 //!   forever would stop every order behind it.
 //! - [`HandleError::Permanent`]: dead-lettered at once.
+//!
+//! Waits are spread with full jitter ([`crate::jitter`]): each is drawn between nothing and its
+//! exponential ceiling, so partitions that failed together do not retry together.
 
 use std::time::Duration;
 
+use crate::jitter::Jitter;
 use crate::ports::{BoxError, HandleError};
 
 /// Backoff and patience for failed handler calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Wait after the first failure; doubles with every further failure.
+    /// The ceiling of the wait after the first failure; doubles with every further failure.
     pub initial_backoff: Duration,
     /// The longest wait between two attempts.
     pub max_backoff: Duration,
@@ -54,11 +58,12 @@ pub enum Verdict {
 }
 
 impl RetryPolicy {
-    /// Judges a failure, counting it in `attempts`.
+    /// Judges a failure, counting it in `attempts`; a retry waits `jitter`'s share of the
+    /// backoff's ceiling.
     #[must_use]
-    pub fn judge(&self, attempts: &mut Attempts, error: HandleError) -> Verdict {
+    pub fn judge(&self, attempts: &mut Attempts, error: HandleError, jitter: Jitter) -> Verdict {
         attempts.failures = attempts.failures.saturating_add(1);
-        let after = self.backoff(attempts.failures);
+        let after = self.backoff(attempts.failures, jitter);
         match error {
             HandleError::Unavailable(error) => Verdict::Retry { after, error },
             HandleError::Transient(error) => {
@@ -80,9 +85,16 @@ impl RetryPolicy {
         }
     }
 
-    /// The wait after the `failures`-th failure: `initial_backoff · 2^(failures−1)`, capped.
+    /// The wait after the `failures`-th failure: `jitter`'s share of the ceiling
+    /// `initial_backoff · 2^(failures−1)`, capped at `max_backoff` (full jitter).
     #[must_use]
-    pub fn backoff(&self, failures: u32) -> Duration {
+    pub fn backoff(&self, failures: u32, jitter: Jitter) -> Duration {
+        jitter.of(self.ceiling(failures))
+    }
+
+    /// The longest wait after the `failures`-th failure.
+    #[must_use]
+    pub fn ceiling(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(31);
         self.initial_backoff
             .saturating_mul(1 << doublings)
@@ -119,9 +131,42 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let p = policy(3);
-        let waits: Vec<u128> = (1..=6).map(|n| p.backoff(n).as_millis()).collect();
+        let waits: Vec<u128> = (1..=6).map(|n| p.ceiling(n).as_millis()).collect();
         assert_eq!(waits, [10, 20, 40, 80, 100, 100]);
-        assert_eq!(p.backoff(u32::MAX), Duration::from_millis(100));
+        assert_eq!(p.ceiling(u32::MAX), Duration::from_millis(100));
+        assert_eq!(p.backoff(3, Jitter::NONE), Duration::from_millis(40));
+    }
+
+    #[test]
+    fn two_retries_of_one_schedule_wait_differently_within_the_ceiling() {
+        use crate::jitter::SeededRandom;
+        use crate::ports::RandomSource;
+        let p = policy(3);
+        let random = SeededRandom::new(1);
+        let schedule = || -> Vec<Duration> {
+            let mut attempts = Attempts::default();
+            (0..6)
+                .map(|_| {
+                    match p.judge(
+                        &mut attempts,
+                        StoreError::Unavailable("down".into()).into(),
+                        random.jitter(),
+                    ) {
+                        Verdict::Retry { after, .. } => after,
+                        Verdict::DeadLetter { .. } => panic!("an outage is retried"),
+                    }
+                })
+                .collect()
+        };
+        let (first, second) = (schedule(), schedule());
+        assert_ne!(first, second, "two consumers failing together retry apart");
+        for (n, (a, b)) in first.iter().zip(&second).enumerate() {
+            let ceiling = p.ceiling(u32::try_from(n).expect("small") + 1);
+            assert!(
+                *a <= ceiling && *b <= ceiling,
+                "attempt {n}: {a:?}, {b:?} ≤ {ceiling:?}"
+            );
+        }
     }
 
     #[test]
@@ -131,7 +176,7 @@ mod tests {
         for _ in 0..1_000 {
             let down = StoreError::Unavailable("connection refused".into());
             assert!(matches!(
-                p.judge(&mut attempts, down.into()),
+                p.judge(&mut attempts, down.into(), Jitter::NONE),
                 Verdict::Retry { .. }
             ));
         }
@@ -144,20 +189,20 @@ mod tests {
         let mut attempts = Attempts::default();
         let conflict = || HandleError::from(StoreError::Conflict);
         assert!(matches!(
-            p.judge(&mut attempts, conflict()),
+            p.judge(&mut attempts, conflict(), Jitter::NONE),
             Verdict::Retry { .. }
         ));
         // An outage in between does not count against the message.
         let down = StoreError::Unavailable("down".into());
         assert!(matches!(
-            p.judge(&mut attempts, down.into()),
+            p.judge(&mut attempts, down.into(), Jitter::NONE),
             Verdict::Retry { .. }
         ));
         assert!(matches!(
-            p.judge(&mut attempts, conflict()),
+            p.judge(&mut attempts, conflict(), Jitter::NONE),
             Verdict::Retry { .. }
         ));
-        match p.judge(&mut attempts, conflict()) {
+        match p.judge(&mut attempts, conflict(), Jitter::NONE) {
             Verdict::DeadLetter { reason } => assert_eq!(
                 reason,
                 "failed attempt 3 of 3: the record was changed concurrently"
@@ -169,7 +214,11 @@ mod tests {
     #[test]
     fn a_permanent_failure_is_dead_lettered_at_once() {
         let mut attempts = Attempts::default();
-        match policy(3).judge(&mut attempts, HandleError::Permanent("unknown type".into())) {
+        match policy(3).judge(
+            &mut attempts,
+            HandleError::Permanent("unknown type".into()),
+            Jitter::NONE,
+        ) {
             Verdict::DeadLetter { reason } => assert_eq!(reason, "unknown type"),
             Verdict::Retry { .. } => panic!("permanent means no retry"),
         }
@@ -179,7 +228,7 @@ mod tests {
     fn the_reason_names_the_whole_cause_chain() {
         let error = HandleError::Transient(Box::new(StoreError::Unexpected("disk full".into())));
         let mut attempts = Attempts::default();
-        match policy(1).judge(&mut attempts, error) {
+        match policy(1).judge(&mut attempts, error, Jitter::NONE) {
             Verdict::DeadLetter { reason } => assert_eq!(
                 reason,
                 "failed attempt 1 of 1: unexpected store error: disk full"

@@ -115,9 +115,9 @@ measure_poll() {
   fresh_db
   fill false
   service poll
-  until [ "$(sql -c "SELECT count(*) FROM orders.outbox WHERE published_at IS NULL")" = 0 ]; do sleep 0.2; done
+  until [ "$(sql -c "SELECT count(*) FROM orders.outbox")" = 0 ]; do sleep 0.2; done
   local seconds
-  seconds=$(sql -c "SELECT extract(epoch FROM max(published_at) - min(published_at)) FROM orders.outbox")
+  seconds=$(sql -c "SELECT extract(epoch FROM max(published_at) - min(published_at)) FROM orders.outbox_published")
   stop_service
   rate "$rows" "$seconds"
 }
@@ -152,8 +152,11 @@ measure_claim_mark() {
   fresh_db
   fill false
   cat >"$work/claim_mark.sql" <<SQL
-WITH batch AS (SELECT id FROM orders.outbox WHERE published_at IS NULL ORDER BY id LIMIT $batch FOR UPDATE SKIP LOCKED)
-UPDATE orders.outbox o SET published_at = now() FROM batch WHERE o.id = batch.id;
+WITH batch AS (SELECT id FROM orders.outbox WHERE parked_at IS NULL ORDER BY id LIMIT $batch FOR UPDATE SKIP LOCKED),
+published AS (DELETE FROM orders.outbox o USING batch WHERE o.id = batch.id
+  RETURNING o.id, message_id, topic, key, message_type, payload, headers, created_at)
+INSERT INTO orders.outbox_published (id, message_id, topic, key, message_type, payload, headers, created_at, published_at)
+SELECT id, message_id, topic, key, message_type, payload, headers, created_at, now() FROM published;
 SQL
   local tps
   tps=$(pgbench -n -c 1 -t $((rows / batch)) -f "$work/claim_mark.sql" "$db" 2>/dev/null \

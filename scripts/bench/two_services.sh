@@ -19,33 +19,14 @@ export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres}
 bin=${ORDERSHIP_BIN:-target/release/ordership}
 [ -n "${ORDERSHIP_BIN:-}" ] || cargo build --release --quiet -p ordership
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-# Development tokens of a key of this run's own: the services verify, `load` mints its customers'.
-export ORDERSHIP_DEV_AUTH=true ORDERSHIP_DEV_KEY_FILE="$work/dev-signing-key.pem"
-
-# A CDC run leaves replication slots on its database, which keep it from being dropped.
-psql -q -At -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-  WHERE database IN ('ordership_bench', 'ordership_bench_pgbench') AND NOT active" >/dev/null
-for db in ordership_bench ordership_bench_pgbench; do
-  psql -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-done
+source scripts/bench/lib.sh
+trap stop_all EXIT
+for db in ordership_bench ordership_bench_pgbench; do fresh_bench_db "$db"; done
 url="postgres://$PGUSER@$PGHOST/ordership_bench"
 bench_url="postgres://$PGUSER@$PGHOST/ordership_bench_pgbench"
-
-brokers=${KAFKA_BROKERS:-}
-if [ -z "$brokers" ]; then
-  "$bin" dev-broker --port 19192 >"$work/broker.log" 2>&1 & pids+=($!)
-  brokers=127.0.0.1:19192
-  until grep -q "dev broker ready" "$work/broker.log"; do sleep 0.2; done
-fi
-common=(--database-url "$url" --kafka-brokers "$brokers" --log-format json --relay-mode "${RELAY_MODE:-poll}")
-RUST_LOG=warn "$bin" delivery-service --http-addr 127.0.0.1:18081 "${common[@]}" >"$work/d.log" 2>&1 & pids+=($!)
-RUST_LOG=warn "$bin" order-service --http-addr 127.0.0.1:18080 "${common[@]}" >"$work/o.log" 2>&1 & pids+=($!)
-for port in 18080 18081; do
-  until curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.2; done
-done
+start_broker
+# Development tokens of a key of this run's own: the services verify, `load` mints its customers'.
+start_services "$url"
 
 : >"$work/o.warm"; : >"$work/d.warm"
 if [ "${WARMUP:-0}" -gt 0 ]; then
@@ -57,23 +38,25 @@ fi
 cpu() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
   echo "$t"; }
 postgres_pids() { pgrep -x postgres | tr '\n' ' '; }
-broker_pid=${pids[0]}
-[ -n "${KAFKA_BROKERS:-}" ] && broker_pid=
-o_pid=${pids[-1]}; d_pid=${pids[-2]}
+o_pid=$order_pid; d_pid=$delivery_pid
 before="$(cpu "$o_pid") $(cpu "$d_pid") $(cpu $(postgres_pids)) $(cpu $broker_pid)"
 # The load generator's own CPU: the subshell's `times` reports its finished children.
 ( "$bin" load --target http://127.0.0.1:18080 --orders "$orders" --concurrency "$concurrency" --json >"$work/load.json"
   times >"$work/load.times" )
 after="$(cpu "$o_pid") $(cpu "$d_pid") $(cpu $(postgres_pids)) $(cpu $broker_pid)"
+# Published rows: in their own table since migration orders 0007 (an earlier build, measured with
+# ORDERSHIP_BIN, kept them in the outbox).
 lag() {
-  psql -At -d ordership_bench -c "SELECT round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) || ' / ' || round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) FROM $1.outbox WHERE published_at IS NOT NULL"
+  local table="$1.outbox_published"
+  [ "$(psql -At -d ordership_bench -c "SELECT to_regclass('$table') IS NOT NULL")" = t ] || table="$1.outbox"
+  psql -At -d ordership_bench -c "SELECT round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) || ' / ' || round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) FROM $table WHERE published_at IS NOT NULL"
 }
 orders_lag=$(lag orders)
 delivery_lag=$(lag delivery)
 # Relay batches (one transaction each) and the relay lag p99 the services' own histograms report.
 curl -s http://127.0.0.1:18080/metrics >"$work/o.metrics"
 curl -s http://127.0.0.1:18081/metrics >"$work/d.metrics"
-cleanup; pids=()
+stop_all
 
 "$bin" migrate --database-url "$bench_url" >/dev/null 2>&1
 psql -q -d ordership_bench_pgbench -f scripts/bench/saga_step_setup.sql

@@ -235,6 +235,7 @@ async fn retention_purges_what_is_older_than_its_window_and_keeps_what_is_newer(
             inbox: window,
             idempotency_keys: window,
             interval: Duration::from_millis(50),
+            ..RetentionConfig::default()
         },
         relay: RelayConfig {
             poll_interval: Duration::from_millis(20),

@@ -37,6 +37,8 @@ pub(crate) struct OutboxSql {
     pub(crate) unpark: &'static str,
     pub(crate) inbox_record: &'static str,
     pub(crate) inbox_purge: &'static str,
+    /// The outbox's upkeep (outside any transaction).
+    pub(crate) vacuum: &'static str,
     pub(crate) cdc: CdcSql,
 }
 
@@ -67,35 +69,46 @@ macro_rules! outbox_sql {
             // yet committed are invisible and are claimed once they commit (no id high-water mark).
             claim: concat!(
                 "SELECT id, message_id, topic, key, message_type, payload, headers, created_at FROM ",
-                $schema, ".outbox o WHERE published_at IS NULL AND parked_at IS NULL AND id <> ALL($2) AND NOT EXISTS (SELECT 1 FROM ",
-                $schema, ".outbox p WHERE p.key = o.key AND p.parked_at IS NOT NULL AND p.published_at IS NULL) ",
+                $schema, ".outbox o WHERE parked_at IS NULL AND id <> ALL($2) AND NOT EXISTS (SELECT 1 FROM ",
+                $schema, ".outbox p WHERE p.key = o.key AND p.parked_at IS NOT NULL) ",
                 "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
             ),
             park: concat!("UPDATE ", $schema, ".outbox SET parked_at = $2, parked_reason = $3 WHERE id = $1"),
-            mark: concat!("UPDATE ", $schema, ".outbox SET published_at = $1 WHERE id = ANY($2) AND published_at IS NULL"),
+            // Published rows move to the retention table in one statement: the outbox keeps only
+            // what is waiting, so a claim never reads what was published before it.
+            mark: concat!(
+                "WITH published AS (DELETE FROM ", $schema, ".outbox WHERE id = ANY($2) AND parked_at IS NULL ",
+                "RETURNING id, message_id, topic, key, message_type, payload, headers, created_at) ",
+                "INSERT INTO ", $schema, ".outbox_published (id, message_id, topic, key, message_type, payload, headers, ",
+                "created_at, published_at) SELECT id, message_id, topic, key, message_type, payload, headers, created_at, $1 ",
+                "FROM published"
+            ),
             stats: concat!(
                 "SELECT count(*) FILTER (WHERE parked_at IS NULL), min(created_at) FILTER (WHERE parked_at IS NULL), ",
-                "count(*) FILTER (WHERE parked_at IS NOT NULL) FROM ", $schema, ".outbox WHERE published_at IS NULL"
+                "count(*) FILTER (WHERE parked_at IS NOT NULL) FROM ", $schema, ".outbox"
             ),
-            purge: concat!("DELETE FROM ", $schema, ".outbox WHERE published_at < $1"),
+            purge: concat!("DELETE FROM ", $schema, ".outbox_published WHERE published_at < $1"),
             parked: concat!(
                 "SELECT id, message_id, topic, key, message_type, payload, headers, created_at, parked_reason FROM ",
-                $schema, ".outbox WHERE parked_at IS NOT NULL AND published_at IS NULL ORDER BY id LIMIT $1"
+                $schema, ".outbox WHERE parked_at IS NOT NULL ORDER BY id LIMIT $1"
             ),
             // Returns the rows, so that CDC mode can append them again.
             purge_parked: concat!(
-                "DELETE FROM ", $schema, ".outbox WHERE id = ANY($1) AND parked_at IS NOT NULL AND published_at IS NULL ",
+                "DELETE FROM ", $schema, ".outbox WHERE id = ANY($1) AND parked_at IS NOT NULL ",
                 "RETURNING id, message_id, topic, key, message_type, payload, headers, created_at"
             ),
             unpark: concat!(
                 "UPDATE ", $schema, ".outbox SET parked_at = NULL, parked_reason = NULL ",
-                "WHERE id = ANY($1) AND parked_at IS NOT NULL AND published_at IS NULL"
+                "WHERE id = ANY($1) AND parked_at IS NOT NULL"
             ),
             inbox_record: concat!(
                 "INSERT INTO ", $schema, ".inbox (consumer, message_id, received_at) VALUES ($1, $2, $3) ",
                 "ON CONFLICT DO NOTHING"
             ),
             inbox_purge: concat!("DELETE FROM ", $schema, ".inbox WHERE received_at < $1"),
+            // Index entries of removed rows are dropped too (INDEX_CLEANUP ON: the outbox is small,
+            // so it is cheap); TRUNCATE OFF: no exclusive lock that a relay's claim would wait for.
+            vacuum: concat!("VACUUM (INDEX_CLEANUP ON, TRUNCATE OFF) ", $schema, ".outbox"),
             cdc: CdcSql {
                 publication: concat!("ordership_", $schema, "_outbox"),
                 append_returning: concat!(
@@ -158,6 +171,12 @@ pub static ORDERS: Schema = Schema {
             include_str!("../migrations/orders_0006_order_admissions.up.sql"),
             include_str!("../migrations/orders_0006_order_admissions.down.sql"),
         ),
+        (
+            7,
+            "published messages leave the outbox",
+            include_str!("../migrations/orders_0007_outbox_published.up.sql"),
+            include_str!("../migrations/orders_0007_outbox_published.down.sql"),
+        ),
     ],
     sql: outbox_sql!("orders"),
 };
@@ -185,6 +204,12 @@ pub static DELIVERY: Schema = Schema {
             "outbox publication for the CDC relay",
             include_str!("../migrations/delivery_0003_cdc.up.sql"),
             include_str!("../migrations/delivery_0003_cdc.down.sql"),
+        ),
+        (
+            4,
+            "published messages leave the outbox",
+            include_str!("../migrations/delivery_0004_outbox_published.up.sql"),
+            include_str!("../migrations/delivery_0004_outbox_published.down.sql"),
         ),
     ],
     sql: outbox_sql!("delivery"),

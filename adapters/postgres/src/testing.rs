@@ -5,7 +5,7 @@
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{DELIVERY, ORDERS, PgConfig, connect};
+use crate::{DELIVERY, ORDERS, PgConfig, Schema, connect};
 
 /// The admin URL of the test server.
 #[must_use]
@@ -114,4 +114,48 @@ pub async fn replication_slots(url: &str) -> u64 {
             .await
             .unwrap_or_else(|e| panic!("counting the slots of {name}: {e}"));
     u64::try_from(n).unwrap_or_default()
+}
+
+/// An outbox statement whose cost a test measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatement {
+    /// The polling relay's claim of a batch of 100.
+    Claim,
+    /// The backlog figures (pending, oldest, parked).
+    Stats,
+}
+
+/// The shared buffers (found in the cache or read) one run of `statement` on `schema`'s outbox
+/// touches, from `EXPLAIN (ANALYZE, BUFFERS)`: what it costs, measured in pages rather than time.
+///
+/// # Panics
+/// When the server refuses the statement or its plan has no buffer counts.
+pub async fn outbox_statement_buffers(
+    pool: &PgPool,
+    schema: &Schema,
+    statement: OutboxStatement,
+) -> u64 {
+    let sql = match statement {
+        OutboxStatement::Claim => schema.sql.claim,
+        OutboxStatement::Stats => schema.sql.stats,
+    };
+    let explain = sqlx::AssertSqlSafe(format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}"));
+    let query = sqlx::query_scalar::<_, serde_json::Value>(explain);
+    let query = match statement {
+        OutboxStatement::Claim => query.bind(100_i64).bind(Vec::<i64>::new()),
+        OutboxStatement::Stats => query,
+    };
+    let plan = query
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("explaining {sql}: {e}"));
+    let top = &plan[0]["Plan"];
+    ["Shared Hit Blocks", "Shared Read Blocks"]
+        .iter()
+        .map(|field| {
+            top[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {field:?} in the plan {plan}"))
+        })
+        .sum()
 }

@@ -102,6 +102,16 @@ async fn begin_read_only(pool: &PgPool, schema: &'static Schema) -> Result<PgTx,
     })
 }
 
+/// Vacuums the schema's outbox, whose rows are all removed again soon after they were written.
+async fn upkeep(pool: &PgPool, schema: &'static Schema) -> Result<(), StoreError> {
+    // The simple protocol: VACUUM cannot run inside the implicit transaction of a prepared one.
+    sqlx::raw_sql(schema.sql.vacuum)
+        .execute(pool)
+        .await
+        .map_err(|e| classify("unit_of_work::upkeep", e))?;
+    Ok(())
+}
+
 macro_rules! store {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -155,6 +165,9 @@ impl UnitOfWork<dyn OrderTransaction> for PgOrderStore {
             begin_read_only(&self.pool, &ORDERS).await?,
         )))
     }
+    async fn upkeep(&self) -> Result<(), StoreError> {
+        upkeep(&self.pool, &ORDERS).await
+    }
 }
 
 #[async_trait]
@@ -163,6 +176,9 @@ impl UnitOfWork<dyn Transaction> for PgOrderStore {
         Ok(Box::new(PgOrderTx(
             begin(&self.pool, &ORDERS, self.outbox).await?,
         )))
+    }
+    async fn upkeep(&self) -> Result<(), StoreError> {
+        upkeep(&self.pool, &ORDERS).await
     }
 }
 
@@ -178,6 +194,9 @@ impl UnitOfWork<dyn DeliveryTransaction> for PgDeliveryStore {
             begin_read_only(&self.pool, &DELIVERY).await?,
         )))
     }
+    async fn upkeep(&self) -> Result<(), StoreError> {
+        upkeep(&self.pool, &DELIVERY).await
+    }
 }
 
 #[async_trait]
@@ -186,6 +205,9 @@ impl UnitOfWork<dyn Transaction> for PgDeliveryStore {
         Ok(Box::new(PgDeliveryTx(
             begin(&self.pool, &DELIVERY, self.outbox).await?,
         )))
+    }
+    async fn upkeep(&self) -> Result<(), StoreError> {
+        upkeep(&self.pool, &DELIVERY).await
     }
 }
 

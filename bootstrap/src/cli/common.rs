@@ -259,6 +259,11 @@ pub struct CommonArgs {
     #[arg(long, env = "ORDERSHIP_RETENTION_INTERVAL", value_parser = parse_duration, default_value = "1m", global = true)]
     pub retention_interval: Duration,
 
+    /// How often each outbox is vacuumed, so the relay's claim costs what is waiting, not what
+    /// was published before (whether or not PostgreSQL's autovacuum runs); 0: never.
+    #[arg(long, env = "ORDERSHIP_OUTBOX_VACUUM_INTERVAL", value_parser = parse_duration, default_value = "5s", global = true)]
+    pub outbox_vacuum_interval: Duration,
+
     /// UNSAFE, for the mutation test only: consumers store offsets before handling.
     #[arg(
         long,

@@ -128,6 +128,13 @@ pub struct LoadArgs {
     /// Orders to place.
     #[arg(long, default_value_t = 1000)]
     pub orders: usize,
+    /// Place orders for this long instead of a number of them (a soak): `--orders` is ignored.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Report sagas/s and POST→terminal percentiles for every interval this long, besides the
+    /// whole run's (how throughput holds up over a long run).
+    #[arg(long, value_parser = parse_duration)]
+    pub report_every: Option<Duration>,
     /// Orders in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,

@@ -33,7 +33,7 @@ use order::one_order;
 #[cfg(test)]
 use order::order_body;
 pub use report::{Percentiles, Report};
-use report::{percentiles, print_report};
+use report::{intervals, percentiles, print_report};
 pub use waiting_room::{Intervals, WaitingRoomReport};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -47,6 +47,8 @@ struct Sample {
     post: Duration,
     settled: Option<Duration>,
     outcome: String,
+    /// When the order was done with, from the start of the run.
+    at: Duration,
 }
 
 /// Customers a load run places orders for, each with a development token.
@@ -170,9 +172,14 @@ async fn progress(run: Arc<Run>, total: usize, started: Instant) {
             Some(bar) => bar.set_position(n as u64),
             None => {
                 let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                let of = if total == usize::MAX {
+                    String::new()
+                } else {
+                    format!("/{total}")
+                };
                 let _ = writeln!(
                     std::io::stderr().lock(),
-                    "load: {n}/{total} settled, {rate:.0}/s"
+                    "load: {n}{of} settled, {rate:.0}/s"
                 );
             }
         }
@@ -204,6 +211,15 @@ pub async fn run(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<()> {
     if args.orders == 0 || args.concurrency == 0 || !(0.0..=1.0).contains(&args.unserved_ratio) {
         bail!("--orders and --concurrency must be positive, --unserved-ratio between 0 and 1");
     }
+    if args.report_every.is_some_and(|every| every.is_zero()) {
+        bail!("--report-every must be positive");
+    }
+    // A soak places orders until its time is up: as many as it takes.
+    let total = if args.duration.is_some() {
+        usize::MAX
+    } else {
+        args.orders
+    };
     let base = args.target.trim_end_matches('/').to_owned();
     base.parse::<Uri>()
         .with_context(|| format!("--target {base:?} is not a URL"))?;
@@ -225,14 +241,10 @@ pub async fn run(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<()> {
     });
     let samples = Arc::new(Mutex::new(Vec::with_capacity(args.orders)));
     let started = Instant::now();
-    let bar = tokio::spawn(progress(Arc::clone(&run), args.orders, started));
-    let watchdog = tokio::spawn(watch_for_stall(
-        Arc::clone(&run),
-        args.orders,
-        args.stall_limit,
-    ));
+    let bar = tokio::spawn(progress(Arc::clone(&run), total, started));
+    let watchdog = tokio::spawn(watch_for_stall(Arc::clone(&run), total, args.stall_limit));
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..args.concurrency.min(args.orders) {
+    for _ in 0..args.concurrency.min(total) {
         let (client, base, args, run, samples, run_id) = (
             client.clone(),
             base.clone(),
@@ -242,12 +254,15 @@ pub async fn run(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<()> {
             run_id.clone(),
         );
         workers.spawn(async move {
-            while run.stalled_at.get().is_none() {
+            while run.stalled_at.get().is_none()
+                && args.duration.is_none_or(|soak| started.elapsed() < soak)
+            {
                 let i = run.next.fetch_add(1, Ordering::Relaxed);
-                if i >= args.orders {
+                if i >= total {
                     return;
                 }
-                let sample = one_order(&client, &base, i, &args, &run, &run_id).await;
+                let mut sample = one_order(&client, &base, i, &args, &run, &run_id).await;
+                sample.at = started.elapsed();
                 samples
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -269,7 +284,7 @@ pub async fn run(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<()> {
     let settled: Vec<Duration> = samples.iter().filter_map(|s| s.settled).collect();
     let secs = elapsed.as_secs_f64().max(1e-9);
     let report = Report {
-        orders: args.orders,
+        orders: samples.len(),
         concurrency: args.concurrency,
         elapsed_seconds: secs,
         placed_per_second: samples
@@ -280,7 +295,15 @@ pub async fn run(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<()> {
         settled_per_second: (!args.no_wait).then(|| settled.len() as f64 / secs),
         post_latency_ms: percentiles(samples.iter().map(|s| s.post).collect()),
         settle_latency_ms: (!args.no_wait).then(|| percentiles(settled)),
-        not_placed: args.orders.saturating_sub(samples.len()),
+        not_placed: if args.duration.is_some() {
+            0
+        } else {
+            args.orders.saturating_sub(samples.len())
+        },
+        intervals: args
+            .report_every
+            .map(|every| intervals(&samples, every))
+            .unwrap_or_default(),
         outcomes,
         post_retries: run.post_retries.load(Ordering::Relaxed),
         stalled: run.stalled_at.get().is_some(),
@@ -307,7 +330,7 @@ pub async fn run(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<()> {
     if failed > 0 {
         bail!(
             "{failed} of {} orders did not reach a terminal state",
-            args.orders
+            report.orders
         );
     }
     Ok(())

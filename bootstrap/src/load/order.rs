@@ -134,6 +134,7 @@ fn sample(post: Duration, settled: Option<Duration>, outcome: &str) -> Sample {
         post,
         settled,
         outcome: outcome.to_owned(),
+        at: Duration::ZERO,
     }
 }
 

@@ -25,6 +25,46 @@ pub struct Report {
     pub not_placed: usize,
     /// Nothing settled for `--stall-limit`: the run stopped early.
     pub stalled: bool,
+    /// The run cut into `--report-every` intervals (empty without it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<Interval>,
+}
+
+/// What settled in one interval of a run.
+#[derive(Debug, Serialize)]
+pub struct Interval {
+    /// Seconds from the start of the run to the start of the interval.
+    pub from_second: f64,
+    pub settled: usize,
+    pub settled_per_second: f64,
+    /// POST→terminal of the orders that settled in the interval.
+    pub settle_latency_ms: Percentiles,
+}
+
+/// The run's settled orders, interval by interval (a last interval shorter than `every` is
+/// left out: its rate would not compare).
+pub(super) fn intervals(samples: &[super::Sample], every: Duration) -> Vec<Interval> {
+    let mut buckets: BTreeMap<u64, Vec<Duration>> = BTreeMap::new();
+    let last = samples.iter().map(|s| s.at).max().unwrap_or_default();
+    let whole = (last.as_secs_f64() / every.as_secs_f64()).floor() as u64;
+    for s in samples {
+        let Some(settled) = s.settled else { continue };
+        let n = (s.at.as_secs_f64() / every.as_secs_f64()).floor() as u64;
+        if n < whole {
+            buckets.entry(n).or_default().push(settled);
+        }
+    }
+    (0..whole)
+        .map(|n| {
+            let settled = buckets.remove(&n).unwrap_or_default();
+            Interval {
+                from_second: n as f64 * every.as_secs_f64(),
+                settled: settled.len(),
+                settled_per_second: settled.len() as f64 / every.as_secs_f64(),
+                settle_latency_ms: percentiles(settled),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +122,12 @@ pub(super) fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
     let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("outcomes          {}", outcomes.join(", "));
     println!("POST retries      {}", r.post_retries);
+    for i in &r.intervals {
+        println!(
+            "from {:>6.0} s     {:.1} orders/s settled, POST→terminal p50 {:.1} ms  p99 {:.1} ms",
+            i.from_second, i.settled_per_second, i.settle_latency_ms.p50, i.settle_latency_ms.p99
+        );
+    }
     if r.stalled {
         println!(
             "STALLED           nothing settled within the stall limit; {} orders not placed",
@@ -94,6 +140,30 @@ pub(super) fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_count_what_settled_in_each_and_leave_out_a_partial_last_one() {
+        let sample = |at_ms: u64, settled: Option<u64>| super::super::Sample {
+            post: Duration::from_millis(1),
+            settled: settled.map(Duration::from_millis),
+            outcome: "confirmed".to_owned(),
+            at: Duration::from_millis(at_ms),
+        };
+        let samples = [
+            sample(100, Some(10)),
+            sample(900, Some(30)),
+            sample(1_200, Some(20)),
+            sample(1_500, None),
+            sample(2_100, Some(5)),
+        ];
+        let found = intervals(&samples, Duration::from_secs(1));
+        let seen: Vec<(f64, usize, f64)> = found
+            .iter()
+            .map(|i| (i.from_second, i.settled, i.settle_latency_ms.max))
+            .collect();
+        assert_eq!(seen, [(0.0, 2, 30.0), (1.0, 1, 20.0)]);
+        assert!((found[0].settled_per_second - 2.0).abs() < 1e-9);
+    }
 
     #[test]
     fn percentiles_use_the_nearest_rank() {

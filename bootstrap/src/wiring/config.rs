@@ -155,6 +155,7 @@ impl SystemConfig {
                 inbox: args.inbox_retention,
                 idempotency_keys: args.idempotency_retention,
                 interval: args.retention_interval,
+                outbox_vacuum: args.outbox_vacuum_interval,
             },
             http: HttpConfig {
                 cors_origins,

@@ -162,7 +162,7 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
     tasks.push(tokio::spawn(run_every(
         "retention",
         config.retention.interval,
-        shutdown,
+        shutdown.clone(),
         move || {
             let (o, d, c, retention) = (o.clone(), d.clone(), c.clone(), retention.clone());
             async move {
@@ -178,6 +178,29 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
         },
     )));
 
+    if !config.retention.outbox_vacuum.is_zero() {
+        let (o, d) = (
+            stores.orders.clone().map(|s| s.store),
+            stores.deliveries.clone().map(|s| s.store),
+        );
+        tasks.push(tokio::spawn(run_every(
+            "outbox upkeep",
+            config.retention.outbox_vacuum,
+            shutdown.clone(),
+            move || {
+                let (o, d) = (o.clone(), d.clone());
+                async move {
+                    if let Some(o) = &o {
+                        o.upkeep().await?;
+                    }
+                    if let Some(d) = &d {
+                        d.upkeep().await?;
+                    }
+                    Ok(())
+                }
+            },
+        )));
+    }
     api = transport.instrument(api);
     Running {
         router: api.build(),

@@ -9,6 +9,14 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
 
+/// Where the jitter of retry waits comes from ([`crate::jitter`]): a port, so that tests and a
+/// deterministic simulation choose the draws ([`crate::jitter::SeededRandom`] with a seed).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait RandomSource: Send + Sync {
+    /// The next draw.
+    fn jitter(&self) -> crate::jitter::Jitter;
+}
+
 /// New unique ids (UUID v7 in production: time-ordered, so indexes stay compact).
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait IdGenerator: Send + Sync {

@@ -18,7 +18,7 @@ mod sagas;
 mod unit_of_work;
 mod waiting_room;
 
-pub use clock::{Clock, IdGenerator};
+pub use clock::{Clock, IdGenerator, RandomSource};
 pub use deliveries::DeliveryRepository;
 pub use idempotency::{Claim, IdempotencyRecord, IdempotencyStore, StoredResponse};
 pub use inbox::Inbox;
@@ -35,7 +35,7 @@ pub use waiting_room::{
 };
 
 #[cfg(feature = "mocks")]
-pub use clock::{MockClock, MockIdGenerator};
+pub use clock::{MockClock, MockIdGenerator, MockRandomSource};
 #[cfg(feature = "mocks")]
 pub use deliveries::MockDeliveryRepository;
 #[cfg(feature = "mocks")]

@@ -22,6 +22,18 @@ pub trait UnitOfWork<Tx: ?Sized + Send>: Send + Sync {
     async fn begin_read_only(&self) -> Result<Box<Tx>, StoreError> {
         self.begin().await
     }
+
+    /// Gives back the room that rows which left the service's outbox (published, or written and
+    /// removed at once in CDC mode) still take, so that a relay's claim costs what is waiting,
+    /// however much was published before. Runs outside any transaction, every few seconds; it
+    /// does not rely on the store's own background cleaning, which may be off or far behind.
+    /// The default does nothing: right for stores that free a removed row at once.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn upkeep(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// What every transaction offers: the service's outbox and inbox, and commit.

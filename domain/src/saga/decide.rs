@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::{FulfilmentSaga, SagaPolicy, SagaState};
 use crate::error::InvalidTransition;
 use crate::ids::{DeliveryId, OrderId};
+use crate::jitter::Jitter;
 use crate::order::{CancellationReason, Order, OrderEvent, OrderStatus};
 
 /// A reply or progress event of the delivery service, as the saga sees it.
@@ -81,7 +82,8 @@ pub fn start(
     order_id: OrderId,
     now: DateTime<Utc>,
 ) -> (FulfilmentSaga, SagaCommand) {
-    let saga = FulfilmentSaga::start(order_id, policy.deadline(1, now), now);
+    // The first wait is the reply timeout: there is nothing to spread yet.
+    let saga = FulfilmentSaga::start(order_id, policy.deadline(1, now, Jitter::NONE), now);
     (saga, SagaCommand::ScheduleDelivery)
 }
 
@@ -149,9 +151,9 @@ pub fn on_reply(
     })
 }
 
-/// The saga's deadline passed: send the step's command again (with a longer wait), or after the
-/// last attempt compensate (`AwaitingDelivery`) or give up (`Cancelling` → `Failed`). `None` for
-/// a saga that waits for nothing.
+/// The saga's deadline passed: send the step's command again (with a longer wait, spread by
+/// `jitter`), or after the last attempt compensate (`AwaitingDelivery`) or give up
+/// (`Cancelling` → `Failed`). `None` for a saga that waits for nothing.
 ///
 /// # Errors
 /// [`InvalidTransition`] when the order and the saga disagree (a broken invariant).
@@ -160,9 +162,10 @@ pub fn on_deadline(
     order: &mut Order,
     saga: &mut FulfilmentSaga,
     now: DateTime<Utc>,
+    jitter: Jitter,
 ) -> Result<Option<(DeadlineAction, Vec<Outgoing>)>, InvalidTransition> {
     let attempts = saga.attempts();
-    let next_deadline = policy.deadline(attempts.saturating_add(1), now);
+    let next_deadline = policy.deadline(attempts.saturating_add(1), now, jitter);
     Ok(Some(match saga.state() {
         SagaState::AwaitingDelivery if attempts < policy.max_schedule_attempts => {
             saga.retry(next_deadline, now)?;
@@ -173,7 +176,7 @@ pub fn on_deadline(
         }
         SagaState::AwaitingDelivery => {
             let cancelled = order.cancel(CancellationReason::DeliveryTimedOut, now)?;
-            saga.begin_compensation(policy.deadline(1, now), now)?;
+            saga.begin_compensation(policy.deadline(1, now, Jitter::NONE), now)?;
             (
                 DeadlineAction::Compensating,
                 vec![
@@ -234,7 +237,7 @@ pub fn on_customer_cancel(
             SagaState::AwaitingDelivery | SagaState::Completed
         )
     {
-        saga.begin_compensation(policy.deadline(1, now), now)?;
+        saga.begin_compensation(policy.deadline(1, now, Jitter::NONE), now)?;
         out.push(Outgoing::Command(SagaCommand::CancelDelivery));
     }
     Ok(out)
@@ -357,14 +360,14 @@ mod tests {
     #[test]
     fn a_passed_deadline_resends_then_cancels_the_order_and_undoes_the_delivery() {
         let (mut order, mut saga, now) = placed();
-        let (action, out) = on_deadline(&policy(), &mut order, &mut saga, now)
+        let (action, out) = on_deadline(&policy(), &mut order, &mut saga, now, Jitter::NONE)
             .expect("ok")
             .expect("waiting");
         assert_eq!(action, DeadlineAction::Retried);
         assert_eq!(out, [Outgoing::Command(SagaCommand::ScheduleDelivery)]);
         assert_eq!(saga.attempts(), 2);
 
-        let (action, out) = on_deadline(&policy(), &mut order, &mut saga, now)
+        let (action, out) = on_deadline(&policy(), &mut order, &mut saga, now, Jitter::NONE)
             .expect("ok")
             .expect("waiting");
         assert_eq!(action, DeadlineAction::Compensating);
@@ -387,11 +390,11 @@ mod tests {
     fn an_unconfirmed_cancellation_is_resent_then_the_saga_fails() {
         let (mut order, mut saga, now) = placed();
         on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("cancel");
-        let (action, _) = on_deadline(&policy(), &mut order, &mut saga, now)
+        let (action, _) = on_deadline(&policy(), &mut order, &mut saga, now, Jitter::NONE)
             .expect("ok")
             .expect("waiting");
         assert_eq!(action, DeadlineAction::Retried);
-        let (action, out) = on_deadline(&policy(), &mut order, &mut saga, now)
+        let (action, out) = on_deadline(&policy(), &mut order, &mut saga, now, Jitter::NONE)
             .expect("ok")
             .expect("waiting");
         assert_eq!((action, out), (DeadlineAction::Failed, Vec::new()));
@@ -400,7 +403,8 @@ mod tests {
             saga.failure_reason()
                 .is_some_and(|r| r.contains("2 attempts"))
         );
-        let finished = on_deadline(&policy(), &mut order, &mut saga, now).expect("ok");
+        let finished =
+            on_deadline(&policy(), &mut order, &mut saga, now, Jitter::NONE).expect("ok");
         assert_eq!(finished, None, "a failed saga waits for nothing");
     }
 

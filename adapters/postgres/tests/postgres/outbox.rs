@@ -48,11 +48,7 @@ async fn a_message_committed_late_with_a_lower_id_is_still_published() {
         [late.id]
     );
     assert_eq!(
-        crate::harness::count(
-            &pool,
-            "SELECT count(*) FROM orders.outbox WHERE published_at IS NULL"
-        )
-        .await,
+        crate::harness::count(&pool, "SELECT count(*) FROM orders.outbox").await,
         0
     );
 }
@@ -184,4 +180,109 @@ async fn a_second_relay_waits_while_the_first_publishes_so_one_key_stays_in_orde
         .map(|m| m.id)
         .collect();
     assert_eq!(order, sent, "one key, published in outbox order");
+}
+
+/// `rows` outbox messages of one order each, committed in one statement (CDC mode: deleted again
+/// at once, as the CDC-mode outbox does).
+async fn fill(pool: &sqlx::PgPool, rows: i64, cdc: bool) {
+    let insert = "INSERT INTO orders.outbox (message_id, topic, key, message_type, payload, headers, created_at) \
+         SELECT gen_random_uuid(), 'ordership.order.events', 'order-' || i, 'ordership.test.v1', \
+         jsonb_build_object('n', i, 'filler', repeat('x', 200)), \
+         jsonb_build_object('source', '/test', 'correlation_id', gen_random_uuid()), now() \
+         FROM generate_series(1, $1) i";
+    sqlx::query(insert)
+        .bind(rows)
+        .execute(pool)
+        .await
+        .expect("fill the outbox");
+    if cdc {
+        sqlx::query("DELETE FROM orders.outbox")
+            .execute(pool)
+            .await
+            .expect("delete as CDC mode does");
+    }
+}
+
+/// What a table's autovacuum would do is taken out of the figures: the upkeep must suffice alone.
+async fn without_autovacuum(pool: &sqlx::PgPool) {
+    sqlx::query("ALTER TABLE orders.outbox SET (autovacuum_enabled = false)")
+        .execute(pool)
+        .await
+        .expect("autovacuum off for the outbox");
+}
+
+#[tokio::test]
+async fn the_relays_claim_costs_what_is_waiting_not_what_was_published_before() {
+    use ordership_postgres::testing::{OutboxStatement, outbox_statement_buffers};
+    let pool = fresh_database().await;
+    without_autovacuum(&pool).await;
+    let store = PgOrderStore::new(pool.clone());
+    let captured = Arc::new(FakePublisher::default());
+    let relay: OutboxRelay<dyn OrderTransaction> = OutboxRelay::new(
+        Arc::new(store.clone()),
+        captured.clone(),
+        Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
+        Arc::new(SystemClock),
+        RelayConfig {
+            batch_size: 1000,
+            ..RelayConfig::default()
+        },
+    );
+    let claim = || outbox_statement_buffers(&pool, &ORDERS, OutboxStatement::Claim);
+    fill(&pool, 10, false).await;
+    let fresh = claim().await;
+
+    // 20,000 messages published through the relay, then as many waiting as at first.
+    fill(&pool, 20_000, false).await;
+    let mut published = 0;
+    while published < 20_010 {
+        published += relay.relay_once().await.expect("relay");
+    }
+    assert_eq!(captured.take().len(), 20_010);
+    fill(&pool, 10, false).await;
+    let before_upkeep = claim().await;
+    UnitOfWork::<dyn OrderTransaction>::upkeep(&store)
+        .await
+        .expect("upkeep");
+    let after_upkeep = claim().await;
+
+    assert!(
+        before_upkeep > 20 * fresh,
+        "what the published rows left makes a claim dear until the upkeep ({before_upkeep} pages, {fresh} fresh)"
+    );
+    assert!(
+        after_upkeep <= 2 * fresh + 4,
+        "after the upkeep a claim costs what it cost on a fresh outbox: {after_upkeep} pages, {fresh} fresh"
+    );
+    assert_eq!(
+        crate::harness::count(&pool, "SELECT count(*) FROM orders.outbox_published").await,
+        20_010,
+        "published messages are kept for their retention"
+    );
+}
+
+#[tokio::test]
+async fn in_cdc_mode_the_backlog_figures_cost_no_more_as_messages_pass() {
+    use ordership_postgres::testing::{OutboxStatement, outbox_statement_buffers};
+    let pool = fresh_database().await;
+    without_autovacuum(&pool).await;
+    let store =
+        PgOrderStore::new(pool.clone()).with_outbox_mode(ordership_postgres::OutboxMode::Cdc);
+    let stats = || outbox_statement_buffers(&pool, &ORDERS, OutboxStatement::Stats);
+    let upkeep = || UnitOfWork::<dyn OrderTransaction>::upkeep(&store);
+
+    // Written and removed again: all that stays is the room the rows took, given back by the
+    // upkeep and taken again by the next ones, so the table grows no further.
+    fill(&pool, 20_000, true).await;
+    let one_pass = stats().await;
+    for _ in 0..2 {
+        upkeep().await.expect("upkeep");
+        fill(&pool, 20_000, true).await;
+    }
+    upkeep().await.expect("upkeep");
+    let three_passes = stats().await;
+    assert!(
+        three_passes <= one_pass + 4,
+        "three times as many messages passed, and the figures cost no more: {three_passes} pages, {one_pass} after one pass"
+    );
 }

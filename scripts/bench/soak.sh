@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# A soak: `ordership load --duration` against order-service + delivery-service over PostgreSQL and
+# a dev broker (or KAFKA_BROKERS), and, minute by minute, sagas/s (and its share of the first
+# minute's), POST→terminal p99, both services' resident memory, and the dead rows the outboxes
+# hold (what a claim or the backlog figures would have to read past).
+#   scripts/bench/soak.sh [minutes=30] [concurrency=8]
+# RELAY_MODE=poll|cdc (poll). AUTOVACUUM=off|on sets PostgreSQL's autovacuum for the run (ALTER
+# SYSTEM + reload; the setting found is put back at the end); unset: left as it is.
+# ORDERSHIP_BIN measures another build. Needs PostgreSQL at PGHOST/PGUSER and a release build.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+minutes=${1:-30}
+concurrency=${2:-8}
+export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres}
+bin=${ORDERSHIP_BIN:-target/release/ordership}
+[ -n "${ORDERSHIP_BIN:-}" ] || cargo build --release --quiet -p ordership
+work=$(mktemp -d)
+source scripts/bench/lib.sh
+autovacuum_was=$(psql -At -d postgres -c "SHOW autovacuum")
+finish() {
+  stop_all
+  psql -q -d postgres -c "ALTER SYSTEM SET autovacuum = $autovacuum_was" -c "SELECT pg_reload_conf()" >/dev/null
+}
+trap finish EXIT
+if [ -n "${AUTOVACUUM:-}" ]; then
+  psql -q -d postgres -c "ALTER SYSTEM SET autovacuum = $AUTOVACUUM" -c "SELECT pg_reload_conf()" >/dev/null
+fi
+fresh_bench_db ordership_soak
+start_broker
+start_services "postgres://$PGUSER@$PGHOST/ordership_soak"
+echo "soak: $minutes min, concurrency $concurrency, relay ${RELAY_MODE:-poll}, autovacuum $(psql -At -d postgres -c 'SHOW autovacuum'), $(git rev-parse --short HEAD)"
+
+# Once a minute: resident memory (KiB) of both services, dead rows in both outboxes.
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+dead() {
+  psql -At -d ordership_soak -c "SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables \
+    WHERE relname = 'outbox' AND schemaname IN ('orders', 'delivery')"
+}
+( for m in $(seq 1 "$minutes"); do
+    sleep 60
+    echo "$m $(rss "$order_pid") $(rss "$delivery_pid") $(dead)"
+  done ) >"$work/minutes" &
+sampler=$!
+"$bin" load --target http://127.0.0.1:18080 --duration "${minutes}m" --report-every 60s \
+  --concurrency "$concurrency" --json >"$work/load.json"
+wait "$sampler" 2>/dev/null || true
+
+python3 - "$work/load.json" "$work/minutes" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+samples = {int(l.split()[0]): l.split()[1:] for l in open(sys.argv[2]) if l.strip()}
+intervals = report.get("intervals", [])
+first = intervals[0]["settled_per_second"] if intervals else 0
+print("minute  sagas/s  of first  p99 ms  order RSS MiB  delivery RSS MiB  outbox dead rows")
+for n, i in enumerate(intervals, 1):
+    o, d, dead = (samples.get(n) or ["0", "0", "0"])
+    print(f"{n:6d}  {i['settled_per_second']:7.1f}  {i['settled_per_second'] / first if first else 0:8.2f}"
+          f"  {i['settle_latency_ms']['p99']:6.0f}  {int(o) / 1024:13.1f}  {int(d) / 1024:16.1f}  {dead:>16}")
+rates = [i["settled_per_second"] for i in intervals]
+if rates:
+    print(f"lowest minute {min(rates) / first:.2f} of the first; last {rates[-1] / first:.2f}; "
+          f"whole run {report['settled_per_second']:.1f} sagas/s, outcomes {report['outcomes']}")
+PY
