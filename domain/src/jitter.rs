@@ -75,10 +75,9 @@ impl SeededRandom {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-}
 
-impl crate::ports::RandomSource for SeededRandom {
-    fn jitter(&self) -> Jitter {
+    /// The next draw, uniform in `[0, 1)`.
+    pub fn jitter(&self) -> Jitter {
         // The top 53 bits: every value a f64 in [0, 1) can hold at that spacing.
         Jitter::new((self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64)
     }
@@ -87,7 +86,6 @@ impl crate::ports::RandomSource for SeededRandom {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::RandomSource;
 
     #[test]
     fn a_seed_gives_the_same_draws_and_another_seed_others() {

@@ -140,7 +140,6 @@ mod tests {
     #[test]
     fn two_retries_of_one_schedule_wait_differently_within_the_ceiling() {
         use crate::jitter::SeededRandom;
-        use crate::ports::RandomSource;
         let p = policy(3);
         let random = SeededRandom::new(1);
         let schedule = || -> Vec<Duration> {

@@ -30,32 +30,43 @@ start_broker
 start_services "postgres://$PGUSER@$PGHOST/ordership_soak"
 echo "soak: $minutes min, concurrency $concurrency, relay ${RELAY_MODE:-poll}, autovacuum $(psql -At -d postgres -c 'SHOW autovacuum'), $(git rev-parse --short HEAD)"
 
-# Once a minute: resident memory (KiB) of both services, dead rows in both outboxes.
+# Once a minute: resident memory (KiB) of both services, dead rows in both outboxes, and the CPU
+# ticks (user + system) spent so far by the order service, the delivery service, PostgreSQL's
+# processes and the dev broker.
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+cpu() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"; }
+ticks() { echo "$(cpu "$order_pid") $(cpu "$delivery_pid") $(cpu $(pgrep -x postgres)) $(cpu $broker_pid)"; }
 dead() {
   psql -At -d ordership_soak -c "SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables \
     WHERE relname = 'outbox' AND schemaname IN ('orders', 'delivery')"
 }
-( for m in $(seq 1 "$minutes"); do
+( echo "0 0 0 0 0 $(ticks)"
+  for m in $(seq 1 "$minutes"); do
     sleep 60
-    echo "$m $(rss "$order_pid") $(rss "$delivery_pid") $(dead)"
+    echo "$m $(rss "$order_pid") $(rss "$delivery_pid") $(rss "${broker_pid:-0}") $(dead) $(ticks)"
   done ) >"$work/minutes" &
 sampler=$!
 "$bin" load --target http://127.0.0.1:18080 --duration "${minutes}m" --report-every 60s \
   --concurrency "$concurrency" --json >"$work/load.json"
 wait "$sampler" 2>/dev/null || true
 
-python3 - "$work/load.json" "$work/minutes" <<'PY'
+python3 - "$work/load.json" "$work/minutes" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
-samples = {int(l.split()[0]): l.split()[1:] for l in open(sys.argv[2]) if l.strip()}
+samples = {int(l.split()[0]): [int(x) for x in l.split()[1:]] for l in open(sys.argv[2]) if l.strip()}
+tick_ms = 1000 / int(sys.argv[3])
 intervals = report.get("intervals", [])
 first = intervals[0]["settled_per_second"] if intervals else 0
-print("minute  sagas/s  of first  p99 ms  order RSS MiB  delivery RSS MiB  outbox dead rows")
+print("minute  sagas/s  of first  p99 ms  RSS MiB: order delivery broker  outbox dead rows"
+      "  CPU ms/saga: order delivery postgres broker")
 for n, i in enumerate(intervals, 1):
-    o, d, dead = (samples.get(n) or ["0", "0", "0"])
-    print(f"{n:6d}  {i['settled_per_second']:7.1f}  {i['settled_per_second'] / first if first else 0:8.2f}"
-          f"  {i['settle_latency_ms']['p99']:6.0f}  {int(o) / 1024:13.1f}  {int(d) / 1024:16.1f}  {dead:>16}")
+    o, d, b, dead, *ticks = samples.get(n) or [0] * 8
+    before = samples.get(n - 1, [0] * 8)[4:]
+    sagas = max(i["settled"], 1)
+    cpu = "  ".join(f"{(a - b) * tick_ms / sagas:5.2f}" for a, b in zip(ticks, before))
+    print(f"{n:6d}  {i['settled_per_second']:7.1f}  {(i['settled_per_second'] / first if first else 0):8.2f}"
+          f"  {i['settle_latency_ms']['p99']:6.0f}  {o / 1024:14.1f} {d / 1024:8.1f} {b / 1024:6.1f}  {dead:>16}  {cpu}")
 rates = [i["settled_per_second"] for i in intervals]
 if rates:
     print(f"lowest minute {min(rates) / first:.2f} of the first; last {rates[-1] / first:.2f}; "

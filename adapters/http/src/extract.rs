@@ -55,6 +55,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::BodyTooLarge
+            } else if stalled(&rejection) {
+                ApiError::BodyTimeout
             } else {
                 ApiError::MalformedBody(rejection.body_text())
             }
@@ -65,6 +67,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
         Ok(Self { value, bytes })
     }
+}
+
+/// Whether reading the body failed because the client stopped sending it (the body timeout of
+/// `ApiBuilder::build`).
+fn stalled(rejection: &axum::extract::rejection::BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = source {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// A path segment that must be a UUID (an order or delivery id): 400 with problem details

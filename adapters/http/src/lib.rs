@@ -33,6 +33,7 @@ use ordership_application::{DeliveryService, OrderService, Shutdown, WaitingRoom
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::auth::Authenticator;
@@ -51,8 +52,12 @@ pub use waiting_room::QUEUE_TOKEN;
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// A request still running after this is answered with 503.
+    /// A request still running after this is answered with 503 (the server took too long).
     pub request_timeout: Duration,
+    /// A request body from which nothing arrives for this long is answered with 408 (the client
+    /// stalled) and its connection closed. Keep it below `request_timeout`, or the stall is
+    /// answered as the server's fault.
+    pub body_timeout: Duration,
     /// Larger bodies are refused with 413.
     pub body_limit: usize,
     /// Web origins (`https://shop.example`) whose pages may call the API from a browser. Empty
@@ -64,6 +69,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(5),
             body_limit: 64 * 1024,
             cors_origins: Vec::new(),
         }
@@ -240,11 +246,24 @@ impl ApiBuilder {
         let router = router
             .fallback(|| async { ApiError::NoRoute })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+            .layer(DefaultBodyLimit::max(self.config.body_limit))
+            .layer(RequestBodyTimeoutLayer::new(self.config.body_timeout))
+            .layer(
+                ServiceBuilder::new()
+                    .layer(HandleErrorLayer::new(|error: tower::BoxError| async move {
+                        if error.is::<tower::timeout::error::Elapsed>() {
+                            ApiError::Timeout
+                        } else {
+                            ApiError::Internal(error)
+                        }
+                    }))
+                    .layer(tower::timeout::TimeoutLayer::new(timeout)),
+            )
+            // Outside the timeout, so that requests that time out are counted too.
             .layer(axum::middleware::from_fn_with_state(
                 metrics,
                 metrics::track,
             ))
-            .layer(DefaultBodyLimit::max(self.config.body_limit))
             .layer(
                 ServiceBuilder::new()
                     .map_request(drop_invalid_request_id)
@@ -273,15 +292,7 @@ impl ApiBuilder {
                                 span
                             }),
                     )
-                    .layer(PropagateRequestIdLayer::x_request_id())
-                    .layer(HandleErrorLayer::new(|error: tower::BoxError| async move {
-                        if error.is::<tower::timeout::error::Elapsed>() {
-                            ApiError::Timeout
-                        } else {
-                            ApiError::Internal(error)
-                        }
-                    }))
-                    .layer(tower::timeout::TimeoutLayer::new(timeout)),
+                    .layer(PropagateRequestIdLayer::x_request_id()),
             );
         // Outermost, so that preflights are answered whatever route and method they name.
         if self.config.cors_origins.is_empty() {

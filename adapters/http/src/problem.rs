@@ -92,6 +92,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request took too long")]
     Timeout,
+    /// The client stopped sending its request body (408; the connection is closed).
+    #[error("the request body stopped arriving; send the whole request again")]
+    BodyTimeout,
     #[error("a backing service is unavailable; retry later")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -190,6 +193,7 @@ impl ApiError {
                 "Method not allowed",
             ),
             Self::Timeout => (S::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
+            Self::BodyTimeout => (S::REQUEST_TIMEOUT, "body-timeout", "Request body timed out"),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
@@ -266,6 +270,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, Self::BodyTimeout) {
+            // RFC 9110 §15.5.9: the rest of the body may still come; this connection is done.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -186,7 +186,7 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
         tasks.push(tokio::spawn(run_every(
             "outbox upkeep",
             config.retention.outbox_vacuum,
-            shutdown.clone(),
+            shutdown,
             move || {
                 let (o, d) = (o.clone(), d.clone());
                 async move {

@@ -138,8 +138,25 @@ impl MetricSource for ConsumerMetrics {
         ));
         families.push(Family::gauge(
             "ordership_consumer_lag_messages",
-            "Messages in this process's partitions not yet consumed, by consumer group.",
-            by_group(ConsumerHealth::lag),
+            "Messages not yet consumed, by consumer group, topic and partition this process consumes (the figure to scale consumers on: sum by group).",
+            members
+                .iter()
+                .flat_map(|(group, health)| {
+                    health
+                        .partition_lags()
+                        .into_iter()
+                        .map(move |(topic, partition, lag)| {
+                            (
+                                vec![
+                                    ("group", group.clone()),
+                                    ("topic", topic),
+                                    ("partition", partition.to_string()),
+                                ],
+                                lag as f64,
+                            )
+                        })
+                })
+                .collect(),
         ));
         families
     }

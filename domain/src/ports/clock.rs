@@ -17,6 +17,12 @@ pub trait RandomSource: Send + Sync {
     fn jitter(&self) -> crate::jitter::Jitter;
 }
 
+impl RandomSource for crate::jitter::SeededRandom {
+    fn jitter(&self) -> crate::jitter::Jitter {
+        Self::jitter(self)
+    }
+}
+
 /// New unique ids (UUID v7 in production: time-ordered, so indexes stay compact).
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait IdGenerator: Send + Sync {

@@ -48,6 +48,7 @@ pub(crate) struct Options {
     pub(crate) body_limit: usize,
     pub(crate) broken_check: bool,
     pub(crate) request_timeout: Duration,
+    pub(crate) body_timeout: Duration,
     pub(crate) cors_origins: &'static [&'static str],
 }
 
@@ -58,6 +59,7 @@ impl Default for Options {
             body_limit: http.body_limit,
             broken_check: false,
             request_timeout: http.request_timeout,
+            body_timeout: http.body_timeout,
             cors_origins: &[],
         }
     }
@@ -79,6 +81,7 @@ impl TestApp {
             http: HttpConfig {
                 body_limit: options.body_limit,
                 request_timeout: options.request_timeout,
+                body_timeout: options.body_timeout,
                 cors_origins: options
                     .cors_origins
                     .iter()

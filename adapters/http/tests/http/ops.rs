@@ -1,5 +1,6 @@
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Request, StatusCode, header};
+use futures::StreamExt as _;
 use serde_json::json;
 
 use crate::app::{Options, TestApp};
@@ -207,6 +208,63 @@ async fn a_request_that_takes_too_long_is_answered_with_503() {
     app.get("/orders/01890a5d-ac96-774b-bcce-b302099a8057")
         .await
         .problem(StatusCode::NOT_FOUND, "not-found");
+    // The request metrics see what timed out, not only what finished.
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_requests_total{")
+                && l.contains(r#"route="/orders/{id}""#)
+                && l.contains(r#"status="503""#)),
+        "the timed-out request is counted:\n{metrics}"
+    );
+}
+
+/// A new order whose body's first bytes arrive and then nothing more: a client that stalled.
+fn stalled_order() -> Request<Body> {
+    let first = futures::stream::once(async {
+        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"lines\": ["))
+    });
+    Request::post("/orders")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("idempotency-key", "stalled-body")
+        .body(Body::from_stream(first.chain(futures::stream::pending())))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_its_body_gets_408_and_the_connection_closed() {
+    let app = TestApp::with(Options {
+        body_timeout: std::time::Duration::from_millis(50),
+        request_timeout: std::time::Duration::from_secs(5),
+        ..Options::default()
+    });
+    let reply = app.send(stalled_order()).await;
+    reply.problem(StatusCode::REQUEST_TIMEOUT, "body-timeout");
+    assert_eq!(reply.header("connection"), Some("close"));
+    assert_eq!(reply.header("retry-after"), None, "not the server's fault");
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_requests_total{")
+                && l.contains(r#"route="/orders""#)
+                && l.contains(r#"status="408""#)),
+        "the stalled request is counted:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_the_servers_timeout_when_the_request_timeout_comes_first() {
+    // The settled rule: 408 only for the body timeout; a handler that runs out of time is 503.
+    let app = TestApp::with(Options {
+        body_timeout: std::time::Duration::from_secs(5),
+        request_timeout: std::time::Duration::from_millis(50),
+        ..Options::default()
+    });
+    app.send(stalled_order())
+        .await
+        .problem(StatusCode::SERVICE_UNAVAILABLE, "timeout");
 }
 
 #[tokio::test]

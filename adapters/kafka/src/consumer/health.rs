@@ -28,8 +28,9 @@ struct Membership {
     up_since: Option<Instant>,
     /// How many partitions the last statistics said this member owns.
     assigned: u64,
-    /// How many messages its partitions hold past what it has consumed.
-    lag: u64,
+    /// How many messages each of its partitions (topic, partition) holds past what it has
+    /// consumed; partitions whose lag librdkafka does not know are left out.
+    lags: std::collections::BTreeMap<(String, i32), u64>,
     /// How many rebalances (assignments or revocations) this client went through.
     rebalances: u64,
 }
@@ -75,12 +76,18 @@ impl ConsumerHealth {
         let Ok(stats) = serde_json::from_slice::<GroupStats>(statistics) else {
             return;
         };
-        let lag = stats
+        let lags = stats
             .topics
-            .values()
-            .flat_map(|t| t.partitions.values())
-            .filter_map(|p| u64::try_from(p.consumer_lag).ok())
-            .sum();
+            .iter()
+            .flat_map(|(topic, t)| {
+                t.partitions.iter().filter_map(move |(partition, p)| {
+                    // librdkafka's "-1" entry stands for messages not yet given a partition.
+                    let partition = partition.parse::<i32>().ok().filter(|p| *p >= 0)?;
+                    let lag = u64::try_from(p.consumer_lag).ok()?;
+                    Some(((topic.clone(), partition), lag))
+                })
+            })
+            .collect();
         let (state, joined, assigned, rebalances) =
             stats.cgrp.map_or((String::new(), false, 0, 0), |g| {
                 let joined = g.state == "up" && g.join_state == "steady";
@@ -103,7 +110,7 @@ impl ConsumerHealth {
             m.seen_in_group = Some(now);
         }
         m.assigned = assigned;
-        m.lag = lag;
+        m.lags = lags;
         m.rebalances = rebalances;
         m.last = Some((now, state));
     }
@@ -140,7 +147,18 @@ impl ConsumerHealth {
     /// statistics.
     #[must_use]
     pub fn lag(&self) -> u64 {
-        self.membership().lag
+        self.membership().lags.values().sum()
+    }
+
+    /// The lag of each partition this member consumes, `(topic, partition, messages)`, as of the
+    /// last statistics (topic names as the broker knows them, namespace included).
+    #[must_use]
+    pub fn partition_lags(&self) -> Vec<(String, i32, u64)> {
+        self.membership()
+            .lags
+            .iter()
+            .map(|((topic, partition), lag)| (topic.clone(), *partition, *lag))
+            .collect()
     }
 
     /// How long since the consumer was last seen in its group (or was built).
@@ -204,6 +222,11 @@ mod tests {
         assert_eq!(health.check(), Ok(()));
         assert_eq!(health.assigned_partitions(), 2);
         assert_eq!(health.lag(), 7, "unknown lags (-1) are left out");
+        assert_eq!(
+            health.partition_lags(),
+            [("t".to_owned(), 0, 5), ("t".to_owned(), 1, 2)],
+            "per partition, the unassigned entry (-1) left out"
+        );
         assert_eq!(health.rebalances(), 3);
         health.record(&joining("up", "wait-join"));
         assert_eq!(
