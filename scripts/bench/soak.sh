@@ -36,7 +36,14 @@ echo "soak: $minutes min, concurrency $concurrency, relay ${RELAY_MODE:-poll}, a
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 cpu() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
   echo "$t"; }
-ticks() { echo "$(cpu "$order_pid") $(cpu "$delivery_pid") $(cpu $(pgrep -x postgres)) $(cpu $broker_pid)"; }
+# PostgreSQL: its live processes, plus what the ones that ended spent (the postmaster's reaped
+# children), so backends that come and go do not make the figure jump.
+postgres_ticks() {
+  local postmaster
+  postmaster=$(pgrep -o -x postgres)
+  echo $(( $(cpu $(pgrep -x postgres)) + $(awk '{print $16 + $17}' "/proc/$postmaster/stat") ))
+}
+ticks() { echo "$(cpu "$order_pid") $(cpu "$delivery_pid") $(postgres_ticks) $(cpu $broker_pid)"; }
 dead() {
   psql -At -d ordership_soak -c "SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables \
     WHERE relname = 'outbox' AND schemaname IN ('orders', 'delivery')"
