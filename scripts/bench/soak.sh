@@ -6,6 +6,10 @@
 #   scripts/bench/soak.sh [minutes=30] [concurrency=8]
 # RELAY_MODE=poll|cdc (poll). AUTOVACUUM=off|on sets PostgreSQL's autovacuum for the run (ALTER
 # SYSTEM + reload; the setting found is put back at the end); unset: left as it is.
+# WARMUP_MINUTES=N runs the same load for N minutes first, unmeasured: the dev broker (librdkafka's
+# mock cluster) keeps each partition's log in memory up to a cap and finds fetch offsets by walking
+# it, so it gets slower until its logs reach the cap (about 8 minutes at concurrency 8); a warm-up
+# measures ordership from the broker's steady state instead.
 # ORDERSHIP_BIN measures another build. Needs PostgreSQL at PGHOST/PGUSER and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +32,11 @@ fi
 fresh_bench_db ordership_soak
 start_broker
 start_services "postgres://$PGUSER@$PGHOST/ordership_soak"
-echo "soak: $minutes min, concurrency $concurrency, relay ${RELAY_MODE:-poll}, autovacuum $(psql -At -d postgres -c 'SHOW autovacuum'), $(git rev-parse --short HEAD)"
+echo "soak: $minutes min, concurrency $concurrency, relay ${RELAY_MODE:-poll}, autovacuum $(psql -At -d postgres -c 'SHOW autovacuum'), warm-up ${WARMUP_MINUTES:-0} min, $(git rev-parse --short HEAD)"
+if [ "${WARMUP_MINUTES:-0}" -gt 0 ]; then
+  "$bin" load --target http://127.0.0.1:18080 --duration "${WARMUP_MINUTES}m" \
+    --concurrency "$concurrency" --json >"$work/warmup.json" 2>/dev/null
+fi
 
 # Once a minute: resident memory (KiB) of both services, dead rows in both outboxes, and the CPU
 # ticks (user + system) spent so far by the order service, the delivery service, PostgreSQL's
