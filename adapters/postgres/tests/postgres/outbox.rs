@@ -10,18 +10,27 @@ use ordership_postgres::{ORDERS, PgOrderStore, PgOutboxSignal};
 
 use crate::harness::{FakePublisher, message};
 
+/// A relay over the order store's outbox that publishes into `captured`.
+fn captured_relay(
+    store: &PgOrderStore,
+    captured: &Arc<FakePublisher>,
+    config: RelayConfig,
+) -> OutboxRelay<dyn OrderTransaction> {
+    OutboxRelay::new(
+        Arc::new(store.clone()),
+        captured.clone(),
+        Arc::new(PgOutboxSignal::new(store.pool().clone(), &ORDERS)),
+        Arc::new(SystemClock),
+        config,
+    )
+}
+
 #[tokio::test]
 async fn a_message_committed_late_with_a_lower_id_is_still_published() {
     let pool = fresh_database().await;
     let store = PgOrderStore::new(pool.clone());
     let captured = Arc::new(FakePublisher::default());
-    let relay: OutboxRelay<dyn OrderTransaction> = OutboxRelay::new(
-        Arc::new(store.clone()),
-        captured.clone(),
-        Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
-        Arc::new(SystemClock),
-        RelayConfig::default(),
-    );
+    let relay = captured_relay(&store, &captured, RelayConfig::default());
     let (late, early) = (message(1), message(2));
 
     // A takes outbox id N and stays open; B takes N+1 and commits; the relay publishes B.
@@ -218,11 +227,9 @@ async fn the_relays_claim_costs_what_is_waiting_not_what_was_published_before() 
     without_autovacuum(&pool).await;
     let store = PgOrderStore::new(pool.clone());
     let captured = Arc::new(FakePublisher::default());
-    let relay: OutboxRelay<dyn OrderTransaction> = OutboxRelay::new(
-        Arc::new(store.clone()),
-        captured.clone(),
-        Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
-        Arc::new(SystemClock),
+    let relay = captured_relay(
+        &store,
+        &captured,
         RelayConfig {
             batch_size: 1000,
             ..RelayConfig::default()
