@@ -15,6 +15,7 @@ pub mod config;
 pub mod consumer;
 pub mod deliveries;
 mod error;
+mod idempotency;
 pub mod messages;
 pub mod monitoring;
 pub mod orders;
@@ -24,16 +25,21 @@ pub mod saga;
 pub mod shutdown;
 mod stamp;
 pub mod trace;
+pub mod updates;
 pub mod waiting_room;
 
 pub use config::RetentionConfig;
 pub use consumer::{ConsumerLoop, ConsumerStats, DeadLetterSink};
 pub use deliveries::{DeliveryCommandError, DeliveryService, GetDeliveryError};
+pub use idempotency::IdempotentRequest;
 pub use orders::{
-    CancelOrderError, GetOrderError, IdempotentRequest, OrderAccess, OrderService, OrderView,
-    Outcome, PlaceOrderError, Render,
+    CancelOrderError, GetOrderError, OrderAccess, OrderService, OrderView, Outcome,
+    PlaceOrderError, Render,
 };
 pub use relay::{CdcRelay, OutboxRelay, RelayConfig, RelayError};
 pub use saga::{FulfilmentOrchestrator, SweepReport};
 pub use shutdown::{Shutdown, ShutdownTrigger};
+pub use updates::{
+    FollowError, Following, OrderUpdate, OrderUpdates, OrderWatches, WatchLimits, WatchRefused,
+};
 pub use waiting_room::{Entry, GateRefusal, RoomView, WaitingRoomError, WaitingRoomService};

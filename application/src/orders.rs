@@ -5,16 +5,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ordership_domain::ports::{
-    BoxError, Claim, Clock, IdGenerator, OrderQuery, OrderTransaction, StoreError, StoredResponse,
+    BoxError, Clock, IdGenerator, OrderQuery, OrderTransaction, StoreError, StoredResponse,
     UnitOfWork,
 };
-use ordership_domain::saga::{CustomerCancelError, Outgoing, decide};
+use ordership_domain::saga::{CustomerCancelError, Outgoing, SagaStepRecord, StepCause, decide};
 use ordership_domain::{
     CustomerId, FulfilmentSaga, Order, OrderId, OrderStatus, PlaceOrder, SagaPolicy,
 };
 
 use crate::error::from_store_error;
-use crate::saga::{Loaded, SOURCE, encode, save_step};
+use crate::idempotency::{IdempotentRequest, KeyCheck, claim_key, store_response};
+use crate::saga::{Loaded, SOURCE, StepToSave, encode, save_step};
 use crate::stamp::Stamps;
 use crate::waiting_room::{GateRefusal, WaitingRoomService};
 
@@ -43,16 +44,6 @@ impl OrderAccess {
             Self::Own(customer) => order.customer_id() == customer,
         }
     }
-}
-
-/// A client's idempotency key for one operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotentRequest {
-    /// The operation the key belongs to (`POST /orders`); keys of different scopes never clash.
-    pub scope: String,
-    pub key: String,
-    /// Digest of the request; the same key with another fingerprint is refused.
-    pub fingerprint: String,
 }
 
 /// Turns the result into the response to store under the idempotency key.
@@ -118,56 +109,20 @@ from_store_error!(GetOrderError, without_conflict);
 /// How often a command is tried again after losing an optimistic-concurrency race.
 const CONFLICT_RETRIES: usize = 3;
 
-enum KeyCheck {
-    Proceed,
-    Replay(StoredResponse),
-    Reused,
-}
-
-async fn claim_key(
+/// Reads an order `access` covers, with its saga.
+pub(crate) async fn read_order(
     tx: &mut dyn OrderTransaction,
-    request: Option<&IdempotentRequest>,
-    stamps: &Stamps,
-) -> Result<KeyCheck, StoreError> {
-    let Some(r) = request else {
-        return Ok(KeyCheck::Proceed);
-    };
-    let claim = tx
-        .idempotency_keys()
-        .claim(&r.scope, &r.key, &r.fingerprint, stamps.now())
-        .await?;
-    Ok(match claim {
-        Claim::Claimed => KeyCheck::Proceed,
-        Claim::Existing(record) if record.fingerprint != r.fingerprint => KeyCheck::Reused,
-        // The key is claimed and completed in one transaction, and a concurrent claim waits for
-        // it: a key without its response cannot be seen.
-        Claim::Existing(record) => record.response.map_or_else(
-            || {
-                Err(StoreError::Unexpected(
-                    format!(
-                        "idempotency key {:?} was stored without its response",
-                        r.key
-                    )
-                    .into(),
-                ))
-            },
-            |response| Ok(KeyCheck::Replay(response)),
-        )?,
-    })
-}
-
-async fn store_response(
-    tx: &mut dyn OrderTransaction,
-    request: Option<&IdempotentRequest>,
-    view: &OrderView,
-    render: Render<'_>,
-) -> Result<(), StoreError> {
-    if let Some(r) = request {
-        tx.idempotency_keys()
-            .complete(&r.scope, &r.key, &render(view))
-            .await?;
-    }
-    Ok(())
+    id: OrderId,
+    access: &OrderAccess,
+) -> Result<OrderView, GetOrderError> {
+    let order = tx
+        .orders()
+        .get(id)
+        .await?
+        .filter(|order| access.permits(order))
+        .ok_or(GetOrderError::NotFound)?;
+    let saga = tx.sagas().get(id).await?;
+    Ok(OrderView { order, saga })
 }
 
 /// The order service's use cases.
@@ -251,12 +206,22 @@ impl OrderService {
         let outgoing = vec![Outgoing::Event(placed), Outgoing::Command(first)];
         let messages =
             encode(&self.stamps, &order, outgoing, None).map_err(PlaceOrderError::Unexpected)?;
+        let sent = messages.iter().map(|m| m.id).collect();
+        tx.sagas()
+            .record_step(&SagaStepRecord::of(
+                &order,
+                &saga,
+                StepCause::Placed,
+                now,
+                sent,
+            ))
+            .await?;
         crate::outbox::append(tx.outbox(), &messages).await?;
         let view = OrderView {
             order,
             saga: Some(saga),
         };
-        store_response(tx.as_mut(), idempotency, &view, render).await?;
+        store_response(tx.as_mut(), idempotency, || render(&view)).await?;
         tx.commit().await?;
         tracing::info!(order_id = %id, "order placed");
         Ok(Outcome::Done(Box::new(view)))
@@ -321,9 +286,16 @@ impl OrderService {
             })?;
         let messages =
             encode(&self.stamps, &order, outgoing, None).map_err(CancelOrderError::Unexpected)?;
-        save_step(tx.as_mut(), loaded, &order, saga.as_ref(), &messages).await?;
+        let step = StepToSave {
+            loaded,
+            order: &order,
+            saga: saga.as_ref(),
+            cause: StepCause::CustomerCancel,
+            messages: &messages,
+        };
+        save_step(tx.as_mut(), step, now).await?;
         let view = OrderView { order, saga };
-        store_response(tx.as_mut(), idempotency, &view, render).await?;
+        store_response(tx.as_mut(), idempotency, || render(&view)).await?;
         tx.commit().await?;
         Ok(Outcome::Done(Box::new(view)))
     }
@@ -336,14 +308,7 @@ impl OrderService {
         access: &OrderAccess,
     ) -> Result<OrderView, GetOrderError> {
         let mut tx = self.uow.begin_read_only().await?;
-        let order = tx
-            .orders()
-            .get(id)
-            .await?
-            .filter(|order| access.permits(order))
-            .ok_or(GetOrderError::NotFound)?;
-        let saga = tx.sagas().get(id).await?;
-        Ok(OrderView { order, saga })
+        read_order(tx.as_mut(), id, access).await
     }
 
     /// A page of the orders `access` covers, by ascending id; pass the last id as `after` for

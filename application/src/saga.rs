@@ -10,7 +10,9 @@ use ordership_domain::ports::{
     BoxError, Clock, HandleError, HandleOutcome, IdGenerator, MessageHandler, OrderTransaction,
     RandomSource, StoreError, UnitOfWork,
 };
-use ordership_domain::saga::{DeadlineAction, Outgoing, SagaCommand, Step, decide};
+use ordership_domain::saga::{
+    DeadlineAction, Outgoing, SagaCommand, SagaStepRecord, Step, StepCause, decide,
+};
 use ordership_domain::{
     FulfilmentSaga, Message, MessageId, Order, SagaPolicy, SagaState, SeededRandom,
 };
@@ -50,23 +52,50 @@ impl Loaded {
     }
 }
 
+/// What one saga step changed, to save: the order and its saga as they are now, what caused the
+/// step, and the messages it sends.
+pub(crate) struct StepToSave<'a> {
+    pub(crate) loaded: Loaded,
+    pub(crate) order: &'a Order,
+    pub(crate) saga: Option<&'a FulfilmentSaga>,
+    pub(crate) cause: StepCause,
+    pub(crate) messages: &'a [Message],
+}
+
 /// Writes what one saga step changed, in the step's transaction: the order if it changed, the
-/// saga if it changed (each against the version it was loaded with), then the step's messages —
-/// aggregate rows before outbox rows, so one order's outbox order is its commit order.
+/// saga if it changed (each against the version it was loaded with), the step in the saga's
+/// history, then the step's messages — aggregate rows before outbox rows, so one order's outbox
+/// order is its commit order.
 pub(crate) async fn save_step(
     tx: &mut dyn OrderTransaction,
-    loaded: Loaded,
-    order: &Order,
-    saga: Option<&FulfilmentSaga>,
-    messages: &[Message],
+    step: StepToSave<'_>,
+    at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), StoreError> {
+    let StepToSave {
+        loaded,
+        order,
+        saga,
+        cause,
+        messages,
+    } = step;
+    let mut changed = false;
     if order.version() != loaded.order {
         tx.orders().update(order, loaded.order).await?;
+        changed = true;
     }
     if let (Some(saga), Some(expected)) = (saga, loaded.saga)
         && saga.version() != expected
     {
         tx.sagas().update(saga, expected).await?;
+        changed = true;
+    }
+    if let Some(saga) = saga
+        && changed
+    {
+        let sent = messages.iter().map(|m| m.id).collect();
+        tx.sagas()
+            .record_step(&SagaStepRecord::of(order, saga, cause, at, sent))
+            .await?;
     }
     crate::outbox::append(tx.outbox(), messages).await
 }
@@ -182,7 +211,14 @@ impl FulfilmentOrchestrator {
             }
             let messages =
                 encode(&self.stamps, &order, outgoing, None).map_err(StoreError::Unexpected)?;
-            save_step(tx.as_mut(), loaded, &order, Some(&saga), &messages).await?;
+            let step = StepToSave {
+                loaded,
+                order: &order,
+                saga: Some(&saga),
+                cause: StepCause::Deadline,
+                messages: &messages,
+            };
+            save_step(tx.as_mut(), step, now).await?;
         }
         tx.commit().await?;
         Ok(report)
@@ -221,7 +257,17 @@ impl MessageHandler for FulfilmentOrchestrator {
                 }
                 let messages = encode(&self.stamps, &order, outgoing, Some(message.id))
                     .map_err(HandleError::Transient)?;
-                save_step(tx.as_mut(), loaded, &order, Some(&saga), &messages).await?;
+                let step = StepToSave {
+                    loaded,
+                    order: &order,
+                    saga: Some(&saga),
+                    cause: StepCause::Reply {
+                        message_id: message.id,
+                        message_type: message.message_type.clone(),
+                    },
+                    messages: &messages,
+                };
+                save_step(tx.as_mut(), step, now).await?;
                 HandleOutcome::Applied
             }
         };

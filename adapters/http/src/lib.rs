@@ -18,6 +18,7 @@ mod metrics;
 mod openapi;
 mod ops;
 mod orders;
+mod prefer;
 pub mod problem;
 mod responses;
 pub mod waiting_room;
@@ -26,10 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
-use ordership_application::{DeliveryService, OrderService, Shutdown, WaitingRoomService};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ordership_application::{
+    DeliveryService, OrderService, OrderUpdates, Shutdown, WaitingRoomService,
+};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -45,6 +49,7 @@ pub use metrics::{
     Family, HandlerLatency, Kind, MetricSource, Metrics, OutboxBacklog, RelayLatency, SagaStates,
     Samples, SlotLag, WaitingRoomFigures,
 };
+pub use orders::events::OrderUpdateEvent;
 pub use orders::{ADMISSION_TOKEN, REPLAYED};
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use waiting_room::QUEUE_TOKEN;
@@ -52,7 +57,8 @@ pub use waiting_room::QUEUE_TOKEN;
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// A request still running after this is answered with 503 (the server took too long).
+    /// A request still running after this is answered with 503 (the server took too long); a
+    /// request with `Prefer: wait=N` gets N seconds more.
     pub request_timeout: Duration,
     /// A request body from which nothing arrives for this long is answered with 408 (the client
     /// stalled) and its connection closed. Keep it below `request_timeout`, or the stall is
@@ -90,11 +96,16 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
             HeaderName::from_static(QUEUE_TOKEN),
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static("traceparent"),
+            HeaderName::from_static("prefer"),
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("last-event-id"),
         ])
         .expose_headers([
             header::LOCATION,
             header::RETRY_AFTER,
             HeaderName::from_static(REPLAYED),
+            HeaderName::from_static(prefer::PREFERENCE_APPLIED),
+            header::ETAG,
             HeaderName::from_static("x-request-id"),
         ])
         .max_age(Duration::from_secs(600))
@@ -103,7 +114,7 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
 /// Assembles the API of the services this process runs.
 #[derive(Default)]
 pub struct ApiBuilder {
-    orders: Option<OrderService>,
+    orders: Option<orders::Orders>,
     deliveries: Option<DeliveryService>,
     waiting_rooms: Option<WaitingRoomService>,
     shutdown: Option<Shutdown>,
@@ -130,6 +141,20 @@ fn drop_invalid_request_id<B>(mut request: Request<B>) -> Request<B> {
     request
 }
 
+/// Answers 503 for a request still running after the request timeout, plus the wait it asked
+/// for with `Prefer: wait` (a long poll is meant to take that long).
+async fn limit_time(
+    State(timeout): State<Duration>,
+    request: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    let limit = timeout + prefer::preferred_wait(request.headers()).unwrap_or_default();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
 impl std::fmt::Debug for ApiBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiBuilder")
@@ -150,9 +175,13 @@ impl ApiBuilder {
         }
     }
 
+    /// Serves the order service; `updates` follows orders for event streams and long polls.
     #[must_use]
-    pub fn orders(mut self, orders: OrderService) -> Self {
-        self.orders = Some(orders);
+    pub fn orders(mut self, orders: OrderService, updates: OrderUpdates) -> Self {
+        self.orders = Some(orders::Orders {
+            service: orders,
+            updates,
+        });
         self
     }
 
@@ -239,7 +268,6 @@ impl ApiBuilder {
                 shutdown: self.shutdown,
             }));
         }
-        let timeout = self.config.request_timeout;
         if let Some(authenticator) = self.authenticator {
             router = router.layer(axum::Extension(authenticator));
         }
@@ -248,17 +276,10 @@ impl ApiBuilder {
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
             .layer(DefaultBodyLimit::max(self.config.body_limit))
             .layer(RequestBodyTimeoutLayer::new(self.config.body_timeout))
-            .layer(
-                ServiceBuilder::new()
-                    .layer(HandleErrorLayer::new(|error: tower::BoxError| async move {
-                        if error.is::<tower::timeout::error::Elapsed>() {
-                            ApiError::Timeout
-                        } else {
-                            ApiError::Internal(error)
-                        }
-                    }))
-                    .layer(tower::timeout::TimeoutLayer::new(timeout)),
-            )
+            .layer(axum::middleware::from_fn_with_state(
+                self.config.request_timeout,
+                limit_time,
+            ))
             // Outside the timeout, so that requests that time out are counted too.
             .layer(axum::middleware::from_fn_with_state(
                 metrics,

@@ -6,6 +6,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
+use crate::orders::{events as order_events, read as order_reads};
 use crate::problem::{self, PROBLEM_JSON, Problem};
 use crate::responses::{BadRoomId, NoSuchRoom, NotJson, NotUuid, Unavailable};
 use crate::{deliveries, ops, orders, waiting_room};
@@ -28,11 +29,12 @@ struct BaseDoc;
 #[openapi(
     paths(
         orders::place_order,
-        orders::get_order,
+        order_reads::get_order,
         orders::list_orders,
-        orders::cancel_order
+        orders::cancel_order,
+        order_events::order_events
     ),
-    components(schemas(orders::StatusParam))
+    components(schemas(orders::StatusParam, order_events::OrderUpdateEvent))
 )]
 struct OrderDoc;
 
@@ -137,8 +139,63 @@ pub(crate) fn to_json(doc: &utoipa::openapi::OpenApi) -> String {
             }
         }
     }
-    waiting_room::events::document_event_stream(&mut json);
+    document_event_stream(
+        &mut json,
+        "/waiting-rooms/{room}/entries/me/events",
+        &[
+            "position",
+            "admitted",
+            "expired",
+            "left",
+            "unavailable",
+            "error",
+        ],
+        "EntryResponse",
+    );
+    document_event_stream(
+        &mut json,
+        "/orders/{id}/events",
+        &["order", "error"],
+        "OrderUpdateEvent",
+    );
     json.to_string()
+}
+
+/// An event stream's schema: one event (`event`, an optional `id`, and JSON `data` of `schema`
+/// or a problem), as tools read Server-Sent Events schemas. utoipa writes no `contentSchema`, so
+/// it is set in the document's JSON.
+fn document_event_stream(doc: &mut serde_json::Value, path: &str, events: &[&str], schema: &str) {
+    let pointer = format!(
+        "/paths/{}/get/responses/200/content/text~1event-stream",
+        path.replace('~', "~0").replace('/', "~1")
+    );
+    let Some(content) = doc
+        .pointer_mut(&pointer)
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    content.insert(
+        "schema".to_owned(),
+        serde_json::json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": { "type": "string", "enum": events },
+                "id": { "type": "string" },
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {
+                        "oneOf": [
+                            { "$ref": format!("#/components/schemas/{schema}") },
+                            { "$ref": "#/components/schemas/Problem" }
+                        ]
+                    }
+                }
+            }
+        }),
+    );
 }
 
 /// The document of the services that run.

@@ -4,8 +4,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ordership_application::{
-    CancelOrderError, DeliveryCommandError, GateRefusal, GetDeliveryError, GetOrderError,
-    PlaceOrderError, WaitingRoomError,
+    CancelOrderError, DeliveryCommandError, FollowError, GateRefusal, GetDeliveryError,
+    GetOrderError, PlaceOrderError, WaitingRoomError, WatchRefused,
 };
 use ordership_domain::{ValidationError, ValidationErrors};
 use serde::Serialize;
@@ -95,6 +95,12 @@ pub enum ApiError {
     /// The client stopped sending its request body (408; the connection is closed).
     #[error("the request body stopped arriving; send the whole request again")]
     BodyTimeout,
+    /// The caller follows as many orders as they may (429, with `Retry-After`).
+    #[error("you follow as many orders as you may at once; close a stream or retry later")]
+    TooManyFollowed,
+    /// This instance follows as many orders as it may (503, with `Retry-After`).
+    #[error("this server follows as many orders as it can; retry later")]
+    FollowersFull,
     #[error("a backing service is unavailable; retry later")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -194,6 +200,12 @@ impl ApiError {
             ),
             Self::Timeout => (S::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
             Self::BodyTimeout => (S::REQUEST_TIMEOUT, "body-timeout", "Request body timed out"),
+            Self::TooManyFollowed => (
+                S::TOO_MANY_REQUESTS,
+                "too-many-followed",
+                "Too many orders followed",
+            ),
+            Self::FollowersFull => (S::SERVICE_UNAVAILABLE, "followers-full", "Server busy"),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
@@ -263,13 +275,16 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(challenge),
             );
         }
-        if matches!(
-            self,
-            Self::Unavailable(_) | Self::Timeout | Self::WaitingRoomUnavailable(_)
-        ) {
+        let retry_after = match self {
+            Self::Unavailable(_) | Self::Timeout | Self::WaitingRoomUnavailable(_) => Some("1"),
+            // Streams last: a place frees up when one ends.
+            Self::TooManyFollowed | Self::FollowersFull => Some("5"),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
         }
         if matches!(self, Self::BodyTimeout) {
             // RFC 9110 §15.5.9: the rest of the body may still come; this connection is done.
@@ -336,6 +351,15 @@ impl From<CancelOrderError> for ApiError {
     }
 }
 
+impl From<FollowError> for ApiError {
+    fn from(e: FollowError) -> Self {
+        match e {
+            FollowError::Get(e) => e.into(),
+            FollowError::Refused(WatchRefused::CallerFull) => Self::TooManyFollowed,
+            FollowError::Refused(WatchRefused::InstanceFull) => Self::FollowersFull,
+        }
+    }
+}
 impl From<GetOrderError> for ApiError {
     fn from(e: GetOrderError) -> Self {
         match e {

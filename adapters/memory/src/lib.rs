@@ -10,6 +10,7 @@
 //! This is the embedded default of the `ordership` binary and the fake that tests use.
 
 mod bus;
+mod changes;
 mod clock;
 mod deliveries;
 mod idempotency;
@@ -21,6 +22,7 @@ mod unit_of_work;
 mod waiting_room;
 
 pub use bus::{BusConfig, BusStats, DeadLetter, InProcessBus};
+pub use changes::MemoryOrderChanges;
 pub use clock::{ManualClock, SystemClock, UuidV7Ids};
 pub use unit_of_work::{MemoryStore, MemoryTransaction, RowCounts};
 pub use waiting_room::{MemoryWaitingRoomQueue, MemoryWaitingRoomStore};

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordership_domain::ports::{SagaRepository, StoreError};
+use ordership_domain::saga::SagaStepRecord;
 use ordership_domain::{FulfilmentSaga, OrderId, SagaState};
 
 use crate::unit_of_work::{MemoryTransaction, insert_row, update_row};
@@ -60,6 +61,37 @@ impl SagaRepository for MemoryTransaction {
         due.sort_by_key(FulfilmentSaga::deadline);
         due.truncate(limit as usize);
         Ok(due)
+    }
+
+    async fn record_step(&mut self, step: &SagaStepRecord) -> Result<(), StoreError> {
+        let key = (step.order_id, step.seq);
+        let step = step.clone();
+        self.write(|t| {
+            if t.saga_history.contains_key(&key) {
+                return Err(StoreError::Duplicate);
+            }
+            t.saga_history.insert(key, step);
+            Ok(Box::new(move |t| {
+                t.saga_history.remove(&key);
+            }))
+        })?;
+        self.changed.push(key.0);
+        Ok(())
+    }
+
+    async fn history(
+        &mut self,
+        order_id: OrderId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<SagaStepRecord>, StoreError> {
+        Ok(self
+            .tables()?
+            .saga_history
+            .range((order_id, after.saturating_add(1))..=(order_id, u64::MAX))
+            .take(limit as usize)
+            .map(|(_, step)| step.clone())
+            .collect())
     }
 
     async fn count_by_state(&mut self) -> Result<Vec<(SagaState, u64)>, StoreError> {

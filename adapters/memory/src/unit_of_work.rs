@@ -17,15 +17,17 @@ use ordership_domain::ports::{
     OrderRepository, OrderTransaction, Outbox, OutboxSignal, SagaRepository, StoreError,
     Transaction, UnitOfWork,
 };
+use ordership_domain::saga::SagaStepRecord;
 use ordership_domain::{
     Delivery, DeliveryId, FulfilmentSaga, Message, MessageId, Order, OrderId, OutboxEntry,
 };
-use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard, broadcast};
 
 #[derive(Debug, Default)]
 pub(crate) struct Tables {
     pub(crate) orders: BTreeMap<OrderId, Order>,
     pub(crate) sagas: BTreeMap<OrderId, FulfilmentSaga>,
+    pub(crate) saga_history: BTreeMap<(OrderId, u64), SagaStepRecord>,
     pub(crate) deliveries: BTreeMap<DeliveryId, Delivery>,
     pub(crate) delivery_by_order: HashMap<OrderId, DeliveryId>,
     pub(crate) outbox: BTreeMap<i64, OutboxRow>,
@@ -138,6 +140,18 @@ pub struct RowCounts {
 pub struct MemoryStore {
     tables: Arc<Mutex<Tables>>,
     committed_outbox: Arc<Notify>,
+    pub(crate) changes: Changes,
+}
+
+/// Announces the orders whose steps committed ([`crate::MemoryOrderChanges`] listens).
+#[derive(Debug, Clone)]
+pub(crate) struct Changes(pub(crate) broadcast::Sender<OrderId>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        // A listener that falls this far behind is told it missed some.
+        Self(broadcast::channel(4096).0)
+    }
 }
 
 impl MemoryStore {
@@ -152,6 +166,8 @@ impl MemoryStore {
             undo: Vec::new(),
             wrote_outbox: false,
             committed_outbox: Arc::clone(&self.committed_outbox),
+            changed: Vec::new(),
+            changes: self.changes.clone(),
         }
     }
 
@@ -229,6 +245,9 @@ pub struct MemoryTransaction {
     undo: Vec<Undo>,
     pub(crate) wrote_outbox: bool,
     committed_outbox: Arc<Notify>,
+    /// Orders whose steps this transaction recorded, announced at commit.
+    pub(crate) changed: Vec<OrderId>,
+    changes: Changes,
 }
 
 impl std::fmt::Debug for MemoryTransaction {
@@ -282,6 +301,10 @@ impl Transaction for MemoryTransaction {
         self.tables = None;
         if self.wrote_outbox {
             self.committed_outbox.notify_one();
+        }
+        for order_id in self.changed.drain(..) {
+            // Nobody listening is fine.
+            let _ = self.changes.0.send(order_id);
         }
         Ok(())
     }

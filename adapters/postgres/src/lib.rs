@@ -34,7 +34,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 
 pub use feed::PgOutboxFeed;
-pub use notify::PgOutboxSignal;
+pub use notify::{ORDER_CHANGED_CHANNEL, PgOrderChanges, PgOutboxSignal};
 pub use schema::{DELIVERY, ORDERS, Schema};
 pub use sqlx::PgPool;
 pub use unit_of_work::{OutboxMode, PgDeliveryStore, PgDeliveryTx, PgOrderStore, PgOrderTx, PgTx};

@@ -1,27 +1,98 @@
-//! Wakes the relay when an outbox insert commits (`LISTEN` on the trigger's channel).
+//! `LISTEN` connections: one wakes the relay when an outbox insert commits, one announces the
+//! orders whose saga steps committed (the saga history's trigger).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordership_domain::ports::OutboxSignal;
+use ordership_domain::OrderId;
+use ordership_domain::ports::{OrderChangeFeed, OrderChanges, OutboxSignal};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgNotification};
 use tokio::sync::Mutex;
 
 use crate::schema::Schema;
 
-/// `LISTEN`s on a schema's outbox channel. On connection trouble it reconnects (sqlx does) and
-/// reports a wake-up, since a notification may have been missed; the relay also polls.
-pub struct PgOutboxSignal {
-    listener: Mutex<Option<PgListener>>,
+/// The channel the saga history's trigger notifies, with the order id as payload.
+pub const ORDER_CHANGED_CHANNEL: &str = "ordership_order_changed";
+
+/// One `LISTEN` connection on one channel. On connection trouble it reconnects (sqlx does) and
+/// says that notifications may have been missed.
+struct Listening {
+    listener: Mutex<Connection>,
     pool: PgPool,
     channel: &'static str,
 }
 
+#[derive(Default)]
+struct Connection {
+    listener: Option<PgListener>,
+    /// Connected before: a new connection may have missed notifications.
+    ever: bool,
+}
+
+impl Listening {
+    fn new(pool: PgPool, channel: &'static str) -> Self {
+        Self {
+            listener: Mutex::default(),
+            pool,
+            channel,
+        }
+    }
+
+    /// The next notification, or `None` when some may have been missed: the connection was
+    /// reopened, or lost. After a failed connect it waits a second first.
+    async fn next(&self) -> Option<PgNotification> {
+        let mut guard = self.listener.lock().await;
+        if guard.listener.is_none() {
+            match PgListener::connect_with(&self.pool).await {
+                Ok(mut listener) => match listener.listen(self.channel).await {
+                    Ok(()) => guard.listener = Some(listener),
+                    Err(e) => tracing::warn!(error = %e, channel = self.channel, "LISTEN failed"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot open the LISTEN connection"),
+            }
+            if guard.listener.is_none() {
+                drop(guard);
+                // Let the callers' own polling take over for a while.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return None;
+            }
+            if std::mem::replace(&mut guard.ever, true) {
+                return None;
+            }
+        }
+        let listener = guard.listener.as_mut()?;
+        match listener.try_recv().await {
+            Ok(Some(notification)) => Some(notification),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, channel = self.channel, "LISTEN connection lost; reconnecting");
+                guard.listener = None;
+                None
+            }
+        }
+    }
+
+    /// Notifications already received, without waiting.
+    async fn buffered(&self) -> Vec<PgNotification> {
+        let mut guard = self.listener.lock().await;
+        let mut all = Vec::new();
+        if let Some(listener) = guard.listener.as_mut() {
+            while let Some(notification) = listener.next_buffered() {
+                all.push(notification);
+            }
+        }
+        all
+    }
+}
+
+/// `LISTEN`s on a schema's outbox channel, to wake the relay; the relay also polls.
+pub struct PgOutboxSignal(Listening);
+
 impl std::fmt::Debug for PgOutboxSignal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgOutboxSignal")
-            .field("channel", &self.channel)
+            .field("channel", &self.0.channel)
             .finish_non_exhaustive()
     }
 }
@@ -29,38 +100,55 @@ impl std::fmt::Debug for PgOutboxSignal {
 impl PgOutboxSignal {
     #[must_use]
     pub fn new(pool: PgPool, schema: &'static Schema) -> Self {
-        Self {
-            listener: Mutex::new(None),
-            pool,
-            channel: schema.notify_channel,
-        }
+        Self(Listening::new(pool, schema.notify_channel))
     }
 }
 
 #[async_trait]
 impl OutboxSignal for PgOutboxSignal {
     async fn committed(&self) {
-        let mut guard = self.listener.lock().await;
-        if guard.is_none() {
-            match PgListener::connect_with(&self.pool).await {
-                Ok(mut listener) => match listener.listen(self.channel).await {
-                    Ok(()) => *guard = Some(listener),
-                    Err(e) => tracing::warn!(error = %e, channel = self.channel, "LISTEN failed"),
-                },
-                Err(e) => tracing::warn!(error = %e, "cannot open the LISTEN connection"),
-            }
-            if guard.is_none() {
-                drop(guard);
-                // Let the relay's poll interval take over for a while.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                return;
-            }
-        }
-        if let Some(listener) = guard.as_mut()
-            && let Err(e) = listener.recv().await
-        {
-            tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
-            *guard = None;
-        }
+        // A notification, or a reconnection (after which one may have been missed): either
+        // way the relay looks.
+        let _ = self.0.next().await;
+    }
+}
+
+/// The orders whose saga steps committed, from any instance: `LISTEN` on the saga history's
+/// channel.
+pub struct PgOrderChanges(Listening);
+
+impl std::fmt::Debug for PgOrderChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOrderChanges").finish_non_exhaustive()
+    }
+}
+
+impl PgOrderChanges {
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self(Listening::new(pool, ORDER_CHANGED_CHANNEL))
+    }
+}
+
+fn order_of(notification: &PgNotification) -> Option<OrderId> {
+    let id = uuid::Uuid::parse_str(notification.payload()).ok();
+    if id.is_none() {
+        tracing::warn!(
+            payload = notification.payload(),
+            "order change without an order id"
+        );
+    }
+    id.map(OrderId::from_uuid)
+}
+
+#[async_trait]
+impl OrderChangeFeed for PgOrderChanges {
+    async fn next(&self) -> OrderChanges {
+        let Some(first) = self.0.next().await else {
+            return OrderChanges::Missed;
+        };
+        let mut changed: Vec<OrderId> = order_of(&first).into_iter().collect();
+        changed.extend(self.0.buffered().await.iter().filter_map(order_of));
+        OrderChanges::Changed(changed)
     }
 }

@@ -4,7 +4,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordership_domain::ports::{SagaRepository, StoreError};
-use ordership_domain::{FulfilmentSaga, OrderId, SagaSnapshot, SagaState};
+use ordership_domain::saga::{SagaStepRecord, StepCause};
+use ordership_domain::{
+    CancellationReason, FulfilmentSaga, MessageId, OrderId, OrderStatus, SagaSnapshot, SagaState,
+};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -23,6 +26,12 @@ const INSERT_SAGA: &str = "INSERT INTO orders.sagas (order_id, state, attempts, 
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const UPDATE_SAGA: &str = "UPDATE orders.sagas SET state = $2, attempts = $3, deadline = $4, failure_reason = $5, \
      version = $6, updated_at = $7 WHERE order_id = $1 AND version = $8";
+const RECORD_STEP: &str = "INSERT INTO orders.saga_history (order_id, seq, at, cause, message_id, message_type, \
+     order_status, cancellation_kind, cancellation_detail, saga_state, attempts, failure_reason, sent) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const HISTORY: &str = "SELECT order_id, seq, at, cause, message_id, message_type, order_status, \
+     cancellation_kind, cancellation_detail, saga_state, attempts, failure_reason, sent \
+     FROM orders.saga_history WHERE order_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 const COUNT_SAGAS: &str = "SELECT state, count(*) FROM orders.sagas GROUP BY state";
 
 fn saga_from_row(row: &PgRow) -> Result<FulfilmentSaga, StoreError> {
@@ -53,6 +62,47 @@ fn saga_from_row(row: &PgRow) -> Result<FulfilmentSaga, StoreError> {
             .try_get("updated_at")
             .map_err(failed_in("sagas::saga_from_row"))?,
     }))
+}
+
+fn step_from_row(row: &PgRow) -> Result<SagaStepRecord, StoreError> {
+    let get = failed_in("sagas::step_from_row");
+    let cause: String = row.try_get("cause").map_err(&get)?;
+    let message_id: Option<uuid::Uuid> = row.try_get("message_id").map_err(&get)?;
+    let message_type: Option<String> = row.try_get("message_type").map_err(&get)?;
+    let cause = match (cause.as_str(), message_id, message_type) {
+        ("placed", ..) => StepCause::Placed,
+        ("deadline", ..) => StepCause::Deadline,
+        ("customer_cancel", ..) => StepCause::CustomerCancel,
+        ("reply", Some(id), Some(message_type)) => StepCause::Reply {
+            message_id: MessageId::from_uuid(id),
+            message_type,
+        },
+        (other, ..) => return Err(corrupt("saga step cause", other)),
+    };
+    let status: String = row.try_get("order_status").map_err(&get)?;
+    let state: String = row.try_get("saga_state").map_err(&get)?;
+    let kind: Option<String> = row.try_get("cancellation_kind").map_err(&get)?;
+    let detail: Option<String> = row.try_get("cancellation_detail").map_err(&get)?;
+    let seq: i64 = row.try_get("seq").map_err(&get)?;
+    let attempts: i32 = row.try_get("attempts").map_err(&get)?;
+    let sent: Vec<uuid::Uuid> = row.try_get("sent").map_err(&get)?;
+    Ok(SagaStepRecord {
+        order_id: OrderId::from_uuid(row.try_get("order_id").map_err(&get)?),
+        seq: count(seq, "saga step seq")?,
+        at: row.try_get("at").map_err(&get)?,
+        cause,
+        order_status: OrderStatus::parse(&status).map_err(|e| corrupt("order status", e))?,
+        cancellation: kind
+            .map(|kind| {
+                CancellationReason::from_parts(&kind, detail.as_deref())
+                    .ok_or_else(|| corrupt("cancellation kind", kind))
+            })
+            .transpose()?,
+        saga_state: SagaState::parse(&state).map_err(|e| corrupt("saga state", e))?,
+        attempts: u32::try_from(attempts).map_err(|_| corrupt("saga attempts", attempts))?,
+        failure_reason: row.try_get("failure_reason").map_err(&get)?,
+        sent: sent.into_iter().map(MessageId::from_uuid).collect(),
+    })
 }
 
 #[async_trait]
@@ -135,6 +185,58 @@ impl SagaRepository for PgOrderTx {
             .await
             .map_err(|e| self.0.failed("sagas::claim_overdue", e))?;
         rows.iter().map(saga_from_row).collect()
+    }
+
+    async fn record_step(&mut self, step: &SagaStepRecord) -> Result<(), StoreError> {
+        let (message_id, message_type) = match &step.cause {
+            StepCause::Reply {
+                message_id,
+                message_type,
+            } => (Some(*message_id.as_uuid()), Some(message_type.as_str())),
+            _ => (None, None),
+        };
+        let sent: Vec<uuid::Uuid> = step.sent.iter().map(|id| *id.as_uuid()).collect();
+        sqlx::query(RECORD_STEP)
+            .bind(step.order_id.as_uuid())
+            .bind(version(step.seq)?)
+            .bind(step.at)
+            .bind(step.cause.kind())
+            .bind(message_id)
+            .bind(message_type)
+            .bind(step.order_status.as_str())
+            .bind(step.cancellation.as_ref().map(CancellationReason::kind))
+            .bind(
+                step.cancellation
+                    .as_ref()
+                    .and_then(CancellationReason::detail),
+            )
+            .bind(step.saga_state.as_str())
+            .bind(
+                i32::try_from(step.attempts)
+                    .map_err(|_| StoreError::Unexpected("saga attempts out of range".into()))?,
+            )
+            .bind(step.failure_reason.as_deref())
+            .bind(sent)
+            .execute(&mut *self.0.tx)
+            .await
+            .map_err(|e| self.0.failed("sagas::record_step", e))?;
+        Ok(())
+    }
+
+    async fn history(
+        &mut self,
+        order_id: OrderId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<SagaStepRecord>, StoreError> {
+        let rows = sqlx::query(HISTORY)
+            .bind(order_id.as_uuid())
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.0.tx)
+            .await
+            .map_err(|e| self.0.failed("sagas::history", e))?;
+        rows.iter().map(step_from_row).collect()
     }
 
     async fn count_by_state(&mut self) -> Result<Vec<(SagaState, u64)>, StoreError> {

@@ -177,6 +177,12 @@ pub static ORDERS: Schema = Schema {
             include_str!("../migrations/orders_0007_outbox_published.up.sql"),
             include_str!("../migrations/orders_0007_outbox_published.down.sql"),
         ),
+        (
+            8,
+            "saga history",
+            include_str!("../migrations/orders_0008_saga_history.up.sql"),
+            include_str!("../migrations/orders_0008_saga_history.down.sql"),
+        ),
     ],
     sql: outbox_sql!("orders"),
 };

@@ -264,6 +264,26 @@ pub struct CommonArgs {
     #[arg(long, env = "ORDERSHIP_OUTBOX_VACUUM_INTERVAL", value_parser = parse_duration, default_value = "5s", global = true)]
     pub outbox_vacuum_interval: Duration,
 
+    /// How many readers may follow orders at once on this instance (event streams, long polls):
+    /// beyond it, 503.
+    #[arg(
+        long,
+        env = "ORDERSHIP_MAX_ORDER_FOLLOWERS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub max_order_followers: usize,
+
+    /// How many orders one customer may follow at once (event streams, long polls): beyond it,
+    /// 429.
+    #[arg(
+        long,
+        env = "ORDERSHIP_MAX_ORDER_FOLLOWERS_PER_CUSTOMER",
+        default_value_t = 64,
+        global = true
+    )]
+    pub max_order_followers_per_customer: usize,
+
     /// UNSAFE, for the mutation test only: consumers store offsets before handling.
     #[arg(
         long,

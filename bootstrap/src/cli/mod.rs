@@ -83,6 +83,15 @@ pub enum ServiceName {
     Delivery,
 }
 
+/// How the load generator follows an order to its terminal state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Follow {
+    /// The server answers once the order settled (`Prefer: wait`).
+    Wait,
+    /// The generator reads the order again until it settled.
+    Poll,
+}
+
 /// What to do with parked outbox messages.
 #[derive(Debug, Clone, Subcommand)]
 pub enum OutboxAction {
@@ -147,10 +156,18 @@ pub struct LoadArgs {
     /// Give up on an order that has not settled this long after it was placed.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub deadline: Duration,
-    /// How soon an order in flight is first polled (then every 1.5x longer, up to 50 ms).
+    /// How an order is followed to its terminal state: `wait` asks the server to answer once it
+    /// settled (`Prefer: wait` on the POST, then long polls); `poll` reads it again and again.
+    #[arg(long, value_enum, default_value_t = Follow::Wait)]
+    pub follow: Follow,
+    /// With `--follow wait`: how long one request may wait for the order to settle (at most 30 s).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub wait: Duration,
+    /// With `--follow poll`: how soon an order in flight is first polled (then every 1.5x longer,
+    /// up to 50 ms).
     #[arg(long, value_parser = parse_duration, default_value = "10ms")]
     pub poll_interval: Duration,
-    /// A request without a whole answer after this long counts as failed.
+    /// A request without a whole answer after this long (plus the wait it asked for) counts as failed.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub request_timeout: Duration,
     /// How often a failed POST (no answer, timeout, 5xx) is sent again, with the same

@@ -98,6 +98,8 @@ struct Run {
     /// Orders finished (whatever their outcome).
     done: AtomicUsize,
     post_retries: AtomicUsize,
+    /// HTTP requests sent to place and follow orders.
+    requests: AtomicUsize,
     /// When an order last settled (or was placed, with --no-wait).
     last_progress: Mutex<Instant>,
     /// Set when nothing settled for the stall limit.
@@ -214,6 +216,9 @@ pub async fn run(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<()> {
     if args.report_every.is_some_and(|every| every.is_zero()) {
         bail!("--report-every must be positive");
     }
+    if args.wait.is_zero() || args.wait > Duration::from_secs(30) {
+        bail!("--wait must be between 1 and 30 seconds");
+    }
     // A soak places orders until its time is up: as many as it takes.
     let total = if args.duration.is_some() {
         usize::MAX
@@ -236,6 +241,7 @@ pub async fn run(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<()> {
         next: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
         post_retries: AtomicUsize::new(0),
+        requests: AtomicUsize::new(0),
         last_progress: Mutex::new(Instant::now()),
         stalled_at: OnceLock::new(),
     });
@@ -306,6 +312,9 @@ pub async fn run(args: &LoadArgs, auth: &AuthArgs) -> anyhow::Result<()> {
             .unwrap_or_default(),
         outcomes,
         post_retries: run.post_retries.load(Ordering::Relaxed),
+        requests: run.requests.load(Ordering::Relaxed),
+        requests_per_order: run.requests.load(Ordering::Relaxed) as f64
+            / samples.len().max(1) as f64,
         stalled: run.stalled_at.get().is_some(),
     };
     print_report(&report, args.json)?;

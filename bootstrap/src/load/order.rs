@@ -10,7 +10,7 @@ use hyper::{Method, Request, Uri};
 use serde_json::{Value, json};
 
 use super::{HttpClient, Run, SERVED, Sample, UNSERVED};
-use crate::cli::LoadArgs;
+use crate::cli::{Follow, LoadArgs};
 
 pub(super) fn order_body(i: usize, unserved_ratio: f64) -> Value {
     // Deterministic mix: order i is unserved when the running share falls behind the ratio.
@@ -46,10 +46,22 @@ pub(super) async fn call(
 
 async fn call_once(
     client: &HttpClient,
-    (method, uri, token): (Method, Uri, &str),
+    request: (Method, Uri, &str),
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> anyhow::Result<(u16, Value)> {
+    let (status, value, _) = exchange(client, request, headers, body).await?;
+    Ok((status, value))
+}
+
+/// Sends one request; the status, the JSON answer (`null` when it is not JSON) and whether the
+/// server honoured a `Prefer` (`Preference-Applied`).
+async fn exchange(
+    client: &HttpClient,
+    (method, uri, token): (Method, Uri, &str),
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> anyhow::Result<(u16, Value, bool)> {
     let mut request = Request::builder()
         .method(method)
         .uri(uri)
@@ -61,9 +73,15 @@ async fn call_once(
     let payload = body.map_or_else(Bytes::new, |body| Bytes::from(body.to_string()));
     let response = client.request(request.body(Full::new(payload))?).await?;
     let status = response.status().as_u16();
+    let applied = response.headers().contains_key("preference-applied");
     let bytes = response.into_body().collect().await?.to_bytes();
     let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Ok((status, value))
+    Ok((status, value, applied))
+}
+
+/// `Prefer: wait=N` when the server is asked to answer once the order settled.
+fn prefer(args: &LoadArgs) -> Option<String> {
+    (args.follow == Follow::Wait).then(|| format!("wait={}", args.wait.as_secs()))
 }
 
 fn is_settled(order: &Value) -> bool {
@@ -83,11 +101,14 @@ async fn place(
     args: &LoadArgs,
     run: &Run,
 ) -> anyhow::Result<(u16, Value)> {
-    let headers = [("idempotency-key", key)];
+    let prefer = prefer(args);
+    let mut headers = vec![("idempotency-key", key)];
+    headers.extend(prefer.as_deref().map(|wait| ("prefer", wait)));
     let send = || {
+        run.requests.fetch_add(1, Ordering::Relaxed);
         call(
             client,
-            args.request_timeout,
+            args.request_timeout + args.wait,
             (Method::POST, uri.clone(), token),
             &headers,
             Some(body),
@@ -157,7 +178,16 @@ pub(super) async fn one_order(
         Err(e) => Err(e.into()),
     };
     let post = started.elapsed();
+    let settled = |order: &Value| {
+        run.progressed();
+        let outcome = match order["saga"]["state"].as_str() {
+            Some("failed") => "saga_failed",
+            _ => order["status"].as_str().unwrap_or("unknown"),
+        };
+        sample(post, Some(started.elapsed()), outcome)
+    };
     let id = match posted {
+        Ok((201, order)) if !args.no_wait && is_settled(&order) => return settled(&order),
         Ok((201, order)) => order["id"].as_str().map(str::to_owned),
         Ok((status, _)) => return sample(post, None, &format!("http_{status}")),
         Err(_) => return sample(post, None, "error"),
@@ -172,30 +202,37 @@ pub(super) async fn one_order(
     let Ok(uri) = format!("{base}/orders/{id}").parse::<Uri>() else {
         return sample(post, None, "error");
     };
-    // Poll often at first, then back off a little, so that measuring does not become the load.
+    // Long polls answer when the order changes; polls start often and back off a little, so
+    // that measuring does not become the load.
+    let prefer = prefer(args);
+    let headers: Vec<(&str, &str)> = prefer
+        .as_deref()
+        .map(|w| ("prefer", w))
+        .into_iter()
+        .collect();
     let mut wait = args.poll_interval;
     loop {
-        if let Ok((200, order)) = call(
-            client,
-            args.request_timeout,
-            (Method::GET, uri.clone(), token),
-            &[],
-            None,
+        run.requests.fetch_add(1, Ordering::Relaxed);
+        let answer = tokio::time::timeout(
+            args.request_timeout + args.wait,
+            exchange(client, (Method::GET, uri.clone(), token), &headers, None),
         )
-        .await
-            && is_settled(&order)
-        {
-            run.progressed();
-            let outcome = match order["saga"]["state"].as_str() {
-                Some("failed") => "saga_failed",
-                _ => order["status"].as_str().unwrap_or("unknown"),
-            };
-            return sample(post, Some(started.elapsed()), outcome);
+        .await;
+        // A long poll the server honoured goes on at once; a poll, a failed request, or a
+        // server that does not wait pauses first.
+        let mut pause = true;
+        if let Ok(Ok((200, order, applied))) = &answer {
+            if is_settled(order) {
+                return settled(order);
+            }
+            pause = !*applied;
         }
         if started.elapsed() > args.deadline || run.gave_up(args.stall_limit) {
             return sample(post, None, "not_settled");
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 3 / 2).min(args.poll_interval.max(Duration::from_millis(50)));
+        if pause {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 3 / 2).min(args.poll_interval.max(Duration::from_millis(50)));
+        }
     }
 }

@@ -21,6 +21,10 @@ pub struct Report {
     pub outcomes: BTreeMap<String, usize>,
     /// POSTs sent again after a failure (same Idempotency-Key).
     pub post_retries: usize,
+    /// HTTP requests sent to place and follow the orders.
+    pub requests: usize,
+    /// Requests per order (1 when every `POST` with `Prefer: wait` came back settled).
+    pub requests_per_order: f64,
     /// Orders never placed because the run stalled.
     pub not_placed: usize,
     /// Nothing settled for `--stall-limit`: the run stopped early.
@@ -122,6 +126,10 @@ pub(super) fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
     let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("outcomes          {}", outcomes.join(", "));
     println!("POST retries      {}", r.post_retries);
+    println!(
+        "requests          {} ({:.2} per order)",
+        r.requests, r.requests_per_order
+    );
     for i in &r.intervals {
         println!(
             "from {:>6.0} s     {:.1} orders/s settled, POST→terminal p50 {:.1} ms  p99 {:.1} ms",

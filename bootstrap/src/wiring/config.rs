@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use axum::http::HeaderValue;
-use ordership_application::{RelayConfig, RetentionConfig};
+use ordership_application::{RelayConfig, RetentionConfig, WatchLimits};
 use ordership_domain::ports::{
-    DeliveryTransaction, OrderTransaction, OutboxFeed, OutboxSignal, UnitOfWork, WaitingRoomQueue,
-    WaitingRoomStore, WaitingRoomTokens,
+    DeliveryTransaction, OrderChangeFeed, OrderTransaction, OutboxFeed, OutboxSignal, UnitOfWork,
+    WaitingRoomQueue, WaitingRoomStore, WaitingRoomTokens,
 };
 use ordership_domain::{CountryCode, DeliveryPolicy, RetryPolicy, SagaPolicy};
 use ordership_http::auth::{Authenticator, DevKey};
@@ -34,6 +34,8 @@ pub struct SystemConfig {
     /// Further readiness checks: dependencies of an embedding service the wiring does not know.
     pub extra_checks: Vec<Arc<dyn HealthCheck>>,
     pub waiting_rooms: WaitingRoomConfig,
+    /// How many readers may follow orders at once (event streams, long polls).
+    pub followers: WatchLimits,
 }
 
 /// The waiting rooms' queue and token key.
@@ -161,6 +163,10 @@ impl SystemConfig {
                 cors_origins,
                 ..HttpConfig::default()
             },
+            followers: WatchLimits {
+                per_instance: args.max_order_followers.max(1),
+                per_caller: args.max_order_followers_per_customer.max(1),
+            },
             ..Self::default()
         })
     }
@@ -179,6 +185,7 @@ impl Default for SystemConfig {
             authenticator: Arc::new(DevKey::generate().authenticator()),
             extra_checks: Vec::new(),
             waiting_rooms: WaitingRoomConfig::default(),
+            followers: WatchLimits::default(),
         }
     }
 }
@@ -209,6 +216,9 @@ pub struct Stores {
     pub deliveries: Option<Side<dyn DeliveryTransaction>>,
     /// Where the order service keeps its waiting rooms' configuration; `None`: in memory.
     pub waiting_rooms: Option<Arc<dyn WaitingRoomStore>>,
+    /// The order store's announcements of changed orders (all instances' changes); `None`:
+    /// readers that follow an order see a change only when they look again on their own.
+    pub order_changes: Option<Arc<dyn OrderChangeFeed>>,
 }
 
 impl Stores {
@@ -219,6 +229,7 @@ impl Stores {
             orders: None,
             deliveries: None,
             waiting_rooms: None,
+            order_changes: None,
         }
     }
 }

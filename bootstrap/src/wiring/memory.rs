@@ -32,6 +32,7 @@ impl Embedded {
                 feed: None,
             }),
             waiting_rooms: None,
+            order_changes: Some(Arc::new(order_store.order_changes())),
         };
         let bus = ordership_memory::InProcessBus::new(config.bus.clone());
         Self {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use ordership_domain::ports::OutboxFeed;
 use ordership_postgres::{
-    DELIVERY, ORDERS, OutboxMode, PgConfig, PgDeliveryStore, PgOrderStore, PgOutboxFeed,
-    PgOutboxSignal, PgPool, PgWaitingRoomStore, Schema,
+    DELIVERY, ORDERS, OutboxMode, PgConfig, PgDeliveryStore, PgOrderChanges, PgOrderStore,
+    PgOutboxFeed, PgOutboxSignal, PgPool, PgWaitingRoomStore, Schema,
 };
 
 use super::{Role, Side, Stores};
@@ -56,6 +56,7 @@ pub(super) async fn stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::
             .await
             .context("migrating schema orders")?;
         stores.waiting_rooms = Some(Arc::new(PgWaitingRoomStore::new(pool.clone())));
+        stores.order_changes = Some(Arc::new(PgOrderChanges::new(pool.clone())));
         stores.orders = Some(Side {
             store: Arc::new(PgOrderStore::new(pool.clone()).with_outbox_mode(mode)),
             outbox: Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),

@@ -10,7 +10,8 @@ use ordership_application::background::{
     purge_idempotency_keys, purge_outbox_and_inbox, run_every, run_sweeper,
 };
 use ordership_application::{
-    DeliveryService, FulfilmentOrchestrator, OrderService, ShutdownTrigger, WaitingRoomService,
+    DeliveryService, FulfilmentOrchestrator, OrderService, OrderUpdates, OrderWatches,
+    ShutdownTrigger, WaitingRoomService,
 };
 use ordership_domain::ports::{Clock, IdGenerator};
 use ordership_domain::topics;
@@ -35,6 +36,24 @@ pub struct Running {
     pub waiting_rooms: Option<WaitingRoomService>,
     trigger: ShutdownTrigger,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Readers that follow orders, woken by the store's announcements of changed orders.
+fn follow_orders(
+    config: &SystemConfig,
+    stores: &Stores,
+    side: &super::Side<dyn ordership_domain::ports::OrderTransaction>,
+    launch: &mut Launcher<'_>,
+) -> OrderUpdates {
+    let watches = OrderWatches::new(config.followers);
+    if let Some(feed) = &stores.order_changes {
+        let (watches, feed, shutdown) =
+            (watches.clone(), Arc::clone(feed), launch.shutdown.clone());
+        launch.tasks.push(tokio::spawn(
+            async move { watches.run(feed, shutdown).await },
+        ));
+    }
+    OrderUpdates::new(side.store.clone(), watches).with_shutdown(launch.shutdown.clone())
 }
 
 /// Wires and starts the services `stores` holds, on `transport`. Must be called inside a Tokio
@@ -131,7 +150,10 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
         api = api
             .metric_source(handling)
             .metric_sources(launch.relay("order", side))
-            .orders(service.clone())
+            .orders(
+                service.clone(),
+                follow_orders(config, stores, side, &mut launch),
+            )
             .metric_source(Arc::new(SagaStates(side.store.clone())));
         launch.tasks.push(tokio::spawn(run_sweeper(
             saga,

@@ -7,6 +7,7 @@
 //!
 //! Each method documents the error variant an adapter MUST return in each case (`# Errors`).
 
+mod changes;
 mod clock;
 mod deliveries;
 mod idempotency;
@@ -18,6 +19,7 @@ mod sagas;
 mod unit_of_work;
 mod waiting_room;
 
+pub use changes::{OrderChangeFeed, OrderChanges};
 pub use clock::{Clock, IdGenerator, RandomSource};
 pub use deliveries::DeliveryRepository;
 pub use idempotency::{Claim, IdempotencyRecord, IdempotencyStore, StoredResponse};
@@ -34,6 +36,8 @@ pub use waiting_room::{
     WaitingRoomStore, WaitingRoomTokens,
 };
 
+#[cfg(feature = "mocks")]
+pub use changes::MockOrderChangeFeed;
 #[cfg(feature = "mocks")]
 pub use clock::{MockClock, MockIdGenerator, MockRandomSource};
 #[cfg(feature = "mocks")]

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use crate::ids::OrderId;
-use crate::saga::{FulfilmentSaga, SagaState};
+use crate::saga::{FulfilmentSaga, SagaState, SagaStepRecord};
 
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait::async_trait]
@@ -54,6 +54,23 @@ pub trait SagaRepository: Send {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<FulfilmentSaga>, StoreError>;
+
+    /// Adds a step to the saga's history (in the step's transaction).
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Duplicate`] if the order has a step with this `seq`.
+    async fn record_step(&mut self, step: &SagaStepRecord) -> Result<(), StoreError>;
+
+    /// Up to `limit` steps of an order's saga with a `seq` above `after`, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn history(
+        &mut self,
+        order_id: OrderId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<SagaStepRecord>, StoreError>;
 
     /// How many sagas are in each state (states with none may be left out).
     ///

@@ -97,6 +97,7 @@ macro_rules! contract_tests {
             a_customer_lists_only_their_own_orders,
             an_admission_buys_one_order_and_a_buyer_orders_once_per_room,
             sagas_round_trip_and_come_due_by_deadline,
+            a_sagas_history_keeps_its_steps_in_order,
             the_outbox_publishes_in_order_and_purges_only_published,
             a_parked_message_holds_back_only_its_key,
             parked_messages_can_be_listed_redriven_and_purged,

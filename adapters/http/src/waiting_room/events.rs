@@ -21,45 +21,6 @@ use crate::responses::{BadRoomId, Unavailable};
 /// How often an open event stream asks the queue (each ask is the buyer's heartbeat).
 const STREAM_POLL: Duration = Duration::from_secs(1);
 
-/// The event stream's schema in the OpenAPI document: one event (`event`, and JSON `data` of an
-/// entry or a problem), as tools read Server-Sent Events schemas. utoipa writes no
-/// `contentSchema`, so it is set in the document's JSON.
-pub(crate) fn document_event_stream(doc: &mut serde_json::Value) {
-    let path = "/waiting-rooms/{room}/entries/me/events";
-    let Some(content) = doc
-        .pointer_mut(&format!(
-            "/paths/{}/get/responses/200/content/text~1event-stream",
-            path.replace('~', "~0").replace('/', "~1")
-        ))
-        .and_then(serde_json::Value::as_object_mut)
-    else {
-        return;
-    };
-    content.insert(
-        "schema".to_owned(),
-        serde_json::json!({
-            "type": "object",
-            "required": ["event", "data"],
-            "properties": {
-                "event": {
-                    "type": "string",
-                    "enum": ["position", "admitted", "expired", "left", "unavailable", "error"]
-                },
-                "data": {
-                    "type": "string",
-                    "contentMediaType": "application/json",
-                    "contentSchema": {
-                        "oneOf": [
-                            { "$ref": "#/components/schemas/EntryResponse" },
-                            { "$ref": "#/components/schemas/Problem" }
-                        ]
-                    }
-                }
-            }
-        }),
-    );
-}
-
 fn event(name: &str, body: &impl Serialize) -> Event {
     // These plain structs always serialize.
     Event::default()

@@ -8,7 +8,7 @@ use axum::http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use ordership::wiring::Embedded;
 use ordership::wiring::{SystemConfig, WaitingRoomConfig};
-use ordership_application::RelayConfig;
+use ordership_application::{RelayConfig, WatchLimits};
 use ordership_http::auth::{DevKey, Scope};
 use ordership_http::waiting_room::SignedTokens;
 use ordership_http::{HealthCheck, HttpConfig};
@@ -50,6 +50,7 @@ pub(crate) struct Options {
     pub(crate) request_timeout: Duration,
     pub(crate) body_timeout: Duration,
     pub(crate) cors_origins: &'static [&'static str],
+    pub(crate) followers: WatchLimits,
 }
 
 impl Default for Options {
@@ -61,6 +62,7 @@ impl Default for Options {
             request_timeout: http.request_timeout,
             body_timeout: http.body_timeout,
             cors_origins: &[],
+            followers: WatchLimits::default(),
         }
     }
 }
@@ -93,6 +95,7 @@ impl TestApp {
                 poll_interval: Duration::from_millis(20),
                 ..RelayConfig::default()
             },
+            followers: options.followers,
             ..SystemConfig::default()
         };
         if options.broken_check {

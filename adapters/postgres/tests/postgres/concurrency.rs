@@ -10,7 +10,7 @@ use ordership_domain::{
 use ordership_postgres::PgOrderStore;
 use ordership_postgres::testing::fresh_database;
 
-use crate::harness::{count, envelope, place, render, services};
+use crate::harness::{count, envelope, place, render, scheduled, services};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_requests_with_one_key_create_one_order() {
@@ -46,23 +46,6 @@ async fn a_hundred_concurrent_requests_with_one_key_create_one_order() {
     );
 }
 
-/// A reply from the delivery service for `order`, as the delivery service would send it.
-fn scheduled(order: ordership_domain::OrderId, delivery: uuid::Uuid) -> ordership_domain::Message {
-    let payload = ordership_application::messages::DeliveryScheduledV1 {
-        order_id: *order.as_uuid(),
-        delivery_id: delivery,
-        eta: chrono::Utc::now(),
-    };
-    envelope()
-        .wrap(
-            topics::DELIVERY_EVENTS,
-            types::DELIVERY_SCHEDULED,
-            order,
-            &payload,
-        )
-        .expect("message")
-}
-
 fn rejected(order: ordership_domain::OrderId) -> ordership_domain::Message {
     let payload = ordership_application::messages::DeliveryRejectedV1 {
         order_id: *order.as_uuid(),
@@ -84,15 +67,7 @@ async fn two_replies_for_one_order_at_once_make_exactly_one_transition() {
     let pool = fresh_database().await;
     let s = Arc::new(services(&pool, DeliveryPolicy::default()));
     for round in 0..20 {
-        let Outcome::Done(view) = s
-            .orders
-            .place_order(place("KR"), None, None, &render)
-            .await
-            .expect("placed")
-        else {
-            panic!("placed")
-        };
-        let id = view.order.id();
+        let id = s.place("KR").await;
         // Two different replies (a retry's answer and a conflicting one) race for the saga.
         let (a, b) = if round % 2 == 0 {
             (

@@ -49,6 +49,38 @@ pub(crate) fn services(pool: &PgPool, policy: DeliveryPolicy) -> Services {
 
 pub(crate) use ordership_tests::fixtures::place_order as place;
 
+impl Services {
+    /// Places an order to `country` (no key, no admission); its id.
+    pub(crate) async fn place(&self, country: &str) -> ordership_domain::OrderId {
+        match self
+            .orders
+            .place_order(place(country), None, None, &render)
+            .await
+            .expect("placed")
+        {
+            ordership_application::Outcome::Done(view) => view.order.id(),
+            ordership_application::Outcome::Replayed(_) => panic!("a new order was replayed"),
+        }
+    }
+}
+
+/// The delivery service's reply that `order`'s delivery is scheduled, as it would send it.
+pub(crate) fn scheduled(order: ordership_domain::OrderId, delivery: uuid::Uuid) -> Message {
+    let payload = ordership_application::messages::DeliveryScheduledV1 {
+        order_id: *order.as_uuid(),
+        delivery_id: delivery,
+        eta: chrono::Utc::now(),
+    };
+    envelope()
+        .wrap(
+            ordership_domain::topics::DELIVERY_EVENTS,
+            ordership_application::messages::types::DELIVERY_SCHEDULED,
+            order,
+            &payload,
+        )
+        .expect("message")
+}
+
 pub(crate) fn render(view: &OrderView) -> StoredResponse {
     StoredResponse {
         status: 201,

@@ -6,5 +6,6 @@
 mod cdc;
 mod concurrency;
 mod errors;
+mod followers;
 mod harness;
 mod outbox;

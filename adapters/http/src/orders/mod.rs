@@ -1,11 +1,17 @@
-//! The order service's endpoints.
+//! The order service's endpoints: placing and cancelling here, reading in [`read`], following
+//! in [`events`].
+
+pub(crate) mod events;
+pub(crate) mod read;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use ordership_application::{OrderService, OrderView, Outcome};
+use ordership_application::{
+    OrderAccess, OrderService, OrderUpdate, OrderUpdates, OrderView, Outcome,
+};
 use ordership_domain::ports::{OrderQuery, StoredResponse};
 use ordership_domain::{OrderId, OrderStatus};
 use serde::Deserialize;
@@ -14,14 +20,23 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::dto::{OrderPage, OrderResponse, PlaceOrderRequest};
 use crate::extract::{IdPath, JsonBody, QueryParams, idempotency};
+use crate::prefer::{PREFERENCE_APPLIED, preferred_wait, wait_applied};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::responses::{NotJson, NotUuid, Unavailable};
+use crate::responses::{NotJson, Unavailable};
 
-pub(crate) fn routes(orders: OrderService) -> Router {
+/// The order endpoints' state: the use cases, and the followers of orders.
+#[derive(Clone)]
+pub(crate) struct Orders {
+    pub(crate) service: OrderService,
+    pub(crate) updates: OrderUpdates,
+}
+
+pub(crate) fn routes(orders: Orders) -> Router {
     Router::new()
         .route("/orders", post(place_order).get(list_orders))
-        .route("/orders/{id}", get(get_order))
+        .route("/orders/{id}", get(read::get_order))
         .route("/orders/{id}/cancel", post(cancel_order))
+        .route("/orders/{id}/events", get(events::order_events))
         .with_state(orders)
 }
 
@@ -84,15 +99,22 @@ fn send(stored: StoredResponse, replayed: bool) -> Response {
 /// byte (with `Idempotent-Replayed: true`) and creates nothing; the same key with a different
 /// body is refused with 422. A product sold through a waiting room needs the buyer's admission
 /// token in `Admission-Token`; one admission buys one order.
+///
+/// With `Prefer: wait=N` (N ≤ 30 seconds) the answer waits until the order's saga has ended
+/// (confirmed, cancelled or failed) and shows it so, with `Preference-Applied`; if it has not
+/// ended within N seconds, the order is shown as placed and `Preference-Applied` is absent. A
+/// replayed response is the one stored when the order was placed.
 #[utoipa::path(
     post, path = "/orders", tag = "orders",
     security(("bearer" = ["orders"])),
     request_body(content = PlaceOrderRequest, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Client-chosen key, 1–255 visible ASCII characters; retries with the same key and body are answered from the first response", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$"),
-        ("Admission-Token" = Option<String>, Header, description = "The buyer's admission token from a waiting room; needed when the order holds a product the room gates")),
+        ("Admission-Token" = Option<String>, Header, description = "The buyer's admission token from a waiting room; needed when the order holds a product the room gates"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: answer once the order's saga has ended, waiting at most N seconds (at most 30)")),
     responses(
         (status = 201, description = "Order placed (or the first response, replayed)", body = OrderResponse,
-            headers(("Location" = String, description = "URL of the order")),
+            headers(("Location" = String, description = "URL of the order"),
+                ("Preference-Applied" = String, description = "`wait=N` when the answer shows the order settled")),
             links(
                 ("GetOrder" = (operation_id = "get_order", parameters(("id" = "$response.body#/id")), description = "The order just placed")),
                 ("CancelOrder" = (operation_id = "cancel_order", parameters(("id" = "$response.body#/id")), description = "Cancel the order just placed")),
@@ -109,7 +131,10 @@ fn send(stored: StoredResponse, replayed: bool) -> Response {
 )]
 pub(crate) async fn place_order(
     caller: Caller,
-    State(orders): State<OrderService>,
+    State(Orders {
+        service: orders,
+        updates,
+    }): State<Orders>,
     headers: HeaderMap,
     body: JsonBody<PlaceOrderRequest>,
 ) -> Result<Response, ApiError> {
@@ -130,31 +155,41 @@ pub(crate) async fn place_order(
         .place_order(command, admission, key.as_ref(), &created)
         .await?
     {
-        Outcome::Done(view) => Ok(send(created(&view), false)),
+        Outcome::Done(view) => match preferred_wait(&headers) {
+            Some(wait) => settled(&updates, *view, wait, caller.subject()).await,
+            None => Ok(send(created(&view), false)),
+        },
         Outcome::Replayed(stored) => Ok(send(stored, true)),
     }
 }
 
-/// An order with the state of its saga.
-#[utoipa::path(
-    get, path = "/orders/{id}", tag = "orders",
-    security(("bearer" = ["orders"]), ("bearer" = ["admin"])),
-    params(("id" = uuid::Uuid, Path, description = "Order id", format = Uuid)),
-    responses(
-        (status = 200, body = OrderResponse),
-        (status = 400, response = NotUuid),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, response = Unavailable),
-    )
-)]
-pub(crate) async fn get_order(
-    caller: Caller,
-    State(orders): State<OrderService>,
-    IdPath(id): IdPath,
-) -> Result<axum::Json<OrderResponse>, ApiError> {
-    let access = caller.order_access()?;
-    let view = orders.get_order(OrderId::from_uuid(id), &access).await?;
-    Ok(axum::Json(OrderResponse::from(&view)))
+/// The answer to an order placed with `Prefer: wait`: the order once settled within `wait`
+/// (`Preference-Applied`), else as placed. Placing succeeded: a wait that cannot be had (too
+/// many followers, a store failure while waiting) answers the order as placed.
+async fn settled(
+    updates: &OrderUpdates,
+    placed: OrderView,
+    wait: std::time::Duration,
+    caller: &str,
+) -> Result<Response, ApiError> {
+    let id = placed.order.id();
+    let view = match updates.follow(id, &OrderAccess::All, caller).await {
+        Ok(mut following) => following.settled_within(wait).await.ok(),
+        Err(e) => {
+            tracing::debug!(order_id = %id, error = %e, "placed without waiting");
+            None
+        }
+    };
+    match view.filter(|v| OrderUpdate::of_view(v).settled()) {
+        Some(view) => {
+            let mut response = send(created(&view), false);
+            response
+                .headers_mut()
+                .insert(PREFERENCE_APPLIED, wait_applied(wait));
+            Ok(response)
+        }
+        None => Ok(send(created(&placed), false)),
+    }
 }
 
 /// An order status, as the query parameter's schema says it (parsed by `OrderStatus::parse`).
@@ -197,7 +232,9 @@ pub(crate) struct ListParams {
 )]
 pub(crate) async fn list_orders(
     caller: Caller,
-    State(orders): State<OrderService>,
+    State(Orders {
+        service: orders, ..
+    }): State<Orders>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<axum::Json<OrderPage>, ApiError> {
     let access = caller.order_access()?;
@@ -272,7 +309,9 @@ pub(crate) async fn list_orders(
 )]
 pub(crate) async fn cancel_order(
     caller: Caller,
-    State(orders): State<OrderService>,
+    State(Orders {
+        service: orders, ..
+    }): State<Orders>,
     IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
