@@ -18,6 +18,7 @@ mod error;
 mod idempotency;
 pub mod messages;
 pub mod monitoring;
+pub mod operations;
 pub mod orders;
 pub mod outbox;
 pub mod relay;
@@ -32,6 +33,7 @@ pub use config::RetentionConfig;
 pub use consumer::{ConsumerLoop, ConsumerStats, DeadLetterSink};
 pub use deliveries::{DeliveryCommandError, DeliveryService, GetDeliveryError};
 pub use idempotency::IdempotentRequest;
+pub use operations::{SagaAction, SagaActionError, SagaOperations};
 pub use orders::{
     CancelOrderError, GetOrderError, OrderAccess, OrderService, OrderView, Outcome,
     PlaceOrderError, Render,

@@ -11,6 +11,7 @@ async fn main() -> std::process::ExitCode {
         Some(
             Command::Load(_)
                 | Command::Outbox { .. }
+                | Command::Saga { .. }
                 | Command::Token(_)
                 | Command::BenchPublish { .. }
         )

@@ -43,6 +43,7 @@ enum SagaCommand {
     Compensate,
     Compensated,
     Fail,
+    Reopen,
 }
 
 fn saga_command() -> impl Strategy<Value = SagaCommand> {
@@ -52,6 +53,7 @@ fn saga_command() -> impl Strategy<Value = SagaCommand> {
         Just(SagaCommand::Compensate),
         Just(SagaCommand::Compensated),
         Just(SagaCommand::Fail),
+        Just(SagaCommand::Reopen),
     ]
 }
 
@@ -114,17 +116,19 @@ proptest! {
     }
 
     #[test]
-    fn a_saga_never_leaves_compensated_or_failed(commands in prop::collection::vec(saga_command(), 0..40)) {
+    fn a_saga_never_leaves_compensated_and_leaves_failed_only_when_reopened(commands in prop::collection::vec(saga_command(), 0..40)) {
         let now = Utc::now();
         let mut saga = FulfilmentSaga::start(OrderId::from_uuid(uuid::Uuid::now_v7()), now, now);
         for command in commands {
             let before = saga.clone();
+            let reopen = matches!(command, SagaCommand::Reopen);
             let result = match command {
                 SagaCommand::Retry => saga.retry(now, now),
                 SagaCommand::Complete => saga.complete(now),
                 SagaCommand::Compensate => saga.begin_compensation(now, now),
                 SagaCommand::Compensated => saga.compensated(now),
                 SagaCommand::Fail => saga.fail("gave up".into(), now),
+                SagaCommand::Reopen => saga.reopen(now, now),
             };
             match result {
                 Ok(event) => {
@@ -136,8 +140,14 @@ proptest! {
                 }
                 Err(_) => prop_assert_eq!(&saga, &before),
             }
-            if matches!(before.state(), SagaState::Compensated | SagaState::Failed) {
+            if before.state() == SagaState::Compensated {
                 prop_assert_eq!(saga.state(), before.state());
+            }
+            // An operator's retry is the only way out of failed, back to cancelling.
+            if before.state() == SagaState::Failed && saga.state() != SagaState::Failed {
+                prop_assert_eq!(saga.state(), SagaState::Cancelling);
+                prop_assert!(reopen);
+                prop_assert_eq!(saga.failure_reason(), None);
             }
             // Only a saga that waits for a reply has a deadline.
             prop_assert_eq!(saga.deadline().is_some(), saga.state().is_waiting());

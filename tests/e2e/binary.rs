@@ -552,3 +552,94 @@ async fn an_operator_lists_redrives_and_purges_parked_messages() {
     drop(tx);
     pool.close().await;
 }
+
+/// Runs `ordership saga …` on `database`; whether it succeeded, its standard output and error.
+async fn saga_command(database: &str, args: &[&str]) -> (bool, String, String) {
+    let output = command()
+        .args(["saga", "--database-url", database])
+        .args(args)
+        .output()
+        .await
+        .expect("ordership saga runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_shows_and_compensates_sagas_from_the_command_line() {
+    use std::sync::Arc;
+    let database = ordership_postgres::testing::fresh_database_url().await;
+    let pool =
+        ordership_postgres::connect(&ordership_postgres::PgConfig::new(&database)).expect("pool");
+    let orders = ordership_application::OrderService::new(
+        Arc::new(ordership_postgres::PgOrderStore::new(pool)),
+        Arc::new(ordership_memory::SystemClock),
+        Arc::new(ordership_memory::UuidV7Ids),
+        ordership_domain::SagaPolicy::default(),
+    );
+    let render = |_: &ordership_application::OrderView| ordership_domain::ports::StoredResponse {
+        status: 201,
+        body: Vec::new(),
+    };
+    let ordership_application::Outcome::Done(view) = orders
+        .place_order(
+            ordership_tests::fixtures::place_order("KR"),
+            None,
+            None,
+            &render,
+        )
+        .await
+        .expect("placed")
+    else {
+        panic!("placed")
+    };
+    let id = view.order.id().to_string();
+
+    let (ok, listed, err) =
+        saga_command(&database, &["list", "--state", "awaiting_delivery"]).await;
+    assert!(ok, "{err}");
+    let listed: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["order_id"], id.as_str());
+
+    let (ok, out, err) = saga_command(
+        &database,
+        &["retry", &id, "--actor", "ops-1", "--reason", "x"],
+    )
+    .await;
+    assert!(!ok, "only a failed saga can be retried");
+    assert!(err.contains("cannot be retried"), "{out}{err}");
+
+    let (ok, forced, err) = saga_command(
+        &database,
+        &[
+            "compensate",
+            &id,
+            "--actor",
+            "ops-1",
+            "--reason",
+            "duplicate order",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let forced: serde_json::Value = serde_json::from_str(forced.trim()).expect("JSON");
+    assert_eq!(forced["status"], "cancelled");
+    assert_eq!(forced["saga"]["state"], "cancelling");
+
+    let (ok, shown, err) = saga_command(&database, &["show", &id]).await;
+    assert!(ok, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
+    let last = &shown["history"][1];
+    assert_eq!(last["cause"], "operator_force_compensation");
+    assert_eq!(
+        (last["actor"].as_str(), last["reason"].as_str()),
+        (Some("ops-1"), Some("duplicate order"))
+    );
+}

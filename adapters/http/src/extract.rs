@@ -118,6 +118,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
+/// A page's cursor (`after`, an order id) and size (`limit`, 1–200, default 50), as list
+/// endpoints take them.
+///
+/// # Errors
+/// [`ApiError::BadParameter`] naming the parameter.
+pub(crate) fn page(
+    after: Option<&str>,
+    limit: Option<&str>,
+) -> Result<(Option<ordership_domain::OrderId>, u32), ApiError> {
+    let bad = |field: &str, message: &str| ApiError::BadParameter(FieldError::new(field, message));
+    let after = after
+        .map(|a| {
+            a.parse()
+                .map_err(|_| bad("after", "must be a cursor from a previous page"))
+        })
+        .transpose()?;
+    let limit = match limit {
+        None => 50,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=200).contains(l))
+            .ok_or_else(|| bad("limit", "must be a whole number between 1 and 200"))?,
+    };
+    Ok((after, limit))
+}
+
 /// The name of the header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 

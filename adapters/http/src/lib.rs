@@ -20,7 +20,9 @@ mod ops;
 mod orders;
 mod prefer;
 pub mod problem;
+mod refusals;
 mod responses;
+pub mod sagas;
 pub mod waiting_room;
 
 use std::sync::Arc;
@@ -32,7 +34,7 @@ use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ordership_application::{
-    DeliveryService, OrderService, OrderUpdates, Shutdown, WaitingRoomService,
+    DeliveryService, OrderService, OrderUpdates, SagaOperations, Shutdown, WaitingRoomService,
 };
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -115,6 +117,7 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
 #[derive(Default)]
 pub struct ApiBuilder {
     orders: Option<orders::Orders>,
+    sagas: Option<SagaOperations>,
     deliveries: Option<DeliveryService>,
     waiting_rooms: Option<WaitingRoomService>,
     shutdown: Option<Shutdown>,
@@ -182,6 +185,13 @@ impl ApiBuilder {
             service: orders,
             updates,
         });
+        self
+    }
+
+    /// Serves the saga operations (operators only).
+    #[must_use]
+    pub fn sagas(mut self, operations: SagaOperations) -> Self {
+        self.sagas = Some(operations);
         self
     }
 
@@ -258,6 +268,9 @@ impl ApiBuilder {
         .merge(docs::routes(&openapi_json));
         if let Some(orders) = self.orders {
             router = router.merge(orders::routes(orders));
+        }
+        if let Some(operations) = self.sagas {
+            router = router.merge(sagas::routes(operations));
         }
         if let Some(deliveries) = self.deliveries {
             router = router.merge(deliveries::routes(deliveries));

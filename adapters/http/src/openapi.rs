@@ -9,7 +9,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use crate::orders::{events as order_events, read as order_reads};
 use crate::problem::{self, PROBLEM_JSON, Problem};
 use crate::responses::{BadRoomId, NoSuchRoom, NotJson, NotUuid, Unavailable};
-use crate::{deliveries, ops, orders, waiting_room};
+use crate::{deliveries, ops, orders, sagas, waiting_room};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +37,19 @@ struct BaseDoc;
     components(schemas(orders::StatusParam, order_events::OrderUpdateEvent))
 )]
 struct OrderDoc;
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        sagas::list_sagas,
+        sagas::get_saga,
+        sagas::retry_saga,
+        sagas::compensate_saga
+    ),
+    components(schemas(sagas::SagaStateParam)),
+    tags((name = "sagas", description = "Saga operations for operators: list by state and age, history, retry, force compensation"))
+)]
+struct SagaDoc;
 
 #[derive(OpenApi)]
 #[openapi(paths(
@@ -207,6 +220,7 @@ pub(crate) fn document(
     let mut doc = BaseDoc::openapi();
     if orders {
         doc.merge(OrderDoc::openapi());
+        doc.merge(SagaDoc::openapi());
     }
     if deliveries {
         doc.merge(DeliveryDoc::openapi());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ordership_domain::ports::{SagaRepository, StoreError};
+use ordership_domain::ports::{SagaQuery, SagaRepository, StoreError};
 use ordership_domain::saga::SagaStepRecord;
 use ordership_domain::{FulfilmentSaga, OrderId, SagaState};
 
@@ -61,6 +61,22 @@ impl SagaRepository for MemoryTransaction {
         due.sort_by_key(FulfilmentSaga::deadline);
         due.truncate(limit as usize);
         Ok(due)
+    }
+
+    async fn list(&mut self, query: &SagaQuery) -> Result<Vec<FulfilmentSaga>, StoreError> {
+        let tables = self.tables()?;
+        let from = query
+            .after
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        Ok(tables
+            .sagas
+            .range((from, std::ops::Bound::Unbounded))
+            .map(|(_, saga)| saga)
+            .filter(|saga| query.state.is_none_or(|state| saga.state() == state))
+            .filter(|saga| query.updated_before.is_none_or(|t| saga.updated_at() < t))
+            .take(query.limit as usize)
+            .cloned()
+            .collect())
     }
 
     async fn record_step(&mut self, step: &SagaStepRecord) -> Result<(), StoreError> {

@@ -16,8 +16,15 @@ CREATE TABLE orders.saga_history (
     attempts            integer     NOT NULL,
     failure_reason      text,
     sent                uuid[]      NOT NULL,
-    PRIMARY KEY (order_id, seq)
+    -- An operator's action: who (the token's subject) and why.
+    actor               text,
+    note                text,
+    PRIMARY KEY (order_id, seq),
+    CHECK ((actor IS NOT NULL) = (cause LIKE 'operator_%'))
 );
+
+-- Operators list failed sagas most; the other states are read by a scan of the primary key.
+CREATE INDEX sagas_failed ON orders.sagas (order_id) WHERE state = 'failed';
 
 -- Announce each committed step, so readers waiting for the order wake up whichever instance
 -- wrote it. Notifications are delivered at commit, and identical ones of one transaction once.

@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ordership_domain::ports::{SagaRepository, StoreError};
-use ordership_domain::saga::{SagaStepRecord, StepCause};
+use ordership_domain::ports::{SagaQuery, SagaRepository, StoreError};
+use ordership_domain::saga::{OperatorAction, SagaStepRecord, StepCause};
 use ordership_domain::{
     CancellationReason, FulfilmentSaga, MessageId, OrderId, OrderStatus, SagaSnapshot, SagaState,
 };
@@ -26,11 +26,14 @@ const INSERT_SAGA: &str = "INSERT INTO orders.sagas (order_id, state, attempts, 
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const UPDATE_SAGA: &str = "UPDATE orders.sagas SET state = $2, attempts = $3, deadline = $4, failure_reason = $5, \
      version = $6, updated_at = $7 WHERE order_id = $1 AND version = $8";
+const LIST_SAGAS: &str = "SELECT order_id, state, attempts, deadline, failure_reason, version, updated_at \
+     FROM orders.sagas WHERE ($1::text IS NULL OR state = $1) AND ($2::timestamptz IS NULL OR updated_at < $2) \
+     AND ($3::uuid IS NULL OR order_id > $3) ORDER BY order_id LIMIT $4";
 const RECORD_STEP: &str = "INSERT INTO orders.saga_history (order_id, seq, at, cause, message_id, message_type, \
-     order_status, cancellation_kind, cancellation_detail, saga_state, attempts, failure_reason, sent) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+     order_status, cancellation_kind, cancellation_detail, saga_state, attempts, failure_reason, sent, actor, note) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 const HISTORY: &str = "SELECT order_id, seq, at, cause, message_id, message_type, order_status, \
-     cancellation_kind, cancellation_detail, saga_state, attempts, failure_reason, sent \
+     cancellation_kind, cancellation_detail, saga_state, attempts, failure_reason, sent, actor, note \
      FROM orders.saga_history WHERE order_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 const COUNT_SAGAS: &str = "SELECT state, count(*) FROM orders.sagas GROUP BY state";
 
@@ -69,8 +72,17 @@ fn step_from_row(row: &PgRow) -> Result<SagaStepRecord, StoreError> {
     let cause: String = row.try_get("cause").map_err(&get)?;
     let message_id: Option<uuid::Uuid> = row.try_get("message_id").map_err(&get)?;
     let message_type: Option<String> = row.try_get("message_type").map_err(&get)?;
+    let actor: Option<String> = row.try_get("actor").map_err(&get)?;
+    let note: Option<String> = row.try_get("note").map_err(&get)?;
+    let operator = |action| StepCause::Operator {
+        action,
+        actor: actor.clone().unwrap_or_default(),
+        reason: note.clone().unwrap_or_default(),
+    };
     let cause = match (cause.as_str(), message_id, message_type) {
         ("placed", ..) => StepCause::Placed,
+        ("operator_retry", ..) => operator(OperatorAction::Retry),
+        ("operator_force_compensation", ..) => operator(OperatorAction::ForceCompensation),
         ("deadline", ..) => StepCause::Deadline,
         ("customer_cancel", ..) => StepCause::CustomerCancel,
         ("reply", Some(id), Some(message_type)) => StepCause::Reply {
@@ -187,12 +199,30 @@ impl SagaRepository for PgOrderTx {
         rows.iter().map(saga_from_row).collect()
     }
 
+    async fn list(&mut self, query: &SagaQuery) -> Result<Vec<FulfilmentSaga>, StoreError> {
+        let rows = sqlx::query(LIST_SAGAS)
+            .bind(query.state.map(SagaState::as_str))
+            .bind(query.updated_before)
+            .bind(query.after.map(|id| *id.as_uuid()))
+            .bind(i64::from(query.limit))
+            .fetch_all(&mut *self.0.tx)
+            .await
+            .map_err(|e| self.0.failed("sagas::list", e))?;
+        rows.iter().map(saga_from_row).collect()
+    }
+
     async fn record_step(&mut self, step: &SagaStepRecord) -> Result<(), StoreError> {
         let (message_id, message_type) = match &step.cause {
             StepCause::Reply {
                 message_id,
                 message_type,
             } => (Some(*message_id.as_uuid()), Some(message_type.as_str())),
+            _ => (None, None),
+        };
+        let (actor, note) = match &step.cause {
+            StepCause::Operator { actor, reason, .. } => {
+                (Some(actor.as_str()), Some(reason.as_str()))
+            }
             _ => (None, None),
         };
         let sent: Vec<uuid::Uuid> = step.sent.iter().map(|id| *id.as_uuid()).collect();
@@ -217,6 +247,8 @@ impl SagaRepository for PgOrderTx {
             )
             .bind(step.failure_reason.as_deref())
             .bind(sent)
+            .bind(actor)
+            .bind(note)
             .execute(&mut *self.0.tx)
             .await
             .map_err(|e| self.0.failed("sagas::record_step", e))?;

@@ -74,6 +74,54 @@ pub enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// Fulfilment sagas, for operators: list them, show one's history, retry a failed one, force
+    /// one to compensate (needs --database-url; the same as `/sagas` over HTTP).
+    Saga {
+        #[command(subcommand)]
+        action: SagaCommand,
+    },
+}
+
+/// What to do with sagas.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SagaCommand {
+    /// Lists sagas by order id (one JSON object a line), oldest first.
+    List {
+        /// Only sagas in this state: awaiting_delivery, cancelling, completed, compensated, failed.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only sagas whose last step is older than this (`15m`, `2h`, `1d`).
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Option<Duration>,
+        /// Start after this order id (the last one of the previous page).
+        #[arg(long)]
+        after: Option<uuid::Uuid>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Shows an order, its saga and every step of its history (JSON).
+    Show { order_id: uuid::Uuid },
+    /// Retries a failed saga: sends its last command (`CancelDelivery`) again.
+    Retry {
+        order_id: uuid::Uuid,
+        #[command(flatten)]
+        why: OperatorArgs,
+    },
+    /// Forces a saga to compensate: cancels the order and undoes its delivery.
+    Compensate {
+        order_id: uuid::Uuid,
+        #[command(flatten)]
+        why: OperatorArgs,
+    },
+}
+
+/// Who acts on a saga, and why (both recorded in its history).
+#[derive(Debug, Clone, Args)]
+pub struct OperatorArgs {
+    #[arg(long, env = "USER")]
+    pub actor: String,
+    #[arg(long)]
+    pub reason: String,
 }
 
 /// A service, by name.

@@ -4,4 +4,5 @@ pub mod bench_publish;
 pub mod dev_broker;
 pub mod migrate;
 pub mod outbox;
+pub mod saga;
 pub mod token;

@@ -11,7 +11,7 @@ use ordership_application::background::{
 };
 use ordership_application::{
     DeliveryService, FulfilmentOrchestrator, OrderService, OrderUpdates, OrderWatches,
-    ShutdownTrigger, WaitingRoomService,
+    SagaOperations, ShutdownTrigger, WaitingRoomService,
 };
 use ordership_domain::ports::{Clock, IdGenerator};
 use ordership_domain::topics;
@@ -154,6 +154,12 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
                 service.clone(),
                 follow_orders(config, stores, side, &mut launch),
             )
+            .sagas(SagaOperations::new(
+                side.store.clone(),
+                Arc::clone(&clock),
+                Arc::clone(&ids),
+                config.saga.clone(),
+            ))
             .metric_source(Arc::new(SagaStates(side.store.clone())));
         launch.tasks.push(tokio::spawn(run_sweeper(
             saga,

@@ -88,6 +88,8 @@ pub enum CancellationReason {
     DeliveryTimedOut,
     /// The customer asked.
     CustomerRequested,
+    /// An operator forced the saga to compensate, saying why.
+    OperatorRequested { reason: String },
 }
 
 impl CancellationReason {
@@ -100,6 +102,9 @@ impl CancellationReason {
             }),
             "delivery_timed_out" => Some(Self::DeliveryTimedOut),
             "customer_requested" => Some(Self::CustomerRequested),
+            "operator_requested" => Some(Self::OperatorRequested {
+                reason: detail.unwrap_or_default().to_owned(),
+            }),
             _ => None,
         }
     }
@@ -111,6 +116,7 @@ impl CancellationReason {
             Self::DeliveryRejected { .. } => "delivery_rejected",
             Self::DeliveryTimedOut => "delivery_timed_out",
             Self::CustomerRequested => "customer_requested",
+            Self::OperatorRequested { .. } => "operator_requested",
         }
     }
 
@@ -118,7 +124,7 @@ impl CancellationReason {
     #[must_use]
     pub fn detail(&self) -> Option<&str> {
         match self {
-            Self::DeliveryRejected { reason } => Some(reason),
+            Self::DeliveryRejected { reason } | Self::OperatorRequested { reason } => Some(reason),
             _ => None,
         }
     }
@@ -130,6 +136,7 @@ impl fmt::Display for CancellationReason {
             Self::DeliveryRejected { reason } => write!(f, "delivery rejected: {reason}"),
             Self::DeliveryTimedOut => f.write_str("delivery could not be scheduled in time"),
             Self::CustomerRequested => f.write_str("cancelled by the customer"),
+            Self::OperatorRequested { reason } => write!(f, "cancelled by an operator: {reason}"),
         }
     }
 }

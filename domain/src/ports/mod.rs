@@ -29,7 +29,7 @@ pub use orders::{OrderQuery, OrderRepository};
 pub use outbox::{
     FeedBatch, FeedPosition, Outbox, OutboxFeed, OutboxSignal, OutboxStats, ParkedMessage,
 };
-pub use sagas::SagaRepository;
+pub use sagas::{SagaQuery, SagaRepository};
 pub use unit_of_work::{DeliveryTransaction, OrderTransaction, Transaction, UnitOfWork};
 pub use waiting_room::{
     Admission, QueueError, QueuePass, QueueRules, QueueStats, TokenError, WaitingRoomQueue,

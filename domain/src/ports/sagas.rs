@@ -6,6 +6,17 @@ use super::StoreError;
 use crate::ids::OrderId;
 use crate::saga::{FulfilmentSaga, SagaState, SagaStepRecord};
 
+/// A page of sagas, by ascending order id (UUID v7: creation order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SagaQuery {
+    pub state: Option<SagaState>,
+    /// Only sagas whose last step is older than this.
+    pub updated_before: Option<DateTime<Utc>>,
+    /// Only sagas of orders with an id greater than this (the cursor).
+    pub after: Option<OrderId>,
+    pub limit: u32,
+}
+
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait::async_trait]
 pub trait SagaRepository: Send {
@@ -54,6 +65,12 @@ pub trait SagaRepository: Send {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<FulfilmentSaga>, StoreError>;
+
+    /// A page of sagas, without locking them.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn list(&mut self, query: &SagaQuery) -> Result<Vec<FulfilmentSaga>, StoreError>;
 
     /// Adds a step to the saga's history (in the step's transaction).
     ///

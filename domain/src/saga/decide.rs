@@ -243,6 +243,90 @@ pub fn on_customer_cancel(
     Ok(out)
 }
 
+/// What an operator may do to a saga.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorAction {
+    /// A failed saga: send its last command (`CancelDelivery`) again and wait for the reply.
+    Retry,
+    /// A saga that waits for its delivery, or completed before the parcel left: cancel the order
+    /// and undo its delivery.
+    ForceCompensation,
+}
+
+impl OperatorAction {
+    /// Stable machine-readable name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::ForceCompensation => "force_compensation",
+        }
+    }
+}
+
+/// Why an operator's action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {
+    #[error("a saga that is {state} cannot be retried: only a failed saga can")]
+    NotRetryable { state: SagaState },
+    #[error("a saga that is {state} cannot be forced to compensate")]
+    NotCompensable { state: SagaState },
+    #[error("an order that is {status} can no longer be cancelled")]
+    OrderNotCancellable { status: OrderStatus },
+    #[error(transparent)]
+    Invalid(#[from] InvalidTransition),
+}
+
+/// An operator acts on a saga. **Retry** takes a failed saga up again: `CancelDelivery` is sent
+/// anew and the saga waits in `cancelling`, its attempts counted from one. **Force compensation**
+/// cancels the order (if it still can be) and undoes its delivery, from `awaiting_delivery` or
+/// `completed`, unless the parcel has left.
+///
+/// # Errors
+/// [`OperatorError`] when the saga's state (or the order's) does not allow the action; nothing
+/// is changed then.
+pub fn on_operator(
+    policy: &SagaPolicy,
+    order: &mut Order,
+    saga: &mut FulfilmentSaga,
+    action: OperatorAction,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Outgoing>, OperatorError> {
+    let state = saga.state();
+    let deadline = policy.deadline(1, now, Jitter::NONE);
+    match action {
+        OperatorAction::Retry => {
+            if state != SagaState::Failed {
+                return Err(OperatorError::NotRetryable { state });
+            }
+            saga.reopen(deadline, now)?;
+            Ok(vec![Outgoing::Command(SagaCommand::CancelDelivery)])
+        }
+        OperatorAction::ForceCompensation => {
+            if !matches!(state, SagaState::AwaitingDelivery | SagaState::Completed) {
+                return Err(OperatorError::NotCompensable { state });
+            }
+            let mut out = Vec::new();
+            match order.status() {
+                status @ (OrderStatus::Shipped | OrderStatus::Delivered) => {
+                    return Err(OperatorError::OrderNotCancellable { status });
+                }
+                OrderStatus::Pending | OrderStatus::Confirmed => {
+                    let reason = CancellationReason::OperatorRequested {
+                        reason: reason.to_owned(),
+                    };
+                    out.push(Outgoing::Event(order.cancel(reason, now)?));
+                }
+                OrderStatus::Cancelled => {}
+            }
+            saga.begin_compensation(deadline, now)?;
+            out.push(Outgoing::Command(SagaCommand::CancelDelivery));
+            Ok(out)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Given an order and its saga, when something happens, then these transitions and messages.
@@ -474,5 +558,93 @@ mod tests {
         on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("ok");
         on_reply(&mut order, &mut saga, refused(), now).expect("ok");
         assert_eq!(saga.state(), SagaState::Failed);
+    }
+
+    #[test]
+    fn an_operator_retries_only_a_failed_saga_which_sends_its_cancel_again() {
+        let (mut order, mut saga, now) = placed();
+        let retry = |o: &mut Order, s: &mut FulfilmentSaga| {
+            on_operator(
+                &policy(),
+                o,
+                s,
+                OperatorAction::Retry,
+                "courier called",
+                now,
+            )
+        };
+        assert_eq!(
+            retry(&mut order, &mut saga),
+            Err(OperatorError::NotRetryable {
+                state: SagaState::AwaitingDelivery
+            })
+        );
+        on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("ok");
+        let refused = DeliveryReply::CancellationRefused {
+            delivery_id: delivery(),
+            status: "shipped".into(),
+        };
+        on_reply(&mut order, &mut saga, refused, now).expect("ok");
+        assert_eq!(saga.state(), SagaState::Failed);
+        let out = retry(&mut order, &mut saga).expect("retried");
+        assert_eq!(out, [Outgoing::Command(SagaCommand::CancelDelivery)]);
+        assert_eq!(saga.state(), SagaState::Cancelling);
+        assert_eq!((saga.attempts(), saga.failure_reason()), (1, None));
+        assert!(saga.deadline().is_some());
+        assert_eq!(
+            retry(&mut order, &mut saga),
+            Err(OperatorError::NotRetryable {
+                state: SagaState::Cancelling
+            }),
+            "once is enough"
+        );
+    }
+
+    #[test]
+    fn a_forced_compensation_cancels_the_order_and_undoes_its_delivery_unless_shipped() {
+        let force = |o: &mut Order, s: &mut FulfilmentSaga, now| {
+            on_operator(
+                &policy(),
+                o,
+                s,
+                OperatorAction::ForceCompensation,
+                "fraud",
+                now,
+            )
+        };
+        let (mut order, mut saga, now) = placed();
+        let out = force(&mut order, &mut saga, now).expect("forced");
+        assert_eq!(order.status(), OrderStatus::Cancelled);
+        assert_eq!(
+            order.cancellation_reason(),
+            Some(&CancellationReason::OperatorRequested {
+                reason: "fraud".into()
+            })
+        );
+        assert_eq!(saga.state(), SagaState::Cancelling);
+        assert!(matches!(
+            out.as_slice(),
+            [
+                Outgoing::Event(_),
+                Outgoing::Command(SagaCommand::CancelDelivery)
+            ]
+        ));
+        assert_eq!(
+            force(&mut order, &mut saga, now),
+            Err(OperatorError::NotCompensable {
+                state: SagaState::Cancelling
+            })
+        );
+
+        let (mut order, mut saga, now) = confirmed();
+        order.ship(now).expect("shipped");
+        let (before, saga_before) = (order.clone(), saga.clone());
+        assert_eq!(
+            force(&mut order, &mut saga, now),
+            Err(OperatorError::OrderNotCancellable {
+                status: OrderStatus::Shipped
+            })
+        );
+        assert_eq!((order, saga), (before, saga_before), "nothing changed");
     }
 }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{FulfilmentSaga, SagaState};
+use super::{FulfilmentSaga, OperatorAction, SagaState};
 use crate::ids::{MessageId, OrderId};
 use crate::order::{CancellationReason, Order, OrderStatus};
 
@@ -22,6 +22,12 @@ pub enum StepCause {
     Deadline,
     /// The customer asked to cancel.
     CustomerCancel,
+    /// An operator acted: who (the token's subject) and why.
+    Operator {
+        action: OperatorAction,
+        actor: String,
+        reason: String,
+    },
 }
 
 impl StepCause {
@@ -33,6 +39,14 @@ impl StepCause {
             Self::Reply { .. } => "reply",
             Self::Deadline => "deadline",
             Self::CustomerCancel => "customer_cancel",
+            Self::Operator {
+                action: OperatorAction::Retry,
+                ..
+            } => "operator_retry",
+            Self::Operator {
+                action: OperatorAction::ForceCompensation,
+                ..
+            } => "operator_force_compensation",
         }
     }
 }

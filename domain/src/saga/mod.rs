@@ -19,7 +19,10 @@ mod history;
 mod policy;
 mod state;
 
-pub use decide::{CustomerCancelError, DeadlineAction, DeliveryReply, Outgoing, SagaCommand, Step};
+pub use decide::{
+    CustomerCancelError, DeadlineAction, DeliveryReply, OperatorAction, OperatorError, Outgoing,
+    SagaCommand, Step,
+};
 pub use history::{SagaStepRecord, StepCause, step_seq};
 pub use policy::SagaPolicy;
 pub use state::{FulfilmentSaga, SagaEvent, SagaSnapshot, SagaState};

@@ -8,6 +8,8 @@
 //!    │  └──┘                                                        │  └──┘
 //!    ├──rejected──────────────────────▶ Compensated ◀──cancelled────┤
 //!    └──timeout / customer cancel──▶ Cancelling     Failed ◀──gave up / cannot undo
+//!                                         ▲             │
+//!                                         └──operator retry (reopen)
 //! ```
 
 use std::fmt;
@@ -87,6 +89,9 @@ pub enum SagaEvent {
     Compensated,
     /// The saga gave up and needs a human.
     Failed { reason: String },
+    /// An operator took a failed saga up again: `CancelDelivery` was sent anew; the saga waits
+    /// until `deadline`, with its attempts counted from one.
+    Reopened { deadline: DateTime<Utc> },
 }
 
 /// The persisted state of one order's fulfilment saga.
@@ -207,6 +212,20 @@ impl FulfilmentSaga {
         Ok(self.record(SagaEvent::Failed { reason }, now))
     }
 
+    /// Takes a failed saga up again (an operator's retry): its last command, `CancelDelivery`,
+    /// was sent anew; wait until `deadline`.
+    ///
+    /// # Errors
+    /// [`InvalidTransition`] unless failed.
+    pub fn reopen(
+        &mut self,
+        deadline: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<SagaEvent, InvalidTransition> {
+        self.require(self.state == SagaState::Failed, "retry")?;
+        Ok(self.record(SagaEvent::Reopened { deadline }, now))
+    }
+
     fn require(&self, allowed: bool, action: &'static str) -> Result<(), InvalidTransition> {
         InvalidTransition::unless(allowed, action, self.state.as_str())
     }
@@ -240,6 +259,12 @@ impl FulfilmentSaga {
                 self.state = SagaState::Failed;
                 self.deadline = None;
                 self.failure_reason = Some(reason.clone());
+            }
+            SagaEvent::Reopened { deadline } => {
+                self.state = SagaState::Cancelling;
+                self.attempts = 1;
+                self.deadline = Some(*deadline);
+                self.failure_reason = None;
             }
         }
         self.version += 1;

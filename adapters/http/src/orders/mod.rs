@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::dto::{OrderPage, OrderResponse, PlaceOrderRequest};
-use crate::extract::{IdPath, JsonBody, QueryParams, idempotency};
+use crate::extract::{IdPath, JsonBody, QueryParams, idempotency, page};
 use crate::prefer::{PREFERENCE_APPLIED, preferred_wait, wait_applied};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::responses::{NotJson, Unavailable};
@@ -251,22 +251,7 @@ pub(crate) async fn list_orders(
             })
         })
         .transpose()?;
-    let after = params
-        .after
-        .as_deref()
-        .map(|a| {
-            a.parse::<OrderId>()
-                .map_err(|_| bad("after", "must be a cursor from a previous page"))
-        })
-        .transpose()?;
-    let limit = match params.limit.as_deref() {
-        None => 50,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=200).contains(l))
-            .ok_or_else(|| bad("limit", "must be a whole number between 1 and 200"))?,
-    };
+    let (after, limit) = page(params.after.as_deref(), params.limit.as_deref())?;
     let views = orders
         .list_orders(
             &access,

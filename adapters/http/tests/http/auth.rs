@@ -69,7 +69,40 @@ async fn every_endpoint_answers_each_role_as_its_scopes_allow() {
         fn(&str, &str) -> Request<Body>,
         [(Role, u16); 5],
     );
-    let cases: [Case; 7] = [
+    let cases: [Case; 10] = [
+        (
+            "GET /orders/{id}/events",
+            |o, _| get(&format!("/orders/{o}/events")),
+            [
+                (Anonymous, 401),
+                (OtherCustomer, 404),
+                (Owner, 200),
+                (Courier, 403),
+                (Admin, 200),
+            ],
+        ),
+        (
+            "GET /sagas",
+            |_, _| get("/sagas"),
+            [
+                (Anonymous, 401),
+                (OtherCustomer, 403),
+                (Owner, 403),
+                (Courier, 403),
+                (Admin, 200),
+            ],
+        ),
+        (
+            "GET /sagas/{id}",
+            |o, _| get(&format!("/sagas/{o}")),
+            [
+                (Anonymous, 401),
+                (OtherCustomer, 403),
+                (Owner, 403),
+                (Courier, 403),
+                (Admin, 200),
+            ],
+        ),
         (
             "POST /orders",
             |_, _| post("/orders", &order_body("KR"), None),
@@ -362,7 +395,7 @@ async fn the_openapi_document_declares_the_bearer_scheme_and_its_answers() {
             }
         }
     }
-    assert_eq!(secured, 14);
+    assert_eq!(secured, 18);
     assert_eq!(
         doc["paths"]["/orders"]["post"]["security"],
         serde_json::json!([{ "bearer": ["orders"] }])

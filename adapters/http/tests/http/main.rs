@@ -11,4 +11,5 @@ mod follow;
 mod idempotency;
 mod ops;
 mod orders;
+mod sagas;
 mod waiting_room;

@@ -8,4 +8,5 @@ mod concurrency;
 mod errors;
 mod followers;
 mod harness;
+mod operations;
 mod outbox;
