@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use async_trait::async_trait;
-use ordership_domain::ports::{BoxError, HandleOutcome, MessageHandler, RandomSource};
+use ordership_domain::ports::{
+    BoxError, Clock, HandleOutcome, MessageHandler, RandomSource, Transaction, UnitOfWork,
+};
 use ordership_domain::retry::error_chain;
 use ordership_domain::{Attempts, Message, RetryPolicy, SeededRandom, Verdict};
 
@@ -48,6 +50,20 @@ pub trait DeadLetterSink: Send + Sync {
     async fn park(&self, reason: &str) -> Result<(), BoxError>;
 }
 
+/// Where the messages a consumer gives up on are indexed: the consuming service's store (its
+/// dead letters), with the clock that dates them.
+#[derive(Clone)]
+pub struct DeadLetterIndex {
+    pub store: Arc<dyn UnitOfWork<dyn Transaction>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for DeadLetterIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterIndex").finish_non_exhaustive()
+    }
+}
+
 /// One consumer group's loop: its handler, how failures are judged, and its counters.
 #[derive(Clone)]
 pub struct ConsumerLoop {
@@ -57,6 +73,7 @@ pub struct ConsumerLoop {
     /// Spreads the retry waits (full jitter).
     random: Arc<dyn RandomSource>,
     stats: Arc<ConsumerStats>,
+    index: Option<DeadLetterIndex>,
 }
 
 impl std::fmt::Debug for ConsumerLoop {
@@ -82,7 +99,15 @@ impl ConsumerLoop {
             policy,
             random: Arc::new(SeededRandom::from_entropy()),
             stats,
+            index: None,
         }
+    }
+
+    /// Also records every message it dead-letters in `index`, after the transport parked it.
+    #[must_use]
+    pub fn with_dead_letter_index(mut self, index: Option<DeadLetterIndex>) -> Self {
+        self.index = index;
+        self
     }
 
     /// Draws the jitter of retry waits from `random` (the default is seeded per process).
@@ -157,38 +182,65 @@ impl ConsumerLoop {
                     }
                 }
                 Verdict::DeadLetter { reason } => {
-                    return self
-                        .dead_letter(&reason, Some(message), stop, dead_letters)
-                        .await;
+                    let dead = Some((message, attempts.failures));
+                    return self.dead_letter(&reason, dead, stop, dead_letters).await;
                 }
             }
         }
     }
 
-    /// Parks the message, retrying until the queue has it (`true`) or `stop` is requested.
+    /// Parks the message (with the failures it took), then indexes it, retrying each until it
+    /// is done (`true`) or `stop` is requested.
     async fn dead_letter(
         &self,
         reason: &str,
-        message: Option<&Message>,
+        message: Option<(&Message, u32)>,
         stop: &mut Shutdown,
         dead_letters: &dyn DeadLetterSink,
     ) -> bool {
-        tracing::error!(group = %self.group, message_id = ?message.map(|m| m.id),
-            message_type = ?message.map(|m| m.message_type.as_str()), reason,
+        tracing::error!(group = %self.group, message_id = ?message.map(|(m, _)| m.id),
+            message_type = ?message.map(|(m, _)| m.message_type.as_str()), reason,
             "message dead-lettered");
+        if !self
+            .until_done("the dead-letter queue", stop, || dead_letters.park(reason))
+            .await
+        {
+            return false;
+        }
+        if let (Some(index), Some((message, attempts))) = (&self.index, message) {
+            let record = || async move {
+                let mut tx = index.store.begin().await?;
+                let at = index.clock.now();
+                tx.dead_letters()
+                    .record(&self.group, message, reason, attempts, at)
+                    .await?;
+                tx.commit().await?;
+                Ok::<(), BoxError>(())
+            };
+            if !self.until_done("the dead-letter index", stop, record).await {
+                return false;
+            }
+        }
+        self.stats.dead_lettered.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// Runs `attempt` until it succeeds (`true`), backing off between failures, or until `stop`
+    /// is requested (`false`).
+    async fn until_done<F, Fut>(&self, what: &str, stop: &mut Shutdown, mut attempt: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), BoxError>>,
+    {
         let mut failures = 0;
         loop {
-            match dead_letters.park(reason).await {
-                Ok(()) => {
-                    self.stats.dead_lettered.fetch_add(1, Relaxed);
-                    return true;
-                }
+            match attempt().await {
+                Ok(()) => return true,
                 Err(e) => {
                     failures += 1;
                     let after = self.policy.backoff(failures, self.random.jitter());
                     tracing::warn!(group = %self.group, error = %error_chain(e.as_ref()),
-                        retry_in_ms = after.as_millis(),
-                        "cannot write to the dead-letter queue, retrying");
+                        retry_in_ms = after.as_millis(), "cannot write to {what}, retrying");
                     if stop.pause(after).await {
                         return false;
                     }

@@ -13,6 +13,7 @@
 pub mod background;
 pub mod config;
 pub mod consumer;
+pub mod dead_letters;
 pub mod deliveries;
 mod error;
 mod idempotency;
@@ -30,7 +31,7 @@ pub mod updates;
 pub mod waiting_room;
 
 pub use config::RetentionConfig;
-pub use consumer::{ConsumerLoop, ConsumerStats, DeadLetterSink};
+pub use consumer::{ConsumerLoop, ConsumerStats, DeadLetterIndex, DeadLetterSink};
 pub use deliveries::{DeliveryCommandError, DeliveryService, GetDeliveryError};
 pub use idempotency::IdempotentRequest;
 pub use operations::{SagaAction, SagaActionError, SagaOperations};

@@ -10,6 +10,8 @@
 # Also prints the CPU time each process spent per saga during the measured run (order service,
 # delivery service, PostgreSQL's processes, the broker, the load generator), from /proc.
 # ORDERSHIP_BIN measures another build (e.g. an earlier commit's) instead of this tree's.
+# LOAD_ARGS adds arguments to the measured `ordership load` (e.g. "--follow poll" to follow orders
+# by polling, as builds before the long poll did).
 # Needs PostgreSQL at PGHOST/PGUSER (default 127.0.0.1/postgres) and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,7 +43,7 @@ postgres_pids() { pgrep -x postgres | tr '\n' ' '; }
 o_pid=$order_pid; d_pid=$delivery_pid
 before="$(cpu "$o_pid") $(cpu "$d_pid") $(cpu $(postgres_pids)) $(cpu $broker_pid)"
 # The load generator's own CPU: the subshell's `times` reports its finished children.
-( "$bin" load --target http://127.0.0.1:18080 --orders "$orders" --concurrency "$concurrency" --json >"$work/load.json"
+( "$bin" load --target http://127.0.0.1:18080 --orders "$orders" --concurrency "$concurrency" ${LOAD_ARGS:-} --json >"$work/load.json"
   times >"$work/load.times" )
 after="$(cpu "$o_pid") $(cpu "$d_pid") $(cpu $(postgres_pids)) $(cpu $broker_pid)"
 # Published rows: in their own table since migration orders 0007 (an earlier build, measured with
@@ -88,6 +90,8 @@ print(f"relay lag p50 / p99 (ms), from the outboxes: orders {sys.argv[3]}, deliv
       f"p99 bucket bound from /metrics: orders ≤ {1000 * p99(sys.argv[5], 'ordership_relay_lag_seconds'):g} ms, "
       f"delivery ≤ {1000 * p99(sys.argv[6], 'ordership_relay_lag_seconds'):g} ms")
 n = report["orders"]
+if "requests_per_order" in report:
+    print(f"HTTP requests per saga {report['requests_per_order']:.2f} ({report['requests']} for {n} orders)")
 print(f"relay batches {batches:.0f} for {n} sagas: {batches / n:.2f} relay commits per saga besides the 3 of its steps")
 ticks = float(sys.argv[12])
 spent = [(a - b) / ticks for a, b in zip(map(int, sys.argv[10].split()), map(int, sys.argv[9].split()))]

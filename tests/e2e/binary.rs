@@ -475,20 +475,27 @@ async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
     terminate(process).await;
 }
 
-/// Runs `ordership outbox …` on `database`; its standard output.
-async fn outbox_command(database: &str, args: &[&str]) -> String {
+/// Runs `ordership <args…> --database-url <database>`; whether it succeeded, its standard
+/// output and standard error.
+async fn on_database(database: &str, args: &[&str]) -> (bool, String, String) {
     let output = command()
-        .args(["outbox", "--database-url", database])
         .args(args)
+        .args(["--database-url", database])
         .output()
         .await
-        .expect("ordership outbox runs");
-    assert!(
+        .expect("ordership runs");
+    (
         output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs `ordership outbox …` on `database`; its standard output.
+async fn outbox_command(database: &str, args: &[&str]) -> String {
+    let (ok, out, err) = on_database(database, &[&["outbox"], args].concat()).await;
+    assert!(ok, "{err}");
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -555,17 +562,7 @@ async fn an_operator_lists_redrives_and_purges_parked_messages() {
 
 /// Runs `ordership saga …` on `database`; whether it succeeded, its standard output and error.
 async fn saga_command(database: &str, args: &[&str]) -> (bool, String, String) {
-    let output = command()
-        .args(["saga", "--database-url", database])
-        .args(args)
-        .output()
-        .await
-        .expect("ordership saga runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    on_database(database, &[&["saga"], args].concat()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,5 +638,84 @@ async fn an_operator_lists_shows_and_compensates_sagas_from_the_command_line() {
     assert_eq!(
         (last["actor"].as_str(), last["reason"].as_str()),
         (Some("ops-1"), Some("duplicate order"))
+    );
+}
+
+/// Runs `ordership dlq …` on `database`; its standard output.
+async fn dlq_command(database: &str, args: &[&str]) -> String {
+    let (ok, out, err) = on_database(database, &[&["dlq"], args].concat()).await;
+    assert!(ok, "{err}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_shows_redrives_and_purges_dead_letters() {
+    use ordership_domain::ports::{DeliveryTransaction, UnitOfWork};
+    let database = ordership_postgres::testing::fresh_database_url().await;
+    let pool =
+        ordership_postgres::connect(&ordership_postgres::PgConfig::new(&database)).expect("pool");
+    let store = ordership_postgres::PgDeliveryStore::new(pool.clone());
+    let (a, b) = (
+        ordership_tests::fixtures::message("ordership.delivery.commands", "k1", 1),
+        ordership_tests::fixtures::message("ordership.delivery.commands", "k2", 2),
+    );
+    let mut tx = UnitOfWork::<dyn DeliveryTransaction>::begin(&store)
+        .await
+        .expect("begin");
+    for m in [&a, &b] {
+        tx.dead_letters()
+            .record(
+                "delivery-service.commands",
+                m,
+                "no such country",
+                5,
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("record");
+    }
+    tx.commit().await.expect("commit");
+
+    let listed: Vec<serde_json::Value> = dlq_command(&database, &["--service", "delivery", "list"])
+        .await
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["message_id"], a.id.to_string());
+    assert_eq!(listed[0]["reason"], "no such country");
+    assert_eq!(listed[0]["attempts"], 5);
+    let first = listed[0]["id"].to_string();
+    let shown: serde_json::Value = serde_json::from_str(
+        &dlq_command(&database, &["--service", "delivery", "show", &first]).await,
+    )
+    .expect("JSON");
+    assert_eq!(shown["payload"], a.payload);
+    assert_eq!(
+        shown["headers"]["traceparent"],
+        a.traceparent.clone().unwrap_or_default()
+    );
+
+    let out = dlq_command(
+        &database,
+        &["--service", "delivery", "redrive", "--id", &first],
+    )
+    .await;
+    assert!(out.starts_with("1 dead letters sent back"), "{out}");
+    let queued: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT message_id, key FROM delivery.outbox ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("outbox");
+    assert_eq!(
+        queued,
+        [(*a.id.as_uuid(), "k1".to_owned())],
+        "back through the outbox"
+    );
+    let out = dlq_command(&database, &["--service", "delivery", "purge", "--all"]).await;
+    assert!(out.starts_with("1 dead letters deleted"), "{out}");
+    assert_eq!(
+        dlq_command(&database, &["--service", "delivery", "list"]).await,
+        ""
     );
 }

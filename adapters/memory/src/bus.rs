@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ordership_application::{
-    ConsumerLoop, ConsumerStats, DeadLetterSink, Shutdown, ShutdownTrigger,
+    ConsumerLoop, ConsumerStats, DeadLetterIndex, DeadLetterSink, Shutdown, ShutdownTrigger,
 };
 use ordership_domain::ports::{BoxError, MessageHandler, MessagePublisher, PublishError};
 use ordership_domain::{Message, RetryPolicy};
@@ -127,6 +127,17 @@ impl InProcessBus {
     /// Delivers every later message of `topic` to `handler`, as consumer group `group`.
     /// Must be called inside a Tokio runtime.
     pub fn subscribe(&self, topic: &str, group: &str, handler: &Arc<dyn MessageHandler>) {
+        self.subscribe_indexed(topic, group, handler, None);
+    }
+
+    /// As [`InProcessBus::subscribe`], also recording what it dead-letters in `index`.
+    pub fn subscribe_indexed(
+        &self,
+        topic: &str,
+        group: &str,
+        handler: &Arc<dyn MessageHandler>,
+        index: Option<&DeadLetterIndex>,
+    ) {
         let mut partitions = Vec::new();
         let mut workers = Vec::new();
         for _ in 0..self.inner.config.partitions {
@@ -139,7 +150,8 @@ impl InProcessBus {
                     Arc::clone(handler),
                     self.inner.config.retry.clone(),
                     Arc::clone(&self.inner.consumer_stats),
-                ),
+                )
+                .with_dead_letter_index(index.cloned()),
                 stop: self.inner.closed.clone(),
             };
             workers.push(tokio::spawn(worker.run(rx)));

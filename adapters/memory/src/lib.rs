@@ -12,6 +12,7 @@
 mod bus;
 mod changes;
 mod clock;
+mod dead_letters;
 mod deliveries;
 mod idempotency;
 mod inbox;

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordership_domain::ports::{
-    DeliveryRepository, DeliveryTransaction, IdempotencyRecord, IdempotencyStore, Inbox,
-    OrderRepository, OrderTransaction, Outbox, OutboxSignal, SagaRepository, StoreError,
-    Transaction, UnitOfWork,
+    DeadLetter, DeadLetters, DeliveryRepository, DeliveryTransaction, IdempotencyRecord,
+    IdempotencyStore, Inbox, OrderRepository, OrderTransaction, Outbox, OutboxSignal,
+    SagaRepository, StoreError, Transaction, UnitOfWork,
 };
 use ordership_domain::saga::SagaStepRecord;
 use ordership_domain::{
@@ -36,6 +36,8 @@ pub(crate) struct Tables {
     pub(crate) next_position: i64,
     pub(crate) inbox: HashMap<(String, MessageId), DateTime<Utc>>,
     pub(crate) idempotency: HashMap<(String, String), IdempotencyRecord>,
+    pub(crate) dead_letters: BTreeMap<i64, DeadLetter>,
+    pub(crate) next_dead_letter: i64,
 }
 
 /// A message in the outbox with what became of it.
@@ -294,6 +296,9 @@ impl Transaction for MemoryTransaction {
         self
     }
     fn inbox(&mut self) -> &mut dyn Inbox {
+        self
+    }
+    fn dead_letters(&mut self) -> &mut dyn DeadLetters {
         self
     }
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@
 //! (`unit_of_work`, `orders`, `sagas`, `deliveries`, `outbox`, `inbox`, `idempotency`), plus the
 //! outbox change feed (`feed`, with its `pgoutput` decoder), `notify` and the `schema`s.
 
+mod dead_letters;
 mod deliveries;
 mod error;
 mod feed;

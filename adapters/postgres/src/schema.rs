@@ -40,6 +40,17 @@ pub(crate) struct OutboxSql {
     /// The outbox's upkeep (outside any transaction).
     pub(crate) vacuum: &'static str,
     pub(crate) cdc: CdcSql,
+    pub(crate) dead_letters: DeadLetterSql,
+}
+
+/// The index of dead letters of one schema.
+#[derive(Debug)]
+pub(crate) struct DeadLetterSql {
+    pub(crate) record: &'static str,
+    pub(crate) list: &'static str,
+    pub(crate) get: &'static str,
+    pub(crate) redrive: &'static str,
+    pub(crate) purge: &'static str,
 }
 
 /// What the CDC relay and the CDC-mode outbox need of one schema.
@@ -54,6 +65,43 @@ pub(crate) struct CdcSql {
     pub(crate) park: &'static str,
     pub(crate) slot_recorded: &'static str,
     pub(crate) record_slot: &'static str,
+}
+
+/// The columns a dead letter is read from, optionally qualified (`d.`).
+macro_rules! dead_letter_columns {
+    () => {
+        dead_letter_columns!("")
+    };
+    ($q:literal) => {
+        concat!(
+            $q,
+            "id, ",
+            $q,
+            "consumer, ",
+            $q,
+            "message_id, ",
+            $q,
+            "topic, ",
+            $q,
+            "key, ",
+            $q,
+            "message_type, ",
+            $q,
+            "payload, ",
+            $q,
+            "headers, ",
+            $q,
+            "created_at, ",
+            $q,
+            "reason, ",
+            $q,
+            "attempts, ",
+            $q,
+            "dead_at, ",
+            $q,
+            "redriven_at"
+        )
+    };
 }
 
 macro_rules! outbox_sql {
@@ -109,6 +157,33 @@ macro_rules! outbox_sql {
             // Index entries of removed rows are dropped too (INDEX_CLEANUP ON: the outbox is small,
             // so it is cheap); TRUNCATE OFF: no exclusive lock that a relay's claim would wait for.
             vacuum: concat!("VACUUM (INDEX_CLEANUP ON, TRUNCATE OFF) ", $schema, ".outbox"),
+            dead_letters: DeadLetterSql {
+                record: concat!(
+                    "INSERT INTO ", $schema, ".dead_letters (message_id, topic, key, message_type, payload, headers, ",
+                    "created_at, consumer, reason, attempts, dead_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ",
+                    "ON CONFLICT (consumer, message_id) WHERE redriven_at IS NULL DO NOTHING"
+                ),
+                list: concat!(
+                    "SELECT ", dead_letter_columns!(), " FROM ", $schema, ".dead_letters ",
+                    "WHERE ($1::text IS NULL OR consumer = $1) AND ($2 OR redriven_at IS NULL) AND id > $3 ",
+                    "ORDER BY id LIMIT $4"
+                ),
+                get: concat!("SELECT ", dead_letter_columns!(), " FROM ", $schema, ".dead_letters WHERE id = $1"),
+                // $2: ids (NULL: any), $3/$4: the time range (NULL: any).
+                redrive: concat!(
+                    "WITH chosen AS (SELECT id FROM ", $schema, ".dead_letters WHERE redriven_at IS NULL ",
+                    "AND ($1::text IS NULL OR consumer = $1) AND ($2::bigint[] IS NULL OR id = ANY($2)) ",
+                    "AND ($3::timestamptz IS NULL OR dead_at >= $3) AND ($4::timestamptz IS NULL OR dead_at < $4) ",
+                    "ORDER BY id FOR UPDATE) ",
+                    "UPDATE ", $schema, ".dead_letters d SET redriven_at = $5 FROM chosen WHERE d.id = chosen.id ",
+                    "RETURNING ", dead_letter_columns!("d.")
+                ),
+                purge: concat!(
+                    "DELETE FROM ", $schema, ".dead_letters WHERE redriven_at IS NULL ",
+                    "AND ($1::text IS NULL OR consumer = $1) AND ($2::bigint[] IS NULL OR id = ANY($2)) ",
+                    "AND ($3::timestamptz IS NULL OR dead_at >= $3) AND ($4::timestamptz IS NULL OR dead_at < $4)"
+                ),
+            },
             cdc: CdcSql {
                 publication: concat!("ordership_", $schema, "_outbox"),
                 append_returning: concat!(
@@ -183,6 +258,12 @@ pub static ORDERS: Schema = Schema {
             include_str!("../migrations/orders_0008_saga_history.up.sql"),
             include_str!("../migrations/orders_0008_saga_history.down.sql"),
         ),
+        (
+            9,
+            "dead letters",
+            include_str!("../migrations/orders_0009_dead_letters.up.sql"),
+            include_str!("../migrations/orders_0009_dead_letters.down.sql"),
+        ),
     ],
     sql: outbox_sql!("orders"),
 };
@@ -216,6 +297,12 @@ pub static DELIVERY: Schema = Schema {
             "published messages leave the outbox",
             include_str!("../migrations/delivery_0004_outbox_published.up.sql"),
             include_str!("../migrations/delivery_0004_outbox_published.down.sql"),
+        ),
+        (
+            5,
+            "dead letters",
+            include_str!("../migrations/delivery_0005_dead_letters.up.sql"),
+            include_str!("../migrations/delivery_0005_dead_letters.down.sql"),
         ),
     ],
     sql: outbox_sql!("delivery"),

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use ordership_domain::ports::{
-    DeliveryRepository, DeliveryTransaction, IdempotencyStore, Inbox, OrderRepository,
+    DeadLetters, DeliveryRepository, DeliveryTransaction, IdempotencyStore, Inbox, OrderRepository,
     OrderTransaction, Outbox, SagaRepository, StoreError, Transaction, UnitOfWork,
 };
 use sqlx::{PgPool, Postgres};
@@ -219,6 +219,9 @@ macro_rules! transaction {
                 &mut self.0
             }
             fn inbox(&mut self) -> &mut dyn Inbox {
+                &mut self.0
+            }
+            fn dead_letters(&mut self) -> &mut dyn DeadLetters {
                 &mut self.0
             }
             async fn commit(self: Box<Self>) -> Result<(), StoreError> {

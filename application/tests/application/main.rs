@@ -3,6 +3,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod dead_letters;
 mod harness;
 mod mocks;
 mod orders;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ordership_application::{OrderService, OutboxRelay, PlaceOrderError, RelayConfig, RelayError};
 use ordership_domain::ports::{
-    IdempotencyStore, Inbox, MockMessagePublisher, MockOutbox, OrderRepository, OrderTransaction,
-    Outbox, PublishError, SagaRepository, StoreError, Transaction, UnitOfWork,
+    DeadLetters, IdempotencyStore, Inbox, MockMessagePublisher, MockOutbox, OrderRepository,
+    OrderTransaction, Outbox, PublishError, SagaRepository, StoreError, Transaction, UnitOfWork,
 };
 use ordership_memory::{MemoryStore, SystemClock, UuidV7Ids};
 
@@ -30,6 +30,9 @@ impl Transaction for Injected {
     }
     fn inbox(&mut self) -> &mut dyn Inbox {
         self.inner.inbox()
+    }
+    fn dead_letters(&mut self) -> &mut dyn DeadLetters {
+        self.inner.dead_letters()
     }
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         if self.fail_commit {

@@ -74,12 +74,74 @@ pub enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// Dead letters (messages a consumer gave up on): list them, show one, send them back to
+    /// their topics once the cause is fixed, or give up on them (needs --database-url).
+    Dlq {
+        /// Whose consumers' dead letters.
+        #[arg(long, value_enum, default_value = "order")]
+        service: ServiceName,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Fulfilment sagas, for operators: list them, show one's history, retry a failed one, force
     /// one to compensate (needs --database-url; the same as `/sagas` over HTTP).
     Saga {
         #[command(subcommand)]
         action: SagaCommand,
     },
+}
+
+/// What to do with dead letters.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqAction {
+    /// Lists dead letters, oldest first (one JSON object a line: id, consumer, message id, topic,
+    /// key, type, reason, attempts, when).
+    List {
+        /// Only this consumer group's.
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Also those already re-driven.
+        #[arg(long)]
+        all: bool,
+        /// Start after this id.
+        #[arg(long)]
+        after: Option<i64>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Shows one dead letter with its whole message (payload and headers), as JSON.
+    Show { id: i64 },
+    /// Sends dead letters back to their topics (through the outbox: same id, key and headers, in
+    /// the order they died); the consumer's inbox discards any it handled meanwhile.
+    Redrive {
+        #[command(flatten)]
+        which: DlqSelection,
+    },
+    /// Deletes dead letters.
+    Purge {
+        #[command(flatten)]
+        which: DlqSelection,
+    },
+}
+
+/// Which dead letters: by id, by when they died, or all (of one consumer, if given).
+#[derive(Debug, Clone, Args)]
+pub struct DlqSelection {
+    /// These ids.
+    #[arg(long = "id", num_args = 1.., conflicts_with_all = ["since", "until", "all"])]
+    pub ids: Vec<i64>,
+    /// Those that died at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Those that died before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Every dead letter.
+    #[arg(long)]
+    pub all: bool,
+    /// Only this consumer group's.
+    #[arg(long)]
+    pub consumer: Option<String>,
 }
 
 /// What to do with sagas.

@@ -2,6 +2,7 @@
 
 pub mod bench_publish;
 pub mod dev_broker;
+pub mod dlq;
 pub mod migrate;
 pub mod outbox;
 pub mod saga;

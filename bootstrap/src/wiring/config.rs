@@ -7,8 +7,8 @@ use anyhow::{Context as _, bail};
 use axum::http::HeaderValue;
 use ordership_application::{RelayConfig, RetentionConfig, WatchLimits};
 use ordership_domain::ports::{
-    DeliveryTransaction, OrderChangeFeed, OrderTransaction, OutboxFeed, OutboxSignal, UnitOfWork,
-    WaitingRoomQueue, WaitingRoomStore, WaitingRoomTokens,
+    DeliveryTransaction, OrderChangeFeed, OrderTransaction, OutboxFeed, OutboxSignal, Transaction,
+    UnitOfWork, WaitingRoomQueue, WaitingRoomStore, WaitingRoomTokens,
 };
 use ordership_domain::{CountryCode, DeliveryPolicy, RetryPolicy, SagaPolicy};
 use ordership_http::auth::{Authenticator, DevKey};
@@ -193,6 +193,9 @@ impl Default for SystemConfig {
 /// One service's store and the wake-up signal of its outbox.
 pub struct Side<Tx: ?Sized> {
     pub store: Arc<dyn UnitOfWork<Tx>>,
+    /// The same store, offering only what every service's transaction has (outbox, inbox, dead
+    /// letters).
+    pub transactions: Arc<dyn UnitOfWork<dyn Transaction>>,
     pub outbox: Arc<dyn OutboxSignal>,
     /// The outbox read from the transaction log: set, the CDC relay publishes; unset, the
     /// polling relay.
@@ -203,6 +206,7 @@ impl<Tx: ?Sized> Clone for Side<Tx> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
+            transactions: Arc::clone(&self.transactions),
             outbox: Arc::clone(&self.outbox),
             feed: self.feed.clone(),
         }

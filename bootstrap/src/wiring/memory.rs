@@ -23,11 +23,13 @@ impl Embedded {
         let stores = Stores {
             orders: Some(Side {
                 store: Arc::new(order_store.clone()),
+                transactions: Arc::new(order_store.clone()),
                 outbox: Arc::new(order_store.clone()),
                 feed: None,
             }),
             deliveries: Some(Side {
                 store: Arc::new(delivery_store.clone()),
+                transactions: Arc::new(delivery_store.clone()),
                 outbox: Arc::new(delivery_store.clone()),
                 feed: None,
             }),

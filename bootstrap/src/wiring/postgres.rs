@@ -57,8 +57,10 @@ pub(super) async fn stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::
             .context("migrating schema orders")?;
         stores.waiting_rooms = Some(Arc::new(PgWaitingRoomStore::new(pool.clone())));
         stores.order_changes = Some(Arc::new(PgOrderChanges::new(pool.clone())));
+        let store = PgOrderStore::new(pool.clone()).with_outbox_mode(mode);
         stores.orders = Some(Side {
-            store: Arc::new(PgOrderStore::new(pool.clone()).with_outbox_mode(mode)),
+            store: Arc::new(store.clone()),
+            transactions: Arc::new(store),
             outbox: Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
             feed: cdc_feed(args, pool, &ORDERS).await?,
         });
@@ -69,8 +71,10 @@ pub(super) async fn stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::
             .migrate(&pool)
             .await
             .context("migrating schema delivery")?;
+        let store = PgDeliveryStore::new(pool.clone()).with_outbox_mode(mode);
         stores.deliveries = Some(Side {
-            store: Arc::new(PgDeliveryStore::new(pool.clone()).with_outbox_mode(mode)),
+            store: Arc::new(store.clone()),
+            transactions: Arc::new(store),
             outbox: Arc::new(PgOutboxSignal::new(pool.clone(), &DELIVERY)),
             feed: cdc_feed(args, pool, &DELIVERY).await?,
         });

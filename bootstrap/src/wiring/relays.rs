@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use ordership_application::background::RepliesFlowing;
 use ordership_application::monitoring::{HandlerMetrics, Measured, RelayMetrics};
-use ordership_application::{CdcRelay, OutboxRelay, RelayConfig, Shutdown};
-use ordership_domain::ports::{Clock, MessageHandler, MessagePublisher, Transaction};
+use ordership_application::{CdcRelay, DeadLetterIndex, OutboxRelay, RelayConfig, Shutdown};
+use ordership_domain::ports::{Clock, MessageHandler, MessagePublisher, Transaction, UnitOfWork};
 use ordership_http::{
     HandlerLatency, HealthCheck, MetricSource, OutboxBacklog, RelayLatency, SlotLag,
 };
@@ -27,19 +27,24 @@ pub(super) struct Launcher<'a> {
 }
 
 impl Launcher<'_> {
-    /// Delivers `topic` to `handler` as consumer group `group`; returns the handler's metrics and
+    /// Delivers `topic` to `handler` as consumer group `group`, indexing what it dead-letters
+    /// in `dead_letters` (the consuming service's store); returns the handler's metrics and
     /// whether messages reach it now.
     pub(super) fn consumer(
         &mut self,
-        topic: &str,
-        group: &'static str,
+        (topic, group): (&str, &'static str),
         handler: Arc<dyn MessageHandler>,
+        dead_letters: Arc<dyn UnitOfWork<dyn Transaction>>,
     ) -> (Arc<dyn MetricSource>, RepliesFlowing) {
         let metrics = Arc::new(HandlerMetrics::default());
         let measured = Arc::new(Measured::new(handler, Arc::clone(&metrics)));
-        let subscription = self
-            .transport
-            .subscribe(topic, group, measured, &self.shutdown);
+        let index = DeadLetterIndex {
+            store: dead_letters,
+            clock: Arc::clone(&self.clock),
+        };
+        let subscription =
+            self.transport
+                .subscribe((topic, group), measured, index, &self.shutdown);
         self.tasks.extend(subscription.task);
         self.checks.extend(subscription.check);
         let latency = Arc::new(HandlerLatency {

@@ -90,9 +90,12 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
             config.policy.clone(),
         );
         let (handling, _) = launch.consumer(
-            topics::DELIVERY_COMMANDS,
-            ordership_application::deliveries::CONSUMER,
+            (
+                topics::DELIVERY_COMMANDS,
+                ordership_application::deliveries::CONSUMER,
+            ),
             Arc::new(service.clone()),
+            side.transactions.clone(),
         );
         api = api
             .metric_source(handling)
@@ -143,9 +146,12 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
             config.saga.clone(),
         );
         let (handling, replies_flowing) = launch.consumer(
-            topics::DELIVERY_EVENTS,
-            ordership_application::saga::CONSUMER,
+            (
+                topics::DELIVERY_EVENTS,
+                ordership_application::saga::CONSUMER,
+            ),
             Arc::new(saga.clone()),
+            side.transactions.clone(),
         );
         api = api
             .metric_source(handling)

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordership_application::ConsumerStats;
 use ordership_application::Shutdown;
 use ordership_application::background::RepliesFlowing;
+use ordership_application::{ConsumerStats, DeadLetterIndex};
 use ordership_domain::RetryPolicy;
 use ordership_domain::ports::{MessageHandler, MessagePublisher};
 use ordership_http::HealthCheck;
@@ -227,14 +227,14 @@ impl Transport {
     /// Delivers `topic` to `handler` as consumer group `group`.
     pub(super) fn subscribe(
         &self,
-        topic: &str,
-        group: &str,
+        (topic, group): (&str, &str),
         handler: Arc<dyn MessageHandler>,
+        index: DeadLetterIndex,
         shutdown: &Shutdown,
     ) -> Subscription {
         match self {
             Self::Bus(bus) => {
-                bus.subscribe(topic, group, &handler);
+                bus.subscribe_indexed(topic, group, &handler, Some(&index));
                 Subscription {
                     task: None,
                     check: None,
@@ -262,6 +262,7 @@ impl Transport {
                     namespace: kafka.namespace.clone(),
                     retry: kafka.retry.clone(),
                     store_offset_before_handling: kafka.store_offset_before_handling,
+                    dead_letter_index: Some(index),
                     ..ConsumerConfig::on(kafka.connection.clone(), group, &[topic])
                 };
                 let (stats, mut shutdown) = (Arc::clone(&kafka.stats), shutdown.clone());

@@ -9,6 +9,7 @@
 
 mod changes;
 mod clock;
+mod dead_letters;
 mod deliveries;
 mod idempotency;
 mod inbox;
@@ -21,6 +22,7 @@ mod waiting_room;
 
 pub use changes::{OrderChangeFeed, OrderChanges};
 pub use clock::{Clock, IdGenerator, RandomSource};
+pub use dead_letters::{DeadLetter, DeadLetterQuery, DeadLetterSelection, DeadLetters};
 pub use deliveries::DeliveryRepository;
 pub use idempotency::{Claim, IdempotencyRecord, IdempotencyStore, StoredResponse};
 pub use inbox::Inbox;

@@ -1,8 +1,8 @@
 //! Transactions: the unit of work that opens them and the port sets each service's transaction offers.
 
 use super::{
-    DeliveryRepository, IdempotencyStore, Inbox, OrderRepository, Outbox, SagaRepository,
-    StoreError,
+    DeadLetters, DeliveryRepository, IdempotencyStore, Inbox, OrderRepository, Outbox,
+    SagaRepository, StoreError,
 };
 
 /// Opens transactions. `Tx` is the set of ports the transaction offers: `dyn OrderTransaction`
@@ -36,7 +36,7 @@ pub trait UnitOfWork<Tx: ?Sized + Send>: Send + Sync {
     }
 }
 
-/// What every transaction offers: the service's outbox and inbox, and commit.
+/// What every transaction offers: the service's outbox, inbox and dead letters, and commit.
 ///
 /// After any error from one of its ports the transaction is unusable: drop it (it rolls back).
 /// An adapter MAY fail every later call; [`Transaction::commit`] MUST then fail rather than
@@ -45,6 +45,7 @@ pub trait UnitOfWork<Tx: ?Sized + Send>: Send + Sync {
 pub trait Transaction: Send {
     fn outbox(&mut self) -> &mut dyn Outbox;
     fn inbox(&mut self) -> &mut dyn Inbox;
+    fn dead_letters(&mut self) -> &mut dyn DeadLetters;
 
     /// Makes every write of this transaction visible at once, or none of them.
     ///

@@ -4,6 +4,7 @@
 //! Every check states what the port's documentation promises; an adapter that breaks one fails
 //! here, not in production.
 
+mod dead_letters;
 mod deliveries;
 mod idempotency;
 mod inbox;
@@ -12,6 +13,7 @@ mod outbox;
 mod sagas;
 mod unit_of_work;
 
+pub use dead_letters::*;
 pub use deliveries::*;
 pub use idempotency::*;
 pub use inbox::*;
@@ -98,6 +100,7 @@ macro_rules! contract_tests {
             an_admission_buys_one_order_and_a_buyer_orders_once_per_room,
             sagas_round_trip_and_come_due_by_deadline,
             a_sagas_history_keeps_its_steps_in_order,
+            dead_letters_are_indexed_redriven_and_purged,
             the_outbox_publishes_in_order_and_purges_only_published,
             a_parked_message_holds_back_only_its_key,
             parked_messages_can_be_listed_redriven_and_purged,

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ordership_application::{ConsumerLoop, ConsumerStats, ShutdownTrigger};
+use ordership_application::{ConsumerLoop, ConsumerStats, DeadLetterIndex, ShutdownTrigger};
 use ordership_domain::RetryPolicy;
 use ordership_domain::ports::MessageHandler;
 use rdkafka::consumer::{
@@ -62,6 +62,8 @@ pub struct ConsumerConfig {
     /// rebalance, if it returns within the session timeout (then 30 s). Unset: dynamic
     /// membership, a 6 s session timeout. Must be unique among the group's live members.
     pub instance_id: Option<String>,
+    /// Where what it dead-letters is also recorded (the consuming service's store).
+    pub dead_letter_index: Option<DeadLetterIndex>,
 }
 
 impl ConsumerConfig {
@@ -82,6 +84,7 @@ impl ConsumerConfig {
             store_offset_before_handling: false,
             health: Arc::default(),
             instance_id: None,
+            dead_letter_index: None,
         }
     }
 
@@ -269,7 +272,8 @@ async fn run_client(
     let dlq: FutureProducer = crate::publisher::ProducerConfig::on(config.connection.clone())
         .client_config()
         .create()?;
-    let handling = ConsumerLoop::new(&config.group, handler, config.retry.clone(), stats);
+    let handling = ConsumerLoop::new(&config.group, handler, config.retry.clone(), stats)
+        .with_dead_letter_index(config.dead_letter_index.clone());
     let shared = Arc::new(Shared {
         consumer,
         dlq,

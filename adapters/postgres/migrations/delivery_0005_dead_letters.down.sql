@@ -1,0 +1,1 @@
+DROP TABLE delivery.dead_letters;
