@@ -202,20 +202,12 @@ impl OrderService {
             Err(StoreError::Duplicate) if admitted => return Err(PlaceOrderError::AdmissionUsed),
             result => result?,
         }
-        tx.sagas().insert(&saga).await?;
         let outgoing = vec![Outgoing::Event(placed), Outgoing::Command(first)];
         let messages =
             encode(&self.stamps, &order, outgoing, None).map_err(PlaceOrderError::Unexpected)?;
         let sent = messages.iter().map(|m| m.id).collect();
-        tx.sagas()
-            .record_step(&SagaStepRecord::of(
-                &order,
-                &saga,
-                StepCause::Placed,
-                now,
-                sent,
-            ))
-            .await?;
+        let step = SagaStepRecord::of(&order, &saga, StepCause::Placed, now, sent);
+        tx.sagas().insert_with_step(&saga, &step).await?;
         crate::outbox::append(tx.outbox(), &messages).await?;
         let view = OrderView {
             order,

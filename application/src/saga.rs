@@ -78,24 +78,22 @@ pub(crate) async fn save_step(
         cause,
         messages,
     } = step;
-    let mut changed = false;
-    if order.version() != loaded.order {
+    let order_changed = order.version() != loaded.order;
+    if order_changed {
         tx.orders().update(order, loaded.order).await?;
-        changed = true;
     }
-    if let (Some(saga), Some(expected)) = (saga, loaded.saga)
-        && saga.version() != expected
-    {
-        tx.sagas().update(saga, expected).await?;
-        changed = true;
-    }
-    if let Some(saga) = saga
-        && changed
-    {
-        let sent = messages.iter().map(|m| m.id).collect();
-        tx.sagas()
-            .record_step(&SagaStepRecord::of(order, saga, cause, at, sent))
-            .await?;
+    let sent = || messages.iter().map(|m| m.id).collect();
+    match (saga, loaded.saga) {
+        // The saga changed: its row and its step in one go.
+        (Some(saga), Some(expected)) if saga.version() != expected => {
+            let step = SagaStepRecord::of(order, saga, cause, at, sent());
+            tx.sagas().update_with_step(saga, expected, &step).await?;
+        }
+        (Some(saga), _) if order_changed => {
+            let step = SagaStepRecord::of(order, saga, cause, at, sent());
+            tx.sagas().record_step(&step).await?;
+        }
+        _ => {}
     }
     crate::outbox::append(tx.outbox(), messages).await
 }

@@ -29,9 +29,33 @@ const UPDATE_SAGA: &str = "UPDATE orders.sagas SET state = $2, attempts = $3, de
 const LIST_SAGAS: &str = "SELECT order_id, state, attempts, deadline, failure_reason, version, updated_at \
      FROM orders.sagas WHERE ($1::text IS NULL OR state = $1) AND ($2::timestamptz IS NULL OR updated_at < $2) \
      AND ($3::uuid IS NULL OR order_id > $3) ORDER BY order_id LIMIT $4";
-const RECORD_STEP: &str = "INSERT INTO orders.saga_history (order_id, seq, at, cause, message_id, message_type, \
-     order_status, cancellation_kind, cancellation_detail, saga_state, attempts, failure_reason, sent, actor, note) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+/// A step is `$1`…`$15`; the statements that also write the saga row take its other columns
+/// from `$16` on and reuse the step's state (`$10`), attempts (`$11`) and failure (`$12`).
+macro_rules! insert_step {
+    () => {
+        "INSERT INTO orders.saga_history (order_id, seq, at, cause, message_id, message_type, \
+         order_status, cancellation_kind, cancellation_detail, saga_state, attempts, failure_reason, sent, actor, note)"
+    };
+}
+const RECORD_STEP: &str = concat!(
+    insert_step!(),
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+);
+/// One statement (one round trip) for the saga's first row and its first step.
+const INSERT_SAGA_WITH_STEP: &str = concat!(
+    "WITH saga AS (INSERT INTO orders.sagas (order_id, state, attempts, deadline, failure_reason, version, updated_at) \
+     VALUES ($1, $10, $11, $16, $12, $17, $18) RETURNING order_id) ",
+    insert_step!(),
+    " SELECT order_id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 FROM saga"
+);
+/// One statement for the saga's new row and the step that made it; no step is written (and no
+/// row counted) when the stored version is not the expected one.
+const UPDATE_SAGA_WITH_STEP: &str = concat!(
+    "WITH saga AS (UPDATE orders.sagas SET state = $10, attempts = $11, deadline = $16, failure_reason = $12, \
+     version = $17, updated_at = $18 WHERE order_id = $1 AND version = $19 RETURNING order_id) ",
+    insert_step!(),
+    " SELECT order_id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 FROM saga"
+);
 const HISTORY: &str = "SELECT order_id, seq, at, cause, message_id, message_type, order_status, \
      cancellation_kind, cancellation_detail, saga_state, attempts, failure_reason, sent, actor, note \
      FROM orders.saga_history WHERE order_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
@@ -212,47 +236,45 @@ impl SagaRepository for PgOrderTx {
     }
 
     async fn record_step(&mut self, step: &SagaStepRecord) -> Result<(), StoreError> {
-        let (message_id, message_type) = match &step.cause {
-            StepCause::Reply {
-                message_id,
-                message_type,
-            } => (Some(*message_id.as_uuid()), Some(message_type.as_str())),
-            _ => (None, None),
-        };
-        let (actor, note) = match &step.cause {
-            StepCause::Operator { actor, reason, .. } => {
-                (Some(actor.as_str()), Some(reason.as_str()))
-            }
-            _ => (None, None),
-        };
-        let sent: Vec<uuid::Uuid> = step.sent.iter().map(|id| *id.as_uuid()).collect();
-        sqlx::query(RECORD_STEP)
-            .bind(step.order_id.as_uuid())
-            .bind(version(step.seq)?)
-            .bind(step.at)
-            .bind(step.cause.kind())
-            .bind(message_id)
-            .bind(message_type)
-            .bind(step.order_status.as_str())
-            .bind(step.cancellation.as_ref().map(CancellationReason::kind))
-            .bind(
-                step.cancellation
-                    .as_ref()
-                    .and_then(CancellationReason::detail),
-            )
-            .bind(step.saga_state.as_str())
-            .bind(
-                i32::try_from(step.attempts)
-                    .map_err(|_| StoreError::Unexpected("saga attempts out of range".into()))?,
-            )
-            .bind(step.failure_reason.as_deref())
-            .bind(sent)
-            .bind(actor)
-            .bind(note)
+        bind_step(sqlx::query(RECORD_STEP), step)?
             .execute(&mut *self.0.tx)
             .await
             .map_err(|e| self.0.failed("sagas::record_step", e))?;
         Ok(())
+    }
+
+    async fn insert_with_step(
+        &mut self,
+        saga: &FulfilmentSaga,
+        step: &SagaStepRecord,
+    ) -> Result<(), StoreError> {
+        same_saga(saga, step)?;
+        bind_step(sqlx::query(INSERT_SAGA_WITH_STEP), step)?
+            .bind(saga.deadline())
+            .bind(version(saga.version())?)
+            .bind(saga.updated_at())
+            .execute(&mut *self.0.tx)
+            .await
+            .map_err(|e| self.0.failed("sagas::insert_with_step", e))?;
+        Ok(())
+    }
+
+    async fn update_with_step(
+        &mut self,
+        saga: &FulfilmentSaga,
+        expected_version: u64,
+        step: &SagaStepRecord,
+    ) -> Result<(), StoreError> {
+        same_saga(saga, step)?;
+        let done = bind_step(sqlx::query(UPDATE_SAGA_WITH_STEP), step)?
+            .bind(saga.deadline())
+            .bind(version(saga.version())?)
+            .bind(saga.updated_at())
+            .bind(version(expected_version)?)
+            .execute(&mut *self.0.tx)
+            .await
+            .map_err(|e| self.0.failed("sagas::update_with_step", e))?;
+        updated_one(&done)
     }
 
     async fn history(
@@ -286,6 +308,63 @@ impl SagaRepository for PgOrderTx {
                 ))
             })
             .collect()
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the step as `$1`…`$15`.
+fn bind_step<'q>(query: Query<'q>, step: &'q SagaStepRecord) -> Result<Query<'q>, StoreError> {
+    let (message_id, message_type) = match &step.cause {
+        StepCause::Reply {
+            message_id,
+            message_type,
+        } => (Some(*message_id.as_uuid()), Some(message_type.as_str())),
+        _ => (None, None),
+    };
+    let (actor, note) = match &step.cause {
+        StepCause::Operator { actor, reason, .. } => (Some(actor.as_str()), Some(reason.as_str())),
+        _ => (None, None),
+    };
+    let sent: Vec<uuid::Uuid> = step.sent.iter().map(|id| *id.as_uuid()).collect();
+    Ok(query
+        .bind(step.order_id.as_uuid())
+        .bind(version(step.seq)?)
+        .bind(step.at)
+        .bind(step.cause.kind())
+        .bind(message_id)
+        .bind(message_type)
+        .bind(step.order_status.as_str())
+        .bind(step.cancellation.as_ref().map(CancellationReason::kind))
+        .bind(
+            step.cancellation
+                .as_ref()
+                .and_then(CancellationReason::detail),
+        )
+        .bind(step.saga_state.as_str())
+        .bind(
+            i32::try_from(step.attempts)
+                .map_err(|_| StoreError::Unexpected("saga attempts out of range".into()))?,
+        )
+        .bind(step.failure_reason.as_deref())
+        .bind(sent)
+        .bind(actor)
+        .bind(note))
+}
+
+/// The combined statements write the saga's state, attempts and failure from its step: refuse a
+/// step that is not of this saga as it is now.
+fn same_saga(saga: &FulfilmentSaga, step: &SagaStepRecord) -> Result<(), StoreError> {
+    if step.order_id == saga.order_id()
+        && step.saga_state == saga.state()
+        && step.attempts == saga.attempts()
+        && step.failure_reason.as_deref() == saga.failure_reason()
+    {
+        Ok(())
+    } else {
+        Err(StoreError::Unexpected(
+            "a saga step recorded with a saga it does not describe".into(),
+        ))
     }
 }
 

@@ -84,10 +84,12 @@ fn prefer(args: &LoadArgs) -> Option<String> {
     (args.follow == Follow::Wait).then(|| format!("wait={}", args.wait.as_secs()))
 }
 
+/// Whether the answer shows a saga that ended; an answer without a saga state (an older server,
+/// a proxy's body) is not taken for an outcome.
 fn is_settled(order: &Value) -> bool {
-    !matches!(
+    matches!(
         order["saga"]["state"].as_str(),
-        Some("awaiting_delivery" | "cancelling")
+        Some("completed" | "compensated" | "failed")
     )
 }
 

@@ -66,6 +66,35 @@ pub trait SagaRepository: Send {
         limit: u32,
     ) -> Result<Vec<FulfilmentSaga>, StoreError>;
 
+    /// Inserts a new saga and the step that started it, as [`SagaRepository::insert`] then
+    /// [`SagaRepository::record_step`] do (an adapter may do both at once).
+    ///
+    /// # Errors
+    /// As those two.
+    async fn insert_with_step(
+        &mut self,
+        saga: &FulfilmentSaga,
+        step: &SagaStepRecord,
+    ) -> Result<(), StoreError> {
+        self.insert(saga).await?;
+        self.record_step(step).await
+    }
+
+    /// Updates the saga and records the step that changed it, as [`SagaRepository::update`]
+    /// then [`SagaRepository::record_step`] do (an adapter may do both at once).
+    ///
+    /// # Errors
+    /// As those two: [`StoreError::Conflict`] if the stored version is not `expected_version`.
+    async fn update_with_step(
+        &mut self,
+        saga: &FulfilmentSaga,
+        expected_version: u64,
+        step: &SagaStepRecord,
+    ) -> Result<(), StoreError> {
+        self.update(saga, expected_version).await?;
+        self.record_step(step).await
+    }
+
     /// A page of sagas, without locking them.
     ///
     /// # Errors
