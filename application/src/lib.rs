@@ -24,6 +24,7 @@ pub mod orders;
 pub mod outbox;
 pub mod relay;
 pub mod saga;
+pub mod shedding;
 pub mod shutdown;
 mod stamp;
 pub mod trace;
@@ -41,6 +42,7 @@ pub use orders::{
 };
 pub use relay::{CdcRelay, OutboxRelay, RelayConfig, RelayError};
 pub use saga::{FulfilmentOrchestrator, SweepReport};
+pub use shedding::{LoadShedder, Pressure, ShedReason, ShedThresholds};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use updates::{
     FollowError, Following, OrderUpdate, OrderUpdates, OrderWatches, WatchLimits, WatchRefused,

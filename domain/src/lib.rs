@@ -66,6 +66,7 @@ pub mod money;
 pub mod order;
 pub mod ports;
 pub mod product;
+pub mod rate_limit;
 pub mod retry;
 pub mod saga;
 pub mod waiting_room;
@@ -84,6 +85,7 @@ pub use order::{
     OrderStatus, PlaceOrder, Quantity, parse_order_line,
 };
 pub use product::Sku;
+pub use rate_limit::{RateDecision, RateLimitPolicy};
 pub use retry::{Attempts, RetryPolicy, Verdict};
 pub use saga::{FulfilmentSaga, SagaPolicy, SagaSnapshot, SagaState};
 

@@ -63,7 +63,8 @@ mod redis_admission {
         let url =
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let queue = ordership_redis::connect(&url, &ordership_redis::Tls::default())
-            .unwrap_or_else(|e| panic!("Redis URL {url}: {e:?}"));
+            .unwrap_or_else(|e| panic!("Redis URL {url}: {e:?}"))
+            .queue;
         queue
             .ping()
             .await
@@ -90,6 +91,7 @@ mod redis_cluster_admission {
         ordership_redis::connect_cluster(&nodes, &ordership_redis::Tls::default())
             .await
             .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
+            .queue
     }
 
     ordership_tests::waiting_room_queue_contract_tests!(queue());
@@ -117,6 +119,7 @@ mod redis_cluster_tls_admission {
         ordership_redis::connect_cluster(&nodes, &tls)
             .await
             .unwrap_or_else(|e| panic!("Redis Cluster over TLS at {nodes:?}: {e:?}"))
+            .queue
     }
 
     ordership_tests::waiting_room_queue_contract_tests!(queue());
@@ -321,4 +324,73 @@ mod kafka {
     }
 
     ordership_tests::transport_contract_tests!(kafka());
+}
+
+/// Per-customer quotas: the same bucket arithmetic in memory and on Redis, and on Redis one
+/// bucket for every instance (two connections stand for two instances of the order service).
+mod rate_limits {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ordership_domain::ports::RateLimiter;
+    use ordership_domain::rate_limit::RateLimitPolicy;
+
+    /// Three takes of a 3-per-minute quota pass (on either instance), the fourth is refused for
+    /// one interval (20 s), and another customer's bucket is untouched.
+    async fn one_bucket_for_all(a: Arc<dyn RateLimiter>, b: Arc<dyn RateLimiter>) {
+        let policy = RateLimitPolicy::new("orders", 3, Duration::from_secs(60)).expect("policy");
+        let customer = format!("c-{}", uuid::Uuid::now_v7());
+        let mut remaining = Vec::new();
+        for limiter in [&a, &b, &a] {
+            let decision = limiter.take(&policy, &customer).await.expect("take");
+            assert!(decision.allowed);
+            remaining.push(decision.remaining);
+        }
+        assert_eq!(remaining, [2, 1, 0]);
+        let refused = b.take(&policy, &customer).await.expect("take");
+        assert!(!refused.allowed, "the quota is one for every instance");
+        let wait = refused.retry_after.expect("a wait");
+        assert!(
+            wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        let other = format!("{customer}-other");
+        assert!(a.take(&policy, &other).await.expect("take").allowed);
+    }
+
+    #[tokio::test]
+    async fn in_memory() {
+        let limiter: Arc<dyn RateLimiter> = Arc::new(ordership_memory::MemoryRateLimiter::new(
+            Arc::new(ordership_memory::SystemClock),
+        ));
+        one_bucket_for_all(Arc::clone(&limiter), limiter).await;
+    }
+
+    #[tokio::test]
+    async fn on_redis_shared_by_two_instances() {
+        let url =
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let connect = || {
+            ordership_redis::connect(&url, &ordership_redis::Tls::default())
+                .unwrap_or_else(|e| panic!("Redis URL {url}: {e:?}"))
+                .rate_limiter
+        };
+        one_bucket_for_all(connect(), connect()).await;
+    }
+
+    #[tokio::test]
+    async fn on_a_redis_cluster_shared_by_two_instances() {
+        let nodes: Vec<String> = std::env::var("REDIS_CLUSTER_NODES")
+            .expect("REDIS_CLUSTER_NODES names the cluster's nodes (scripts/test.sh starts one)")
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        let connect = || async {
+            ordership_redis::connect_cluster(&nodes, &ordership_redis::Tls::default())
+                .await
+                .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
+                .rate_limiter
+        };
+        one_bucket_for_all(connect().await, connect().await).await;
+    }
 }

@@ -141,14 +141,18 @@ async fn redis_over_tls_answers_with_the_right_ca_and_refuses_another() {
             tls_file("client-key.pem").into(),
         )),
     };
-    let queue = ordership_redis::connect(&url, &trusted).expect("a client");
+    let queue = ordership_redis::connect(&url, &trusted)
+        .expect("a client")
+        .queue;
     queue.ping().await.expect("Redis answers over TLS");
 
     let untrusted = ordership_redis::Tls {
         ca: Some(tls_file("other-ca.pem").into()),
         ..trusted
     };
-    let queue = ordership_redis::connect(&url, &untrusted).expect("a client");
+    let queue = ordership_redis::connect(&url, &untrusted)
+        .expect("a client")
+        .queue;
     let error = queue
         .ping()
         .await

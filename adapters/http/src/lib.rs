@@ -13,6 +13,7 @@ mod deliveries;
 mod docs;
 pub mod dto;
 mod extract;
+mod fair_use;
 mod health;
 mod metrics;
 mod openapi;
@@ -46,6 +47,7 @@ use crate::auth::Authenticator;
 
 pub use docs::SCALAR_VERSION;
 pub use extract::IDEMPOTENCY_KEY;
+pub use fair_use::{FairUse, RATE_LIMIT, RATE_LIMIT_POLICY};
 pub use health::{HealthCheck, StoreCheck, WaitingRoomCheck};
 pub use metrics::{
     Family, HandlerLatency, Kind, MetricSource, Metrics, OutboxBacklog, RelayLatency, SagaStates,
@@ -124,6 +126,7 @@ pub struct ApiBuilder {
     checks: Vec<Arc<dyn HealthCheck>>,
     metric_sources: Vec<Arc<dyn MetricSource>>,
     authenticator: Option<Arc<Authenticator>>,
+    fair_use: FairUse,
     config: HttpConfig,
 }
 
@@ -185,6 +188,16 @@ impl ApiBuilder {
             service: orders,
             updates,
         });
+        self
+    }
+
+    /// Per-customer quotas and load shedding (off by default), with their metrics.
+    #[must_use]
+    pub fn fair_use(mut self, fair_use: FairUse) -> Self {
+        if fair_use.is_on() {
+            self.metric_sources.push(Arc::new(fair_use.clone()));
+        }
+        self.fair_use = fair_use;
         self
     }
 
@@ -284,6 +297,7 @@ impl ApiBuilder {
         if let Some(authenticator) = self.authenticator {
             router = router.layer(axum::Extension(authenticator));
         }
+        router = router.layer(axum::Extension(Arc::new(self.fair_use)));
         let router = router
             .fallback(|| async { ApiError::NoRoute })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

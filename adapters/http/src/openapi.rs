@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use crate::orders::{events as order_events, read as order_reads};
 use crate::problem::{self, PROBLEM_JSON, Problem};
-use crate::responses::{BadRoomId, NoSuchRoom, NotJson, NotUuid, Unavailable};
+use crate::responses::{BadRoomId, NoSuchRoom, NotJson, NotUuid, RateLimited, Unavailable};
 use crate::{deliveries, ops, orders, sagas, waiting_room};
 
 #[derive(OpenApi)]
@@ -17,7 +17,7 @@ use crate::{deliveries, ops, orders, sagas, waiting_room};
     paths(ops::live, ops::ready, ops::metrics),
     components(
         schemas(Problem, problem::FieldError),
-        responses(Unavailable, NotUuid, BadRoomId, NotJson, NoSuchRoom)
+        responses(Unavailable, NotUuid, BadRoomId, NotJson, NoSuchRoom, RateLimited)
     ),
     tags((name = "orders", description = "The order service"),
         (name = "deliveries", description = "The delivery service"),

@@ -97,6 +97,17 @@ pub enum ApiError {
     /// This instance follows as many orders as it may (503, with `Retry-After`).
     #[error("this server follows as many orders as it can; retry later")]
     FollowersFull,
+    /// The customer's quota is used up (429, with `Retry-After` and the quota's fields).
+    #[error("too many requests: your quota is used up for now; retry after the time given")]
+    RateLimited {
+        retry_after: u64,
+        /// `RateLimit-Policy` and `RateLimit`.
+        fields: Box<[(header::HeaderName, HeaderValue); 2]>,
+    },
+    /// The service is behind and sheds new orders (503, with `Retry-After`); the reason is
+    /// `outbox_backlog` or `consumer_lag`.
+    #[error("the service is catching up ({0}) and takes no new orders for a moment; retry later")]
+    Overloaded(&'static str),
     #[error("a backing service is unavailable; retry later")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -202,6 +213,8 @@ impl ApiError {
                 "Too many orders followed",
             ),
             Self::FollowersFull => (S::SERVICE_UNAVAILABLE, "followers-full", "Server busy"),
+            Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
+            Self::Overloaded(_) => (S::SERVICE_UNAVAILABLE, "overloaded", "Shedding load"),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
@@ -271,8 +284,10 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(challenge),
             );
         }
-        let retry_after = match self {
+        let retry_after = match &self {
             Self::Unavailable(_) | Self::Timeout | Self::WaitingRoomUnavailable(_) => Some("1"),
+            // Catching up takes seconds, not milliseconds.
+            Self::Overloaded(_) => Some("2"),
             // Streams last: a place frees up when one ends.
             Self::TooManyFollowed | Self::FollowersFull => Some("5"),
             _ => None,
@@ -281,6 +296,18 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
+        if let Self::RateLimited {
+            retry_after,
+            fields,
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            for (name, value) in fields.iter() {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
         }
         if matches!(self, Self::BodyTimeout) {
             // RFC 9110 §15.5.9: the rest of the body may still come; this connection is done.

@@ -19,6 +19,18 @@ use crate::problem::Problem;
 )]
 pub(crate) struct Unavailable(Problem);
 
+/// The caller's quota is used up. The fields follow the IETF draft "RateLimit header fields for
+/// HTTP" (draft-ietf-httpapi-ratelimit-headers); answers within the quota carry them too.
+#[derive(ToResponse)]
+#[response(
+    description = "Too many requests: the customer's quota (a token bucket per customer, shared by every instance through Redis when Redis is configured) is used up; try again after Retry-After. Off unless configured",
+    content_type = "application/problem+json",
+    headers(("Retry-After" = String, description = "Seconds until one more request is allowed"),
+        ("RateLimit-Policy" = String, description = "The quota, as in the IETF draft draft-ietf-httpapi-ratelimit-headers: `\"orders\";q=20;w=60` — 20 requests per 60 seconds"),
+        ("RateLimit" = String, description = "What is left, as in the same draft: `\"orders\";r=0;t=3` — 0 left, the whole quota back in 3 seconds"))
+)]
+pub(crate) struct RateLimited(Problem);
+
 /// An id in the path that is not a UUID.
 #[derive(ToResponse)]
 #[response(

@@ -7,11 +7,38 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordership_domain::ports::{QueueError, WaitingRoomQueue};
+use ordership_domain::ports::{QueueError, RateLimiter, WaitingRoomQueue};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ClientTlsConfig, TlsCertificates};
 
+use crate::rate_limit::RedisRateLimiter;
 use crate::waiting_room::{RedisWaitingRoomQueue, failed_in};
+
+/// What one Redis deployment serves, over one connection: the waiting rooms' queue and the
+/// buckets of per-caller quotas.
+#[derive(Clone)]
+pub struct Redis {
+    pub queue: Arc<dyn WaitingRoomQueue>,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis").finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    fn over<C>(connection: C) -> Self
+    where
+        C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        Self {
+            queue: Arc::new(RedisWaitingRoomQueue::new(connection.clone())),
+            rate_limiter: Arc::new(RedisRateLimiter::new(connection)),
+        }
+    }
+}
 
 /// How long one command may take, and one connection attempt: a queue that does not answer
 /// within this is unavailable, and callers answer 503 rather than hang.
@@ -76,7 +103,7 @@ fn unexpected(e: redis::RedisError) -> QueueError {
 ///
 /// # Errors
 /// `Unexpected` for a bad URL or an unreadable TLS file.
-pub fn connect(url: &str, tls: &Tls) -> Result<Arc<dyn WaitingRoomQueue>, QueueError> {
+pub fn connect(url: &str, tls: &Tls) -> Result<Redis, QueueError> {
     let client = if url.starts_with("rediss://") {
         redis::Client::build_with_tls(url, tls.certificates()?).map_err(unexpected)?
     } else {
@@ -88,7 +115,7 @@ pub fn connect(url: &str, tls: &Tls) -> Result<Arc<dyn WaitingRoomQueue>, QueueE
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(1));
     let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(unexpected)?;
-    Ok(Arc::new(RedisWaitingRoomQueue::new(manager)))
+    Ok(Redis::over(manager))
 }
 
 /// Connects to a Redis Cluster through any of its nodes (`host:port` or URLs; `rediss://` for
@@ -97,10 +124,7 @@ pub fn connect(url: &str, tls: &Tls) -> Result<Arc<dyn WaitingRoomQueue>, QueueE
 /// # Errors
 /// [`QueueError::Unavailable`] when no node can be reached; `Unexpected` for a bad URL or an
 /// unreadable TLS file.
-pub async fn connect_cluster(
-    nodes: &[String],
-    tls: &Tls,
-) -> Result<Arc<dyn WaitingRoomQueue>, QueueError> {
+pub async fn connect_cluster(nodes: &[String], tls: &Tls) -> Result<Redis, QueueError> {
     let urls: Vec<String> = nodes
         .iter()
         .map(|node| {
@@ -127,5 +151,5 @@ pub async fn connect_cluster(
         .get_async_connection()
         .await
         .map_err(failed_in("connecting to the cluster"))?;
-    Ok(Arc::new(RedisWaitingRoomQueue::new(connection)))
+    Ok(Redis::over(connection))
 }

@@ -7,9 +7,14 @@
 //! the room's counter (`INCR`), time from Redis `TIME`, and the admission rate is enforced inside
 //! the tick script — any number of service instances may tick one room. Scripts are sent by hash
 //! and loaded again on `NOSCRIPT` (after a restart or a failover).
+//!
+//! Per-caller quotas ([`RedisRateLimiter`]) share the connection: one key per policy and caller,
+//! one script per request, Redis's clock.
 
 mod connection;
+mod rate_limit;
 mod waiting_room;
 
-pub use connection::{TIMEOUT, Tls, connect, connect_cluster};
+pub use connection::{Redis, TIMEOUT, Tls, connect, connect_cluster};
+pub use rate_limit::RedisRateLimiter;
 pub use waiting_room::RedisWaitingRoomQueue;

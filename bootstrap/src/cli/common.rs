@@ -284,6 +284,25 @@ pub struct CommonArgs {
     )]
     pub max_order_followers_per_customer: usize,
 
+    /// Per-customer quota on placing orders, `N/WINDOW` (e.g. `20/1m`: a token bucket of 20
+    /// refilled over a minute); beyond it, 429. Shared by every instance through Redis when
+    /// --redis-url is set. Off unless set.
+    #[arg(long, env = "ORDERSHIP_ORDER_RATE_LIMIT", value_parser = parse_quota, global = true)]
+    pub order_rate_limit: Option<(u32, Duration)>,
+
+    /// Per-customer quota on joining waiting rooms, `N/WINDOW`, as --order-rate-limit.
+    #[arg(long, env = "ORDERSHIP_JOIN_RATE_LIMIT", value_parser = parse_quota, global = true)]
+    pub join_rate_limit: Option<(u32, Duration)>,
+
+    /// Shed load: refuse new orders (503) while the order outbox holds more messages than this.
+    #[arg(long, env = "ORDERSHIP_SHED_OUTBOX_BACKLOG", global = true)]
+    pub shed_outbox_backlog: Option<u64>,
+
+    /// Shed load: refuse new orders (503) while the order service's consumers lag by more
+    /// messages than this (Kafka only; every partition summed).
+    #[arg(long, env = "ORDERSHIP_SHED_CONSUMER_LAG", global = true)]
+    pub shed_consumer_lag: Option<u64>,
+
     /// UNSAFE, for the mutation test only: consumers store offsets before handling.
     #[arg(
         long,
@@ -301,6 +320,23 @@ pub struct CommonArgs {
         global = true
     )]
     pub redelivery_probability: f64,
+}
+
+/// Parses a quota, `N/WINDOW` (`20/1m`, `5/10s`).
+///
+/// # Errors
+/// A message for anything else.
+pub(crate) fn parse_quota(s: &str) -> Result<(u32, Duration), String> {
+    let (n, window) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a quota like 20/1m"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?}: the count is a positive number"))?;
+    Ok((n, parse_duration(window)?))
 }
 
 /// Parses a duration the way people write one (`humantime`: `250ms`, `10s`, `5m`, `1h`, `7d`,

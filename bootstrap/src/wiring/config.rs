@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use axum::http::HeaderValue;
-use ordership_application::{RelayConfig, RetentionConfig, WatchLimits};
-use ordership_domain::ports::{
-    DeliveryTransaction, OrderChangeFeed, OrderTransaction, OutboxFeed, OutboxSignal, Transaction,
-    UnitOfWork, WaitingRoomQueue, WaitingRoomStore, WaitingRoomTokens,
+use ordership_application::{
+    LoadShedder, RelayConfig, RetentionConfig, ShedThresholds, WatchLimits,
 };
-use ordership_domain::{CountryCode, DeliveryPolicy, RetryPolicy, SagaPolicy};
+use ordership_domain::ports::{
+    DeliveryTransaction, OrderChangeFeed, OrderTransaction, OutboxFeed, OutboxSignal, RateLimiter,
+    Transaction, UnitOfWork, WaitingRoomQueue, WaitingRoomStore, WaitingRoomTokens,
+};
+use ordership_domain::{CountryCode, DeliveryPolicy, RateLimitPolicy, RetryPolicy, SagaPolicy};
 use ordership_http::auth::{Authenticator, DevKey};
 use ordership_http::waiting_room::SignedTokens;
 use ordership_http::{HealthCheck, HttpConfig};
@@ -36,6 +38,44 @@ pub struct SystemConfig {
     pub waiting_rooms: WaitingRoomConfig,
     /// How many readers may follow orders at once (event streams, long polls).
     pub followers: WatchLimits,
+    /// Per-customer quotas and load shedding of the order API; all off by default.
+    pub fair_use: FairUseConfig,
+}
+
+/// Per-customer quotas and load shedding of the order API.
+#[derive(Clone, Default)]
+pub struct FairUseConfig {
+    /// Orders per customer and window.
+    pub orders: Option<RateLimitPolicy>,
+    /// Waiting-room joins per customer and window.
+    pub joins: Option<RateLimitPolicy>,
+    /// Where the quotas' buckets live (Redis, shared); `None`: in this process.
+    pub limiter: Option<Arc<dyn RateLimiter>>,
+    /// When to refuse new orders because the service is behind.
+    pub shed: ShedThresholds,
+    /// A shedder its owner feeds (an embedding service with pressure figures of its own): used
+    /// instead of one sampled from the outbox and the consumer lag by `shed`.
+    pub shedder: Option<Arc<LoadShedder>>,
+}
+
+impl FairUseConfig {
+    fn from_args(args: &CommonArgs) -> anyhow::Result<Self> {
+        let policy = |name: &str, flag: &'static str, quota: Option<(u32, Duration)>| {
+            quota
+                .map(|(n, window)| RateLimitPolicy::new(name, n, window).context(flag))
+                .transpose()
+        };
+        Ok(Self {
+            orders: policy("orders", "--order-rate-limit", args.order_rate_limit)?,
+            joins: policy("joins", "--join-rate-limit", args.join_rate_limit)?,
+            limiter: None,
+            shedder: None,
+            shed: ShedThresholds {
+                outbox_backlog: args.shed_outbox_backlog,
+                consumer_lag: args.shed_consumer_lag,
+            },
+        })
+    }
 }
 
 /// The waiting rooms' queue and token key.
@@ -167,6 +207,7 @@ impl SystemConfig {
                 per_instance: args.max_order_followers.max(1),
                 per_caller: args.max_order_followers_per_customer.max(1),
             },
+            fair_use: FairUseConfig::from_args(args)?,
             ..Self::default()
         })
     }
@@ -186,6 +227,7 @@ impl Default for SystemConfig {
             extra_checks: Vec::new(),
             waiting_rooms: WaitingRoomConfig::default(),
             followers: WatchLimits::default(),
+            fair_use: FairUseConfig::default(),
         }
     }
 }

@@ -16,7 +16,7 @@ mod services;
 pub mod telemetry;
 mod transport;
 
-pub use config::{Side, Stores, SystemConfig, WaitingRoomConfig};
+pub use config::{FairUseConfig, Side, Stores, SystemConfig, WaitingRoomConfig};
 pub use memory::Embedded;
 pub use services::{Running, start};
 pub use transport::{KafkaTransport, Transport};
@@ -89,8 +89,10 @@ impl Application {
         let mut config = SystemConfig::from_args(args)?;
         config.authenticator = auth::authenticator(&args.auth, role).await?;
         if role.runs_orders() {
+            let redis = redis::connect(args).await?;
+            config.fair_use.limiter = redis.as_ref().map(|r| r.rate_limiter.clone());
             config.waiting_rooms = WaitingRoomConfig {
-                queue: redis::queue(args).await?,
+                queue: redis.map(|r| r.queue),
                 tokens: auth::waiting_room_tokens(args)?,
             };
         }

@@ -1,15 +1,14 @@
-//! Redis, as the flags describe it: the waiting rooms' queue every order-service instance shares.
-
-use std::sync::Arc;
+//! Redis, as the flags describe it: the waiting rooms' queue and the per-customer quotas every
+//! order-service instance shares.
 
 use anyhow::Context as _;
-use ordership_domain::ports::WaitingRoomQueue;
+use ordership_redis::Redis;
 
 use crate::cli::CommonArgs;
 
-/// The queue on the Redis (or Redis Cluster) at --redis-url; `None` without one (the queue then
-/// lives in this process's memory).
-pub(super) async fn queue(args: &CommonArgs) -> anyhow::Result<Option<Arc<dyn WaitingRoomQueue>>> {
+/// The Redis (or Redis Cluster) at --redis-url; `None` without one (the queue and the quotas then
+/// live in this process's memory).
+pub(super) async fn connect(args: &CommonArgs) -> anyhow::Result<Option<Redis>> {
     let Some(url) = &args.redis_url else {
         return Ok(None);
     };
@@ -27,18 +26,18 @@ pub(super) async fn queue(args: &CommonArgs) -> anyhow::Result<Option<Arc<dyn Wa
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .collect();
-        let queue = ordership_redis::connect_cluster(&nodes, &tls)
+        let redis = ordership_redis::connect_cluster(&nodes, &tls)
             .await
             .with_context(|| format!("connecting to the Redis Cluster at {nodes:?}"))?;
-        tracing::info!(nodes = ?nodes, "waiting rooms: Redis Cluster");
-        return Ok(Some(queue));
+        tracing::info!(nodes = ?nodes, "waiting rooms and quotas: Redis Cluster");
+        return Ok(Some(redis));
     }
-    let queue = ordership_redis::connect(url, &tls).context("--redis-url")?;
+    let redis = ordership_redis::connect(url, &tls).context("--redis-url")?;
     // Lazily connected: a Redis that is down now is reported by readiness, and joins answer 503
     // until it is back.
-    if let Err(e) = queue.ping().await {
+    if let Err(e) = redis.queue.ping().await {
         tracing::warn!(error = %e, "Redis does not answer yet; waiting rooms refuse joins until it does");
     }
-    tracing::info!("waiting rooms: Redis");
-    Ok(Some(queue))
+    tracing::info!("waiting rooms and quotas: Redis");
+    Ok(Some(redis))
 }

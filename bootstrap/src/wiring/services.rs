@@ -9,17 +9,19 @@ use axum::Router;
 use ordership_application::background::{
     purge_idempotency_keys, purge_outbox_and_inbox, run_every, run_sweeper,
 };
+use ordership_application::shedding::sample;
 use ordership_application::{
-    DeliveryService, FulfilmentOrchestrator, OrderService, OrderUpdates, OrderWatches,
+    DeliveryService, FulfilmentOrchestrator, LoadShedder, OrderService, OrderUpdates, OrderWatches,
     SagaOperations, ShutdownTrigger, WaitingRoomService,
 };
-use ordership_domain::ports::{Clock, IdGenerator};
+use ordership_domain::ports::{Clock, IdGenerator, RateLimiter};
 use ordership_domain::topics;
 use ordership_http::{
-    ApiBuilder, HealthCheck, SagaStates, StoreCheck, WaitingRoomCheck, WaitingRoomFigures,
+    ApiBuilder, FairUse, HealthCheck, SagaStates, StoreCheck, WaitingRoomCheck, WaitingRoomFigures,
 };
 use ordership_memory::{
-    InProcessBus, MemoryWaitingRoomQueue, MemoryWaitingRoomStore, SystemClock, UuidV7Ids,
+    InProcessBus, MemoryRateLimiter, MemoryWaitingRoomQueue, MemoryWaitingRoomStore, SystemClock,
+    UuidV7Ids,
 };
 use tokio::task::JoinHandle;
 
@@ -54,6 +56,52 @@ fn follow_orders(
         ));
     }
     OrderUpdates::new(side.store.clone(), watches).with_shutdown(launch.shutdown.clone())
+}
+
+/// The order API's quotas and load shedding, as configured; the shedder samples the order
+/// service's outbox and its reply consumer's lag every second.
+fn fair_use(
+    config: &SystemConfig,
+    side: &super::Side<dyn ordership_domain::ports::OrderTransaction>,
+    launch: &mut Launcher<'_>,
+) -> FairUse {
+    let settings = &config.fair_use;
+    let limiter = settings.limiter.clone().unwrap_or_else(|| {
+        Arc::new(MemoryRateLimiter::new(Arc::clone(&launch.clock))) as Arc<dyn RateLimiter>
+    });
+    let mut fair_use = FairUse::default().with_limiter(limiter);
+    if let Some(policy) = &settings.orders {
+        fair_use = fair_use.limit_orders(policy.clone());
+    }
+    if let Some(policy) = &settings.joins {
+        fair_use = fair_use.limit_joins(policy.clone());
+    }
+    if let Some(shedder) = &settings.shedder {
+        fair_use = fair_use.shed_with(Arc::clone(shedder));
+    } else if settings.shed.any() {
+        let shedder = Arc::new(LoadShedder::new(settings.shed));
+        let (store, transport, s) = (
+            side.store.clone(),
+            launch.transport.clone(),
+            Arc::clone(&shedder),
+        );
+        launch.tasks.push(tokio::spawn(run_every(
+            "load shedding",
+            Duration::from_secs(1),
+            launch.shutdown.clone(),
+            move || {
+                let (store, transport, shedder) = (store.clone(), transport.clone(), s.clone());
+                async move {
+                    sample(&shedder, store.as_ref(), || {
+                        transport.consumer_lag(ordership_application::saga::CONSUMER)
+                    })
+                    .await
+                }
+            },
+        )));
+        fair_use = fair_use.shed_with(shedder);
+    }
+    fair_use
 }
 
 /// Wires and starts the services `stores` holds, on `transport`. Must be called inside a Tokio
@@ -156,6 +204,7 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
         api = api
             .metric_source(handling)
             .metric_sources(launch.relay("order", side))
+            .fair_use(fair_use(config, side, &mut launch))
             .orders(
                 service.clone(),
                 follow_orders(config, stores, side, &mut launch),

@@ -217,6 +217,25 @@ impl Transport {
         }
     }
 
+    /// Messages consumer group `group` of this process has not read yet, every partition it
+    /// owns summed; `None` on the in-process bus, which has no such figure.
+    pub(super) fn consumer_lag(&self, group: &str) -> Option<u64> {
+        match self {
+            Self::Bus(_) => None,
+            Self::Kafka(kafka) => Some(
+                kafka
+                    .members
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .iter()
+                    .filter(|(g, _)| g == group)
+                    .flat_map(|(_, health)| health.partition_lags())
+                    .map(|(_, _, lag)| lag)
+                    .sum(),
+            ),
+        }
+    }
+
     pub(super) fn publisher(&self) -> Arc<dyn MessagePublisher> {
         match self {
             Self::Bus(bus) => Arc::new(bus.clone()),

@@ -16,6 +16,7 @@ mod inbox;
 mod messaging;
 mod orders;
 mod outbox;
+mod rate_limit;
 mod sagas;
 mod unit_of_work;
 mod waiting_room;
@@ -31,6 +32,7 @@ pub use orders::{OrderQuery, OrderRepository};
 pub use outbox::{
     FeedBatch, FeedPosition, Outbox, OutboxFeed, OutboxSignal, OutboxStats, ParkedMessage,
 };
+pub use rate_limit::{RateLimiter, RateLimiterUnavailable};
 pub use sagas::{SagaQuery, SagaRepository};
 pub use unit_of_work::{DeliveryTransaction, OrderTransaction, Transaction, UnitOfWork};
 pub use waiting_room::{
@@ -54,6 +56,8 @@ pub use messaging::{MockMessageHandler, MockMessagePublisher};
 pub use orders::MockOrderRepository;
 #[cfg(feature = "mocks")]
 pub use outbox::{MockOutbox, MockOutboxFeed};
+#[cfg(feature = "mocks")]
+pub use rate_limit::MockRateLimiter;
 #[cfg(feature = "mocks")]
 pub use sagas::MockSagaRepository;
 #[cfg(feature = "mocks")]

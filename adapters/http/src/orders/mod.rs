@@ -5,6 +5,9 @@ pub(crate) mod events;
 pub(crate) mod read;
 
 use axum::Router;
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,9 +23,10 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::dto::{OrderPage, OrderResponse, PlaceOrderRequest};
 use crate::extract::{IdPath, JsonBody, QueryParams, idempotency, page};
+use crate::fair_use::{FairUse, Quota, with_fields};
 use crate::prefer::{PREFERENCE_APPLIED, preferred_wait, wait_applied};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::responses::{NotJson, Unavailable};
+use crate::responses::{NotJson, RateLimited, Unavailable};
 
 /// The order endpoints' state: the use cases, and the followers of orders.
 #[derive(Clone)]
@@ -125,7 +129,8 @@ fn send(stored: StoredResponse, replayed: bool) -> Response {
         (status = 413, description = "Body larger than allowed", body = Problem, content_type = "application/problem+json"),
         (status = 415, response = NotJson),
         (status = 422, description = "A business rule refuses it (lines in several currencies, a total too large), or the key was used with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage unavailable, request timed out, or a product's waiting room unavailable and no admission token sent", body = Problem, content_type = "application/problem+json",
+        (status = 429, response = RateLimited),
+        (status = 503, description = "Storage unavailable, request timed out, a product's waiting room unavailable and no admission token sent, or the service is catching up and sheds new orders (`overloaded`)", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
@@ -135,13 +140,28 @@ pub(crate) async fn place_order(
         service: orders,
         updates,
     }): State<Orders>,
+    Extension(fair_use): Extension<Arc<FairUse>>,
     headers: HeaderMap,
     body: JsonBody<PlaceOrderRequest>,
 ) -> Result<Response, ApiError> {
     let customer = caller.customer()?;
+    fair_use.admit_new_order()?;
+    let quota = fair_use.take(Quota::Orders, customer.as_str()).await?;
+    let mut response = place(&caller, customer, (&orders, &updates), &headers, body).await?;
+    with_fields(response.headers_mut(), quota);
+    Ok(response)
+}
+
+async fn place(
+    caller: &Caller,
+    customer: ordership_domain::CustomerId,
+    (orders, updates): (&OrderService, &OrderUpdates),
+    headers: &HeaderMap,
+    body: JsonBody<PlaceOrderRequest>,
+) -> Result<Response, ApiError> {
     // Keys are the caller's own: another customer's key never replays someone else's order.
     let scope = format!("POST /orders by {}", caller.subject());
-    let key = idempotency(&headers, &scope, || body.canonical())?;
+    let key = idempotency(headers, &scope, || body.canonical())?;
     // Validation first: nothing is stored for an invalid request, not even its key.
     let command = body.value.into_command(customer)?;
     let admission = headers
@@ -155,8 +175,8 @@ pub(crate) async fn place_order(
         .place_order(command, admission, key.as_ref(), &created)
         .await?
     {
-        Outcome::Done(view) => match preferred_wait(&headers) {
-            Some(wait) => settled(&updates, *view, wait, caller.subject()).await,
+        Outcome::Done(view) => match preferred_wait(headers) {
+            Some(wait) => settled(updates, *view, wait, caller.subject()).await,
             None => Ok(send(created(&view), false)),
         },
         Outcome::Replayed(stored) => Ok(send(stored, true)),

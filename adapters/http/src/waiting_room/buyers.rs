@@ -1,5 +1,8 @@
 //! A buyer's endpoints: join a room, see where they stand, leave.
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -9,8 +12,9 @@ use ordership_domain::waiting_room::RoomId;
 use super::{QUEUE_TOKEN, RoomPath, Rooms};
 use crate::auth::Caller;
 use crate::dto::EntryResponse;
+use crate::fair_use::{FairUse, Quota, with_fields};
 use crate::problem::{ApiError, Problem};
-use crate::responses::{BadRoomId, NoSuchRoom, Unavailable};
+use crate::responses::{BadRoomId, NoSuchRoom, RateLimited, Unavailable};
 
 /// 202 with `Retry-After` while waiting, 200 otherwise.
 fn entry_response(room: &RoomId, entry: &Entry) -> Response {
@@ -46,19 +50,24 @@ fn entry_response(room: &RoomId, entry: &Entry) -> Response {
         (status = 400, response = BadRoomId),
         (status = 404, response = NoSuchRoom),
         (status = 409, description = "The room is closed, or the buyer has ordered in this sale already", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = RateLimited),
         (status = 503, response = Unavailable),
     )
 )]
 pub(crate) async fn join(
     caller: Caller,
     State(rooms): State<Rooms>,
+    Extension(fair_use): Extension<Arc<FairUse>>,
     RoomPath(room): RoomPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let buyer = caller.customer()?;
+    let quota = fair_use.take(Quota::Joins, buyer.as_str()).await?;
     let queue_token = headers.get(QUEUE_TOKEN).and_then(|v| v.to_str().ok());
     let entry = rooms.rooms.join(&room, &buyer, queue_token).await?;
-    Ok(entry_response(&room, &entry))
+    let mut response = entry_response(&room, &entry);
+    with_fields(response.headers_mut(), quota);
+    Ok(response)
 }
 
 /// Where you stand in a waiting room; each call is a heartbeat.

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use ordership::wiring::Embedded;
-use ordership::wiring::{SystemConfig, WaitingRoomConfig};
+use ordership::wiring::{FairUseConfig, SystemConfig, WaitingRoomConfig};
 use ordership_application::{RelayConfig, WatchLimits};
 use ordership_http::auth::{DevKey, Scope};
 use ordership_http::waiting_room::SignedTokens;
@@ -51,6 +51,7 @@ pub(crate) struct Options {
     pub(crate) body_timeout: Duration,
     pub(crate) cors_origins: &'static [&'static str],
     pub(crate) followers: WatchLimits,
+    pub(crate) fair_use: Option<&'static FairUseConfig>,
 }
 
 impl Default for Options {
@@ -63,6 +64,7 @@ impl Default for Options {
             body_timeout: http.body_timeout,
             cors_origins: &[],
             followers: WatchLimits::default(),
+            fair_use: None,
         }
     }
 }
@@ -96,6 +98,7 @@ impl TestApp {
                 ..RelayConfig::default()
             },
             followers: options.followers,
+            fair_use: options.fair_use.cloned().unwrap_or_default(),
             ..SystemConfig::default()
         };
         if options.broken_check {

@@ -7,6 +7,7 @@
 mod app;
 mod auth;
 mod deliveries;
+mod fair_use;
 mod follow;
 mod idempotency;
 mod ops;
