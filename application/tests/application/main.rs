@@ -5,6 +5,7 @@
 
 mod dead_letters;
 mod harness;
+mod jitter;
 mod mocks;
 mod orders;
 mod saga;
