@@ -44,7 +44,5 @@ pub use relay::{CdcRelay, OutboxRelay, RelayConfig, RelayError};
 pub use saga::{FulfilmentOrchestrator, SweepReport};
 pub use shedding::{LoadShedder, Pressure, ShedReason, ShedThresholds};
 pub use shutdown::{Shutdown, ShutdownTrigger};
-pub use updates::{
-    FollowError, Following, OrderUpdate, OrderUpdates, OrderWatches, WatchLimits, WatchRefused,
-};
+pub use updates::{Following, OrderUpdate, OrderUpdates, OrderWatches, WatchLimits, WatchRefused};
 pub use waiting_room::{Entry, GateRefusal, RoomView, WaitingRoomError, WaitingRoomService};

@@ -106,8 +106,7 @@ impl SagaOperations {
     ) -> Result<OrderView, SagaActionError> {
         let mut tx = self.uow.begin().await?;
         // Lock the saga before reading the order, as every saga step does.
-        let saga = tx.sagas().get_for_update(id).await?;
-        let (Some(mut saga), Some(mut order)) = (saga, tx.orders().get(id).await?) else {
+        let Some((mut saga, mut order)) = tx.lock_saga_with_order(id).await? else {
             return Err(SagaActionError::NotFound);
         };
         let loaded = Loaded::of(&order, Some(&saga));

@@ -109,19 +109,19 @@ from_store_error!(GetOrderError, without_conflict);
 /// How often a command is tried again after losing an optimistic-concurrency race.
 const CONFLICT_RETRIES: usize = 3;
 
-/// Reads an order `access` covers, with its saga.
+/// Reads an order `access` covers, with its saga: one read, so a unit of work of
+/// [`UnitOfWork::begin_single_read`] serves it.
 pub(crate) async fn read_order(
     tx: &mut dyn OrderTransaction,
     id: OrderId,
     access: &OrderAccess,
 ) -> Result<OrderView, GetOrderError> {
-    let order = tx
+    let (order, saga) = tx
         .orders()
-        .get(id)
+        .get_with_saga(id)
         .await?
-        .filter(|order| access.permits(order))
+        .filter(|(order, _)| access.permits(order))
         .ok_or(GetOrderError::NotFound)?;
-    let saga = tx.sagas().get(id).await?;
     Ok(OrderView { order, saga })
 }
 
@@ -299,7 +299,7 @@ impl OrderService {
         id: OrderId,
         access: &OrderAccess,
     ) -> Result<OrderView, GetOrderError> {
-        let mut tx = self.uow.begin_read_only().await?;
+        let mut tx = self.uow.begin_single_read().await?;
         read_order(tx.as_mut(), id, access).await
     }
 

@@ -10,17 +10,13 @@ pub(crate) async fn append(
     outbox: &mut dyn Outbox,
     messages: &[Message],
 ) -> Result<(), StoreError> {
-    async {
-        for message in messages {
-            outbox.append(message).await?;
-        }
-        Ok(())
-    }
-    .instrument(tracing::info_span!(
-        "outbox.append",
-        messages = messages.len()
-    ))
-    .await
+    outbox
+        .append_all(messages)
+        .instrument(tracing::info_span!(
+            "outbox.append",
+            messages = messages.len()
+        ))
+        .await
 }
 
 /// Parked messages of an outbox, oldest first, at most `limit`.

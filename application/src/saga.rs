@@ -79,20 +79,24 @@ pub(crate) async fn save_step(
         messages,
     } = step;
     let order_changed = order.version() != loaded.order;
-    if order_changed {
-        tx.orders().update(order, loaded.order).await?;
-    }
     let sent = || messages.iter().map(|m| m.id).collect();
     match (saga, loaded.saga) {
-        // The saga changed: its row and its step in one go.
+        // The saga changed: its row and its step in one go, with the order if it changed too.
         (Some(saga), Some(expected)) if saga.version() != expected => {
             let step = SagaStepRecord::of(order, saga, cause, at, sent());
-            tx.sagas().update_with_step(saga, expected, &step).await?;
+            if order_changed {
+                tx.update_order_and_saga_with_step(order, loaded.order, saga, expected, &step)
+                    .await?;
+            } else {
+                tx.sagas().update_with_step(saga, expected, &step).await?;
+            }
         }
         (Some(saga), _) if order_changed => {
+            tx.orders().update(order, loaded.order).await?;
             let step = SagaStepRecord::of(order, saga, cause, at, sent());
             tx.sagas().record_step(&step).await?;
         }
+        _ if order_changed => tx.orders().update(order, loaded.order).await?,
         _ => {}
     }
     crate::outbox::append(tx.outbox(), messages).await
@@ -233,9 +237,8 @@ impl MessageHandler for FulfilmentOrchestrator {
         if !tx.inbox().record(CONSUMER, message.id, now).await? {
             return Ok(HandleOutcome::Duplicate);
         }
-        // Lock the saga first: the order is then read after any concurrent step committed.
-        let saga = tx.sagas().get_for_update(order_id).await?;
-        let (Some(mut saga), Some(mut order)) = (saga, tx.orders().get(order_id).await?) else {
+        // The saga locked first: the order is then read after any concurrent step committed.
+        let Some((mut saga, mut order)) = tx.lock_saga_with_order(order_id).await? else {
             return Err(HandleError::Permanent(format!(
                 "{} for unknown order {order_id}",
                 message.message_type

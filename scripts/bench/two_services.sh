@@ -9,6 +9,8 @@
 # lag below is read from /metrics only).
 # Also prints the CPU time each process spent per saga during the measured run (order service,
 # delivery service, PostgreSQL's processes, the broker, the load generator), from /proc.
+# When PostgreSQL preloads pg_stat_statements, also prints the statements per saga of the measured
+# run (calls and execution time per saga, by statement; the whole table in STATEMENTS_OUT if set).
 # ORDERSHIP_BIN measures another build (e.g. an earlier commit's) instead of this tree's.
 # LOAD_ARGS adds arguments to the measured `ordership load` (e.g. "--follow poll" to follow orders
 # by polling, as builds before the long poll did).
@@ -41,6 +43,10 @@ cpu() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk 
   echo "$t"; }
 postgres_pids() { pgrep -x postgres | tr '\n' ' '; }
 o_pid=$order_pid; d_pid=$delivery_pid
+statements=$(psql -At -d postgres -c "SELECT current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'")
+if [ "$statements" = t ]; then
+  psql -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+fi
 before="$(cpu "$o_pid") $(cpu "$d_pid") $(cpu $(postgres_pids)) $(cpu $broker_pid)"
 # The load generator's own CPU: the subshell's `times` reports its finished children.
 ( "$bin" load --target http://127.0.0.1:18080 --orders "$orders" --concurrency "$concurrency" ${LOAD_ARGS:-} --json >"$work/load.json"
@@ -53,6 +59,13 @@ lag() {
   [ "$(psql -At -d ordership_bench -c "SELECT to_regclass('$table') IS NOT NULL")" = t ] || table="$1.outbox"
   psql -At -d ordership_bench -c "SELECT round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) || ' / ' || round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY published_at - created_at))::numeric, 1) FROM $table WHERE published_at IS NOT NULL"
 }
+if [ "$statements" = t ]; then
+  # By statement, in the bench database, per saga of the measured run.
+  psql -At -F $'\t' -d postgres -c "SELECT calls, round(total_exec_time::numeric, 1), regexp_replace(query, '\s+', ' ', 'g')
+    FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+    WHERE d.datname = 'ordership_bench' ORDER BY total_exec_time DESC" >"$work/statements.tsv"
+  [ -z "${STATEMENTS_OUT:-}" ] || cp "$work/statements.tsv" "$STATEMENTS_OUT"
+fi
 orders_lag=$(lag orders)
 delivery_lag=$(lag delivery)
 # Relay batches (one transaction each) and the relay lag p99 the services' own histograms report.
@@ -66,7 +79,7 @@ tps=$(pgbench -n -M extended -f scripts/bench/saga_step.sql -c "$concurrency" -j
   | awk '/^tps/ {print $3}')
 
 python3 - "$work/load.json" "$tps" "$orders_lag" "$delivery_lag" "$work/o.metrics" "$work/d.metrics" \
-  "$work/o.warm" "$work/d.warm" "$before" "$after" "$work/load.times" "$(getconf CLK_TCK)" <<'PY'
+  "$work/o.warm" "$work/d.warm" "$before" "$after" "$work/load.times" "$(getconf CLK_TCK)" "$work/statements.tsv" <<'PY'
 import json, re, sys
 report = json.load(open(sys.argv[1]))
 tps = float(sys.argv[2])
@@ -103,6 +116,16 @@ per = lambda x: 1000 * x / n
 parts = dict(zip(["order-service", "delivery-service", "postgresql", "broker"], spent), load=load_cpu)
 print("CPU ms per saga: " + ", ".join(f"{k} {per(v):.2f}" for k, v in parts.items())
       + f"; all {per(sum(parts.values())):.2f}")
+try:
+    rows = [line.split('\t', 2) for line in open(sys.argv[13]).read().splitlines() if line]
+except (IndexError, FileNotFoundError):
+    rows = []
+if rows:
+    calls = sum(int(c) for c, _, _ in rows)
+    exec_ms = sum(float(t) for _, t, _ in rows)
+    print(f"statements per saga {calls / n:.2f}, their execution {exec_ms / n:.3f} ms per saga; the costliest:")
+    for c, t, q in rows[:12]:
+        print(f"  {int(c) / n:5.2f}/saga {float(t) / n:6.3f} ms/saga  {q[:110]}")
 print(f"pgbench saga step {tps:.1f} TPS → ratio {sagas:.1f} / ({tps:.1f} / 3) = {sagas / (tps / 3):.2f}; "
       f"counting relay commits: {sagas:.1f} / ({tps:.1f} / {3 + batches / n:.2f}) = {sagas / (tps / (3 + batches / n)):.2f}")
 PY

@@ -241,6 +241,18 @@ async fn wait_for_progress(pool: &PgPool, more: i64) -> bool {
     true
 }
 
+/// Holds writes to the delivery service's inbox for a few auto-commit intervals (500 ms each)
+/// while commands keep coming; the stall lasts until the returned transaction ends.
+async fn stall_delivery_inbox(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut stall = pool.begin().await.expect("a transaction");
+    sqlx::query("LOCK TABLE delivery.inbox IN SHARE MODE")
+        .execute(&mut *stall)
+        .await
+        .expect("lock");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stall
+}
+
 async fn crash_run(unsafe_offsets: bool, extra: &[&str]) -> Verdict {
     crash_run_on(
         Cluster::for_test().await,
@@ -351,8 +363,13 @@ pub(crate) async fn crash_run_on(
                 );
             }
             (Fault::BrokerThenEverything, _) => {
+                // The delivery service's database stalls first, so commands are received but not
+                // yet handled when everything dies: correct offsets replay them, offsets stored on
+                // receipt (and auto-committed meanwhile) lose them.
+                let stall = stall_delivery_inbox(&pool).await;
                 deliveries.kill().await;
                 orders.kill().await;
+                stall.rollback().await.expect("stall ends");
                 let broker = cluster.tansu.as_mut().expect("a broker of the test's own");
                 broker.kill().await;
                 tokio::time::sleep(down).await;

@@ -1,8 +1,8 @@
 //! How each refusal of the application becomes an HTTP answer ([`ApiError`]).
 
 use ordership_application::{
-    CancelOrderError, DeliveryCommandError, FollowError, GateRefusal, GetDeliveryError,
-    GetOrderError, PlaceOrderError, SagaActionError, WaitingRoomError, WatchRefused,
+    CancelOrderError, DeliveryCommandError, GateRefusal, GetDeliveryError, GetOrderError,
+    PlaceOrderError, SagaActionError, WaitingRoomError, WatchRefused,
 };
 
 use crate::problem::ApiError;
@@ -62,12 +62,11 @@ impl From<CancelOrderError> for ApiError {
     }
 }
 
-impl From<FollowError> for ApiError {
-    fn from(e: FollowError) -> Self {
+impl From<WatchRefused> for ApiError {
+    fn from(e: WatchRefused) -> Self {
         match e {
-            FollowError::Get(e) => e.into(),
-            FollowError::Refused(WatchRefused::CallerFull) => Self::TooManyFollowed,
-            FollowError::Refused(WatchRefused::InstanceFull) => Self::FollowersFull,
+            WatchRefused::CallerFull => Self::TooManyFollowed,
+            WatchRefused::InstanceFull => Self::FollowersFull,
         }
     }
 }

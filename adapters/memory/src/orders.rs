@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use ordership_domain::ports::{OrderQuery, OrderRepository, StoreError};
 use ordership_domain::waiting_room::RoomId;
-use ordership_domain::{CustomerId, Order, OrderId};
+use ordership_domain::{CustomerId, FulfilmentSaga, Order, OrderId};
 
 use crate::unit_of_work::{MemoryTransaction, insert_row, update_row};
 
@@ -11,6 +11,17 @@ use crate::unit_of_work::{MemoryTransaction, insert_row, update_row};
 impl OrderRepository for MemoryTransaction {
     async fn get(&mut self, id: OrderId) -> Result<Option<Order>, StoreError> {
         Ok(self.tables()?.orders.get(&id).cloned())
+    }
+
+    async fn get_with_saga(
+        &mut self,
+        id: OrderId,
+    ) -> Result<Option<(Order, Option<FulfilmentSaga>)>, StoreError> {
+        let tables = self.tables()?;
+        Ok(tables
+            .orders
+            .get(&id)
+            .map(|order| (order.clone(), tables.sagas.get(&id).cloned())))
     }
 
     async fn insert(&mut self, order: &Order) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@ mod dead_letters;
 mod deliveries;
 mod error;
 mod feed;
+mod history;
 mod idempotency;
 mod inbox;
 mod notify;
@@ -21,6 +22,7 @@ mod orders;
 mod outbox;
 mod sagas;
 pub mod schema;
+mod steps;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod unit_of_work;

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use ordership_domain::ports::{OrderQuery, OrderRepository, StoreError};
 use ordership_domain::waiting_room::RoomId;
 use ordership_domain::{
-    AdmissionRef, CancellationReason, CustomerId, DeliveryId, Order, OrderId, OrderLine,
-    OrderSnapshot, OrderStatus, parse_order_line,
+    AdmissionRef, CancellationReason, CustomerId, DeliveryId, FulfilmentSaga, Order, OrderId,
+    OrderLine, OrderSnapshot, OrderStatus, parse_order_line,
 };
 use serde::Deserialize;
 use sqlx::Row;
@@ -15,18 +15,66 @@ use uuid::Uuid;
 use crate::error::{corrupt, failed_in};
 use crate::unit_of_work::{PgOrderTx, count, updated_one, version};
 
+/// The columns an order is read from, qualified by `$q` (`o.`, or `""`).
+macro_rules! order_columns {
+    ($q:literal) => {
+        concat!(
+            $q,
+            "id, ",
+            $q,
+            "customer_id, ",
+            $q,
+            "lines, ",
+            $q,
+            "ship_recipient, ",
+            $q,
+            "ship_line1, ",
+            $q,
+            "ship_city, ",
+            $q,
+            "ship_postal_code, ",
+            $q,
+            "ship_country, ",
+            $q,
+            "status, ",
+            $q,
+            "delivery_id, ",
+            $q,
+            "cancellation_kind, ",
+            $q,
+            "cancellation_detail, ",
+            $q,
+            "admission_room, ",
+            $q,
+            "admission_id, ",
+            $q,
+            "version, ",
+            $q,
+            "created_at, ",
+            $q,
+            "updated_at"
+        )
+    };
+}
+pub(crate) use order_columns;
+
 macro_rules! select_orders {
     ($($rest:literal),*) => {
-        concat!(
-            "SELECT id, customer_id, lines, ship_recipient, ship_line1, ship_city, ship_postal_code, ",
-            "ship_country, status, delivery_id, cancellation_kind, cancellation_detail, admission_room, admission_id, ",
-            "version, created_at, updated_at ",
-            "FROM orders.orders ", $($rest),*
-        )
+        concat!("SELECT ", order_columns!(""), " FROM orders.orders ", $($rest),*)
     };
 }
 
 const GET_ORDER: &str = select_orders!("WHERE id = $1");
+/// The order and its saga in one statement, so one snapshot (the saga's columns as
+/// [`crate::sagas::JOINED`] names them).
+const GET_ORDER_WITH_SAGA: &str = concat!(
+    "SELECT ",
+    order_columns!("o."),
+    ", s.order_id AS saga_order_id, s.state AS saga_state, s.attempts AS saga_attempts, ",
+    "s.deadline AS saga_deadline, s.failure_reason AS saga_failure_reason, s.version AS saga_version, ",
+    "s.updated_at AS saga_updated_at ",
+    "FROM orders.orders o LEFT JOIN orders.sagas s ON s.order_id = o.id WHERE o.id = $1"
+);
 /// A page of orders: `$3` and `$4` filter by customer and status when not null.
 const LIST_ORDERS: &str = select_orders!(
     "WHERE id > $1 AND ($3::text IS NULL OR customer_id = $3) AND ($4::text IS NULL OR status = $4) ",
@@ -53,7 +101,7 @@ struct MoneyRow {
     currency: String,
 }
 
-fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
+pub(crate) fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
     let get_str = |c: &str| {
         row.try_get::<String, _>(c)
             .map_err(failed_in("orders::order_from_row"))
@@ -144,6 +192,22 @@ impl OrderRepository for PgOrderTx {
             .await
             .map_err(|e| self.0.failed("orders::get", e))?;
         row.as_ref().map(order_from_row).transpose()
+    }
+
+    async fn get_with_saga(
+        &mut self,
+        id: OrderId,
+    ) -> Result<Option<(Order, Option<FulfilmentSaga>)>, StoreError> {
+        let row = sqlx::query(GET_ORDER_WITH_SAGA)
+            .bind(id.as_uuid())
+            .fetch_optional(&mut *self.0.tx)
+            .await
+            .map_err(|e| self.0.failed("orders::get_with_saga", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let saga = crate::sagas::JOINED.saga_from(&row)?;
+        Ok(Some((order_from_row(&row)?, saga)))
     }
 
     async fn insert(&mut self, order: &Order) -> Result<(), StoreError> {

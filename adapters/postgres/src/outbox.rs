@@ -24,21 +24,30 @@ struct Headers {
 #[async_trait]
 impl Outbox for PgTx {
     async fn append(&mut self, message: &Message) -> Result<(), StoreError> {
+        self.append_all(std::slice::from_ref(message)).await
+    }
+
+    async fn append_all(&mut self, messages: &[Message]) -> Result<(), StoreError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
         match self.outbox {
             OutboxMode::Poll => {
-                bind_message(self.schema.sql.append, message)?
+                bind_messages(self.schema.sql.append, messages)?
                     .execute(&mut *self.tx)
                     .await
                     .map_err(|e| self.failed("outbox::append", e))?;
             }
             OutboxMode::Cdc => {
-                let row = bind_message(self.schema.sql.cdc.append_returning, message)?
-                    .fetch_one(&mut *self.tx)
+                let ids: Vec<i64> = bind_messages(self.schema.sql.cdc.append_returning, messages)?
+                    .fetch_all(&mut *self.tx)
                     .await
-                    .map_err(|e| self.failed("outbox::append", e))?;
-                let id: i64 = row.try_get(0).map_err(failed_in("outbox::append"))?;
+                    .map_err(|e| self.failed("outbox::append", e))?
+                    .iter()
+                    .map(|row| row.try_get(0).map_err(failed_in("outbox::append")))
+                    .collect::<Result<_, _>>()?;
                 sqlx::query(self.schema.sql.cdc.delete_appended)
-                    .bind(id)
+                    .bind(ids)
                     .execute(&mut *self.tx)
                     .await
                     .map_err(|e| self.failed("outbox::append", e))?;
@@ -176,13 +185,59 @@ impl Outbox for PgTx {
                     .iter()
                     .map(|row| outbox_entry(row).map(|e| e.message))
                     .collect::<Result<Vec<_>, _>>()?;
-                for message in &messages {
-                    self.append(message).await?;
-                }
+                self.append_all(&messages).await?;
                 Ok(messages.len() as u64)
             }
         }
     }
+}
+
+/// An outbox statement with the seven columns of `messages` bound as arrays `$1`…`$7`, in the
+/// order of [`bind_message`].
+fn bind_messages<'q>(
+    sql: &'static str,
+    messages: &[Message],
+) -> Result<sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>, StoreError> {
+    let n = messages.len();
+    let (mut ids, mut topics, mut keys, mut types) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut payloads, mut headers, mut created) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for message in messages {
+        ids.push(*message.id.as_uuid());
+        topics.push(message.topic.clone());
+        keys.push(message.key.clone());
+        types.push(message.message_type.clone());
+        payloads.push(message.payload.clone());
+        headers.push(headers_of(message)?);
+        created.push(message.occurred_at);
+    }
+    Ok(sqlx::query(sql)
+        .bind(ids)
+        .bind(topics)
+        .bind(keys)
+        .bind(types)
+        .bind(payloads)
+        .bind(headers)
+        .bind(created))
+}
+
+/// The `headers` column of a message.
+fn headers_of(message: &Message) -> Result<serde_json::Value, StoreError> {
+    let headers = Headers {
+        source: message.source.clone(),
+        correlation_id: message.correlation_id,
+        causation_id: message.causation_id.map(|c| *c.as_uuid()),
+        traceparent: message.traceparent.clone(),
+    };
+    serde_json::to_value(&headers).map_err(|e| StoreError::Unexpected(Box::new(e)))
 }
 
 /// An outbox statement with a message's seven columns bound as `$1`…`$7`: message id, topic,
@@ -191,14 +246,7 @@ pub(crate) fn bind_message<'q>(
     sql: &'static str,
     message: &'q Message,
 ) -> Result<sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>, StoreError> {
-    let headers = Headers {
-        source: message.source.clone(),
-        correlation_id: message.correlation_id,
-        causation_id: message.causation_id.map(|c| *c.as_uuid()),
-        traceparent: message.traceparent.clone(),
-    };
-    let headers =
-        serde_json::to_value(&headers).map_err(|e| StoreError::Unexpected(Box::new(e)))?;
+    let headers = headers_of(message)?;
     Ok(sqlx::query(sql)
         .bind(message.id.as_uuid())
         .bind(&message.topic)

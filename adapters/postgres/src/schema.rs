@@ -58,7 +58,7 @@ pub(crate) struct DeadLetterSql {
 pub(crate) struct CdcSql {
     /// The publication on the outbox table (migration 0003).
     pub(crate) publication: &'static str,
-    /// Appends and returns the row's id, to delete it in the same transaction.
+    /// Appends and returns the rows' ids, to delete them in the same transaction.
     pub(crate) append_returning: &'static str,
     pub(crate) delete_appended: &'static str,
     /// A message the broker refused, set aside as a parked row (the feed skips parked rows).
@@ -109,9 +109,11 @@ macro_rules! outbox_sql {
         OutboxSql {
             // Transaction-scoped: released at commit or rollback, so it guards exactly the batch.
             lock_relay: concat!("SELECT pg_try_advisory_xact_lock(hashtextextended('", $schema, ".outbox-relay', 0))"),
+            // One statement for a step's messages, in their order (one array per column: the
+            // rows come out of `unnest` in array order, and take their ids in that order).
             append: concat!(
                 "INSERT INTO ", $schema, ".outbox (message_id, topic, key, message_type, payload, headers, created_at) ",
-                "VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::timestamptz[])"
             ),
             // SKIP LOCKED: rows another relay holds are not waited for; rows of transactions not
             // yet committed are invisible and are claimed once they commit (no id high-water mark).
@@ -188,9 +190,10 @@ macro_rules! outbox_sql {
                 publication: concat!("ordership_", $schema, "_outbox"),
                 append_returning: concat!(
                     "INSERT INTO ", $schema, ".outbox (message_id, topic, key, message_type, payload, headers, created_at) ",
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+                    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::timestamptz[]) ",
+                    "RETURNING id"
                 ),
-                delete_appended: concat!("DELETE FROM ", $schema, ".outbox WHERE id = $1"),
+                delete_appended: concat!("DELETE FROM ", $schema, ".outbox WHERE id = ANY($1)"),
                 park: concat!(
                     "INSERT INTO ", $schema, ".outbox (message_id, topic, key, message_type, payload, headers, created_at, ",
                     "parked_at, parked_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (message_id) DO NOTHING"

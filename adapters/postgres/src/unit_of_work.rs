@@ -3,17 +3,47 @@
 
 use async_trait::async_trait;
 use ordership_domain::ports::{
-    DeadLetters, DeliveryRepository, DeliveryTransaction, IdempotencyStore, Inbox, OrderRepository,
-    OrderTransaction, Outbox, SagaRepository, StoreError, Transaction, UnitOfWork,
+    DeadLetters, DeliveryRepository, DeliveryTransaction, Inbox, OrderTransaction, Outbox,
+    StoreError, Transaction, UnitOfWork,
 };
-use sqlx::{PgPool, Postgres};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
 
 use crate::error::{classify, corrupt, failed_in};
 use crate::schema::{DELIVERY, ORDERS, Schema};
 
+/// Where a unit of work's statements run.
+pub(crate) enum Conn {
+    /// An open transaction.
+    Tx(sqlx::Transaction<'static, Postgres>),
+    /// A pooled connection whose one read statement is its own transaction: one snapshot,
+    /// with no `BEGIN` and no `COMMIT` to pay for.
+    Single(PoolConnection<Postgres>),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Self::Tx(tx) => tx,
+            Self::Single(connection) => connection,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Self::Tx(tx) => tx,
+            Self::Single(connection) => connection,
+        }
+    }
+}
+
 /// One open transaction on one service's schema.
 pub struct PgTx {
-    pub(crate) tx: sqlx::Transaction<'static, Postgres>,
+    pub(crate) tx: Conn,
     pub(crate) schema: &'static Schema,
     /// A statement failed: PostgreSQL has aborted the transaction, and a `COMMIT` would silently
     /// roll back. Commit refuses instead.
@@ -47,10 +77,11 @@ impl PgTx {
                 "commit of a transaction in which a statement failed; it was rolled back".into(),
             ));
         }
-        self.tx
-            .commit()
-            .await
-            .map_err(failed_in("unit_of_work::commit"))
+        match self.tx {
+            Conn::Tx(tx) => tx.commit().await.map_err(failed_in("unit_of_work::commit")),
+            // Its statement committed when it ran.
+            Conn::Single(_) => Ok(()),
+        }
     }
 }
 
@@ -80,7 +111,7 @@ async fn begin(
         .await
         .map_err(failed_in("unit_of_work::begin"))?;
     Ok(PgTx {
-        tx,
+        tx: Conn::Tx(tx),
         schema,
         aborted: false,
         outbox,
@@ -95,7 +126,21 @@ async fn begin_read_only(pool: &PgPool, schema: &'static Schema) -> Result<PgTx,
         .await
         .map_err(failed_in("unit_of_work::begin_read_only"))?;
     Ok(PgTx {
-        tx,
+        tx: Conn::Tx(tx),
+        schema,
+        aborted: false,
+        outbox: OutboxMode::Poll,
+    })
+}
+
+/// A unit of work for one read statement: a pooled connection, no transaction opened.
+async fn begin_single_read(pool: &PgPool, schema: &'static Schema) -> Result<PgTx, StoreError> {
+    let connection = pool
+        .acquire()
+        .await
+        .map_err(failed_in("unit_of_work::begin_single_read"))?;
+    Ok(PgTx {
+        tx: Conn::Single(connection),
         schema,
         aborted: false,
         outbox: OutboxMode::Poll,
@@ -165,6 +210,11 @@ impl UnitOfWork<dyn OrderTransaction> for PgOrderStore {
             begin_read_only(&self.pool, &ORDERS).await?,
         )))
     }
+    async fn begin_single_read(&self) -> Result<Box<dyn OrderTransaction>, StoreError> {
+        Ok(Box::new(PgOrderTx(
+            begin_single_read(&self.pool, &ORDERS).await?,
+        )))
+    }
     async fn upkeep(&self) -> Result<(), StoreError> {
         upkeep(&self.pool, &ORDERS).await
     }
@@ -232,18 +282,6 @@ macro_rules! transaction {
 }
 transaction!(PgOrderTx);
 transaction!(PgDeliveryTx);
-
-impl OrderTransaction for PgOrderTx {
-    fn orders(&mut self) -> &mut dyn OrderRepository {
-        self
-    }
-    fn sagas(&mut self) -> &mut dyn SagaRepository {
-        self
-    }
-    fn idempotency_keys(&mut self) -> &mut dyn IdempotencyStore {
-        self
-    }
-}
 
 impl DeliveryTransaction for PgDeliveryTx {
     fn deliveries(&mut self) -> &mut dyn DeliveryRepository {

@@ -83,14 +83,6 @@ impl OrderUpdate {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum FollowError {
-    #[error(transparent)]
-    Get(#[from] GetOrderError),
-    #[error(transparent)]
-    Refused(#[from] WatchRefused),
-}
-
 /// Follows orders for readers that wait (event streams, long polls).
 #[derive(Clone)]
 pub struct OrderUpdates {
@@ -122,27 +114,26 @@ impl OrderUpdates {
         }
     }
 
-    /// Starts following an order `access` covers, for `caller` (counted against their limit).
+    /// Starts following an order for `caller` (counted against their limit). Nothing is read
+    /// yet: the first read answers `NotFound` for an order that does not exist or that `access`
+    /// does not cover, so a follower costs no read of its own.
     ///
     /// # Errors
-    /// `NotFound` (also for an order `access` does not cover), a store failure, or
     /// [`WatchRefused`] when the instance or the caller follows as many orders as they may.
-    pub async fn follow(
+    pub fn follow(
         &self,
         id: OrderId,
         access: &OrderAccess,
         caller: &str,
-    ) -> Result<Following, FollowError> {
+    ) -> Result<Following, WatchRefused> {
         let watch = self.watches.watch(id, caller)?;
-        let following = Following {
+        Ok(Following {
             uow: Arc::clone(&self.uow),
             id,
             access: access.clone(),
             watch,
             shutdown: self.shutdown.clone(),
-        };
-        following.view().await?;
-        Ok(following)
+        })
     }
 }
 
@@ -161,7 +152,7 @@ impl Following {
     /// # Errors
     /// `NotFound`, or the store's failure.
     pub async fn view(&self) -> Result<OrderView, GetOrderError> {
-        let mut tx = self.uow.begin_read_only().await?;
+        let mut tx = self.uow.begin_single_read().await?;
         read_order(tx.as_mut(), self.id, &self.access).await
     }
 

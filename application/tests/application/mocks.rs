@@ -109,7 +109,7 @@ async fn an_outbox_failure_rolls_back_the_order_and_its_saga() {
         outbox: || {
             let mut outbox = MockOutbox::new();
             outbox
-                .expect_append()
+                .expect_append_all()
                 .times(1)
                 .returning(|_| Err(StoreError::Unavailable("disk full".into())));
             Some(outbox)

@@ -3,6 +3,7 @@
 use super::StoreError;
 use crate::ids::OrderId;
 use crate::order::{CustomerId, Order, OrderStatus};
+use crate::saga::FulfilmentSaga;
 use crate::waiting_room::RoomId;
 
 /// A page of orders, by ascending id (UUID v7: creation order).
@@ -22,6 +23,16 @@ pub trait OrderRepository: Send {
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
     async fn get(&mut self, id: OrderId) -> Result<Option<Order>, StoreError>;
+
+    /// The order with its saga (if it has one), both as of one moment: a reader never sees an
+    /// order beside a saga from another commit, even outside a read-only transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn get_with_saga(
+        &mut self,
+        id: OrderId,
+    ) -> Result<Option<(Order, Option<FulfilmentSaga>)>, StoreError>;
 
     /// # Errors
     /// MUST return [`StoreError::Duplicate`] if an order with this id exists, or, for an order

@@ -26,6 +26,18 @@ pub trait Outbox: Send {
     /// [`StoreError::Duplicate`] if a message with this id exists.
     async fn append(&mut self, message: &Message) -> Result<(), StoreError>;
 
+    /// Adds `messages` in this order, as [`append`](Self::append) of each would; a store may
+    /// write them all in one statement.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append); then none of them is added once the transaction ends.
+    async fn append_all(&mut self, messages: &[Message]) -> Result<(), StoreError> {
+        for message in messages {
+            self.append(message).await?;
+        }
+        Ok(())
+    }
+
     /// Takes this outbox's relay right until the transaction ends, so that of several relays
     /// only one publishes at a time and one key's messages never leave out of order. Returns
     /// `false` when another relay holds it (this one should try again later).

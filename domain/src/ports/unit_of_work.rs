@@ -4,6 +4,9 @@ use super::{
     DeadLetters, DeliveryRepository, IdempotencyStore, Inbox, OrderRepository, Outbox,
     SagaRepository, StoreError,
 };
+use crate::ids::OrderId;
+use crate::order::Order;
+use crate::saga::{FulfilmentSaga, SagaStepRecord};
 
 /// Opens transactions. `Tx` is the set of ports the transaction offers: `dyn OrderTransaction`
 /// for the order service, `dyn DeliveryTransaction` for the delivery service.
@@ -21,6 +24,18 @@ pub trait UnitOfWork<Tx: ?Sized + Send>: Send + Sync {
     /// [`StoreError::Unavailable`] if no transaction can be opened now.
     async fn begin_read_only(&self) -> Result<Box<Tx>, StoreError> {
         self.begin().await
+    }
+
+    /// A unit of work for exactly **one read** (one port call that reads, such as
+    /// [`OrderRepository::get_with_saga`]): what it returns is one committed state, and a
+    /// store may serve it without opening a transaction. Never write through it, and never
+    /// make a second call: the two reads could see different commits.
+    /// The default is [`UnitOfWork::begin_read_only`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if no connection can be had now.
+    async fn begin_single_read(&self) -> Result<Box<Tx>, StoreError> {
+        self.begin_read_only().await
     }
 
     /// Gives back the room that rows which left the service's outbox (published, or written and
@@ -56,10 +71,54 @@ pub trait Transaction: Send {
 }
 
 /// The order service's transaction: orders, sagas and idempotency keys besides outbox and inbox.
+///
+/// Its two provided methods are the calls a saga step makes on both an order and its saga; a
+/// store may make each in one round trip (the defaults call the repositories one by one).
+#[async_trait::async_trait]
 pub trait OrderTransaction: Transaction {
     fn orders(&mut self) -> &mut dyn OrderRepository;
     fn sagas(&mut self) -> &mut dyn SagaRepository;
     fn idempotency_keys(&mut self) -> &mut dyn IdempotencyStore;
+
+    /// Locks the order's saga for a step, then reads the order as it is once the lock is held
+    /// (after any step that held it committed): `None` unless both exist.
+    ///
+    /// # Errors
+    /// As [`SagaRepository::get_for_update`] and [`OrderRepository::get`].
+    async fn lock_saga_with_order(
+        &mut self,
+        order_id: OrderId,
+    ) -> Result<Option<(FulfilmentSaga, Order)>, StoreError> {
+        let Some(saga) = self.sagas().get_for_update(order_id).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .orders()
+            .get(order_id)
+            .await?
+            .map(|order| (saga, order)))
+    }
+
+    /// Writes a step that changed both the order and its saga: the order, the saga and the
+    /// step's history row, each against the version it was loaded with.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if either stored version is not the expected one (the
+    /// transaction must then be dropped); otherwise as [`OrderRepository::update`] and
+    /// [`SagaRepository::update_with_step`].
+    async fn update_order_and_saga_with_step(
+        &mut self,
+        order: &Order,
+        expected_order_version: u64,
+        saga: &FulfilmentSaga,
+        expected_saga_version: u64,
+        step: &SagaStepRecord,
+    ) -> Result<(), StoreError> {
+        self.orders().update(order, expected_order_version).await?;
+        self.sagas()
+            .update_with_step(saga, expected_saga_version, step)
+            .await
+    }
 }
 
 /// The delivery service's transaction.

@@ -1,7 +1,10 @@
 //! The order repository's contract.
 
+use chrono::Duration;
 use ordership_domain::ports::{OrderQuery, StoreError};
-use ordership_domain::{CancellationReason, DeliveryId, Order, OrderId, OrderStatus};
+use ordership_domain::{
+    CancellationReason, DeliveryId, FulfilmentSaga, Order, OrderId, OrderStatus,
+};
 use uuid::Uuid;
 
 use super::{OrderStore, order, order_of, t0};
@@ -41,6 +44,40 @@ pub async fn orders_round_trip(store: &OrderStore) {
             .expect("get"),
         None
     );
+    drop(tx);
+
+    // With its saga, in one read (outside a transaction where the store can).
+    let mut tx = store.begin_single_read().await.expect("begin");
+    assert_eq!(
+        tx.orders().get_with_saga(order.id()).await.expect("get"),
+        Some((order.clone(), None)),
+        "no saga yet"
+    );
+    drop(tx);
+    let saga = FulfilmentSaga::start(order.id(), t0() + Duration::minutes(1), t0());
+    let mut tx = store.begin().await.expect("begin");
+    tx.sagas().insert(&saga).await.expect("insert saga");
+    tx.commit().await.expect("commit");
+    for single in [true, false] {
+        // One at a time: a store may serialize its units of work.
+        let mut tx = if single {
+            store.begin_single_read().await
+        } else {
+            store.begin_read_only().await
+        }
+        .expect("begin");
+        assert_eq!(
+            tx.orders().get_with_saga(order.id()).await.expect("get"),
+            Some((order.clone(), Some(saga.clone())))
+        );
+        assert_eq!(
+            tx.orders()
+                .get_with_saga(OrderId::from_uuid(Uuid::now_v7()))
+                .await
+                .expect("get"),
+            None
+        );
+    }
 }
 
 /// Inserting an existing id MUST fail with `Duplicate`.

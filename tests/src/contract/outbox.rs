@@ -11,16 +11,31 @@ use super::{OrderStore, message, order, t0};
 pub async fn the_outbox_publishes_in_order_and_purges_only_published(store: &OrderStore) {
     let o = order();
     let messages: Vec<_> = (1..=5).map(|n| message(o.id(), n)).collect();
+    // One at a time, then several at once: one order either way.
     let mut tx = store.begin().await.expect("begin");
-    for m in &messages {
+    for m in &messages[..2] {
         tx.outbox().append(m).await.expect("append");
     }
+    tx.outbox()
+        .append_all(&messages[2..])
+        .await
+        .expect("append all");
     tx.commit().await.expect("commit");
     let mut tx = store.begin().await.expect("begin");
     assert!(matches!(
         tx.outbox().append(&messages[0]).await,
         Err(StoreError::Duplicate)
     ));
+    drop(tx);
+    let mut tx = store.begin().await.expect("begin");
+    let fresh = message(o.id(), 6);
+    assert!(
+        matches!(
+            tx.outbox().append_all(&[fresh, messages[1].clone()]).await,
+            Err(StoreError::Duplicate)
+        ),
+        "a duplicate among several is a duplicate"
+    );
     drop(tx);
 
     let mut tx = store.begin().await.expect("begin");

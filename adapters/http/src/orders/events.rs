@@ -97,8 +97,7 @@ pub(crate) async fn order_events(
         .and_then(|v| v.trim().parse::<u64>().ok());
     let following = orders
         .updates
-        .follow(OrderId::from_uuid(id), &access, caller.subject())
-        .await?;
+        .follow(OrderId::from_uuid(id), &access, caller.subject())?;
     // Errors before the stream starts are plain problem answers.
     let first = following.updates_after(last).await?;
     let stream = updates(following, first.into(), last);

@@ -193,7 +193,7 @@ async fn settled(
     caller: &str,
 ) -> Result<Response, ApiError> {
     let id = placed.order.id();
-    let view = match updates.follow(id, &OrderAccess::All, caller).await {
+    let view = match updates.follow(id, &OrderAccess::All, caller) {
         Ok(mut following) => following.settled_within(wait).await.ok(),
         Err(e) => {
             tracing::debug!(order_id = %id, error = %e, "placed without waiting");

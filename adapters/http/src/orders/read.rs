@@ -69,7 +69,7 @@ pub(crate) async fn get_order(
         return Ok(answer(&view, StatusCode::OK));
     };
     let deadline = tokio::time::Instant::now() + wait;
-    let mut following = orders.updates.follow(id, &access, caller.subject()).await?;
+    let mut following = orders.updates.follow(id, &access, caller.subject())?;
     let mut view = following.view().await?;
     let start = etag(&view);
     if none_match(&headers, &start) == Some(false) {

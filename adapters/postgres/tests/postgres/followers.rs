@@ -54,7 +54,6 @@ async fn a_follower_on_one_instance_sees_each_step_another_instance_commits_with
     let id = a.place("KR").await;
     let stream = updates
         .follow(id, &OrderAccess::All, "c-42")
-        .await
         .expect("follow");
     let placed = stream.updates_after(Some(0)).await.expect("history");
     assert_eq!(placed.len(), 1, "{placed:?}");
@@ -64,7 +63,6 @@ async fn a_follower_on_one_instance_sees_each_step_another_instance_commits_with
     // A long poll on A, from the state the order is in.
     let mut poll = updates
         .follow(id, &OrderAccess::All, "c-42")
-        .await
         .expect("follow");
     let long_poll = tokio::spawn(async move {
         let start = poll.view().await.expect("view").order.version();
