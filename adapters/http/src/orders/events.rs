@@ -73,7 +73,7 @@ impl From<&OrderUpdate> for OrderUpdateEvent {
     get, path = "/orders/{id}/events", tag = "orders",
     security(("bearer" = ["orders"]), ("bearer" = ["admin"])),
     params(("id" = uuid::Uuid, Path, description = "Order id", format = Uuid),
-        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received: resume after it", pattern = "^[0-9]{1,19}$")),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received (a decimal sequence number): resume after it. As event sources resend whatever id they last saw, an id this server never sent is ignored and the stream starts from the current state")),
     responses(
         (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
         (status = 400, response = NotUuid),
