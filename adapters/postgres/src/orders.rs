@@ -13,6 +13,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::error::{corrupt, failed_in};
+use crate::sagas::joined_saga_columns;
 use crate::unit_of_work::{PgOrderTx, count, updated_one, version};
 
 /// The columns an order is read from, qualified by `$q` (`o.`, or `""`).
@@ -70,10 +71,9 @@ const GET_ORDER: &str = select_orders!("WHERE id = $1");
 const GET_ORDER_WITH_SAGA: &str = concat!(
     "SELECT ",
     order_columns!("o."),
-    ", s.order_id AS saga_order_id, s.state AS saga_state, s.attempts AS saga_attempts, ",
-    "s.deadline AS saga_deadline, s.failure_reason AS saga_failure_reason, s.version AS saga_version, ",
-    "s.updated_at AS saga_updated_at ",
-    "FROM orders.orders o LEFT JOIN orders.sagas s ON s.order_id = o.id WHERE o.id = $1"
+    ", ",
+    joined_saga_columns!(),
+    " FROM orders.orders o LEFT JOIN orders.sagas s ON s.order_id = o.id WHERE o.id = $1"
 );
 /// A page of orders: `$3` and `$4` filter by customer and status when not null.
 const LIST_ORDERS: &str = select_orders!(

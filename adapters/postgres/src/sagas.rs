@@ -56,6 +56,17 @@ const OWN: SagaColumns = SagaColumns {
     updated_at: "updated_at",
 };
 
+/// The saga's columns of a query that joins `orders.sagas s` to its order, named as [`JOINED`]
+/// reads them.
+macro_rules! joined_saga_columns {
+    () => {
+        "s.order_id AS saga_order_id, s.state AS saga_state, s.attempts AS saga_attempts, \
+         s.deadline AS saga_deadline, s.failure_reason AS saga_failure_reason, \
+         s.version AS saga_version, s.updated_at AS saga_updated_at"
+    };
+}
+pub(crate) use joined_saga_columns;
+
 /// The saga beside its order's columns (`saga_…`; all null for an order without a saga).
 pub(crate) const JOINED: SagaColumns = SagaColumns {
     order_id: "saga_order_id",

@@ -11,7 +11,7 @@ use ordership_domain::{FulfilmentSaga, Order, OrderId};
 use crate::error::corrupt;
 use crate::history::{bind_step, insert_step, same_saga};
 use crate::orders::{order_columns, order_from_row};
-use crate::sagas::JOINED;
+use crate::sagas::{JOINED, joined_saga_columns};
 use crate::unit_of_work::{PgOrderTx, updated_one, version};
 
 /// One statement for a step that changed the order and its saga: the order (`$20`…`$23`: its
@@ -32,10 +32,9 @@ const UPDATE_ORDER_AND_SAGA_WITH_STEP: &str = concat!(
 const LOCK_SAGA_WITH_ORDER: &str = concat!(
     "SELECT ",
     order_columns!("o."),
-    ", s.order_id AS saga_order_id, s.state AS saga_state, s.attempts AS saga_attempts, ",
-    "s.deadline AS saga_deadline, s.failure_reason AS saga_failure_reason, s.version AS saga_version, ",
-    "s.updated_at AS saga_updated_at ",
-    "FROM orders.sagas s JOIN orders.orders o ON o.id = s.order_id WHERE s.order_id = $1 FOR UPDATE OF s, o"
+    ", ",
+    joined_saga_columns!(),
+    " FROM orders.sagas s JOIN orders.orders o ON o.id = s.order_id WHERE s.order_id = $1 FOR UPDATE OF s, o"
 );
 
 #[async_trait]
