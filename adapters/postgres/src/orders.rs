@@ -183,6 +183,26 @@ pub(crate) fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
     .map_err(|e| corrupt("order", e))
 }
 
+/// The order `id` and its saga from `sql`, a query of the order's columns and
+/// [`joined_saga_columns!`] bound to the order id.
+pub(crate) async fn order_with_saga(
+    tx: &mut PgOrderTx,
+    sql: &'static str,
+    id: OrderId,
+    operation: &'static str,
+) -> Result<Option<(Order, Option<FulfilmentSaga>)>, StoreError> {
+    let row = sqlx::query(sql)
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *tx.0.tx)
+        .await
+        .map_err(|e| tx.0.failed(operation, e))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let saga = crate::sagas::JOINED.saga_from(&row)?;
+    Ok(Some((order_from_row(&row)?, saga)))
+}
+
 #[async_trait]
 impl OrderRepository for PgOrderTx {
     async fn get(&mut self, id: OrderId) -> Result<Option<Order>, StoreError> {
@@ -198,16 +218,7 @@ impl OrderRepository for PgOrderTx {
         &mut self,
         id: OrderId,
     ) -> Result<Option<(Order, Option<FulfilmentSaga>)>, StoreError> {
-        let row = sqlx::query(GET_ORDER_WITH_SAGA)
-            .bind(id.as_uuid())
-            .fetch_optional(&mut *self.0.tx)
-            .await
-            .map_err(|e| self.0.failed("orders::get_with_saga", e))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let saga = crate::sagas::JOINED.saga_from(&row)?;
-        Ok(Some((order_from_row(&row)?, saga)))
+        order_with_saga(self, GET_ORDER_WITH_SAGA, id, "orders::get_with_saga").await
     }
 
     async fn insert(&mut self, order: &Order) -> Result<(), StoreError> {

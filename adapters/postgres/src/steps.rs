@@ -10,8 +10,8 @@ use ordership_domain::{FulfilmentSaga, Order, OrderId};
 
 use crate::error::corrupt;
 use crate::history::{bind_step, insert_step, same_saga};
-use crate::orders::{order_columns, order_from_row};
-use crate::sagas::{JOINED, joined_saga_columns};
+use crate::orders::{order_columns, order_with_saga};
+use crate::sagas::joined_saga_columns;
 use crate::unit_of_work::{PgOrderTx, updated_one, version};
 
 /// One statement for a step that changed the order and its saga: the order (`$20`…`$23`: its
@@ -53,18 +53,20 @@ impl OrderTransaction for PgOrderTx {
         &mut self,
         order_id: OrderId,
     ) -> Result<Option<(FulfilmentSaga, Order)>, StoreError> {
-        let row = sqlx::query(LOCK_SAGA_WITH_ORDER)
-            .bind(order_id.as_uuid())
-            .fetch_optional(&mut *self.0.tx)
-            .await
-            .map_err(|e| self.0.failed("steps::lock_saga_with_order", e))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let saga = JOINED
-            .saga_from(&row)?
-            .ok_or_else(|| corrupt("saga", "a locked saga read without its columns"))?;
-        Ok(Some((saga, order_from_row(&row)?)))
+        let found = order_with_saga(
+            self,
+            LOCK_SAGA_WITH_ORDER,
+            order_id,
+            "steps::lock_saga_with_order",
+        )
+        .await?;
+        found
+            .map(|(order, saga)| {
+                let saga =
+                    saga.ok_or_else(|| corrupt("saga", "a locked saga read without its columns"))?;
+                Ok((saga, order))
+            })
+            .transpose()
     }
 
     async fn update_order_and_saga_with_step(
