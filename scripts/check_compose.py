@@ -7,7 +7,10 @@ or a service starts too early (none runs on the test machines):
 - Kafka's log directory is the mounted volume, and the broker does not create topics on first use;
 - the one-shot topic service creates every ordership topic and its dead-letter topic, with the
   partitions the services are told to expect;
-- every long-running service has a healthcheck, and ordership's services are checked for readiness.
+- every long-running service has a healthcheck, and ordership's services are checked for readiness;
+- ordership's two services can be scaled (`docker compose up --scale order-service=3`): no
+  container name, no host port, no instance id shared by their containers; the gateway and
+  Prometheus find every container by the service's name.
 
 Run by scripts/test.sh (with the test virtual environment's Python, which has PyYAML).
 """
@@ -39,9 +42,12 @@ DATA_PATHS = {
 STATELESS = {
     "redis": "the waiting rooms' queue may be lost (buyers rejoin with their queue tokens)",
     "jaegertracing/jaeger": "traces are kept in memory: a demo",
+    "nginx": "the gateway only forwards requests",
 }
 # One-shot services (they exit); the rest run and need a healthcheck.
 ONE_SHOT = {"migrate", "kafka-topics"}
+# Services run as many times as --scale asks, and the port each listens on.
+SCALED = {"order-service": 8080, "delivery-service": 8081}
 
 
 def image_name(image: str) -> str:
@@ -55,6 +61,36 @@ def topics() -> list[str]:
     if not names:
         sys.exit("no topic constants found in domain/src/message.rs")
     return sorted(n for name in names for n in (name, f"{name}.dlq"))
+
+
+def scaling(services: dict) -> list[str]:
+    """What `--scale` needs of the scaled services, the gateway and Prometheus."""
+    errors = []
+    gateway = (COMPOSE.parent / "gateway" / "nginx.conf").read_text()
+    prometheus = yaml.safe_load((COMPOSE.parent / "prometheus.yml").read_text())
+    discovered = {
+        (name, config.get("port"))
+        for job in prometheus["scrape_configs"]
+        for config in job.get("dns_sd_configs", [])
+        for name in config["names"]
+    }
+    for name, port in SCALED.items():
+        service = services[name]
+        for key in ("container_name", "ports", "hostname"):
+            if key in service:
+                errors.append(f"{name}: {key} is fixed, so --scale cannot run a second container")
+        if "ORDERSHIP_KAFKA_INSTANCE_ID" in (service.get("environment") or {}):
+            errors.append(f"{name}: one ORDERSHIP_KAFKA_INSTANCE_ID for every container (static members must differ)")
+        command = " ".join(service.get("entrypoint") or []) + " ".join(service.get("command") or [])
+        if "--kafka-instance-id" in command and "$$HOSTNAME" not in command:
+            errors.append(f"{name}: the instance id must be the container's own ($$HOSTNAME)")
+        if f"--http-addr 0.0.0.0:{port}" not in command:
+            errors.append(f"{name}: does not listen on 0.0.0.0:{port}")
+        if not re.search(rf"set \$(\w+) {name};\s*proxy_pass http://\$\1:{port};", gateway):
+            errors.append(f"gateway: does not proxy to every container of {name} (by name, at request time)")
+        if (name, port) not in discovered:
+            errors.append(f"prometheus.yml: does not discover the containers of {name}:{port} by DNS")
+    return errors
 
 
 def main() -> int:
@@ -123,6 +159,8 @@ def main() -> int:
             errors.append(f"{name}: no healthcheck")
         elif image_name(service.get("image", "")) == "ordership" and "/health/ready" not in " ".join(check["test"]):
             errors.append(f"{name}: the healthcheck must ask /health/ready (readiness), not liveness")
+
+    errors += scaling(services)
 
     for error in errors:
         print(f"compose: {error}", file=sys.stderr)

@@ -241,6 +241,12 @@ echo "check-jsonschema $(check-jsonschema --version | awk '{print $NF}'), $(st -
 step "deploy: the compose file follows the Compose Specification and keeps its data"
 check-jsonschema --schemafile deploy/schema/compose-spec.json deploy/docker-compose.yml
 "$venv/bin/python" scripts/check_compose.py
+# The gateway's configuration, by Debian's nginx (the compose file runs the official image).
+if ! command -v nginx >/dev/null; then
+  echo "installing nginx"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+fi
+nginx -t -q -c "$PWD/deploy/gateway/nginx.conf" -g "pid $(mktemp -u);" -e stderr
 
 step "deploy: Prometheus configuration and alert rules (promtool), and their unit tests"
 # Debian's prometheus brings promtool; the end-to-end test (tests/e2e/prometheus.rs) runs the
@@ -341,6 +347,10 @@ lane --test kafka
 lane --test contract -- kafka::
 lane --test e2e -- kafka_crash::killing kafka_crash::in_cdc
 echo "the Tansu lane took $((SECONDS - lane_started))s"
+
+step "deploy: the Kubernetes manifests, by the schemas and against the binary they run"
+cargo build --locked --quiet -p ordership --bin ordership
+"$venv/bin/python" scripts/check_kubernetes.py target/debug/ordership
 
 step "the OpenAPI contract, from outside (schemathesis against the binary on PostgreSQL)"
 scripts/schemathesis/run.sh "${SCHEMATHESIS_MAX_EXAMPLES:-100}"

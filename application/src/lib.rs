@@ -40,7 +40,7 @@ pub use orders::{
     CancelOrderError, GetOrderError, OrderAccess, OrderService, OrderView, Outcome,
     PlaceOrderError, Render,
 };
-pub use relay::{CdcRelay, OutboxRelay, RelayConfig, RelayError};
+pub use relay::{CdcRelay, OutboxRelay, RelayConfig, RelayError, relay_instance_name};
 pub use saga::{FulfilmentOrchestrator, SweepReport};
 pub use shedding::{LoadShedder, Pressure, ShedReason, ShedThresholds};
 pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -106,6 +106,8 @@ pub struct RelayMetrics {
     pub lag: Histogram,
     /// Per batch: the broker round trip, from the first send to the last acknowledgement.
     pub publish: Histogram,
+    /// Outbox shards this instance leases and relays now (polling relay).
+    pub shards_leased: AtomicU64,
 }
 
 /// Handling latency and outcomes of one consumer, whatever the transport.

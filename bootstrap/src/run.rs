@@ -1,7 +1,7 @@
 //! Dispatch: which module runs each subcommand.
 
 use crate::cli::{Cli, Command};
-use crate::commands::{bench_publish, dev_broker, dlq, migrate, outbox, saga, token};
+use crate::commands::{bench_order, bench_publish, dev_broker, dlq, migrate, outbox, saga, token};
 use crate::server::shutdown_signal;
 use crate::wiring::{Application, Role};
 
@@ -22,6 +22,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Outbox { service, action } => outbox::run(args, service, action).await,
         Command::Saga { action } => saga::run(args, action).await,
         Command::Dlq { service, action } => dlq::run(args, service, action).await,
+        Command::BenchCheckOrder {
+            topics,
+            messages,
+            patience,
+        } => bench_order::run(args, &topics, messages, patience).await,
         Command::BenchPublish {
             messages,
             keys,

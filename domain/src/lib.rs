@@ -67,6 +67,7 @@ pub mod order;
 pub mod ports;
 pub mod product;
 pub mod rate_limit;
+pub mod relay_shards;
 pub mod retry;
 pub mod saga;
 pub mod waiting_room;

@@ -14,6 +14,9 @@
 # the tightest of its limits. Then, with cdc, once: both services in CDC mode under `ordership load`
 # — the ingress (outbox rows written per second), the slot lag while steady, and how fast a backlog
 # of N more rows is caught up while the load runs.
+# With INSTANCES="1 2 4" the polling relay drains the same backlog with that many order services
+# at once (the outbox's shards leased among them, ADR 0028), each run's published stream read back
+# from the broker to check every key's messages came in order (`ordership bench-check-order`).
 #   scripts/bench/relay_drain.sh [rows=100000]
 # RELAY_BATCH_SIZE (default the service's) is passed to the relays and to the reference claim;
 # MODES="poll" (or "cdc") drains with one relay only (default "poll cdc"); with cdc, STEADY=0 skips
@@ -91,18 +94,21 @@ SQL
 # The backlog, then its statistics (as autovacuum would gather them on a backlog that grew).
 fill() { sql -c "SET synchronous_commit = off" -c "CALL public.fill($rows, $keys, $1)" -c "ANALYZE orders.outbox"; }
 
-# One order service, its relay in `mode`; waits until it answers.
+# One order service, its relay in `mode`; waits until it answers. Each started is added to
+# `services`.
+services=()
 service() {
   local mode=$1 http
   http=$(free_port 18600)
   RUST_LOG=warn "$bin" order-service --dev-auth --http-addr "127.0.0.1:$http" --database-url "$url" \
     --kafka-brokers "$brokers" --kafka-namespace "${namespace:-drain-$mode-$(date +%s%N).}" --relay-mode "$mode" \
     --relay-batch-size "$batch" ${RELAY_BATCHES_PER_TRANSACTION:+--relay-batches-per-transaction "$RELAY_BATCHES_PER_TRANSACTION"} \
-    --log-format json >"$work/$mode.log" 2>&1 & pids+=($!)
+    --log-format json >"$work/$mode-$http.log" 2>&1 & pids+=($!)
   service_pid=$! service_url="http://127.0.0.1:$http"
+  services+=("$service_pid")
   until curl -sf "$service_url/health/live" >/dev/null; do sleep 0.1; done
 }
-stop_service() { kill "$service_pid"; wait "$service_pid" 2>/dev/null || true; }
+stop_service() { kill "${services[@]}"; wait "${services[@]}" 2>/dev/null || true; services=(); }
 published() { curl -s "$service_url/metrics" | awk '/^ordership_relay_published_total/ { n += $2 } END { print n + 0 }'; }
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
@@ -110,15 +116,39 @@ rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
 modes=${MODES:-poll cdc}
 runs=${RUNS:-3}
 
-# Polling relay: a backlog in the table, then the service; the rows' published_at times the drain.
+# Polling relay: a backlog in the table, then `$1` services (1); the rows' published_at times the
+# drain. The relays are held (a session takes the outbox's old whole-outbox lock, which every
+# shard's relay takes shared) until the services have divided the shards, so all start at once.
+# Then the stream the broker got is read back and checked, each key in order.
 measure_poll() {
+  local instances=${1:-1} holder seconds
   fresh_db
   fill false
-  service poll
+  namespace="drain-poll-$instances-$(date +%s%N)."
+  PGAPPNAME=drain-holder sql -c "SELECT pg_advisory_lock(hashtextextended('orders.outbox-relay', 0)), pg_sleep(600)" \
+    >/dev/null 2>&1 &
+  holder=$!
+  until [ "$(sql -c "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+      WHERE a.application_name = 'drain-holder' AND l.locktype = 'advisory' AND l.granted")" = 1 ]; do
+    sleep 0.1
+  done
+  for _ in $(seq 1 "$instances"); do service poll; done
+  until [ "$(sql -c "SELECT count(DISTINCT owner) FILTER (WHERE leased_until > now()) = $instances \
+      AND count(*) FILTER (WHERE leased_until > now()) = count(*) FROM orders.relay_shards")" = t ]; do
+    sleep 0.2
+  done
+  # The backend, not just psql: a sleeping backend does not notice its client is gone.
+  sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'drain-holder'" >/dev/null
+  wait "$holder" 2>/dev/null || true
   until [ "$(sql -c "SELECT count(*) FROM orders.outbox")" = 0 ]; do sleep 0.2; done
-  local seconds
   seconds=$(sql -c "SELECT extract(epoch FROM max(published_at) - min(published_at)) FROM orders.outbox_published")
+  echo "$instances relays: $(sql -c "SELECT string_agg(owner || ':' || n, ' ') FROM (SELECT owner, count(*) n \
+    FROM orders.relay_shards GROUP BY owner) o") shards" >&2
   stop_service
+  RUST_LOG=warn "$bin" bench-check-order --kafka-brokers "$brokers" --kafka-namespace "$namespace" \
+    --topic ordership.order.events --topic ordership.delivery.commands --messages "$rows" \
+    >>"$work/order-checks" 2>"$work/order-check.log" || { cat "$work/order-check.log" >&2; exit 1; }
+  unset namespace
   rate "$rows" "$seconds"
 }
 
@@ -183,10 +213,16 @@ measure_recvlogical() {
 # touches every figure alike.
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "-") }'; }
 all_poll="" all_cdc="" all_broker="" all_claim="" all_recv=""
+instances=${INSTANCES:-1}
+declare -A all_instances
 for run in $(seq 1 "$runs"); do
   echo "run $run of $runs" >&2
   if [[ " $modes " == *" poll "* ]]; then
-    all_poll+=" $(measure_poll)"
+    for n in $instances; do
+      drained=$(measure_poll "$n")
+      all_instances[$n]+=" $drained"
+      [ "$n" != 1 ] || all_poll+=" $drained"
+    done
     all_claim+=" $(measure_claim_mark)"
   fi
   if [[ " $modes " == *" cdc "* ]]; then
@@ -258,6 +294,16 @@ printf '  relay  cdc                              %9s events/s   %s of its limit
   "$cdc_rate" "$(ratio "$cdc_rate" "$cdc_limit")" "$cdc_limit" "$all_cdc"
 if [ "$poll_rate" != - ] && [ "$cdc_rate" != - ]; then
   printf '  cdc / poll                               %9s\n' "$(ratio "$cdc_rate" "$poll_rate")"
+fi
+if [ "$instances" != 1 ]; then
+  one=$(median <<<"${all_instances[1]:-}")
+  for n in $instances; do
+    drained=$(median <<<"${all_instances[$n]}")
+    printf '  relay  poll, %s instances                %9s events/s   %s x one instance  [%s ]\n' \
+      "$n" "$drained" "$(ratio "$drained" "${one:--}")" "${all_instances[$n]}"
+  done
+  printf '  per-key order, read back from the broker: %s\n' \
+    "$(jq -s -c '{runs: length, messages: (map(.messages) | add), duplicates: (map(.duplicates) | add), out_of_order: (map(.out_of_order) | add)}' "$work/order-checks")"
 fi
 if [ "$ingress" != - ]; then
   printf '  cdc under load: ingress %s outbox rows/s; slot lag median %s bytes, max %s bytes\n' \

@@ -16,6 +16,7 @@ mod kafka_crash;
 mod load;
 mod pg_restart;
 mod prometheus;
+mod scale_out;
 mod static_membership;
 mod tansu;
 mod tls;

@@ -1,9 +1,10 @@
 //! The outbox in memory: messages in position order, claimed, parked and marked published in
-//! the transaction that appended them or the relay's.
+//! the transaction that appended them or the relay's. It has one shard (one process relays it).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ordership_domain::ports::{Outbox, OutboxStats, ParkedMessage, StoreError};
+use ordership_domain::ports::{Outbox, OutboxStats, ParkedMessage, RelayRight, StoreError};
+use ordership_domain::relay_shards::Shard;
 use ordership_domain::{Message, OutboxEntry};
 
 use crate::unit_of_work::{MemoryTransaction, OutboxRow};
@@ -45,13 +46,20 @@ impl Outbox for MemoryTransaction {
         Ok(())
     }
 
-    async fn try_lock_relay(&mut self) -> Result<bool, StoreError> {
-        // Transactions are serialized already: the relay holding one is alone.
-        self.tables().map(|_| true)
+    async fn try_lock_relay(&mut self, index: u32) -> Result<RelayRight, StoreError> {
+        // One process, one shard: transactions are serialized already, so the relay holding
+        // one is alone.
+        self.tables()?;
+        Ok(if index == 0 {
+            RelayRight::Held(Shard { index, count: 1 })
+        } else {
+            RelayRight::NoSuchShard
+        })
     }
 
     async fn claim_unpublished(
         &mut self,
+        _shard: Shard,
         limit: u32,
         skip: &[i64],
     ) -> Result<Vec<OutboxEntry>, StoreError> {

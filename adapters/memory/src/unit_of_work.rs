@@ -9,13 +9,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordership_domain::ports::{
-    DeadLetter, DeadLetters, DeliveryRepository, DeliveryTransaction, IdempotencyRecord,
-    IdempotencyStore, Inbox, OrderRepository, OrderTransaction, Outbox, OutboxSignal,
-    SagaRepository, StoreError, Transaction, UnitOfWork,
+    Committed, DeadLetter, DeadLetters, DeliveryRepository, DeliveryTransaction, IdempotencyRecord,
+    IdempotencyStore, Inbox, Leased, OrderRepository, OrderTransaction, Outbox, OutboxSignal,
+    RelayLeases, SagaRepository, StoreError, Transaction, UnitOfWork,
 };
 use ordership_domain::saga::SagaStepRecord;
 use ordership_domain::{
@@ -235,8 +236,24 @@ impl UnitOfWork<dyn Transaction> for MemoryStore {
 
 #[async_trait]
 impl OutboxSignal for MemoryStore {
-    async fn committed(&self) {
+    async fn committed(&self) -> Committed {
         self.committed_outbox.notified().await;
+        Committed::Any
+    }
+}
+
+/// The outbox in memory has one shard, always this process's.
+#[async_trait]
+impl RelayLeases for MemoryStore {
+    async fn renew(&self, _owner: &str, _term: Duration) -> Result<Leased, StoreError> {
+        Ok(Leased {
+            shards: vec![0],
+            count: 1,
+        })
+    }
+
+    async fn release(&self, _owner: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

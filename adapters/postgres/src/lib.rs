@@ -20,6 +20,8 @@ mod inbox;
 mod notify;
 mod orders;
 mod outbox;
+mod relay_shards;
+mod relay_sql;
 mod sagas;
 pub mod schema;
 mod steps;
@@ -38,6 +40,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 
 pub use feed::PgOutboxFeed;
 pub use notify::{ORDER_CHANGED_CHANNEL, PgOrderChanges, PgOutboxSignal};
+pub use relay_shards::{LeaseRow, PgRelayLeases};
 pub use schema::{DELIVERY, ORDERS, Schema};
 pub use sqlx::PgPool;
 pub use unit_of_work::{OutboxMode, PgDeliveryStore, PgDeliveryTx, PgOrderStore, PgOrderTx, PgTx};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ordership_domain::OrderId;
-use ordership_domain::ports::{OrderChangeFeed, OrderChanges, OutboxSignal};
+use ordership_domain::ports::{Committed, OrderChangeFeed, OrderChanges, OutboxSignal};
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgNotification};
 use tokio::sync::Mutex;
@@ -106,11 +106,27 @@ impl PgOutboxSignal {
 
 #[async_trait]
 impl OutboxSignal for PgOutboxSignal {
-    async fn committed(&self) {
-        // A notification, or a reconnection (after which one may have been missed): either
-        // way the relay looks.
-        let _ = self.0.next().await;
+    async fn committed(&self) -> Committed {
+        // A notification names the key hashes of what committed; a reconnection (after which
+        // one may have been missed) concerns every shard.
+        self.0
+            .next()
+            .await
+            .map_or(Committed::Any, |n| committed_keys(n.payload()))
     }
+}
+
+/// The outbox trigger's payload: the key hashes, comma-separated; empty (too many to list) or
+/// unreadable: any.
+fn committed_keys(payload: &str) -> Committed {
+    if payload.is_empty() {
+        return Committed::Any;
+    }
+    payload
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<Vec<u32>, _>>()
+        .map_or(Committed::Any, Committed::Keys)
 }
 
 /// The orders whose saga steps committed, from any instance: `LISTEN` on the saga history's
@@ -150,5 +166,17 @@ impl OrderChangeFeed for PgOrderChanges {
         let mut changed: Vec<OrderId> = order_of(&first).into_iter().collect();
         changed.extend(self.0.buffered().await.iter().filter_map(order_of));
         OrderChanges::Changed(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_payload_names_key_hashes_or_any() {
+        assert_eq!(committed_keys("12,7"), Committed::Keys(vec![12, 7]));
+        assert_eq!(committed_keys(""), Committed::Any);
+        assert_eq!(committed_keys("12,x"), Committed::Any);
     }
 }

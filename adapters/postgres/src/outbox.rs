@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ordership_domain::ports::{Outbox, OutboxStats, ParkedMessage, StoreError};
+use ordership_domain::ports::{Outbox, OutboxStats, ParkedMessage, RelayRight, StoreError};
+use ordership_domain::relay_shards::Shard;
 use ordership_domain::{Message, MessageId, OutboxEntry};
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Row};
@@ -56,22 +57,35 @@ impl Outbox for PgTx {
         Ok(())
     }
 
-    async fn try_lock_relay(&mut self) -> Result<bool, StoreError> {
-        let row = sqlx::query(self.schema.sql.lock_relay)
+    async fn try_lock_relay(&mut self, index: u32) -> Result<RelayRight, StoreError> {
+        let row = sqlx::query(self.schema.relay.lock)
+            .bind(i32::try_from(index).unwrap_or(i32::MAX))
             .fetch_one(&mut *self.tx)
             .await
             .map_err(|e| self.failed("outbox::try_lock_relay", e))?;
-        row.try_get(0).map_err(failed_in("outbox::try_lock_relay"))
+        // NULL: another relay holds it.
+        let count: Option<i32> = row
+            .try_get(0)
+            .map_err(failed_in("outbox::try_lock_relay"))?;
+        Ok(match count.map(|c| u32::try_from(c).unwrap_or_default()) {
+            None => RelayRight::Busy,
+            Some(count) if index < count => RelayRight::Held(Shard { index, count }),
+            Some(_) => RelayRight::NoSuchShard,
+        })
     }
 
     async fn claim_unpublished(
         &mut self,
+        shard: Shard,
         limit: u32,
         skip: &[i64],
     ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let as_sql = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         let rows = sqlx::query(self.schema.sql.claim)
             .bind(i64::from(limit))
             .bind(skip)
+            .bind(as_sql(shard.count))
+            .bind(as_sql(shard.index))
             .fetch_all(&mut *self.tx)
             .await
             .map_err(|e| self.failed("outbox::claim_unpublished", e))?;

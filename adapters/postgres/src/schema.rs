@@ -9,6 +9,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{PgPool, SqlSafeStr};
 
 use crate::error::classify;
+use crate::relay_sql::{RelaySql, relay_sql};
 use ordership_domain::ports::StoreError;
 
 /// A service's schema: its name, its migrations, and its outbox/inbox statements.
@@ -20,12 +21,12 @@ pub struct Schema {
     migrations_table: &'static str,
     migrations: &'static [(i64, &'static str, &'static str, &'static str)],
     pub(crate) sql: OutboxSql,
+    pub(crate) relay: RelaySql,
 }
 
 /// Outbox and inbox statements of one schema.
 #[derive(Debug)]
 pub(crate) struct OutboxSql {
-    pub(crate) lock_relay: &'static str,
     pub(crate) append: &'static str,
     pub(crate) claim: &'static str,
     pub(crate) mark: &'static str,
@@ -107,8 +108,6 @@ macro_rules! dead_letter_columns {
 macro_rules! outbox_sql {
     ($schema:literal) => {
         OutboxSql {
-            // Transaction-scoped: released at commit or rollback, so it guards exactly the batch.
-            lock_relay: concat!("SELECT pg_try_advisory_xact_lock(hashtextextended('", $schema, ".outbox-relay', 0))"),
             // One statement for a step's messages, in their order (one array per column: the
             // rows come out of `unnest` in array order, and take their ids in that order).
             append: concat!(
@@ -117,9 +116,11 @@ macro_rules! outbox_sql {
             ),
             // SKIP LOCKED: rows another relay holds are not waited for; rows of transactions not
             // yet committed are invisible and are claimed once they commit (no id high-water mark).
+            // $3/$4: the shard count and index (one shard's rows, read along the primary key).
             claim: concat!(
                 "SELECT id, message_id, topic, key, message_type, payload, headers, created_at FROM ",
-                $schema, ".outbox o WHERE parked_at IS NULL AND id <> ALL($2) AND NOT EXISTS (SELECT 1 FROM ",
+                $schema, ".outbox o WHERE parked_at IS NULL AND key_hash % $3 = $4 AND id <> ALL($2) ",
+                "AND NOT EXISTS (SELECT 1 FROM ",
                 $schema, ".outbox p WHERE p.key = o.key AND p.parked_at IS NOT NULL) ",
                 "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
             ),
@@ -267,8 +268,15 @@ pub static ORDERS: Schema = Schema {
             include_str!("../migrations/orders_0009_dead_letters.up.sql"),
             include_str!("../migrations/orders_0009_dead_letters.down.sql"),
         ),
+        (
+            10,
+            "relay shards",
+            include_str!("../migrations/orders_0010_relay_shards.up.sql"),
+            include_str!("../migrations/orders_0010_relay_shards.down.sql"),
+        ),
     ],
     sql: outbox_sql!("orders"),
+    relay: relay_sql!("orders"),
 };
 
 /// The delivery service's schema.
@@ -307,8 +315,15 @@ pub static DELIVERY: Schema = Schema {
             include_str!("../migrations/delivery_0005_dead_letters.up.sql"),
             include_str!("../migrations/delivery_0005_dead_letters.down.sql"),
         ),
+        (
+            6,
+            "relay shards",
+            include_str!("../migrations/delivery_0006_relay_shards.up.sql"),
+            include_str!("../migrations/delivery_0006_relay_shards.down.sql"),
+        ),
     ],
     sql: outbox_sql!("delivery"),
+    relay: relay_sql!("delivery"),
 };
 
 impl Schema {

@@ -119,7 +119,7 @@ pub async fn replication_slots(url: &str) -> u64 {
 /// An outbox statement whose cost a test measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxStatement {
-    /// The polling relay's claim of a batch of 100.
+    /// The polling relay's claim of a batch of 100 (of an outbox in one shard: every row).
     Claim,
     /// The backlog figures (pending, oldest, parked).
     Stats,
@@ -142,7 +142,11 @@ pub async fn outbox_statement_buffers(
     let explain = sqlx::AssertSqlSafe(format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}"));
     let query = sqlx::query_scalar::<_, serde_json::Value>(explain);
     let query = match statement {
-        OutboxStatement::Claim => query.bind(100_i64).bind(Vec::<i64>::new()),
+        OutboxStatement::Claim => query
+            .bind(100_i64)
+            .bind(Vec::<i64>::new())
+            .bind(1_i32)
+            .bind(0_i32),
         OutboxStatement::Stats => query,
     };
     let plan = query

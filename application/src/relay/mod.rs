@@ -1,14 +1,17 @@
 //! The outbox relays: they move committed outbox messages to the broker, in outbox order, at
-//! least once. Two read the outbox — [`OutboxRelay`] polls the table, [`CdcRelay`] streams the
-//! database's transaction log — and share the rest here: the loop that runs a relay until
+//! least once. Two read the outbox — [`OutboxRelay`] polls the table, shard by shard, with the
+//! shards shared among instances (`shards`), [`CdcRelay`] streams the database's transaction
+//! log — and share the rest here: the loop that runs a relay until
 //! shutdown (at once while batches come full, else on a commit signal or the poll interval), the
 //! timed, traced publish of one batch, and the relay lag.
 
 mod cdc;
 mod poll;
+mod shards;
 
 pub use cdc::CdcRelay;
 pub use poll::OutboxRelay;
+pub use shards::relay_instance_name;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +35,9 @@ pub struct RelayConfig {
     /// The polling relay commits after this many full batches (one transaction, one relay lock):
     /// more keeps the broker and the database busy at once for longer; fewer commits sooner.
     pub batches_per_transaction: u32,
+    /// How long an instance's lease on outbox shards lasts (renewed every third of it): the
+    /// shards of an instance that died are taken over within about this long.
+    pub lease_term: Duration,
 }
 
 impl Default for RelayConfig {
@@ -41,6 +47,7 @@ impl Default for RelayConfig {
             poll_interval: Duration::from_millis(500),
             error_backoff: Duration::from_millis(200),
             batches_per_transaction: 8,
+            lease_term: Duration::from_secs(6),
         }
     }
 }
@@ -120,7 +127,7 @@ pub(crate) async fn relay_loop<F: Future<Output = Result<Relayed, RelayError>>>(
         };
         tokio::select! {
             () = shutdown.requested() => return,
-            () = signal.committed() => {}
+            _ = signal.committed() => {}
             () = tokio::time::sleep(wait) => {}
         }
     }

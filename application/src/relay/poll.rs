@@ -3,16 +3,18 @@
 //! broker works on one batch, the database marks the batch before it and claims the next, so
 //! neither waits for the other; a transaction carries up to `batches_per_transaction` full
 //! batches and then commits. A crash anywhere before the commit leaves its batches unpublished in
-//! the outbox, to be sent again. Several relays may run (one per service instance): each
-//! transaction first takes the outbox's relay lock, so only one publishes at a time and per-key
-//! order holds; within one relay a batch goes to the broker only after the one before it was
+//! the outbox, to be sent again. The outbox is split into shards by key (ADR 0028): each
+//! transaction relays one shard and first takes that shard's relay right, so of several relays
+//! (one per service instance, sharing the shards through leases: see `shards`) only one
+//! publishes a shard at a time and per-key order holds, while different shards are published at
+//! once; within a shard a batch goes to the broker only after the one before it was
 //! acknowledged.
 
 use std::sync::Arc;
 
 use ordership_domain::Message;
 use ordership_domain::ports::{
-    Clock, MessagePublisher, OutboxSignal, PublishError, Transaction, UnitOfWork,
+    Clock, MessagePublisher, OutboxSignal, PublishError, RelayRight, Transaction, UnitOfWork,
 };
 use tracing::Instrument;
 
@@ -22,8 +24,8 @@ use crate::shutdown::Shutdown;
 
 /// One relay over one service's outbox.
 pub struct OutboxRelay<Tx: ?Sized> {
-    uow: Arc<dyn UnitOfWork<Tx>>,
-    core: Core,
+    pub(super) uow: Arc<dyn UnitOfWork<Tx>>,
+    pub(super) core: Core,
 }
 
 impl<Tx: ?Sized> std::fmt::Debug for OutboxRelay<Tx> {
@@ -56,24 +58,45 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
         self
     }
 
-    /// Publishes what one transaction carries (a batch, and while batches come full, up to
-    /// `batches_per_transaction` of them); returns how many messages were published.
+    /// Relays every shard of the outbox once, each in a transaction of its own (a batch, and
+    /// while batches come full, up to `batches_per_transaction` of them); returns how many
+    /// messages were published. A shard another relay is publishing is left to it.
     ///
     /// # Errors
     /// The store's or the publisher's failure; what the broker did not acknowledge then stays in
     /// the outbox.
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
-        self.relay_batch().await.map(|relayed| relayed.messages)
+        self.relay_every_shard()
+            .await
+            .map(|relayed| relayed.messages)
     }
 
-    async fn relay_batch(&self) -> Result<Relayed, RelayError> {
-        let mut tx = self.uow.begin().await?;
-        if !tx.outbox().try_lock_relay().await? {
-            // Another relay is publishing this outbox; it keeps the per-key order.
-            return Ok(Relayed::NOTHING);
+    async fn relay_every_shard(&self) -> Result<Relayed, RelayError> {
+        let mut all = Relayed::NOTHING;
+        for index in 0.. {
+            match self.relay_shard(index).await? {
+                Some(relayed) => {
+                    all.messages += relayed.messages;
+                    all.more |= relayed.more;
+                }
+                None => break,
+            }
         }
+        Ok(all)
+    }
+
+    /// Relays what one transaction carries of shard `index`; `None` if the outbox has no such
+    /// shard.
+    pub(crate) async fn relay_shard(&self, index: u32) -> Result<Option<Relayed>, RelayError> {
+        let mut tx = self.uow.begin().await?;
+        let shard = match tx.outbox().try_lock_relay(index).await? {
+            RelayRight::Held(shard) => shard,
+            // Another relay is publishing this shard; it keeps the per-key order.
+            RelayRight::Busy => return Ok(Some(Relayed::NOTHING)),
+            RelayRight::NoSuchShard => return Ok(None),
+        };
         let limit = self.core.config.batch_size;
-        let mut batch = tx.outbox().claim_unpublished(limit, &[]).await?;
+        let mut batch = tx.outbox().claim_unpublished(shard, limit, &[]).await?;
         // Acknowledged by the broker, not yet marked.
         let mut acknowledged: Vec<i64> = Vec::new();
         let mut refused = None;
@@ -97,7 +120,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
                     outbox.mark_published(&acknowledged, now).await?;
                 }
                 if go_on {
-                    outbox.claim_unpublished(limit, &in_flight).await
+                    outbox.claim_unpublished(shard, limit, &in_flight).await
                 } else {
                     Ok(Vec::new())
                 }
@@ -166,7 +189,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
         tx.commit().await?;
         match failure {
             Some(e) => Err(e.into()),
-            None => Ok(relayed),
+            None => Ok(Some(relayed)),
         }
     }
 
@@ -192,14 +215,15 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
         }
     }
 
-    /// Relays until `shutdown`: at once while batches come full, else on a commit signal or
-    /// the poll interval.
+    /// Relays every shard until `shutdown`, as the only relay of this outbox (a relay shared
+    /// with other instances runs [`OutboxRelay::run_sharded`]): at once while batches come
+    /// full, else on a commit signal or the poll interval.
     pub async fn run(&self, shutdown: Shutdown) {
         relay_loop(
             &self.core.config,
             self.core.signal.as_ref(),
             shutdown,
-            || self.relay_batch(),
+            || self.relay_every_shard(),
         )
         .await;
     }

@@ -240,8 +240,8 @@ struct Silent;
 
 #[async_trait]
 impl ordership_domain::ports::OutboxSignal for Silent {
-    async fn committed(&self) {
-        std::future::pending::<()>().await;
+    async fn committed(&self) -> ordership_domain::ports::Committed {
+        std::future::pending().await
     }
 }
 
@@ -316,10 +316,19 @@ fn two_full_batches() -> Option<MockOutbox> {
         created_at: chrono::Utc::now(),
     };
     let mut outbox = MockOutbox::new();
-    outbox.expect_try_lock_relay().returning(|| Ok(true));
+    // One shard.
+    outbox.expect_try_lock_relay().returning(|index| {
+        use ordership_domain::ports::RelayRight;
+        use ordership_domain::relay_shards::Shard;
+        Ok(if index == 0 {
+            RelayRight::Held(Shard { index, count: 1 })
+        } else {
+            RelayRight::NoSuchShard
+        })
+    });
     outbox
         .expect_claim_unpublished()
-        .returning(move |limit, skip| {
+        .returning(move |_shard, limit, skip| {
             assert_eq!(limit, 2);
             let n = CLAIMS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(match n {

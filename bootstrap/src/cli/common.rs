@@ -185,6 +185,18 @@ pub struct CommonArgs {
     )]
     pub relay_batches_per_transaction: u32,
 
+    /// The shard count this instance expects of each outbox (an outbox is split into shards by
+    /// message key; the instances lease the shards and relay theirs in parallel). Checked
+    /// against the database at start: a mismatch is refused. Unset: the database's. `migrate`
+    /// with it sets the count; `outbox reshard` changes it.
+    #[arg(long, env = "ORDERSHIP_RELAY_SHARDS", global = true)]
+    pub relay_shards: Option<u32>,
+
+    /// How long a relay instance's lease on outbox shards lasts (renewed every third of it): the
+    /// shards of an instance that died are taken over within about this long.
+    #[arg(long, env = "ORDERSHIP_RELAY_LEASE", value_parser = parse_duration, default_value = "6s", global = true)]
+    pub relay_lease: Duration,
+
     /// Log output.
     #[arg(long, env = "ORDERSHIP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,

@@ -29,7 +29,8 @@ pub enum Command {
     OrderService,
     /// The delivery API, its relay and consumers.
     DeliveryService,
-    /// Apply the schema migrations of both services and exit (needs --database-url).
+    /// Apply the schema migrations of both services and exit (needs --database-url); with
+    /// --relay-shards, give both outboxes that many shards.
     Migrate {
         /// Instead, revert the migrations above this version (0: all of them).
         #[arg(long)]
@@ -65,8 +66,21 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         batch: usize,
     },
+    /// For the relay benchmarks (scripts/bench/relay_drain.sh): reads `topic`s from their start
+    /// until `messages` messages came and checks each key's came in the order written (payload
+    /// `n` rising); prints the tally as JSON, and fails if one came out of order (needs
+    /// --kafka-brokers).
+    #[command(hide = true)]
+    BenchCheckOrder {
+        #[arg(long = "topic", required = true)]
+        topics: Vec<String>,
+        #[arg(long)]
+        messages: usize,
+        #[arg(long, value_parser = parse_duration, default_value = "120s")]
+        patience: Duration,
+    },
     /// Parked outbox messages (refused by the broker for good): list them, send them again once
-    /// the cause is fixed, or give up on them (needs --database-url).
+    /// the cause is fixed, or give up on them; and the outbox's shards (needs --database-url).
     Outbox {
         /// Whose outbox.
         #[arg(long, value_enum, default_value = "order")]
@@ -214,6 +228,15 @@ pub enum OutboxAction {
     Redrive { positions: Vec<i64> },
     /// Deletes these parked messages (by position); the later messages of their keys flow on.
     Purge { positions: Vec<i64> },
+    /// Lists the outbox's shards with the relay instance leasing each (one JSON object a line).
+    Shards,
+    /// Changes the outbox's shard count, online: it waits until no relay is publishing, then
+    /// relays go on by the new count, every key's waiting messages still in order. Give the
+    /// services the new --relay-shards before they restart.
+    Reshard {
+        #[arg(long)]
+        shards: u32,
+    },
 }
 
 /// What `ordership token` mints.

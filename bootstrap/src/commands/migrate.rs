@@ -1,4 +1,5 @@
-//! `ordership migrate`: applies (or undoes down to a version) both services' schema migrations.
+//! `ordership migrate`: applies (or undoes down to a version) both services' schema migrations,
+//! and sets their outboxes' shard count when asked.
 
 use anyhow::Context as _;
 use ordership_postgres::{DELIVERY, ORDERS};
@@ -17,6 +18,15 @@ pub async fn run(args: &CommonArgs, undo_to: Option<i64>) -> anyhow::Result<()> 
         }
         .with_context(|| format!("migrating schema {}", schema.name))?;
         tracing::info!(schema = schema.name, undo_to, "migrations done");
+        if let (Some(shards), None) = (args.relay_shards, undo_to) {
+            schema.reshard(&pool, shards).await.with_context(|| {
+                format!(
+                    "giving the outbox of schema {} {shards} shards",
+                    schema.name
+                )
+            })?;
+            tracing::info!(schema = schema.name, shards, "outbox shards set");
+        }
     }
     Ok(())
 }

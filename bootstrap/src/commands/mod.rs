@@ -1,5 +1,6 @@
 //! The subcommands other than serving, one module each (`ordership load` is in [`crate::load`]).
 
+pub mod bench_order;
 pub mod bench_publish;
 pub mod dev_broker;
 pub mod dlq;

@@ -1,11 +1,12 @@
-//! `ordership outbox`: an operator's hands on the parked messages of one service's outbox.
+//! `ordership outbox`: an operator's hands on the parked messages of one service's outbox, and
+//! on its shards.
 
 use std::io::Write as _;
 use std::sync::Arc;
 
 use ordership_application::outbox::{parked, purge_parked, redrive_parked};
 use ordership_domain::ports::{Transaction, UnitOfWork};
-use ordership_postgres::{PgDeliveryStore, PgOrderStore};
+use ordership_postgres::{DELIVERY, ORDERS, PgDeliveryStore, PgOrderStore};
 
 use crate::cli::{CommonArgs, OutboxAction, ServiceName};
 use crate::wiring::postgres;
@@ -18,13 +19,19 @@ pub async fn run(
     action: OutboxAction,
 ) -> anyhow::Result<()> {
     let pool = postgres::connect(args, "outbox")?;
-    let mode = postgres::outbox_mode(args);
-    // Only the outbox is used: either service's store, seen as a plain transaction.
-    let store: Arc<dyn UnitOfWork<dyn Transaction>> = match service {
-        ServiceName::Order => Arc::new(PgOrderStore::new(pool).with_outbox_mode(mode)),
-        ServiceName::Delivery => Arc::new(PgDeliveryStore::new(pool).with_outbox_mode(mode)),
+    let schema = match service {
+        ServiceName::Order => &ORDERS,
+        ServiceName::Delivery => &DELIVERY,
     };
     let mut out = std::io::stdout().lock();
+    // Only the outbox is used: either service's store, seen as a plain transaction.
+    let mode = postgres::outbox_mode(args);
+    let store: Arc<dyn UnitOfWork<dyn Transaction>> = match service {
+        ServiceName::Order => Arc::new(PgOrderStore::new(pool.clone()).with_outbox_mode(mode)),
+        ServiceName::Delivery => {
+            Arc::new(PgDeliveryStore::new(pool.clone()).with_outbox_mode(mode))
+        }
+    };
     match action {
         OutboxAction::Parked { limit } => {
             for p in parked(store.as_ref(), limit).await? {
@@ -44,6 +51,22 @@ pub async fn run(
         OutboxAction::Purge { positions } => {
             let n = purge_parked(store.as_ref(), &positions).await?;
             writeln!(out, "{n} parked messages deleted")?;
+        }
+        OutboxAction::Shards => {
+            for lease in schema.relay_leases(&pool).await? {
+                let line = serde_json::json!({
+                    "shard": lease.shard, "owner": lease.owner, "leased_until": lease.until,
+                });
+                writeln!(out, "{line}")?;
+            }
+        }
+        OutboxAction::Reshard { shards } => {
+            schema.reshard(&pool, shards).await?;
+            writeln!(
+                out,
+                "the outbox of schema {} has {shards} shards",
+                schema.name
+            )?;
         }
     }
     Ok(())

@@ -10,7 +10,7 @@ use ordership_application::{
 };
 use ordership_domain::ports::{
     DeliveryTransaction, OrderChangeFeed, OrderTransaction, OutboxFeed, OutboxSignal, RateLimiter,
-    Transaction, UnitOfWork, WaitingRoomQueue, WaitingRoomStore, WaitingRoomTokens,
+    RelayLeases, Transaction, UnitOfWork, WaitingRoomQueue, WaitingRoomStore, WaitingRoomTokens,
 };
 use ordership_domain::{CountryCode, DeliveryPolicy, RateLimitPolicy, RetryPolicy, SagaPolicy};
 use ordership_http::auth::{Authenticator, DevKey};
@@ -190,6 +190,7 @@ impl SystemConfig {
             relay: RelayConfig {
                 batch_size: args.relay_batch_size.max(1),
                 batches_per_transaction: args.relay_batches_per_transaction.max(1),
+                lease_term: args.relay_lease,
                 ..RelayConfig::default()
             },
             retention: RetentionConfig {
@@ -239,6 +240,8 @@ pub struct Side<Tx: ?Sized> {
     /// letters).
     pub transactions: Arc<dyn UnitOfWork<dyn Transaction>>,
     pub outbox: Arc<dyn OutboxSignal>,
+    /// The leases by which the instances share the outbox's shards (polling relay).
+    pub leases: Arc<dyn RelayLeases>,
     /// The outbox read from the transaction log: set, the CDC relay publishes; unset, the
     /// polling relay.
     pub feed: Option<Arc<dyn OutboxFeed>>,
@@ -250,6 +253,7 @@ impl<Tx: ?Sized> Clone for Side<Tx> {
             store: Arc::clone(&self.store),
             transactions: Arc::clone(&self.transactions),
             outbox: Arc::clone(&self.outbox),
+            leases: Arc::clone(&self.leases),
             feed: self.feed.clone(),
         }
     }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use ordership_domain::ports::OutboxFeed;
 use ordership_postgres::{
     DELIVERY, ORDERS, OutboxMode, PgConfig, PgDeliveryStore, PgOrderChanges, PgOrderStore,
-    PgOutboxFeed, PgOutboxSignal, PgPool, PgWaitingRoomStore, Schema,
+    PgOutboxFeed, PgOutboxSignal, PgPool, PgRelayLeases, PgWaitingRoomStore, Schema,
 };
 
 use super::{Role, Side, Stores};
@@ -55,6 +55,7 @@ pub(super) async fn stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::
             .migrate(&pool)
             .await
             .context("migrating schema orders")?;
+        expect_shards(args, &pool, &ORDERS).await?;
         stores.waiting_rooms = Some(Arc::new(PgWaitingRoomStore::new(pool.clone())));
         stores.order_changes = Some(Arc::new(PgOrderChanges::new(pool.clone())));
         let store = PgOrderStore::new(pool.clone()).with_outbox_mode(mode);
@@ -62,6 +63,7 @@ pub(super) async fn stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::
             store: Arc::new(store.clone()),
             transactions: Arc::new(store),
             outbox: Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS)),
+            leases: Arc::new(PgRelayLeases::new(pool.clone(), &ORDERS)),
             feed: cdc_feed(args, pool, &ORDERS).await?,
         });
     }
@@ -71,15 +73,35 @@ pub(super) async fn stores(args: &CommonArgs, url: &str, role: Role) -> anyhow::
             .migrate(&pool)
             .await
             .context("migrating schema delivery")?;
+        expect_shards(args, &pool, &DELIVERY).await?;
         let store = PgDeliveryStore::new(pool.clone()).with_outbox_mode(mode);
         stores.deliveries = Some(Side {
             store: Arc::new(store.clone()),
             transactions: Arc::new(store),
             outbox: Arc::new(PgOutboxSignal::new(pool.clone(), &DELIVERY)),
+            leases: Arc::new(PgRelayLeases::new(pool.clone(), &DELIVERY)),
             feed: cdc_feed(args, pool, &DELIVERY).await?,
         });
     }
     Ok(stores)
+}
+
+/// Refuses to start when --relay-shards names another shard count than the schema's outbox has.
+async fn expect_shards(args: &CommonArgs, pool: &PgPool, schema: &Schema) -> anyhow::Result<()> {
+    let Some(expected) = args.relay_shards else {
+        return Ok(());
+    };
+    let shards = schema
+        .relay_shards(pool)
+        .await
+        .with_context(|| format!("reading the outbox shards of schema {}", schema.name))?;
+    anyhow::ensure!(
+        shards == expected,
+        "--relay-shards is {expected}, but the outbox of schema {} has {shards} shards: give the \
+         count the database has, or change it first (`ordership outbox reshard --shards {expected}`)",
+        schema.name
+    );
+    Ok(())
 }
 
 /// The schema's outbox feed in CDC relay mode.

@@ -1,11 +1,13 @@
 //! Starts the messaging of one service: its consumers, measured, and its outbox relay (polling,
-//! or CDC after draining what the table still holds).
+//! the shards this instance leases; or CDC, after draining what the table still holds).
 
 use std::sync::Arc;
 
 use ordership_application::background::RepliesFlowing;
 use ordership_application::monitoring::{HandlerMetrics, Measured, RelayMetrics};
-use ordership_application::{CdcRelay, DeadLetterIndex, OutboxRelay, RelayConfig, Shutdown};
+use ordership_application::{
+    CdcRelay, DeadLetterIndex, OutboxRelay, RelayConfig, Shutdown, relay_instance_name,
+};
 use ordership_domain::ports::{Clock, MessageHandler, MessagePublisher, Transaction, UnitOfWork};
 use ordership_http::{
     HandlerLatency, HealthCheck, MetricSource, OutboxBacklog, RelayLatency, SlotLag,
@@ -61,14 +63,16 @@ impl Launcher<'_> {
         side: &Side<Tx>,
     ) -> Vec<Arc<dyn MetricSource>> {
         let metrics = Arc::new(RelayMetrics::default());
-        let poll = OutboxRelay::new(
-            side.store.clone(),
-            Arc::clone(&self.publisher),
-            side.outbox.clone(),
-            Arc::clone(&self.clock),
-            self.relay.clone(),
-        )
-        .with_metrics(Arc::clone(&metrics));
+        let poll = Arc::new(
+            OutboxRelay::new(
+                side.store.clone(),
+                Arc::clone(&self.publisher),
+                side.outbox.clone(),
+                Arc::clone(&self.clock),
+                self.relay.clone(),
+            )
+            .with_metrics(Arc::clone(&metrics)),
+        );
         let mut sources: Vec<Arc<dyn MetricSource>> = vec![
             Arc::new(RelayLatency {
                 service,
@@ -82,7 +86,11 @@ impl Launcher<'_> {
         ];
         let shutdown = self.shutdown.clone();
         let task = match &side.feed {
-            None => tokio::spawn(async move { poll.run(shutdown).await }),
+            None => tokio::spawn(poll.run_sharded(
+                Arc::clone(&side.leases),
+                relay_instance_name(service),
+                shutdown,
+            )),
             Some(feed) => {
                 sources.push(Arc::new(SlotLag {
                     service,

@@ -30,7 +30,8 @@ pub use inbox::Inbox;
 pub use messaging::{HandleError, HandleOutcome, MessageHandler, MessagePublisher, PublishError};
 pub use orders::{OrderQuery, OrderRepository};
 pub use outbox::{
-    FeedBatch, FeedPosition, Outbox, OutboxFeed, OutboxSignal, OutboxStats, ParkedMessage,
+    Committed, FeedBatch, FeedPosition, Leased, Outbox, OutboxFeed, OutboxSignal, OutboxStats,
+    ParkedMessage, RelayLeases, RelayRight,
 };
 pub use rate_limit::{RateLimiter, RateLimiterUnavailable};
 pub use sagas::{SagaQuery, SagaRepository};
@@ -55,7 +56,7 @@ pub use messaging::{MockMessageHandler, MockMessagePublisher};
 #[cfg(feature = "mocks")]
 pub use orders::MockOrderRepository;
 #[cfg(feature = "mocks")]
-pub use outbox::{MockOutbox, MockOutboxFeed};
+pub use outbox::{MockOutbox, MockOutboxFeed, MockRelayLeases};
 #[cfg(feature = "mocks")]
 pub use rate_limit::MockRateLimiter;
 #[cfg(feature = "mocks")]

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use crate::message::{Message, OutboxEntry};
+use crate::relay_shards::Shard;
 
 /// Backlog figures of an outbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,24 +39,27 @@ pub trait Outbox: Send {
         Ok(())
     }
 
-    /// Takes this outbox's relay right until the transaction ends, so that of several relays
-    /// only one publishes at a time and one key's messages never leave out of order. Returns
-    /// `false` when another relay holds it (this one should try again later).
+    /// Takes the relay right of shard `index` of this outbox until the transaction ends, so
+    /// that of several relays only one publishes a shard at a time and one key's messages
+    /// (all in one shard) never leave out of order. Once held, the shard comes with the
+    /// outbox's shard count as it is then (a store reads it after taking the right, so a
+    /// concurrent resharding is seen).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
-    async fn try_lock_relay(&mut self) -> Result<bool, StoreError>;
+    async fn try_lock_relay(&mut self, index: u32) -> Result<RelayRight, StoreError>;
 
-    /// Locks and returns up to `limit` unpublished messages in position order, skipping rows
-    /// other transactions hold, parked messages, the later messages of a parked key, and the
-    /// positions in `skip` (claimed earlier in this transaction and still on their way to the
-    /// broker). A message committed late with a lower position than one already published MUST
-    /// still be returned (no high-water mark).
+    /// Locks and returns up to `limit` unpublished messages of `shard` in position order,
+    /// skipping rows other transactions hold, parked messages, the later messages of a parked
+    /// key, and the positions in `skip` (claimed earlier in this transaction and still on their
+    /// way to the broker). A message committed late with a lower position than one already
+    /// published MUST still be returned (no high-water mark).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
     async fn claim_unpublished(
         &mut self,
+        shard: Shard,
         limit: u32,
         skip: &[i64],
     ) -> Result<Vec<OutboxEntry>, StoreError>;
@@ -117,6 +121,17 @@ pub trait Outbox: Send {
     async fn redrive_parked(&mut self, positions: &[i64]) -> Result<u64, StoreError>;
 }
 
+/// What [`Outbox::try_lock_relay`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayRight {
+    /// This transaction may publish the shard.
+    Held(Shard),
+    /// Another relay is publishing it: try again later.
+    Busy,
+    /// The outbox has fewer shards (now).
+    NoSuchShard,
+}
+
 /// A message the broker refused for good, set aside with the reason.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParkedMessage {
@@ -174,6 +189,59 @@ pub trait OutboxFeed: Send + Sync {
 /// need not poll fast. Relays still poll at an interval: a lost wake-up only delays.
 #[async_trait::async_trait]
 pub trait OutboxSignal: Send + Sync {
-    /// Returns when messages may have been committed since the last call.
-    async fn committed(&self);
+    /// Returns when messages may have been committed since the last call, saying whose.
+    async fn committed(&self) -> Committed;
+}
+
+/// Whose messages a wake-up of [`OutboxSignal`] is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Messages with these key hashes (see [`Shard::holds`]): only their shards need to look.
+    Keys(Vec<u32>),
+    /// Not known (too many keys, or wake-ups may have been missed): every shard looks.
+    Any,
+}
+
+impl Committed {
+    /// Whether `shard` should look.
+    #[must_use]
+    pub fn concerns(&self, shard: Shard) -> bool {
+        match self {
+            Self::Keys(hashes) => hashes.iter().any(|h| shard.holds(*h)),
+            Self::Any => true,
+        }
+    }
+}
+
+/// The leases by which relay instances share an outbox's shards (see
+/// [`crate::relay_shards`]). Leases decide who tries to publish a shard; the relay right of
+/// [`Outbox::try_lock_relay`] decides who does.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait::async_trait]
+pub trait RelayLeases: Send + Sync {
+    /// Says `owner` is alive for `term`, then applies
+    /// [`plan_leases`](crate::relay_shards::plan_leases) to the shards' leases as they are and
+    /// the instances alive now: leases what it holds for another `term` and gives up what it
+    /// releases, atomically with respect to other instances renewing. Returns the shards
+    /// `owner` now leases, ascending, and how many shards the outbox has.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn renew(&self, owner: &str, term: std::time::Duration) -> Result<Leased, StoreError>;
+
+    /// Gives up every lease of `owner` and says it is gone (at shutdown): the others take its
+    /// shards at their next renewal instead of after the leases expire.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn release(&self, owner: &str) -> Result<(), StoreError>;
+}
+
+/// The outcome of [`RelayLeases::renew`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    /// The shards leased now, ascending.
+    pub shards: Vec<u32>,
+    /// How many shards the outbox has.
+    pub count: u32,
 }

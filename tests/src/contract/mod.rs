@@ -104,6 +104,7 @@ macro_rules! contract_tests {
             the_outbox_publishes_in_order_and_purges_only_published,
             a_parked_message_holds_back_only_its_key,
             parked_messages_can_be_listed_redriven_and_purged,
+            each_key_s_messages_are_in_one_shard,
             the_inbox_recognises_a_duplicate,
             idempotency_keys_remember_fingerprint_and_response
         );

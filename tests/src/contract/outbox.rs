@@ -1,8 +1,9 @@
 //! The outbox's contract: position order, no high-water mark, parking, purging.
 
 use chrono::Duration;
-use ordership_domain::MessageId;
-use ordership_domain::ports::{Outbox, StoreError};
+use ordership_domain::ports::{Outbox, RelayRight, StoreError};
+use ordership_domain::relay_shards::Shard;
+use ordership_domain::{MessageId, OutboxEntry};
 
 use super::{OrderStore, message, order, t0};
 
@@ -44,7 +45,7 @@ pub async fn the_outbox_publishes_in_order_and_purges_only_published(store: &Ord
         (stats.pending, stats.oldest_pending_at),
         (5, Some(messages[0].occurred_at))
     );
-    let batch = tx.outbox().claim_unpublished(3, &[]).await.expect("claim");
+    let batch = claim_every_shard(tx.outbox(), 3, &[]).await;
     let got: Vec<_> = batch.iter().map(|e| e.message.clone()).collect();
     assert_eq!(got, messages[..3], "in append order, every field intact");
     assert!(batch.windows(2).all(|w| w[0].position < w[1].position));
@@ -56,18 +57,14 @@ pub async fn the_outbox_publishes_in_order_and_purges_only_published(store: &Ord
     tx.commit().await.expect("commit");
 
     let mut tx = store.begin().await.expect("begin");
-    let rest = tx.outbox().claim_unpublished(10, &[]).await.expect("claim");
+    let rest = claim_every_shard(tx.outbox(), 10, &[]).await;
     assert_eq!(
         rest.iter().map(|e| e.message.id).collect::<Vec<_>>(),
         [messages[3].id, messages[4].id]
     );
     // Claimed in this transaction and still in flight: skipped by the next claim of the batch
     // after it, which the relay makes while the broker acknowledges this one.
-    let after = tx
-        .outbox()
-        .claim_unpublished(10, &[rest[0].position])
-        .await
-        .expect("claim");
+    let after = claim_every_shard(tx.outbox(), 10, &[rest[0].position]).await;
     assert_eq!(
         after.iter().map(|e| e.message.id).collect::<Vec<_>>(),
         [messages[4].id]
@@ -89,11 +86,7 @@ pub async fn the_outbox_publishes_in_order_and_purges_only_published(store: &Ord
         3
     );
     assert_eq!(
-        tx.outbox()
-            .claim_unpublished(10, &[])
-            .await
-            .expect("claim")
-            .len(),
+        claim_every_shard(tx.outbox(), 10, &[]).await.len(),
         2,
         "pending ones stay"
     );
@@ -110,7 +103,7 @@ pub async fn a_parked_message_holds_back_only_its_key(store: &OrderStore) {
     tx.commit().await.expect("commit");
 
     let mut tx = store.begin().await.expect("begin");
-    let batch = tx.outbox().claim_unpublished(10, &[]).await.expect("claim");
+    let batch = claim_every_shard(tx.outbox(), 10, &[]).await;
     assert_eq!(batch.len(), 3);
     tx.outbox()
         .park(batch[0].position, "message too large", t0())
@@ -140,7 +133,7 @@ pub async fn parked_messages_can_be_listed_redriven_and_purged(store: &OrderStor
     }
     tx.commit().await.expect("commit");
     let mut tx = store.begin().await.expect("begin");
-    let batch = tx.outbox().claim_unpublished(10, &[]).await.expect("claim");
+    let batch = claim_every_shard(tx.outbox(), 10, &[]).await;
     let (p_first, p_lone) = (batch[0].position, batch[2].position);
     tx.outbox()
         .park(p_first, "message too large", t0())
@@ -186,11 +179,80 @@ pub async fn parked_messages_can_be_listed_redriven_and_purged(store: &OrderStor
 
 /// The ids of what a relay would claim from this outbox now, in order.
 pub async fn claimable_ids(outbox: &mut dyn Outbox) -> Vec<MessageId> {
-    outbox
-        .claim_unpublished(10, &[])
+    claim_every_shard(outbox, 10, &[])
         .await
-        .expect("claim")
         .iter()
         .map(|e| e.message.id)
         .collect()
+}
+
+/// What relays would claim from every shard of the outbox (each shard's relay right taken), in
+/// position order, at most `limit`.
+pub async fn claim_every_shard(
+    outbox: &mut dyn Outbox,
+    limit: u32,
+    skip: &[i64],
+) -> Vec<OutboxEntry> {
+    let mut all = Vec::new();
+    for shard in shards(outbox).await {
+        all.extend(
+            outbox
+                .claim_unpublished(shard, limit, skip)
+                .await
+                .expect("claim"),
+        );
+    }
+    all.sort_by_key(|e| e.position);
+    all.truncate(limit as usize);
+    all
+}
+
+/// Every shard of the outbox, each one's relay right taken.
+async fn shards(outbox: &mut dyn Outbox) -> Vec<Shard> {
+    let mut shards = Vec::new();
+    for index in 0.. {
+        match outbox.try_lock_relay(index).await.expect("relay right") {
+            RelayRight::Held(shard) => shards.push(shard),
+            RelayRight::Busy => panic!("nobody else relays here, yet shard {index} is busy"),
+            RelayRight::NoSuchShard => break,
+        }
+    }
+    assert!(!shards.is_empty(), "an outbox has at least one shard");
+    shards
+}
+
+/// Every message is in exactly one shard, all of a key's messages in the same one, in position
+/// order there.
+pub async fn each_key_s_messages_are_in_one_shard(store: &OrderStore) {
+    let keys: Vec<_> = (0..12).map(|_| order().id()).collect();
+    let mut tx = store.begin().await.expect("begin");
+    let mut all = Vec::new();
+    for n in 0..3 {
+        for key in &keys {
+            let m = message(*key, n * 100 + all.len() as u32);
+            tx.outbox().append(&m).await.expect("append");
+            all.push(m.id);
+        }
+    }
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    let mut claimed = std::collections::HashMap::new();
+    let mut key_shard = std::collections::HashMap::new();
+    for shard in shards(tx.outbox()).await {
+        let batch = tx
+            .outbox()
+            .claim_unpublished(shard, 100, &[])
+            .await
+            .expect("claim");
+        assert!(batch.windows(2).all(|w| w[0].position < w[1].position));
+        for entry in batch {
+            assert!(
+                claimed.insert(entry.message.id, shard).is_none(),
+                "in one shard"
+            );
+            let first = *key_shard.entry(entry.message.key.clone()).or_insert(shard);
+            assert_eq!(first, shard, "key {} in two shards", entry.message.key);
+        }
+    }
+    assert_eq!(claimed.len(), all.len(), "every message in a shard");
 }

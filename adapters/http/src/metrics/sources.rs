@@ -108,6 +108,14 @@ impl MetricSource for RelayLatency {
                 "Broker round trip of one outbox batch, first send to last acknowledgement.",
                 vec![(label(), self.metrics.publish.snapshot())],
             ),
+            Family::gauge(
+                "ordership_relay_shards_leased",
+                "Outbox shards this instance leases and relays (polling relay).",
+                vec![(
+                    label(),
+                    self.metrics.shards_leased.load(Ordering::Relaxed) as f64,
+                )],
+            ),
         ]
     }
 }

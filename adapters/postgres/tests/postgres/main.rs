@@ -10,3 +10,4 @@ mod followers;
 mod harness;
 mod operations;
 mod outbox;
+mod shards;

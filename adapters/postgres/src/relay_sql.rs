@@ -1,0 +1,74 @@
+//! The statements of the outbox's shards (migration `relay_shards`, ADR 0028), per schema.
+
+/// The statements of one schema's shards.
+#[derive(Debug)]
+pub(crate) struct RelaySql {
+    /// `$1`: the shard's index; the shard count, or NULL while another relay holds it.
+    pub(crate) lock: &'static str,
+    pub(crate) count: &'static str,
+    /// Every shard with its lease (`list`), and the same with every shard's row locked, so that
+    /// renewals run one after the other (`leases`).
+    pub(crate) list: &'static str,
+    pub(crate) reshard: &'static str,
+    pub(crate) alive: &'static str,
+    pub(crate) leases: &'static str,
+    pub(crate) hold: &'static str,
+    pub(crate) release: &'static str,
+    pub(crate) release_all: &'static str,
+    pub(crate) gone: &'static str,
+}
+
+macro_rules! relay_sql {
+    ($schema:literal) => {
+        RelaySql {
+            lock: concat!("SELECT ", $schema, ".lock_relay_shard($1)"),
+            count: concat!("SELECT count(*) FROM ", $schema, ".relay_shards"),
+            list: concat!(
+                "SELECT shard, owner, leased_until, coalesce(leased_until > now(), false) FROM ",
+                $schema,
+                ".relay_shards ORDER BY shard"
+            ),
+            reshard: concat!("SELECT ", $schema, ".reshard_outbox($1)"),
+            // Says `$1` is alive for `$2` seconds (instances gone for an hour are forgotten),
+            // and returns the other instances alive now.
+            alive: concat!(
+                "WITH me AS (INSERT INTO ",
+                $schema,
+                ".relay_instances (owner, seen_until) ",
+                "VALUES ($1, now() + make_interval(secs => $2)) ",
+                "ON CONFLICT (owner) DO UPDATE SET seen_until = EXCLUDED.seen_until), ",
+                "forgotten AS (DELETE FROM ",
+                $schema,
+                ".relay_instances ",
+                "WHERE seen_until < now() - interval '1 hour' AND owner <> $1) ",
+                "SELECT owner FROM ",
+                $schema,
+                ".relay_instances WHERE seen_until > now() AND owner <> $1"
+            ),
+            leases: concat!(
+                "SELECT shard, owner, leased_until, coalesce(leased_until > now(), false) FROM ",
+                $schema,
+                ".relay_shards ORDER BY shard FOR UPDATE"
+            ),
+            hold: concat!(
+                "UPDATE ",
+                $schema,
+                ".relay_shards SET owner = $1, ",
+                "leased_until = now() + make_interval(secs => $2) WHERE shard = ANY($3)"
+            ),
+            release: concat!(
+                "UPDATE ",
+                $schema,
+                ".relay_shards SET owner = NULL, leased_until = NULL ",
+                "WHERE shard = ANY($2) AND owner = $1"
+            ),
+            release_all: concat!(
+                "UPDATE ",
+                $schema,
+                ".relay_shards SET owner = NULL, leased_until = NULL WHERE owner = $1"
+            ),
+            gone: concat!("DELETE FROM ", $schema, ".relay_instances WHERE owner = $1"),
+        }
+    };
+}
+pub(crate) use relay_sql;
