@@ -499,6 +499,57 @@ async fn outbox_command(database: &str, args: &[&str]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sets_and_changes_the_outbox_shards_and_a_service_expecting_others_refuses_to_start()
+ {
+    let database = ordership_postgres::testing::fresh_database_url().await;
+    let (ok, _, err) = on_database(&database, &["migrate", "--relay-shards", "6"]).await;
+    assert!(ok, "{err}");
+    let shards = |listed: &str| -> Vec<Value> {
+        listed
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    };
+    let listed = shards(&outbox_command(&database, &["shards"]).await);
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    assert_eq!(listed[5]["shard"], 5);
+    assert!(listed.iter().all(|s| s["owner"].is_null()), "{listed:?}");
+    let said = outbox_command(
+        &database,
+        &["--service", "delivery", "reshard", "--shards", "3"],
+    )
+    .await;
+    assert!(said.contains("3 shards"), "{said}");
+    let listed = shards(&outbox_command(&database, &["--service", "delivery", "shards"]).await);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+
+    let output = command()
+        .args([
+            "delivery-service",
+            "--relay-shards",
+            "6",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--database-url",
+            &database,
+            "--kafka-brokers",
+            "127.0.0.1:1",
+        ])
+        .output()
+        .await
+        .expect("runs");
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("--relay-shards is 6, but the outbox of schema delivery has 3 shards")
+            && text.contains("ordership outbox reshard"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_lists_redrives_and_purges_parked_messages() {
     use ordership_domain::ports::{OrderTransaction, UnitOfWork};
     let database = ordership_postgres::testing::fresh_database_url().await;

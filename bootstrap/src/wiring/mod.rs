@@ -104,8 +104,10 @@ impl Application {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let (running, mode) = match (&args.database_url, &args.kafka_brokers) {
             (Some(url), Some(brokers)) => {
-                let transport = Transport::Kafka(kafka::transport(args, brokers).await?);
+                // The database first: its schema and shard count are checked before the broker
+                // is waited for.
                 let stores = postgres::stores(args, url, role).await?;
+                let transport = Transport::Kafka(kafka::transport(args, brokers).await?);
                 (start(&config, &stores, transport), "PostgreSQL, Kafka")
             }
             (Some(url), None) => {
