@@ -14,9 +14,10 @@
 # the tightest of its limits. Then, with cdc, once: both services in CDC mode under `ordership load`
 # — the ingress (outbox rows written per second), the slot lag while steady, and how fast a backlog
 # of N more rows is caught up while the load runs.
-# With INSTANCES="1 2 4" the polling relay drains the same backlog with that many order services
-# at once (the outbox's shards leased among them, ADR 0028), each run's published stream read back
-# from the broker to check every key's messages came in order (`ordership bench-check-order`).
+# With RELAYS="1x1 1x4 2x4 4x4" (instances x shards) the polling relay drains the same backlog with
+# that many order services at once on an outbox of that many shards (leased among them, ADR 0028),
+# each run's published stream read back from the broker to check every key's messages came in
+# order (`ordership bench-check-order`). Default: one instance, the migration's 4 shards.
 #   scripts/bench/relay_drain.sh [rows=100000]
 # RELAY_BATCH_SIZE (default the service's) is passed to the relays and to the reference claim;
 # MODES="poll" (or "cdc") drains with one relay only (default "poll cdc"); with cdc, STEADY=0 skips
@@ -116,13 +117,14 @@ rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
 modes=${MODES:-poll cdc}
 runs=${RUNS:-3}
 
-# Polling relay: a backlog in the table, then `$1` services (1); the rows' published_at times the
-# drain. The relays are held (a session takes the outbox's old whole-outbox lock, which every
+# Polling relay: a backlog in an outbox of `$2` shards (4), then `$1` services (1); the rows'
+# published_at times the drain. The relays are held (a session takes the outbox's old whole-outbox lock, which every
 # shard's relay takes shared) until the services have divided the shards, so all start at once.
 # Then the stream the broker got is read back and checked, each key in order.
 measure_poll() {
-  local instances=${1:-1} holder seconds
+  local instances=${1:-1} shards=${2:-4} holder seconds
   fresh_db
+  RUST_LOG=warn "$bin" outbox reshard --shards "$shards" --database-url "$url" >/dev/null
   fill false
   namespace="drain-poll-$instances-$(date +%s%N)."
   PGAPPNAME=drain-holder sql -c "SELECT pg_advisory_lock(hashtextextended('orders.outbox-relay', 0)), pg_sleep(600)" \
@@ -133,7 +135,7 @@ measure_poll() {
     sleep 0.1
   done
   for _ in $(seq 1 "$instances"); do service poll; done
-  until [ "$(sql -c "SELECT count(DISTINCT owner) FILTER (WHERE leased_until > now()) = $instances \
+  until [ "$(sql -c "SELECT count(DISTINCT owner) FILTER (WHERE leased_until > now()) = least($instances, $shards) \
       AND count(*) FILTER (WHERE leased_until > now()) = count(*) FROM orders.relay_shards")" = t ]; do
     sleep 0.2
   done
@@ -142,7 +144,7 @@ measure_poll() {
   wait "$holder" 2>/dev/null || true
   until [ "$(sql -c "SELECT count(*) FROM orders.outbox")" = 0 ]; do sleep 0.2; done
   seconds=$(sql -c "SELECT extract(epoch FROM max(published_at) - min(published_at)) FROM orders.outbox_published")
-  echo "$instances relays: $(sql -c "SELECT string_agg(owner || ':' || n, ' ') FROM (SELECT owner, count(*) n \
+  echo "$instances instances, $shards shards: $(sql -c "SELECT string_agg(owner || ':' || n, ' ') FROM (SELECT owner, count(*) n \
     FROM orders.relay_shards GROUP BY owner) o") shards" >&2
   stop_service
   RUST_LOG=warn "$bin" bench-check-order --kafka-brokers "$brokers" --kafka-namespace "$namespace" \
@@ -211,17 +213,18 @@ measure_recvlogical() {
 
 # Each figure is the median of `runs` runs, the runs interleaved so that the machine's drift
 # touches every figure alike.
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "-") }'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "-") }'; }
 all_poll="" all_cdc="" all_broker="" all_claim="" all_recv=""
-instances=${INSTANCES:-1}
-declare -A all_instances
+configs=${RELAYS:-1x4}
+first_config=${configs%% *}
+declare -A all_configs
 for run in $(seq 1 "$runs"); do
   echo "run $run of $runs" >&2
   if [[ " $modes " == *" poll "* ]]; then
-    for n in $instances; do
-      drained=$(measure_poll "$n")
-      all_instances[$n]+=" $drained"
-      [ "$n" != 1 ] || all_poll+=" $drained"
+    for relays in $configs; do
+      drained=$(measure_poll "${relays%x*}" "${relays#*x}")
+      all_configs[$relays]+=" $drained"
+      [ "$relays" != "$first_config" ] || all_poll+=" $drained"
     done
     all_claim+=" $(measure_claim_mark)"
   fi
@@ -295,12 +298,12 @@ printf '  relay  cdc                              %9s events/s   %s of its limit
 if [ "$poll_rate" != - ] && [ "$cdc_rate" != - ]; then
   printf '  cdc / poll                               %9s\n' "$(ratio "$cdc_rate" "$poll_rate")"
 fi
-if [ "$instances" != 1 ]; then
-  one=$(median <<<"${all_instances[1]:-}")
-  for n in $instances; do
-    drained=$(median <<<"${all_instances[$n]}")
-    printf '  relay  poll, %s instances                %9s events/s   %s x one instance  [%s ]\n' \
-      "$n" "$drained" "$(ratio "$drained" "${one:--}")" "${all_instances[$n]}"
+if [ "$configs" != "$first_config" ]; then
+  first=$(median <<<"${all_configs[$first_config]}")
+  for relays in $configs; do
+    drained=$(median <<<"${all_configs[$relays]}")
+    printf '  relay  poll, %s instances x %s shards  %9s events/s   %s x %s  [%s ]\n' \
+      "${relays%x*}" "${relays#*x}" "$drained" "$(ratio "$drained" "$first")" "$first_config" "${all_configs[$relays]}"
   done
   printf '  per-key order, read back from the broker: %s\n' \
     "$(jq -s -c '{runs: length, messages: (map(.messages) | add), duplicates: (map(.duplicates) | add), out_of_order: (map(.out_of_order) | add)}' "$work/order-checks")"
