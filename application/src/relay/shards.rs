@@ -22,12 +22,15 @@ use super::{OutboxRelay, relay_loop};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 
 /// A name for this process among an outbox's relay instances, unique per process (a restarted
-/// process is a new instance): `service`, the host's name and a random suffix.
+/// process is a new instance): `service`, the host's name (`HOSTNAME`, a pod's or container's
+/// name) when set, and a random suffix.
 #[must_use]
 pub fn relay_instance_name(service: &str) -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_default();
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    format!("{service}-{host}-{}", &suffix[..8])
+    match std::env::var("HOSTNAME") {
+        Ok(host) if !host.is_empty() => format!("{service}-{host}-{}", &suffix[..8]),
+        _ => format!("{service}-{}", &suffix[..8]),
+    }
 }
 
 /// The shards this instance relays, and the wake-up of each.
