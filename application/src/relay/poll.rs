@@ -24,7 +24,7 @@ use crate::shutdown::Shutdown;
 
 /// One relay over one service's outbox.
 pub struct OutboxRelay<Tx: ?Sized> {
-    pub(super) uow: Arc<dyn UnitOfWork<Tx>>,
+    uow: Arc<dyn UnitOfWork<Tx>>,
     pub(super) core: Core,
 }
 

@@ -90,14 +90,12 @@ impl<Tx: ?Sized + Transaction + 'static> OutboxRelay<Tx> {
                     renewed = Instant::now();
                     let mut routing = routes.lock().unwrap_or_else(PoisonError::into_inner);
                     routing.count = leased.count;
-                    for index in workers.keys().copied().collect::<Vec<_>>() {
-                        if !leased.shards.contains(&index) {
-                            routing.wakes.remove(&index);
-                            if let Some(worker) = workers.remove(&index) {
-                                worker.stop.trigger();
-                            }
-                        }
-                    }
+                    // A worker dropped stops (its trigger is gone); its unfinished transaction rolls
+                    // back, to be relayed again by the shard's next holder.
+                    workers.retain(|index, _| leased.shards.contains(index));
+                    routing
+                        .wakes
+                        .retain(|index, _| leased.shards.contains(index));
                     for &index in &leased.shards {
                         workers.entry(index).or_insert_with(|| {
                             let wake = Arc::new(Notify::new());
