@@ -22,6 +22,17 @@ CREATE TABLE delivery.relay_instances (
     seen_until timestamptz NOT NULL
 );
 
+-- Whether relay instance `owner` is connected: each holds a session lock keyed by its name on a
+-- connection of its own for as long as it runs, so an instance that died (its connection gone)
+-- counts as gone at once, and its leases with it, before they would expire.
+CREATE FUNCTION delivery.relay_instance_connected(owner text) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND objsubid = 2
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND classid = hashtext('delivery.relay-instance')::oid AND objid = hashtext(owner)::oid)
+$$;
+
 -- The relay right of one shard for the rest of the transaction, and the shard count read once
 -- it is held (NULL: another relay holds it). A statement reads as of its start, so the count is
 -- read by a statement of its own, after the lock: a resharding holds every right while it

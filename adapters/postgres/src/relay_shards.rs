@@ -1,13 +1,15 @@
 //! The outbox's shards (migration `relay_shards`, ADR 0028): the leases by which relay
 //! instances share them, the shard count, and resharding.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ordership_domain::ports::{Leased, RelayLeases, StoreError};
 use ordership_domain::relay_shards::{ShardLease, plan_leases};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::{Connection as _, PgPool, Row};
+use tokio::sync::Mutex;
 
 use crate::error::{classify, corrupt, failed_in};
 use crate::schema::Schema;
@@ -37,17 +39,59 @@ fn lease_rows(rows: &[PgRow], operation: &'static str) -> Result<Vec<LeaseRow>, 
         .collect()
 }
 
-/// The leases of one schema's outbox shards.
-#[derive(Debug, Clone)]
+/// The leases of one schema's outbox shards. Each instance renewing through it is kept
+/// "connected" by a session lock on a connection of this object's own (taken again on a new
+/// connection if that one is lost), so the others see at once that a process died.
+#[derive(Debug)]
 pub struct PgRelayLeases {
     pool: PgPool,
     schema: &'static Schema,
+    presence: Mutex<Presence>,
+}
+
+/// The connection that holds the instances' session locks, and whose it holds.
+#[derive(Debug, Default)]
+struct Presence {
+    /// Taken out of the pool for good (`detach`), so that it does not count against it.
+    connection: Option<PgConnection>,
+    owners: HashSet<String>,
 }
 
 impl PgRelayLeases {
     #[must_use]
     pub fn new(pool: PgPool, schema: &'static Schema) -> Self {
-        Self { pool, schema }
+        Self {
+            pool,
+            schema,
+            presence: Mutex::default(),
+        }
+    }
+
+    /// Makes sure `owner`'s session lock is held on a live connection.
+    async fn stay_connected(&self, owner: &str) -> Result<(), StoreError> {
+        let failed = failed_in("relay_leases::connected");
+        let mut presence = self.presence.lock().await;
+        if let Some(connection) = presence.connection.as_mut()
+            && connection.ping().await.is_err()
+        {
+            presence.connection = None;
+            presence.owners.clear();
+        }
+        if presence.connection.is_none() {
+            presence.connection = Some(self.pool.acquire().await.map_err(&failed)?.detach());
+        }
+        if !presence.owners.contains(owner) {
+            let Some(connection) = presence.connection.as_mut() else {
+                return Ok(());
+            };
+            sqlx::query(self.schema.relay.connected)
+                .bind(owner)
+                .execute(&mut *connection)
+                .await
+                .map_err(&failed)?;
+            presence.owners.insert(owner.to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -62,6 +106,7 @@ fn shard_number(value: i32) -> Result<u32, StoreError> {
 #[async_trait]
 impl RelayLeases for PgRelayLeases {
     async fn renew(&self, owner: &str, term: Duration) -> Result<Leased, StoreError> {
+        self.stay_connected(owner).await?;
         let sql = &self.schema.relay;
         let failed = failed_in("relay_leases::renew");
         let mut tx = self.pool.begin().await.map_err(&failed)?;
@@ -115,6 +160,18 @@ impl RelayLeases for PgRelayLeases {
     async fn release(&self, owner: &str) -> Result<(), StoreError> {
         let sql = &self.schema.relay;
         let failed = failed_in("relay_leases::release");
+        {
+            let mut presence = self.presence.lock().await;
+            if presence.owners.remove(owner)
+                && let Some(connection) = presence.connection.as_mut()
+            {
+                sqlx::query(sql.disconnected)
+                    .bind(owner)
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(&failed)?;
+            }
+        }
         let mut tx = self.pool.begin().await.map_err(&failed)?;
         for statement in [sql.release_all, sql.gone] {
             sqlx::query(statement)

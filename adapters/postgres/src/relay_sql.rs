@@ -11,6 +11,10 @@ pub(crate) struct RelaySql {
     pub(crate) list: &'static str,
     pub(crate) reshard: &'static str,
     pub(crate) alive: &'static str,
+    /// Taken (and given up) on an instance's own connection: while it holds it, the instance
+    /// counts as connected (`relay_instance_connected`).
+    pub(crate) connected: &'static str,
+    pub(crate) disconnected: &'static str,
     pub(crate) leases: &'static str,
     pub(crate) hold: &'static str,
     pub(crate) release: &'static str,
@@ -23,14 +27,17 @@ macro_rules! relay_sql {
         RelaySql {
             lock: concat!("SELECT ", $schema, ".lock_relay_shard($1)"),
             count: concat!("SELECT count(*) FROM ", $schema, ".relay_shards"),
+            // Live: not expired, and its instance still connected.
             list: concat!(
-                "SELECT shard, owner, leased_until, coalesce(leased_until > now(), false) FROM ",
+                "SELECT shard, owner, leased_until, coalesce(leased_until > now() AND ",
+                $schema,
+                ".relay_instance_connected(owner), false) FROM ",
                 $schema,
                 ".relay_shards ORDER BY shard"
             ),
             reshard: concat!("SELECT ", $schema, ".reshard_outbox($1)"),
             // Says `$1` is alive for `$2` seconds (instances gone for an hour are forgotten),
-            // and returns the other instances alive now.
+            // and returns the other instances alive now: seen lately, and connected.
             alive: concat!(
                 "WITH me AS (INSERT INTO ",
                 $schema,
@@ -43,10 +50,24 @@ macro_rules! relay_sql {
                 "WHERE seen_until < now() - interval '1 hour' AND owner <> $1) ",
                 "SELECT owner FROM ",
                 $schema,
-                ".relay_instances WHERE seen_until > now() AND owner <> $1"
+                ".relay_instances WHERE seen_until > now() AND owner <> $1 AND ",
+                $schema,
+                ".relay_instance_connected(owner)"
+            ),
+            connected: concat!(
+                "SELECT pg_advisory_lock(hashtext('",
+                $schema,
+                ".relay-instance'), hashtext($1))"
+            ),
+            disconnected: concat!(
+                "SELECT pg_advisory_unlock(hashtext('",
+                $schema,
+                ".relay-instance'), hashtext($1))"
             ),
             leases: concat!(
-                "SELECT shard, owner, leased_until, coalesce(leased_until > now(), false) FROM ",
+                "SELECT shard, owner, leased_until, coalesce(leased_until > now() AND ",
+                $schema,
+                ".relay_instance_connected(owner), false) FROM ",
                 $schema,
                 ".relay_shards ORDER BY shard FOR UPDATE"
             ),
