@@ -117,3 +117,28 @@ pub(crate) fn message(n: u32) -> Message {
 pub(crate) use ordership_tests::fixtures::envelope;
 
 pub(crate) use ordership_tests::fakes::FakePublisher;
+
+/// A wake-up of the order service's outbox signal, awaited on a task of its own, returned once its
+/// `LISTEN` is registered on the server (so a commit after this is seen).
+pub(crate) async fn listening_to_the_outbox(
+    pool: &PgPool,
+) -> tokio::task::JoinHandle<ordership_domain::ports::Committed> {
+    use ordership_domain::ports::OutboxSignal as _;
+    let signal = ordership_postgres::PgOutboxSignal::new(pool.clone(), &ordership_postgres::ORDERS);
+    let waiting = tokio::spawn(async move { signal.committed().await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' \
+             AND datname = current_database()",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("query");
+        if listening > 0 {
+            return waiting;
+        }
+        assert!(std::time::Instant::now() < deadline, "LISTEN never started");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordership_application::{OutboxRelay, RelayConfig};
-use ordership_domain::ports::{OrderTransaction, OutboxSignal, UnitOfWork};
+use ordership_domain::ports::{OrderTransaction, UnitOfWork};
 use ordership_domain::{Message, MessageId, OrderId};
 use ordership_memory::SystemClock;
 use ordership_postgres::testing::fresh_database;
@@ -66,29 +66,8 @@ async fn a_message_committed_late_with_a_lower_id_is_still_published() {
 async fn a_commit_to_the_outbox_wakes_the_listener() {
     let pool = fresh_database().await;
     let store = PgOrderStore::new(pool.clone());
-    let signal = Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS));
     // The first call connects and starts listening; nothing is pending yet, so it waits.
-    let waiting = {
-        let signal = signal.clone();
-        tokio::spawn(async move { signal.committed().await })
-    };
-    // Give LISTEN a moment to be registered before the NOTIFY: poll the server for it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let listening: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
-                .fetch_one(&pool)
-                .await
-                .expect("query");
-        if listening > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "LISTEN never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let waiting = crate::harness::listening_to_the_outbox(&pool).await;
     let mut tx = UnitOfWork::<dyn OrderTransaction>::begin(&store)
         .await
         .expect("begin");

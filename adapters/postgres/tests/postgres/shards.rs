@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use ordership_application::{OutboxRelay, RelayConfig, ShutdownTrigger};
 use ordership_domain::ports::{
-    Committed, MessagePublisher, OrderTransaction, OutboxSignal, PublishError, RelayLeases,
-    UnitOfWork,
+    Committed, MessagePublisher, OrderTransaction, PublishError, RelayLeases, UnitOfWork,
 };
 use ordership_domain::{Message, OrderId};
 use ordership_memory::SystemClock;
@@ -163,22 +162,7 @@ async fn renewals_divide_the_shards_and_pass_those_of_a_silent_instance_on() {
 async fn the_wake_up_names_the_keys_that_committed() {
     let pool = fresh_database().await;
     let store = PgOrderStore::new(pool.clone());
-    let signal = Arc::new(PgOutboxSignal::new(pool.clone(), &ORDERS));
-    let woken = {
-        let signal = Arc::clone(&signal);
-        tokio::spawn(async move { signal.committed().await })
-    };
-    eventually("LISTEN started", Duration::from_secs(5), || async {
-        let listening: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' \
-             AND datname = current_database()",
-        )
-        .fetch_one(&pool)
-        .await
-        .expect("activity");
-        listening > 0
-    })
-    .await;
+    let woken = crate::harness::listening_to_the_outbox(&pool).await;
     append(&store, &keys(1), 0..1).await;
     let hash: i32 = sqlx::query_scalar("SELECT key_hash FROM orders.outbox")
         .fetch_one(&pool)
