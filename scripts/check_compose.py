@@ -8,6 +8,9 @@ or a service starts too early (none runs on the test machines):
 - the one-shot topic service creates every ordership topic and its dead-letter topic, with the
   partitions the services are told to expect;
 - every long-running service has a healthcheck, and ordership's services are checked for readiness;
+- the waiting rooms' Redis is a cluster of 3 masters and 3 replicas, created once by a one-shot
+  service from every node after each is healthy, and the order service uses it as a cluster only
+  once it exists;
 - ordership's two services can be scaled (`docker compose up --scale order-service=3`): no
   container name, no host port, no instance id shared by their containers; the gateway and
   Prometheus find every container by the service's name.
@@ -45,7 +48,7 @@ STATELESS = {
     "nginx": "the gateway only forwards requests",
 }
 # One-shot services (they exit); the rest run and need a healthcheck.
-ONE_SHOT = {"migrate", "kafka-topics"}
+ONE_SHOT = {"migrate", "kafka-topics", "redis-cluster"}
 # Services run as many times as --scale asks, and the port each listens on.
 SCALED = {"order-service": 8080, "delivery-service": 8081}
 
@@ -90,6 +93,41 @@ def scaling(services: dict) -> list[str]:
             errors.append(f"gateway: does not proxy to every container of {name} (by name, at request time)")
         if (name, port) not in discovered:
             errors.append(f"prometheus.yml: does not discover the containers of {name}:{port} by DNS")
+    return errors
+
+
+def redis_cluster(services: dict) -> list[str]:
+    """The Redis Cluster: six nodes, joined by the one-shot with a replica per master, used as a
+    cluster by the order service."""
+    errors = []
+    nodes = sorted(
+        name for name, s in services.items()
+        if image_name(s.get("image", "")) == "redis" and "--cluster-enabled yes" in " ".join(s.get("command") or [])
+    )
+    if len(nodes) != 6:
+        errors.append(f"redis: {len(nodes)} cluster nodes, not 3 masters + 3 replicas: {nodes}")
+    for node in nodes:
+        command = " ".join(services[node]["command"])
+        if "--cluster-announce-hostname" not in command or (services[node].get("environment") or {}).get("REDIS_NODE") != node:
+            errors.append(f"{node}: does not announce its own service name to clients")
+    create = services.get("redis-cluster", {})
+    script = " ".join(create.get("command") or [])
+    if "--cluster create" not in script or "--cluster-replicas 1" not in script:
+        errors.append("redis-cluster: does not create the cluster with one replica per master")
+    for node in nodes:
+        if node not in script:
+            errors.append(f"redis-cluster: does not join {node}")
+        if (create.get("depends_on") or {}).get(node, {}).get("condition") != "service_healthy":
+            errors.append(f"redis-cluster: does not wait for {node} to be healthy")
+    order = services["order-service"]
+    env = order.get("environment") or {}
+    if str(env.get("ORDERSHIP_REDIS_CLUSTER")).lower() != "true":
+        errors.append("order-service: ORDERSHIP_REDIS_CLUSTER is not true")
+    named = [n.split(":")[0] for n in str(env.get("REDIS_URL", "")).split(",")]
+    if not named or not set(named) <= set(nodes):
+        errors.append(f"order-service: REDIS_URL names {named}, not cluster nodes {nodes}")
+    if (order.get("depends_on") or {}).get("redis-cluster", {}).get("condition") != "service_completed_successfully":
+        errors.append("order-service: does not wait for the cluster to be created")
     return errors
 
 
@@ -161,6 +199,7 @@ def main() -> int:
             errors.append(f"{name}: the healthcheck must ask /health/ready (readiness), not liveness")
 
     errors += scaling(services)
+    errors += redis_cluster(services)
 
     for error in errors:
         print(f"compose: {error}", file=sys.stderr)

@@ -29,6 +29,55 @@ impl Shard {
     }
 }
 
+/// Several shards of one outbox, all counted by the same shard count: those a relay
+/// transaction holds the rights of, or publishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shards {
+    /// How many shards the outbox has now (0 when none is held and it was not read).
+    pub count: u32,
+    /// Ascending.
+    pub indexes: Vec<u32>,
+}
+
+impl Shards {
+    /// Just `shard`.
+    #[must_use]
+    pub fn one(shard: Shard) -> Self {
+        Self {
+            count: shard.count,
+            indexes: vec![shard.index],
+        }
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.indexes.is_empty()
+    }
+
+    /// Each shard on its own.
+    pub fn each(&self) -> impl Iterator<Item = Shard> + '_ {
+        self.indexes.iter().map(|&index| Shard {
+            index,
+            count: self.count,
+        })
+    }
+
+    /// Whether a message whose key hashes to `key_hash` belongs to one of these shards.
+    #[must_use]
+    pub fn hold(&self, key_hash: u32) -> bool {
+        self.each().any(|shard| shard.holds(key_hash))
+    }
+}
+
+/// Which shards' relay rights a transaction asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WantedShards {
+    /// Every shard the outbox has (a relay that is alone).
+    Every,
+    /// These indexes (those an instance leases); indexes the outbox no longer has are left out.
+    Only(Vec<u32>),
+}
+
 /// A shard's lease as the store holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardLease {
@@ -119,6 +168,24 @@ mod tests {
             .into_iter()
             .map(|o| o.map(|(n, _)| n.to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn shards_hold_the_keys_of_each_of_them() {
+        let shards = Shards {
+            count: 4,
+            indexes: vec![1, 3],
+        };
+        assert_eq!(
+            (0..8).filter(|&h| shards.hold(h)).collect::<Vec<_>>(),
+            [1, 3, 5, 7]
+        );
+        assert!(!Shards::default().hold(0), "no shard holds nothing");
+        let one = Shards::one(Shard { index: 2, count: 4 });
+        assert_eq!(
+            one.each().collect::<Vec<_>>(),
+            [Shard { index: 2, count: 4 }]
+        );
     }
 
     #[test]

@@ -19,10 +19,15 @@ start_broker() {
 
 # delivery-service on :18081 and order-service on :18080 over database `$1`, relay mode
 # RELAY_MODE (poll), development tokens of this run's own key; returns once both are ready.
+# RELAY_SHARDS=N migrates both outboxes to N shards first and runs the services with N.
 start_services() {
   local url=$1
   export ORDERSHIP_DEV_AUTH=true ORDERSHIP_DEV_KEY_FILE="$work/dev-signing-key.pem"
   local common=(--database-url "$url" --kafka-brokers "$brokers" --log-format json --relay-mode "${RELAY_MODE:-poll}")
+  if [ -n "${RELAY_SHARDS:-}" ]; then
+    "$bin" migrate --database-url "$url" --relay-shards "$RELAY_SHARDS" >/dev/null
+    common+=(--relay-shards "$RELAY_SHARDS")
+  fi
   RUST_LOG=warn "$bin" delivery-service --http-addr 127.0.0.1:18081 "${common[@]}" >"$work/d.log" 2>&1 & pids+=($!)
   delivery_pid=$!
   RUST_LOG=warn "$bin" order-service --http-addr 127.0.0.1:18080 "${common[@]}" >"$work/o.log" 2>&1 & pids+=($!)

@@ -10,6 +10,9 @@
 # mock cluster) keeps each partition's log in memory up to a cap and finds fetch offsets by walking
 # it, so it gets slower until its logs reach the cap (about 8 minutes at concurrency 8); a warm-up
 # measures ordership from the broker's steady state instead.
+# Besides, per minute, what can slow a minute down from outside ordership: the share of the
+# machine's CPU time the hypervisor stole, the walsenders' CPU per saga (the CDC relay's decoding)
+# and the checkpoints PostgreSQL started.
 # ORDERSHIP_BIN measures another build. Needs PostgreSQL at PGHOST/PGUSER and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -52,36 +55,50 @@ postgres_ticks() {
   echo $(( $(cpu $(pgrep -x postgres)) + $(awk '{print $16 + $17}' "/proc/$postmaster/stat") ))
 }
 ticks() { echo "$(cpu "$order_pid") $(cpu "$delivery_pid") $(postgres_ticks) $(cpu $broker_pid)"; }
+# All CPU ticks of the machine and the stolen ones; the walsenders' ticks; checkpoints so far.
+machine() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat; }
+walsenders() { cpu $(pgrep -f '^postgres: .*walsender'); }
+checkpoints() { psql -At -d postgres -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
+extra() { echo "$(machine) $(walsenders) $(checkpoints)"; }
 dead() {
   psql -At -d ordership_soak -c "SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables \
     WHERE relname = 'outbox' AND schemaname IN ('orders', 'delivery')"
 }
 ( echo "0 0 0 0 0 $(ticks)"
+  echo "0 $(extra)" >>"$work/extra"
   for m in $(seq 1 "$minutes"); do
     sleep 60
     echo "$m $(rss "$order_pid") $(rss "$delivery_pid") $(rss "${broker_pid:-0}") $(dead) $(ticks)"
+    echo "$m $(extra)" >>"$work/extra"
   done ) >"$work/minutes" &
 sampler=$!
 "$bin" load --target http://127.0.0.1:18080 --duration "${minutes}m" --report-every 60s \
   --concurrency "$concurrency" --json >"$work/load.json"
 wait "$sampler" 2>/dev/null || true
 
-python3 - "$work/load.json" "$work/minutes" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$work/load.json" "$work/minutes" "$(getconf CLK_TCK)" "$work/extra" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
-samples = {int(l.split()[0]): [int(x) for x in l.split()[1:]] for l in open(sys.argv[2]) if l.strip()}
+def read(path):
+    return {int(l.split()[0]): [int(x) for x in l.split()[1:]] for l in open(path) if l.strip()}
+samples = read(sys.argv[2])
+extra = read(sys.argv[4])
 tick_ms = 1000 / int(sys.argv[3])
 intervals = report.get("intervals", [])
 first = intervals[0]["settled_per_second"] if intervals else 0
 print("minute  sagas/s  of first  p99 ms  RSS MiB: order delivery broker  outbox dead rows"
-      "  CPU ms/saga: order delivery postgres broker")
+      "  CPU ms/saga: order delivery postgres broker  steal %  walsender ms/saga  checkpoints")
 for n, i in enumerate(intervals, 1):
     o, d, b, dead, *ticks = samples.get(n) or [0] * 8
     before = samples.get(n - 1, [0] * 8)[4:]
     sagas = max(i["settled"], 1)
     cpu = "  ".join(f"{(a - b) * tick_ms / sagas:5.2f}" for a, b in zip(ticks, before))
+    (total, stolen, walsender, checkpoints), (total0, stolen0, walsender0, checkpoints0) = (
+        extra.get(n, [0] * 4), extra.get(n - 1, [0] * 4))
+    steal = 100 * (stolen - stolen0) / max(total - total0, 1)
     print(f"{n:6d}  {i['settled_per_second']:7.1f}  {(i['settled_per_second'] / first if first else 0):8.2f}"
-          f"  {i['settle_latency_ms']['p99']:6.0f}  {o / 1024:14.1f} {d / 1024:8.1f} {b / 1024:6.1f}  {dead:>16}  {cpu}")
+          f"  {i['settle_latency_ms']['p99']:6.0f}  {o / 1024:14.1f} {d / 1024:8.1f} {b / 1024:6.1f}  {dead:>16}  {cpu}"
+          f"  {steal:7.1f}  {(walsender - walsender0) * tick_ms / sagas:17.2f}  {checkpoints - checkpoints0:11d}")
 rates = [i["settled_per_second"] for i in intervals]
 if rates:
     print(f"lowest minute {min(rates) / first:.2f} of the first; last {rates[-1] / first:.2f}; "

@@ -6,7 +6,7 @@
 #   scripts/bench/two_services.sh [orders=4000] [concurrency=32]
 # WARMUP=N places N orders first, unmeasured (connection pools, caches, consumer fetch sessions).
 # RELAY_MODE=cdc runs the services with the CDC relay (their outboxes then stay empty, so the relay
-# lag below is read from /metrics only).
+# lag below is read from /metrics only). RELAY_SHARDS=N gives both outboxes N shards first.
 # Also prints the CPU time each process spent per saga during the measured run (order service,
 # delivery service, PostgreSQL's processes, the broker, the load generator), from /proc.
 # When PostgreSQL preloads pg_stat_statements, also prints the statements per saga of the measured

@@ -9,7 +9,8 @@
 //! What goes red: without the shards' leases being taken over, the dead instances' shards are
 //! never published and their orders never settle; without consumer-group membership (each
 //! instance consuming everything) the shares are 100 % each and the inboxes discard half of what
-//! arrives; without the inbox, a message redelivered after the kill applies twice (a second
+//! arrives; without the inbox, the messages redelivered after the kill (handled, their offsets not
+//! yet committed) are not discarded — the test asserts some were — and apply twice (a second
 //! delivery for an order, which `check_invariants` counts).
 
 use std::time::{Duration, Instant};
@@ -268,6 +269,18 @@ async fn two_instances_of_each_service_share_the_work_and_the_survivors_take_ove
     );
     let last = placing.await.expect("load task");
     assert_eq!(settled(&last), 600, "{last}");
+    // The killed instances had handled messages whose offsets were not committed yet (every
+    // 500 ms): the survivors got them again, and their inboxes discarded them. Without the
+    // inbox they would have applied twice (and `check_invariants` would count it).
+    let mut redelivered = 0.0;
+    for addr in [&o1a, &d1a] {
+        redelivered += metric(addr, "ordership_inbox_duplicates_discarded_total", "").await;
+    }
+    eprintln!("redelivered after the kill and discarded by the survivors' inboxes: {redelivered}");
+    assert!(
+        redelivered > 0.0,
+        "the kill left no message to redeliver: the inbox was not put to the test"
+    );
 
     check_invariants(&pool).await;
     assert_eq!(

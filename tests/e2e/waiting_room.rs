@@ -348,10 +348,22 @@ async fn buyers_come_back_at_their_tickets_after_redis_lost_its_data() {
     assert_eq!(thief["position"], 22, "{thief}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_redis_down_joins_and_unadmitted_gated_orders_fail_closed_and_the_rest_flows() {
-    let redis = OwnRedis::start().await;
-    let process = start(&["all", "--redis-url", &redis.url()]).await;
+/// A service on a queue that goes down mid-sale: what it answers then.
+struct Outage {
+    process: Process,
+    entries: String,
+    /// A buyer who joins only once the queue is down.
+    late: String,
+}
+
+/// Starts a service on the queue `redis_args` name, opens a room, admits one buyer, runs `stop`
+/// (the queue goes away), and checks the service fails closed: joins and unadmitted gated
+/// orders are 503, the admission issued before still buys its order, other products flow, and
+/// readiness (200) and the metrics report the queue down.
+async fn the_queue_goes_down(redis_args: &[&str], stop: impl AsyncFnOnce()) -> Outage {
+    let mut args = vec!["all"];
+    args.extend_from_slice(redis_args);
+    let process = start(&args).await;
     let addr = process.addr.clone();
     let room = unique_room("outage");
     put_room(
@@ -369,7 +381,7 @@ async fn with_redis_down_joins_and_unadmitted_gated_orders_fail_closed_and_the_r
         .expect("admission")
         .to_owned();
 
-    let port = redis.stop().await;
+    stop().await;
     let late = buyer("outage-late");
     let (status, _, bytes) = request(
         &addr,
@@ -381,8 +393,9 @@ async fn with_redis_down_joins_and_unadmitted_gated_orders_fail_closed_and_the_r
     .await
     .expect("answer");
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&bytes));
+    let problem = body(&bytes);
     assert_eq!(
-        body(&bytes)["type"],
+        problem["type"],
         "https://ordership.dev/problems/waiting-room-unavailable"
     );
 
@@ -414,11 +427,41 @@ async fn with_redis_down_joins_and_unadmitted_gated_orders_fail_closed_and_the_r
         String::from_utf8_lossy(&metrics).contains("ordership_waiting_room_queue_up 0"),
         "metrics report the queue down"
     );
+    Outage {
+        process,
+        entries,
+        late,
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_joins_and_unadmitted_gated_orders_fail_closed_and_the_rest_flows() {
+    let redis = OwnRedis::start().await;
+    let url = redis.url();
+    let mut port = 0;
+    let outage = the_queue_goes_down(&["--redis-url", &url], async || {
+        port = redis.stop().await;
+    })
+    .await;
     // Redis comes back (empty, on the same port): the service recovers by itself.
     let _redis = OwnRedis::start_on(port).await;
+    let addr = &outage.process.addr;
     eventually(Duration::from_secs(20), "joins work again", || async {
-        call(&addr, "POST", &entries, &late, &[], None).await.0 == 200
+        call(addr, "POST", &outage.entries, &outage.late, &[], None)
+            .await
+            .0
+            == 200
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_whole_redis_cluster_down_joins_are_503_gated_orders_fail_closed_and_the_queue_is_down()
+ {
+    let cluster = OwnCluster::start_at(17300).await;
+    let nodes = cluster.nodes.clone();
+    the_queue_goes_down(&["--redis-url", &nodes, "--redis-cluster"], async || {
+        cluster.stop();
     })
     .await;
 }
@@ -501,12 +544,17 @@ struct OwnCluster {
 
 impl OwnCluster {
     async fn start() -> Self {
+        Self::start_at(17100).await
+    }
+
+    /// On the first free ports from `base` (tests that run at once start from different ones).
+    async fn start_at(base: u16) -> Self {
         let dir = std::env::temp_dir().join(unique_room("ordership-cluster"));
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/redis-cluster.sh");
         let output = Command::new("bash")
             .arg(&script)
             .args(["start", dir.to_str().expect("utf-8 path")])
-            .env("REDIS_CLUSTER_BASE_PORT", "17100")
+            .env("REDIS_CLUSTER_BASE_PORT", base.to_string())
             .stderr(Stdio::inherit())
             .output()
             .await
@@ -552,13 +600,20 @@ impl OwnCluster {
     }
 }
 
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
+impl OwnCluster {
+    /// Stops every node (again on drop, which finds nothing left to stop).
+    fn stop(&self) {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/redis-cluster.sh");
         let _ = std::process::Command::new("bash")
             .arg(script)
             .args(["stop", self.dir.to_str().unwrap_or_default()])
             .status();
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ordership_domain::ports::{Outbox, OutboxStats, ParkedMessage, RelayRight, StoreError};
-use ordership_domain::relay_shards::Shard;
+use ordership_domain::ports::{Outbox, OutboxStats, ParkedMessage, StoreError};
+use ordership_domain::relay_shards::{Shard, Shards, WantedShards};
 use ordership_domain::{Message, OutboxEntry};
 
 use crate::unit_of_work::{MemoryTransaction, OutboxRow};
@@ -46,20 +46,24 @@ impl Outbox for MemoryTransaction {
         Ok(())
     }
 
-    async fn try_lock_relay(&mut self, index: u32) -> Result<RelayRight, StoreError> {
+    async fn try_lock_relay(&mut self, wanted: WantedShards) -> Result<Shards, StoreError> {
         // One process, one shard: transactions are serialized already, so the relay holding
         // one is alone.
         self.tables()?;
-        Ok(if index == 0 {
-            RelayRight::Held(Shard { index, count: 1 })
+        let held = match wanted {
+            WantedShards::Every => true,
+            WantedShards::Only(indexes) => indexes.contains(&0),
+        };
+        Ok(if held {
+            Shards::one(Shard { index: 0, count: 1 })
         } else {
-            RelayRight::NoSuchShard
+            Shards::default()
         })
     }
 
     async fn claim_unpublished(
         &mut self,
-        _shard: Shard,
+        _shards: &Shards,
         limit: u32,
         skip: &[i64],
     ) -> Result<Vec<OutboxEntry>, StoreError> {

@@ -15,9 +15,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordership_domain::ports::{
     Committed, DeadLetter, DeadLetters, DeliveryRepository, DeliveryTransaction, IdempotencyRecord,
-    IdempotencyStore, Inbox, Leased, OrderRepository, OrderTransaction, Outbox, OutboxSignal,
-    RelayLeases, SagaRepository, StoreError, Transaction, UnitOfWork,
+    IdempotencyStore, Inbox, OrderRepository, OrderTransaction, Outbox, OutboxSignal, RelayLeases,
+    SagaRepository, StoreError, Transaction, UnitOfWork,
 };
+use ordership_domain::relay_shards::{Shard, Shards};
 use ordership_domain::saga::SagaStepRecord;
 use ordership_domain::{
     Delivery, DeliveryId, FulfilmentSaga, Message, MessageId, Order, OrderId, OutboxEntry,
@@ -245,11 +246,8 @@ impl OutboxSignal for MemoryStore {
 /// The outbox in memory has one shard, always this process's.
 #[async_trait]
 impl RelayLeases for MemoryStore {
-    async fn renew(&self, _owner: &str, _term: Duration) -> Result<Leased, StoreError> {
-        Ok(Leased {
-            shards: vec![0],
-            count: 1,
-        })
+    async fn renew(&self, _owner: &str, _term: Duration) -> Result<Shards, StoreError> {
+        Ok(Shards::one(Shard { index: 0, count: 1 }))
     }
 
     async fn release(&self, _owner: &str) -> Result<(), StoreError> {

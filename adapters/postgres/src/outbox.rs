@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ordership_domain::ports::{Outbox, OutboxStats, ParkedMessage, RelayRight, StoreError};
-use ordership_domain::relay_shards::Shard;
+use ordership_domain::ports::{Outbox, OutboxStats, ParkedMessage, StoreError};
+use ordership_domain::relay_shards::{Shards, WantedShards};
 use ordership_domain::{Message, MessageId, OutboxEntry};
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Row};
@@ -57,35 +57,50 @@ impl Outbox for PgTx {
         Ok(())
     }
 
-    async fn try_lock_relay(&mut self, index: u32) -> Result<RelayRight, StoreError> {
-        let row = sqlx::query(self.schema.relay.lock)
-            .bind(i32::try_from(index).unwrap_or(i32::MAX))
-            .fetch_one(&mut *self.tx)
+    async fn try_lock_relay(&mut self, wanted: WantedShards) -> Result<Shards, StoreError> {
+        let as_sql = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let query = match &wanted {
+            WantedShards::Every => sqlx::query(self.schema.relay.lock_every),
+            WantedShards::Only(indexes) => sqlx::query(self.schema.relay.lock_only)
+                .bind(indexes.iter().copied().map(as_sql).collect::<Vec<i32>>()),
+        };
+        let rows = query
+            .fetch_all(&mut *self.tx)
             .await
             .map_err(|e| self.failed("outbox::try_lock_relay", e))?;
-        // NULL: another relay holds it.
-        let count: Option<i32> = row
-            .try_get(0)
-            .map_err(failed_in("outbox::try_lock_relay"))?;
-        Ok(match count.map(|c| u32::try_from(c).unwrap_or_default()) {
-            None => RelayRight::Busy,
-            Some(count) if index < count => RelayRight::Held(Shard { index, count }),
-            Some(_) => RelayRight::NoSuchShard,
-        })
+        let mut held = Shards::default();
+        for row in &rows {
+            let index: i32 = row
+                .try_get(0)
+                .map_err(failed_in("outbox::try_lock_relay"))?;
+            // NULL: another relay holds it.
+            let count: Option<i32> = row
+                .try_get(1)
+                .map_err(failed_in("outbox::try_lock_relay"))?;
+            if let (Ok(index), Some(Ok(count))) = (u32::try_from(index), count.map(u32::try_from)) {
+                held.count = count;
+                if index < count {
+                    held.indexes.push(index);
+                }
+            }
+        }
+        held.indexes.sort_unstable();
+        Ok(held)
     }
 
     async fn claim_unpublished(
         &mut self,
-        shard: Shard,
+        shards: &Shards,
         limit: u32,
         skip: &[i64],
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let as_sql = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let indexes: Vec<i32> = shards.indexes.iter().copied().map(as_sql).collect();
         let rows = sqlx::query(self.schema.sql.claim)
             .bind(i64::from(limit))
             .bind(skip)
-            .bind(as_sql(shard.count))
-            .bind(as_sql(shard.index))
+            .bind(as_sql(shards.count))
+            .bind(indexes)
             .fetch_all(&mut *self.tx)
             .await
             .map_err(|e| self.failed("outbox::claim_unpublished", e))?;

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordership_domain::ports::{Leased, RelayLeases, StoreError};
-use ordership_domain::relay_shards::{ShardLease, plan_leases};
+use ordership_domain::ports::{RelayLeases, StoreError};
+use ordership_domain::relay_shards::{ShardLease, Shards, plan_leases};
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Connection as _, PgPool, Row};
 use tokio::sync::Mutex;
@@ -105,7 +105,7 @@ fn shard_number(value: i32) -> Result<u32, StoreError> {
 
 #[async_trait]
 impl RelayLeases for PgRelayLeases {
-    async fn renew(&self, owner: &str, term: Duration) -> Result<Leased, StoreError> {
+    async fn renew(&self, owner: &str, term: Duration) -> Result<Shards, StoreError> {
         self.stay_connected(owner).await?;
         let sql = &self.schema.relay;
         let failed = failed_in("relay_leases::renew");
@@ -151,8 +151,8 @@ impl RelayLeases for PgRelayLeases {
                 .map_err(&failed)?;
         }
         tx.commit().await.map_err(&failed)?;
-        Ok(Leased {
-            shards: plan.hold,
+        Ok(Shards {
+            indexes: plan.hold,
             count: u32::try_from(leases.len()).unwrap_or(u32::MAX),
         })
     }

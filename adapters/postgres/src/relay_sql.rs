@@ -3,8 +3,11 @@
 /// The statements of one schema's shards.
 #[derive(Debug)]
 pub(crate) struct RelaySql {
-    /// `$1`: the shard's index; the shard count, or NULL while another relay holds it.
-    pub(crate) lock: &'static str,
+    /// Rows of a shard's index and the shard count once its right is held (NULL while another
+    /// relay holds it): for the indexes in `$1` (`lock_only`), or every shard (`lock_every`).
+    /// One statement takes all the rights a transaction wants.
+    pub(crate) lock_only: &'static str,
+    pub(crate) lock_every: &'static str,
     pub(crate) count: &'static str,
     /// Every shard with its lease (`list`), and the same with every shard's row locked, so that
     /// renewals run one after the other (`leases`).
@@ -25,7 +28,18 @@ pub(crate) struct RelaySql {
 macro_rules! relay_sql {
     ($schema:literal) => {
         RelaySql {
-            lock: concat!("SELECT ", $schema, ".lock_relay_shard($1)"),
+            lock_only: concat!(
+                "SELECT s, ",
+                $schema,
+                ".lock_relay_shard(s) FROM unnest($1::integer[]) s"
+            ),
+            lock_every: concat!(
+                "SELECT s, ",
+                $schema,
+                ".lock_relay_shard(s) FROM generate_series(0, (SELECT count(*)::integer FROM ",
+                $schema,
+                ".relay_shards) - 1) s"
+            ),
             count: concat!("SELECT count(*) FROM ", $schema, ".relay_shards"),
             // Live: not expired, and its instance still connected.
             list: concat!(

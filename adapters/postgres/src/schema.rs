@@ -119,7 +119,7 @@ macro_rules! outbox_sql {
             // $3/$4: the shard count and index (one shard's rows, read along the primary key).
             claim: concat!(
                 "SELECT id, message_id, topic, key, message_type, payload, headers, created_at FROM ",
-                $schema, ".outbox o WHERE parked_at IS NULL AND key_hash % $3 = $4 AND id <> ALL($2) ",
+                $schema, ".outbox o WHERE parked_at IS NULL AND key_hash % $3 = ANY($4) AND id <> ALL($2) ",
                 "AND NOT EXISTS (SELECT 1 FROM ",
                 $schema, ".outbox p WHERE p.key = o.key AND p.parked_at IS NOT NULL) ",
                 "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"

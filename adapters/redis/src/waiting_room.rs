@@ -9,7 +9,7 @@ use ordership_domain::ports::{QueueError, QueueRules, QueueStats, WaitingRoomQue
 use ordership_domain::waiting_room::{EntryStatus, RoomId, Ticket, millis};
 
 use redis::aio::ConnectionLike;
-use redis::{RedisError, Script, Value};
+use redis::{ErrorKind, RedisError, Script, Value};
 
 macro_rules! script {
     ($file:literal) => {
@@ -66,14 +66,16 @@ struct Failed {
 }
 
 /// Classifies a failed command of `operation`: lost or refused connections, timeouts and cluster
-/// errors are unavailability (retry later), anything else is unexpected.
+/// errors (a slot moving, the cluster down, no node of it reachable) are unavailability (retry
+/// later), anything else is unexpected.
 pub(crate) fn failed_in(operation: &'static str) -> impl Fn(RedisError) -> QueueError {
     move |source| {
         let unavailable = source.is_io_error()
             || source.is_connection_dropped()
             || source.is_connection_refusal()
             || source.is_timeout()
-            || source.is_cluster_error();
+            || source.is_cluster_error()
+            || source.kind() == ErrorKind::ClusterConnectionNotFound;
         let failed = Box::new(Failed { operation, source });
         if unavailable {
             QueueError::Unavailable(failed)

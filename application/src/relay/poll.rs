@@ -4,18 +4,19 @@
 //! neither waits for the other; a transaction carries up to `batches_per_transaction` full
 //! batches and then commits. A crash anywhere before the commit leaves its batches unpublished in
 //! the outbox, to be sent again. The outbox is split into shards by key (ADR 0028): each
-//! transaction relays one shard and first takes that shard's relay right, so of several relays
-//! (one per service instance, sharing the shards through leases: see `shards`) only one
-//! publishes a shard at a time and per-key order holds, while different shards are published at
-//! once; within a shard a batch goes to the broker only after the one before it was
-//! acknowledged.
+//! transaction first takes the relay rights of the shards it relays (every shard, or those its
+//! instance leases, or one of them while a backlog is drained in parallel: see `shards`), so of
+//! several relays only one publishes a shard at a time and per-key order holds, while different
+//! shards are published at once; within a shard a batch goes to the broker only after the one
+//! before it was acknowledged.
 
 use std::sync::Arc;
 
 use ordership_domain::Message;
 use ordership_domain::ports::{
-    Clock, MessagePublisher, OutboxSignal, PublishError, RelayRight, Transaction, UnitOfWork,
+    Clock, MessagePublisher, OutboxSignal, PublishError, Transaction, UnitOfWork,
 };
+use ordership_domain::relay_shards::WantedShards;
 use tracing::Instrument;
 
 use super::{Core, RelayConfig, RelayError, Relayed, observe_lag, publish, relay_loop};
@@ -58,45 +59,29 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
         self
     }
 
-    /// Relays every shard of the outbox once, each in a transaction of its own (a batch, and
-    /// while batches come full, up to `batches_per_transaction` of them); returns how many
-    /// messages were published. A shard another relay is publishing is left to it.
+    /// Relays every shard of the outbox once, in one transaction (a batch, and while batches
+    /// come full, up to `batches_per_transaction` of them); returns how many messages were
+    /// published. A shard another relay is publishing is left to it.
     ///
     /// # Errors
     /// The store's or the publisher's failure; what the broker did not acknowledge then stays in
     /// the outbox.
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
-        self.relay_every_shard()
+        self.relay_shards(WantedShards::Every)
             .await
             .map(|relayed| relayed.messages)
     }
 
-    async fn relay_every_shard(&self) -> Result<Relayed, RelayError> {
-        let mut all = Relayed::NOTHING;
-        for index in 0.. {
-            match self.relay_shard(index).await? {
-                Some(relayed) => {
-                    all.messages += relayed.messages;
-                    all.more |= relayed.more;
-                }
-                None => break,
-            }
-        }
-        Ok(all)
-    }
-
-    /// Relays what one transaction carries of shard `index`; `None` if the outbox has no such
-    /// shard.
-    pub(crate) async fn relay_shard(&self, index: u32) -> Result<Option<Relayed>, RelayError> {
+    /// Relays what one transaction carries of the `wanted` shards whose relay rights it gets.
+    pub(crate) async fn relay_shards(&self, wanted: WantedShards) -> Result<Relayed, RelayError> {
         let mut tx = self.uow.begin().await?;
-        let shard = match tx.outbox().try_lock_relay(index).await? {
-            RelayRight::Held(shard) => shard,
-            // Another relay is publishing this shard; it keeps the per-key order.
-            RelayRight::Busy => return Ok(Some(Relayed::NOTHING)),
-            RelayRight::NoSuchShard => return Ok(None),
-        };
+        // Shards another relay is publishing are left out: it keeps their per-key order.
+        let shards = tx.outbox().try_lock_relay(wanted).await?;
+        if shards.is_empty() {
+            return Ok(Relayed::NOTHING);
+        }
         let limit = self.core.config.batch_size;
-        let mut batch = tx.outbox().claim_unpublished(shard, limit, &[]).await?;
+        let mut batch = tx.outbox().claim_unpublished(&shards, limit, &[]).await?;
         // Acknowledged by the broker, not yet marked.
         let mut acknowledged: Vec<i64> = Vec::new();
         let mut refused = None;
@@ -120,7 +105,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
                     outbox.mark_published(&acknowledged, now).await?;
                 }
                 if go_on {
-                    outbox.claim_unpublished(shard, limit, &in_flight).await
+                    outbox.claim_unpublished(&shards, limit, &in_flight).await
                 } else {
                     Ok(Vec::new())
                 }
@@ -189,7 +174,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
         tx.commit().await?;
         match failure {
             Some(e) => Err(e.into()),
-            None => Ok(Some(relayed)),
+            None => Ok(relayed),
         }
     }
 
@@ -223,7 +208,7 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
             &self.core.config,
             self.core.signal.as_ref(),
             shutdown,
-            || self.relay_every_shard(),
+            || self.relay_shards(WantedShards::Every),
         )
         .await;
     }

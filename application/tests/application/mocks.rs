@@ -317,18 +317,13 @@ fn two_full_batches() -> Option<MockOutbox> {
     };
     let mut outbox = MockOutbox::new();
     // One shard.
-    outbox.expect_try_lock_relay().returning(|index| {
-        use ordership_domain::ports::RelayRight;
-        use ordership_domain::relay_shards::Shard;
-        Ok(if index == 0 {
-            RelayRight::Held(Shard { index, count: 1 })
-        } else {
-            RelayRight::NoSuchShard
-        })
+    outbox.expect_try_lock_relay().returning(|_| {
+        use ordership_domain::relay_shards::{Shard, Shards};
+        Ok(Shards::one(Shard { index: 0, count: 1 }))
     });
     outbox
         .expect_claim_unpublished()
-        .returning(move |_shard, limit, skip| {
+        .returning(move |_shards, limit, skip| {
             assert_eq!(limit, 2);
             let n = CLAIMS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(match n {

@@ -30,8 +30,8 @@ pub use inbox::Inbox;
 pub use messaging::{HandleError, HandleOutcome, MessageHandler, MessagePublisher, PublishError};
 pub use orders::{OrderQuery, OrderRepository};
 pub use outbox::{
-    Committed, FeedBatch, FeedPosition, Leased, Outbox, OutboxFeed, OutboxSignal, OutboxStats,
-    ParkedMessage, RelayLeases, RelayRight,
+    Committed, FeedBatch, FeedPosition, Outbox, OutboxFeed, OutboxSignal, OutboxStats,
+    ParkedMessage, RelayLeases,
 };
 pub use rate_limit::{RateLimiter, RateLimiterUnavailable};
 pub use sagas::{SagaQuery, SagaRepository};

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use crate::message::{Message, OutboxEntry};
-use crate::relay_shards::Shard;
+use crate::relay_shards::{Shards, WantedShards};
 
 /// Backlog figures of an outbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,27 +39,28 @@ pub trait Outbox: Send {
         Ok(())
     }
 
-    /// Takes the relay right of shard `index` of this outbox until the transaction ends, so
-    /// that of several relays only one publishes a shard at a time and one key's messages
-    /// (all in one shard) never leave out of order. Once held, the shard comes with the
-    /// outbox's shard count as it is then (a store reads it after taking the right, so a
-    /// concurrent resharding is seen).
+    /// Takes the relay rights of the `wanted` shards of this outbox that no other transaction
+    /// holds, until the transaction ends, so that of several relays only one publishes a shard at
+    /// a time and one key's messages (all in one shard) never leave out of order. Returns the
+    /// shards held, with the outbox's shard count as it is then (a store reads it after taking
+    /// the rights, so a concurrent resharding is seen); shards another relay holds, and indexes
+    /// the outbox no longer has, are left out.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
-    async fn try_lock_relay(&mut self, index: u32) -> Result<RelayRight, StoreError>;
+    async fn try_lock_relay(&mut self, wanted: WantedShards) -> Result<Shards, StoreError>;
 
-    /// Locks and returns up to `limit` unpublished messages of `shard` in position order,
-    /// skipping rows other transactions hold, parked messages, the later messages of a parked
-    /// key, and the positions in `skip` (claimed earlier in this transaction and still on their
-    /// way to the broker). A message committed late with a lower position than one already
-    /// published MUST still be returned (no high-water mark).
+    /// Locks and returns up to `limit` unpublished messages of `shards` (held by this
+    /// transaction) in position order, skipping rows other transactions hold, parked messages,
+    /// the later messages of a parked key, and the positions in `skip` (claimed earlier in this
+    /// transaction and still on their way to the broker). A message committed late with a lower
+    /// position than one already published MUST still be returned (no high-water mark).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
     async fn claim_unpublished(
         &mut self,
-        shard: Shard,
+        shards: &Shards,
         limit: u32,
         skip: &[i64],
     ) -> Result<Vec<OutboxEntry>, StoreError>;
@@ -119,17 +120,6 @@ pub trait Outbox: Send {
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
     async fn redrive_parked(&mut self, positions: &[i64]) -> Result<u64, StoreError>;
-}
-
-/// What [`Outbox::try_lock_relay`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelayRight {
-    /// This transaction may publish the shard.
-    Held(Shard),
-    /// Another relay is publishing it: try again later.
-    Busy,
-    /// The outbox has fewer shards (now).
-    NoSuchShard,
 }
 
 /// A message the broker refused for good, set aside with the reason.
@@ -196,18 +186,18 @@ pub trait OutboxSignal: Send + Sync {
 /// Whose messages a wake-up of [`OutboxSignal`] is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
-    /// Messages with these key hashes (see [`Shard::holds`]): only their shards need to look.
+    /// Messages with these key hashes (see [`Shards::hold`]): only their shards need to look.
     Keys(Vec<u32>),
     /// Not known (too many keys, or wake-ups may have been missed): every shard looks.
     Any,
 }
 
 impl Committed {
-    /// Whether `shard` should look.
+    /// Whether the relay of `shards` should look.
     #[must_use]
-    pub fn concerns(&self, shard: Shard) -> bool {
+    pub fn concerns(&self, shards: &Shards) -> bool {
         match self {
-            Self::Keys(hashes) => hashes.iter().any(|h| shard.holds(*h)),
+            Self::Keys(hashes) => hashes.iter().any(|h| shards.hold(*h)),
             Self::Any => true,
         }
     }
@@ -223,11 +213,11 @@ pub trait RelayLeases: Send + Sync {
     /// [`plan_leases`](crate::relay_shards::plan_leases) to the shards' leases as they are and
     /// the instances alive now: leases what it holds for another `term` and gives up what it
     /// releases, atomically with respect to other instances renewing. Returns the shards
-    /// `owner` now leases, ascending, and how many shards the outbox has.
+    /// `owner` now leases, with how many shards the outbox has.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
-    async fn renew(&self, owner: &str, term: std::time::Duration) -> Result<Leased, StoreError>;
+    async fn renew(&self, owner: &str, term: std::time::Duration) -> Result<Shards, StoreError>;
 
     /// Gives up every lease of `owner` and says it is gone (at shutdown): the others take its
     /// shards at their next renewal instead of after the leases expire.
@@ -235,13 +225,4 @@ pub trait RelayLeases: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
     async fn release(&self, owner: &str) -> Result<(), StoreError>;
-}
-
-/// The outcome of [`RelayLeases::renew`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leased {
-    /// The shards leased now, ascending.
-    pub shards: Vec<u32>,
-    /// How many shards the outbox has.
-    pub count: u32,
 }

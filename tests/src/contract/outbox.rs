@@ -1,8 +1,8 @@
 //! The outbox's contract: position order, no high-water mark, parking, purging.
 
 use chrono::Duration;
-use ordership_domain::ports::{Outbox, RelayRight, StoreError};
-use ordership_domain::relay_shards::Shard;
+use ordership_domain::ports::{Outbox, StoreError};
+use ordership_domain::relay_shards::{Shards, WantedShards};
 use ordership_domain::{MessageId, OutboxEntry};
 
 use super::{OrderStore, message, order, t0};
@@ -186,38 +186,32 @@ pub async fn claimable_ids(outbox: &mut dyn Outbox) -> Vec<MessageId> {
         .collect()
 }
 
-/// What relays would claim from every shard of the outbox (each shard's relay right taken), in
-/// position order, at most `limit`.
+/// What a relay would claim from every shard of the outbox (every shard's relay right taken,
+/// one claim over all of them), in position order, at most `limit`.
 pub async fn claim_every_shard(
     outbox: &mut dyn Outbox,
     limit: u32,
     skip: &[i64],
 ) -> Vec<OutboxEntry> {
-    let mut all = Vec::new();
-    for shard in shards(outbox).await {
-        all.extend(
-            outbox
-                .claim_unpublished(shard, limit, skip)
-                .await
-                .expect("claim"),
-        );
-    }
-    all.sort_by_key(|e| e.position);
-    all.truncate(limit as usize);
-    all
+    let shards = shards(outbox).await;
+    outbox
+        .claim_unpublished(&shards, limit, skip)
+        .await
+        .expect("claim")
 }
 
 /// Every shard of the outbox, each one's relay right taken.
-async fn shards(outbox: &mut dyn Outbox) -> Vec<Shard> {
-    let mut shards = Vec::new();
-    for index in 0.. {
-        match outbox.try_lock_relay(index).await.expect("relay right") {
-            RelayRight::Held(shard) => shards.push(shard),
-            RelayRight::Busy => panic!("nobody else relays here, yet shard {index} is busy"),
-            RelayRight::NoSuchShard => break,
-        }
-    }
+async fn shards(outbox: &mut dyn Outbox) -> Shards {
+    let shards = outbox
+        .try_lock_relay(WantedShards::Every)
+        .await
+        .expect("relay rights");
     assert!(!shards.is_empty(), "an outbox has at least one shard");
+    assert_eq!(
+        shards.indexes.len(),
+        shards.count as usize,
+        "nobody else relays here, yet a shard is busy"
+    );
     shards
 }
 
@@ -238,10 +232,10 @@ pub async fn each_key_s_messages_are_in_one_shard(store: &OrderStore) {
     let mut tx = store.begin().await.expect("begin");
     let mut claimed = std::collections::HashMap::new();
     let mut key_shard = std::collections::HashMap::new();
-    for shard in shards(tx.outbox()).await {
+    for shard in shards(tx.outbox()).await.each() {
         let batch = tx
             .outbox()
-            .claim_unpublished(shard, 100, &[])
+            .claim_unpublished(&Shards::one(shard), 100, &[])
             .await
             .expect("claim");
         assert!(batch.windows(2).all(|w| w[0].position < w[1].position));

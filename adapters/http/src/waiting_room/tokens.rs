@@ -26,7 +26,9 @@ struct AdmissionClaims {
     sub: String,
     room: String,
     jti: String,
-    exp: i64,
+    /// Seconds since 1970 with the admission's milliseconds (a JWT NumericDate may have a
+    /// fraction), so the token expires exactly when the answer's `expires_at` says.
+    exp: f64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -116,7 +118,7 @@ impl WaitingRoomTokens for SignedTokens {
             sub: admission.buyer.as_str().into(),
             room: admission.room.as_str().into(),
             jti: admission.id.clone(),
-            exp: admission.expires_at.timestamp(),
+            exp: admission.expires_at.timestamp_millis() as f64 / 1000.0,
         })
     }
 
@@ -124,7 +126,7 @@ impl WaitingRoomTokens for SignedTokens {
         let claims: AdmissionClaims = self.check(token, ADMISSION)?;
         let (room, buyer) = parts(&claims.room, &claims.sub)?;
         let expires_at = Utc
-            .timestamp_opt(claims.exp, 0)
+            .timestamp_millis_opt((claims.exp * 1000.0).round() as i64)
             .single()
             .ok_or(TokenError::Invalid)?;
         if now >= expires_at {
@@ -205,6 +207,25 @@ mod tests {
         assert_eq!(read.room, issued.room);
         assert_eq!(
             tokens.verify_admission(&token, now + Duration::minutes(5)),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn an_admission_expires_at_the_millisecond_it_was_announced_for() {
+        let tokens = key();
+        // Half a second past a whole second: a token with whole seconds would expire 500 ms early.
+        let expires_at = Utc
+            .timestamp_millis_opt(1_796_000_000_500)
+            .single()
+            .expect("a time");
+        let token = tokens.sign_admission(&admission(expires_at)).expect("sign");
+        let read = tokens
+            .verify_admission(&token, expires_at - Duration::milliseconds(1))
+            .expect("valid until its last millisecond");
+        assert_eq!(read.expires_at, expires_at);
+        assert_eq!(
+            tokens.verify_admission(&token, expires_at),
             Err(TokenError::Expired)
         );
     }

@@ -134,18 +134,18 @@ async fn renewals_divide_the_shards_and_pass_those_of_a_silent_instance_on() {
     let leases = PgRelayLeases::new(pool.clone(), &ORDERS);
     let term = Duration::from_millis(600);
     assert_eq!(
-        leases.renew("a", term).await.expect("a").shards,
+        leases.renew("a", term).await.expect("a").indexes,
         [0, 1, 2, 3]
     );
     // b announces itself and finds nothing free; a then gives two up, which b takes.
-    assert!(leases.renew("b", term).await.expect("b").shards.is_empty());
+    assert!(leases.renew("b", term).await.expect("b").indexes.is_empty());
     let silent = Instant::now();
-    assert_eq!(leases.renew("a", term).await.expect("a").shards, [0, 1]);
+    assert_eq!(leases.renew("a", term).await.expect("a").indexes, [0, 1]);
     let b = leases.renew("b", term).await.expect("b");
-    assert_eq!((b.shards, b.count), (vec![2, 3], 4));
+    assert_eq!((b.indexes, b.count), (vec![2, 3], 4));
     // a goes silent after that renewal: once its leases expire, b's renewal takes its shards.
     eventually("b takes a's shards", Duration::from_secs(5), || async {
-        leases.renew("b", term).await.expect("b").shards == [0, 1, 2, 3]
+        leases.renew("b", term).await.expect("b").indexes == [0, 1, 2, 3]
     })
     .await;
     assert!(silent.elapsed() >= term, "not before a's leases expired");
@@ -153,7 +153,7 @@ async fn renewals_divide_the_shards_and_pass_those_of_a_silent_instance_on() {
     leases.release("b").await.expect("release");
     assert_eq!(owners(&pool).await, [None, None, None, None]);
     assert_eq!(
-        leases.renew("c", term).await.expect("c").shards,
+        leases.renew("c", term).await.expect("c").indexes,
         [0, 1, 2, 3]
     );
 }
@@ -253,19 +253,24 @@ async fn two_instances_share_the_shards_keep_each_key_in_order_and_one_takes_ove
     );
 }
 
+/// A transaction of another relay that holds shard 2's right (of 4) until it ends.
+async fn hold_shard_2(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = pool.begin().await.expect("begin");
+    let held: Option<i32> = sqlx::query_scalar("SELECT orders.lock_relay_shard(2)")
+        .fetch_one(&mut *holder)
+        .await
+        .expect("lock");
+    assert_eq!(held, Some(4), "shard 2 of 4 held");
+    holder
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resharding_waits_for_a_publishing_relay_and_every_key_stays_in_order() {
     let pool = fresh_database().await;
     let store = PgOrderStore::new(pool.clone());
     let all = keys(30);
     append(&store, &all, 0..4).await;
-    // A relay transaction holds shard 2's right.
-    let mut holder = pool.begin().await.expect("begin");
-    let held: Option<i32> = sqlx::query_scalar("SELECT orders.lock_relay_shard(2)")
-        .fetch_one(&mut *holder)
-        .await
-        .expect("lock");
-    assert_eq!(held, Some(4));
+    let holder = hold_shard_2(&pool).await;
     let resharding = {
         let pool = pool.clone();
         tokio::spawn(async move { ORDERS.reshard(&pool, 7).await })
@@ -293,7 +298,52 @@ async fn resharding_waits_for_a_publishing_relay_and_every_key_stays_in_order() 
     append(&store, &all, 4..8).await;
     let broker = Arc::new(Broker::default());
     let relay = relay(&store, "a", &broker);
-    assert_eq!(relay.relay_once().await.expect("relay"), 240);
+    // One transaction carries 8 batches of 16: relay until the outbox is empty.
+    let mut published = 0;
+    loop {
+        match relay.relay_once().await.expect("relay") {
+            0 => break,
+            n => published += n,
+        }
+    }
+    assert_eq!(published, 240);
     // Each key's messages from before the resharding (0..4), then those after it (4..8).
+    assert_each_key_in_order(&broker.published());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_transaction_publishes_every_free_shard_and_leaves_a_busy_one_to_its_holder() {
+    let pool = fresh_database().await;
+    let store = PgOrderStore::new(pool.clone());
+    let all = keys(60);
+    append(&store, &all, 0..2).await;
+    let in_shard = |index: i32| {
+        let pool = pool.clone();
+        async move {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM orders.outbox WHERE key_hash % 4 = $1")
+                    .bind(index)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count");
+            usize::try_from(n).expect("a count")
+        }
+    };
+    let busy = in_shard(2).await;
+    assert!(
+        busy > 0,
+        "60 keys leave no shard empty (but once in 7 million)"
+    );
+    let holder = hold_shard_2(&pool).await;
+    let broker = Arc::new(Broker::default());
+    let relay = relay(&store, "a", &broker);
+    assert_eq!(
+        relay.relay_once().await.expect("relay"),
+        120 - busy,
+        "shards 0, 1 and 3 in one transaction"
+    );
+    assert_eq!(in_shard(2).await, busy, "shard 2 is left to its holder");
+    holder.commit().await.expect("commit");
+    assert_eq!(relay.relay_once().await.expect("relay"), busy);
     assert_each_key_in_order(&broker.published());
 }
