@@ -82,8 +82,13 @@ async fn place(addr: &str, token: &str, sku: &str, admission: Option<&str>) -> (
 }
 
 fn gated_order(sku: &str) -> Value {
+    order_at(sku, 1250)
+}
+
+/// An order of one `sku` at `amount` KRW.
+fn order_at(sku: &str, amount: i64) -> Value {
     json!({
-        "lines": [{ "sku": sku, "quantity": 1, "unit_price": { "amount": 1250, "currency": "KRW" } }],
+        "lines": [{ "sku": sku, "quantity": 1, "unit_price": { "amount": amount, "currency": "KRW" } }],
         "shipping_address": { "recipient": "Kim", "line1": "1 Sejong-daero", "city": "Seoul",
                               "postal_code": "04524", "country": "KR" }
     })
@@ -136,8 +141,7 @@ fn assert_fair(report: &Value, buyers: u64, rate: u64) {
     assert!(spread <= buyers.div_ceil(rate) + 2, "{report}");
 }
 
-const FIFTY_A_SECOND: &str =
-    r#"{"skus":["FLASH-1"],"admissions":50,"interval_ms":1000,"state":"open"}"#;
+const FIFTY_A_SECOND: &str = r#"{"skus":["FLASH-1"],"admissions":50,"interval_ms":1000,"state":"open","unit_price":{"amount":9900,"currency":"KRW"}}"#;
 
 /// Three `ordership all` processes with `redis` (the flags naming the queue) sharing a room of
 /// fifty a second named after `name`; their addresses and the room.
@@ -664,4 +668,71 @@ async fn a_cluster_failover_mid_sale_keeps_the_rate_and_every_buyer() {
     .await;
     let report = sale.await.expect("the sale ran");
     assert_fair(&report, 600, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_sells_at_its_own_price_and_refuses_any_other() {
+    let url = suite_redis();
+    let process = start(&["all", "--redis-url", &url]).await;
+    let addr = process.addr.clone();
+    let room = unique_room("price");
+    put_room(
+        &[&process],
+        &room,
+        &json!({"skus": ["FLASH-9"], "admissions": 100, "interval_ms": 1000, "state": "open",
+                "unit_price": {"amount": 9900, "currency": "KRW"}}),
+    )
+    .await;
+    let (status, shown) = http(&addr, "GET", &format!("/waiting-rooms/{room}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body(&shown)["unit_price"],
+        json!({"amount": 9900, "currency": "KRW"})
+    );
+    let kim = buyer("price-kim");
+    let (status, admitted) = call(
+        &addr,
+        "POST",
+        &format!("/waiting-rooms/{room}/entries"),
+        &kim,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "a quiet room admits at once: {admitted}");
+    let admission = admitted["admission_token"].as_str().expect("admission");
+    let order = |amount| {
+        let kim = kim.clone();
+        let addr = addr.clone();
+        async move {
+            call(
+                &addr,
+                "POST",
+                "/orders",
+                &kim,
+                &[("admission-token", admission)],
+                Some(&order_at("FLASH-9", amount)),
+            )
+            .await
+        }
+    };
+    // The buyer's own price is refused, whatever the admission, and spends nothing.
+    let (status, refused) = order(1).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(
+        refused["errors"][0]["field"], "lines[0].unit_price",
+        "{refused}"
+    );
+    let (status, placed) = order(9900).await;
+    assert_eq!(status, 201, "the admission still buys its order: {placed}");
+    // A bad price in the room itself is the operator's 400.
+    let (status, bad) = http(
+        &addr,
+        "PUT",
+        &format!("/waiting-rooms/{room}"),
+        Some(&json!({"skus": ["FLASH-9"], "state": "open",
+                     "unit_price": {"amount": 9900, "currency": "krw"}})),
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&bad));
 }

@@ -289,7 +289,7 @@ macro_rules! waiting_room_queue_contract_tests {
     )+};
 }
 
-/// A room written and read back is the same room; writing it again replaces it.
+/// A room written and read back is the same room (its price too); writing it again replaces it.
 pub async fn rooms_round_trip(store: Arc<dyn WaitingRoomStore>) {
     use chrono::{TimeZone, Utc};
     use ordership_domain::Sku;
@@ -321,6 +321,13 @@ pub async fn rooms_round_trip(store: Arc<dyn WaitingRoomStore>) {
         store.get(scheduled.id()).await.expect("get"),
         Some(scheduled.clone())
     );
+    // With the shop's price, then without it again.
+    let krw = ordership_domain::Currency::parse("KRW").expect("currency");
+    let priced = room(RoomState::Open, None).with_unit_price(Some(
+        ordership_domain::Money::new(9_900, krw).expect("money"),
+    ));
+    store.put(&priced).await.expect("put again");
+    assert_eq!(store.get(priced.id()).await.expect("get"), Some(priced));
     let open = room(RoomState::Open, None);
     store.put(&open).await.expect("put again");
     assert_eq!(store.get(open.id()).await.expect("get"), Some(open.clone()));

@@ -5,7 +5,7 @@ use ordership_application::{
     PlaceOrderError, SagaActionError, WaitingRoomError, WatchRefused,
 };
 
-use crate::problem::ApiError;
+use crate::problem::{ApiError, FieldError};
 
 impl From<PlaceOrderError> for ApiError {
     fn from(e: PlaceOrderError) -> Self {
@@ -27,6 +27,10 @@ impl From<GateRefusal> for ApiError {
         match refusal {
             GateRefusal::Required(why) => Self::AdmissionRequired(why),
             GateRefusal::Expired => Self::AdmissionExpired,
+            GateRefusal::Price { line, .. } => Self::BusinessRule(vec![FieldError::new(
+                format!("lines[{line}].unit_price"),
+                refusal.to_string(),
+            )]),
             GateRefusal::Unavailable => Self::WaitingRoomUnavailable(None),
             GateRefusal::RoomsUnavailable => Self::Unavailable(Box::new(refusal)),
         }

@@ -274,6 +274,12 @@ pub static ORDERS: Schema = Schema {
             include_str!("../migrations/orders_0010_relay_shards.up.sql"),
             include_str!("../migrations/orders_0010_relay_shards.down.sql"),
         ),
+        (
+            11,
+            "room price",
+            include_str!("../migrations/orders_0011_room_price.up.sql"),
+            include_str!("../migrations/orders_0011_room_price.down.sql"),
+        ),
     ],
     sql: outbox_sql!("orders"),
     relay: relay_sql!("orders"),

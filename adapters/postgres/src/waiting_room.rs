@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ordership_domain::Sku;
 use ordership_domain::ports::{StoreError, WaitingRoomStore};
 use ordership_domain::waiting_room::{Rate, RoomId, RoomState, WaitingRoom, millis};
+use ordership_domain::{Currency, Money, Sku};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
@@ -17,7 +17,8 @@ macro_rules! select_rooms {
     ($rest:literal) => {
         concat!(
             "SELECT id, skus, admissions, interval_ms, admission_validity_ms, ",
-            "heartbeat_timeout_ms, state, opens_at, closes_at FROM orders.waiting_rooms ",
+            "heartbeat_timeout_ms, state, opens_at, closes_at, unit_price_amount, ",
+            "unit_price_currency FROM orders.waiting_rooms ",
             $rest
         )
     };
@@ -26,11 +27,12 @@ macro_rules! select_rooms {
 const GET: &str = select_rooms!("WHERE id = $1");
 const ALL: &str = select_rooms!("ORDER BY id");
 const PUT: &str = "INSERT INTO orders.waiting_rooms (id, skus, admissions, interval_ms, \
-    admission_validity_ms, heartbeat_timeout_ms, state, opens_at, closes_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) \
+    admission_validity_ms, heartbeat_timeout_ms, state, opens_at, closes_at, unit_price_amount, \
+    unit_price_currency, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now()) \
     ON CONFLICT (id) DO UPDATE SET skus = $2, admissions = $3, interval_ms = $4, \
     admission_validity_ms = $5, heartbeat_timeout_ms = $6, state = $7, opens_at = $8, \
-    closes_at = $9, updated_at = now()";
+    closes_at = $9, unit_price_amount = $10, unit_price_currency = $11, updated_at = now()";
 
 /// Waiting rooms in the order service's schema.
 #[derive(Debug, Clone)]
@@ -78,6 +80,20 @@ fn room_from_row(row: &PgRow) -> Result<WaitingRoom, StoreError> {
     let closes_at: Option<DateTime<Utc>> = row
         .try_get("closes_at")
         .map_err(failed_in("waiting_room::room_from_row"))?;
+    let amount: Option<i64> = row
+        .try_get("unit_price_amount")
+        .map_err(failed_in("waiting_room::room_from_row"))?;
+    let currency: Option<String> = row
+        .try_get("unit_price_currency")
+        .map_err(failed_in("waiting_room::room_from_row"))?;
+    let unit_price = match (amount, currency) {
+        (Some(amount), Some(currency)) => Some(
+            Currency::parse(&currency)
+                .and_then(|currency| Money::new(amount, currency))
+                .map_err(|e| corrupt("room unit price", e))?,
+        ),
+        _ => None,
+    };
     WaitingRoom::new(
         RoomId::parse(&id).map_err(|e| corrupt("room id", e))?,
         skus,
@@ -88,6 +104,7 @@ fn room_from_row(row: &PgRow) -> Result<WaitingRoom, StoreError> {
         opens_at,
         closes_at,
     )
+    .map(|room| room.with_unit_price(unit_price))
     .map_err(|e| corrupt("room", e))
 }
 
@@ -109,6 +126,8 @@ impl WaitingRoomStore for PgWaitingRoomStore {
             .bind(room.state().as_str())
             .bind(room.opens_at())
             .bind(room.closes_at())
+            .bind(room.unit_price().map(|p| p.amount()))
+            .bind(room.unit_price().map(|p| p.currency().as_str().to_owned()))
             .execute(&self.pool)
             .await
             .map_err(failed_in("waiting_room::put"))?;

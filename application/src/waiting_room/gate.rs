@@ -3,18 +3,21 @@
 use std::sync::atomic::Ordering;
 
 use ordership_domain::ports::TokenError;
-use ordership_domain::{AdmissionRef, OrderLine, PlaceOrder, Sku};
+use ordership_domain::{AdmissionRef, Money, PlaceOrder, Sku};
 
 use super::WaitingRoomService;
 
 /// Why the order gate refused an order for a gated SKU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GateRefusal {
     /// No admission token, one not signed by us, another buyer's, or another room's.
     #[error("{0}")]
     Required(&'static str),
     #[error("the admission has expired")]
     Expired,
+    /// Line `line` (from 0) is of a gated SKU at another price than its room sells it at.
+    #[error("{} is sold at {} {} (minor units) in this sale", .sku.as_str(), .price.amount(), .price.currency())]
+    Price { line: usize, sku: Sku, price: Money },
     /// No admission, and none can be had now: the queue is down. Retryable.
     #[error("the waiting room is unavailable")]
     Unavailable,
@@ -30,6 +33,7 @@ impl GateRefusal {
         match self {
             Self::Required(_) => "required",
             Self::Expired => "expired",
+            Self::Price { .. } => "price",
             Self::Unavailable | Self::RoomsUnavailable => "unavailable",
         }
     }
@@ -52,12 +56,28 @@ impl WaitingRoomService {
             .await
             .map_err(|_| self.refused(GateRefusal::RoomsUnavailable))?;
         let now = self.0.clock.now();
-        let gated: Vec<&Sku> = command
-            .lines()
-            .iter()
-            .map(OrderLine::sku)
-            .filter(|sku| rooms.values().any(|room| room.gates(sku, now)))
-            .collect();
+        let mut gated: Vec<&Sku> = Vec::new();
+        for (index, line) in command.lines().iter().enumerate() {
+            let sku = line.sku();
+            let mut gating = rooms
+                .values()
+                .filter(|room| room.gates(sku, now))
+                .peekable();
+            if gating.peek().is_none() {
+                continue;
+            }
+            // The shop's price, not the buyer's: checked before any token, so a wrong price is
+            // told as such.
+            if let Some(room) = gating.find(|room| !room.sells_at(line.unit_price())) {
+                let price = room.unit_price().unwrap_or_else(|| line.unit_price());
+                return Err(self.refused(GateRefusal::Price {
+                    line: index,
+                    sku: sku.clone(),
+                    price,
+                }));
+            }
+            gated.push(sku);
+        }
         if gated.is_empty() {
             return Ok(None);
         }
@@ -100,6 +120,7 @@ impl WaitingRoomService {
         match refusal {
             GateRefusal::Required(_) => &c.refused_required,
             GateRefusal::Expired => &c.refused_expired,
+            GateRefusal::Price { .. } => &c.refused_price,
             GateRefusal::Unavailable | GateRefusal::RoomsUnavailable => &c.refused_unavailable,
         }
         .fetch_add(1, Ordering::Relaxed);

@@ -101,6 +101,7 @@ pub struct WaitingRoomCounters {
     pub admitted_by_tick: AtomicU64,
     pub refused_required: AtomicU64,
     pub refused_expired: AtomicU64,
+    pub refused_price: AtomicU64,
     pub refused_unavailable: AtomicU64,
     pub queue_errors: AtomicU64,
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::millis;
 use crate::error::{ValidationError, ValidationErrors};
+use crate::money::Money;
 use crate::product::Sku;
 
 /// A room's name in URLs and keys: 1–64 characters of `a-z`, `0-9` and `-`.
@@ -175,6 +176,9 @@ pub struct WaitingRoom {
     state: RoomState,
     opens_at: Option<DateTime<Utc>>,
     closes_at: Option<DateTime<Utc>>,
+    /// The price of one unit of its SKUs, set by the shop: an order of them at another price is
+    /// refused. `None`: the order's price is taken as given.
+    unit_price: Option<Money>,
 }
 
 impl WaitingRoom {
@@ -233,7 +237,26 @@ impl WaitingRoom {
             state,
             opens_at,
             closes_at,
+            unit_price: None,
         })
+    }
+
+    /// The same room, selling its SKUs at `unit_price` (or at the order's price: `None`).
+    #[must_use]
+    pub const fn with_unit_price(mut self, unit_price: Option<Money>) -> Self {
+        self.unit_price = unit_price;
+        self
+    }
+
+    #[must_use]
+    pub const fn unit_price(&self) -> Option<Money> {
+        self.unit_price
+    }
+
+    /// Whether a line of `sku` at `price` keeps to the room's price: always when it has none.
+    #[must_use]
+    pub fn sells_at(&self, price: Money) -> bool {
+        self.unit_price.is_none_or(|own| own == price)
     }
 
     #[must_use]
@@ -358,6 +381,20 @@ mod tests {
             "no time: an operator opens it"
         );
         assert!(!room(RoomState::Paused, Some(10), None).admits(at(11)));
+    }
+
+    #[test]
+    fn a_room_with_a_price_sells_only_at_it() {
+        let krw = crate::money::Currency::parse("KRW").expect("currency");
+        let price = |amount| Money::new(amount, krw).expect("money");
+        let r = room(RoomState::Open, None, None);
+        assert!(r.sells_at(price(1)), "no price: the order's");
+        let r = r.with_unit_price(Some(price(9_900)));
+        assert_eq!(r.unit_price(), Some(price(9_900)));
+        assert!(r.sells_at(price(9_900)));
+        assert!(!r.sells_at(price(1)));
+        let usd = crate::money::Currency::parse("USD").expect("currency");
+        assert!(!r.sells_at(Money::new(9_900, usd).expect("money")));
     }
 
     #[test]

@@ -7,11 +7,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ordership_application::{Entry, RoomView};
 use ordership_domain::waiting_room::{Phase, Rate, RoomId, RoomState, WaitingRoom, millis};
-use ordership_domain::{Sku, ValidationError, ValidationErrors};
+use ordership_domain::{Currency, Money, Sku, ValidationError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::optional_integer;
+use super::{MoneyDto, optional_integer};
 use crate::problem::{ApiError, FieldError};
 
 /// Where a buyer stands.
@@ -156,6 +156,9 @@ pub struct RoomRequest {
     pub opens_at: Option<DateTime<Utc>>,
     /// Closed from then on: its SKUs are sold without a queue.
     pub closes_at: Option<DateTime<Utc>>,
+    /// The price of one unit of the room's SKUs: an order of them at another price is refused
+    /// (422). Without it, the order's price is taken as given (ordership has no catalog).
+    pub unit_price: Option<MoneyDto>,
 }
 
 /// The request's name of a field the domain names otherwise.
@@ -197,6 +200,18 @@ impl RoomRequest {
         let rate = Rate::new(admissions, ms(self.interval_ms, defaults.interval()))
             .map_err(|e| errors.extend(e.0.into_iter().map(request_field)))
             .ok();
+        let unit_price = match &self.unit_price {
+            None => None,
+            Some(price) => Currency::parse(&price.currency)
+                .and_then(|currency| Money::new(price.amount, currency))
+                .map_err(|e| {
+                    errors.push(FieldError::new(
+                        format!("unit_price.{}", e.field),
+                        e.message,
+                    ));
+                })
+                .ok(),
+        };
         // Built with the default rate when the rate is wrong, so every other error is named too.
         let room = WaitingRoom::new(
             id,
@@ -231,7 +246,8 @@ impl RoomRequest {
         if !business.is_empty() {
             return Err(ApiError::BusinessRule(business));
         }
-        room.map_err(ValidationErrors::into)
+        let room = room.map_err(ApiError::from)?;
+        Ok(room.with_unit_price(unit_price))
     }
 }
 
@@ -263,6 +279,9 @@ pub struct RoomResponse {
     pub opens_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closes_at: Option<DateTime<Utc>>,
+    /// The price the room's SKUs are sold at; left out when the order's price is taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<MoneyDto>,
     /// Left out while the queue cannot be reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueFigures>,
@@ -291,6 +310,7 @@ impl From<&RoomView> for RoomResponse {
             phase: phase_name(view.phase).to_owned(),
             opens_at: room.opens_at(),
             closes_at: room.closes_at(),
+            unit_price: room.unit_price().map(super::money),
             queue: view.queue.map(|q| QueueFigures {
                 waiting: q.waiting,
                 admitted: q.admitted,

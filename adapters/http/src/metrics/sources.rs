@@ -220,6 +220,7 @@ impl MetricSource for WaitingRoomFigures {
                         vec![("reason", "expired".to_owned())],
                         n(&c.refused_expired),
                     ),
+                    (vec![("reason", "price".to_owned())], n(&c.refused_price)),
                     (
                         vec![("reason", "unavailable".to_owned())],
                         n(&c.refused_unavailable),

@@ -34,6 +34,8 @@ struct Room {
     admissions: u32,
     interval_ms: u64,
     validity_ms: i64,
+    /// What buyers pay per unit: the room's price when it has one.
+    unit_price: Value,
 }
 
 /// What happened to one buyer.
@@ -80,6 +82,10 @@ async fn read_room(
         admissions: u32::try_from(number("admissions")?)?,
         interval_ms: number("interval_ms")?,
         validity_ms: i64::try_from(number("admission_validity_ms")?)?,
+        unit_price: match &body["unit_price"] {
+            Value::Null => json!({ "amount": 1250, "currency": "KRW" }),
+            price => price.clone(),
+        },
     })
 }
 
@@ -207,7 +213,7 @@ async fn one_buyer(s: Arc<Shared>, i: usize, token: String) -> Buyer {
         .and_then(|at| at.parse::<DateTime<Utc>>().ok())
         .map(|at| at.timestamp_millis() - s.room.validity_ms);
     let body = json!({
-        "lines": [{ "sku": s.room.sku, "quantity": 1, "unit_price": { "amount": 1250, "currency": "KRW" } }],
+        "lines": [{ "sku": s.room.sku, "quantity": 1, "unit_price": s.room.unit_price }],
         "shipping_address": { "recipient": "Flash Buyer", "line1": "1 Sejong-daero", "city": "Seoul",
                               "postal_code": "04524", "country": "KR" }
     });

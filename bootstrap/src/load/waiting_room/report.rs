@@ -162,6 +162,7 @@ mod tests {
             admissions: 2,
             interval_ms: 1000,
             validity_ms: 300_000,
+            unit_price: serde_json::Value::Null,
         };
         let buyers = [
             admitted(1, 10_100),
