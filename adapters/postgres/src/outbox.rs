@@ -95,15 +95,33 @@ impl Outbox for PgTx {
         skip: &[i64],
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let as_sql = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-        let indexes: Vec<i32> = shards.indexes.iter().copied().map(as_sql).collect();
-        let rows = sqlx::query(self.schema.sql.claim)
+        // Every shard is the whole outbox: one shard of one.
+        let (count, indexes) =
+            if !shards.is_empty() && shards.indexes.len() == shards.count as usize {
+                (1, vec![0])
+            } else {
+                (shards.count, shards.indexes.clone())
+            };
+        let one = match indexes.as_slice() {
+            [index] => Some(as_sql(*index)),
+            _ => None,
+        };
+        let sql = if one.is_some() {
+            self.schema.sql.claim
+        } else {
+            self.schema.sql.claim_in
+        };
+        let query = sqlx::query(sql)
             .bind(i64::from(limit))
             .bind(skip)
-            .bind(as_sql(shards.count))
-            .bind(indexes)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(|e| self.failed("outbox::claim_unpublished", e))?;
+            .bind(as_sql(count));
+        let rows = match one {
+            Some(index) => query.bind(index),
+            None => query.bind(indexes.iter().copied().map(as_sql).collect::<Vec<i32>>()),
+        }
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(|e| self.failed("outbox::claim_unpublished", e))?;
         rows.iter().map(outbox_entry).collect()
     }
 

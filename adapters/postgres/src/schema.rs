@@ -29,6 +29,7 @@ pub struct Schema {
 pub(crate) struct OutboxSql {
     pub(crate) append: &'static str,
     pub(crate) claim: &'static str,
+    pub(crate) claim_in: &'static str,
     pub(crate) mark: &'static str,
     pub(crate) park: &'static str,
     pub(crate) stats: &'static str,
@@ -105,6 +106,23 @@ macro_rules! dead_letter_columns {
     };
 }
 
+/// The relay's claim of one schema's outbox, with the shard condition `$shard` on `key_hash % $3`.
+macro_rules! claim {
+    ($schema:literal, $shard:literal) => {
+        concat!(
+            "SELECT id, message_id, topic, key, message_type, payload, headers, created_at FROM ",
+            $schema,
+            ".outbox o WHERE parked_at IS NULL AND key_hash % $3 ",
+            $shard,
+            " AND id <> ALL($2) ",
+            "AND NOT EXISTS (SELECT 1 FROM ",
+            $schema,
+            ".outbox p WHERE p.key = o.key AND p.parked_at IS NOT NULL) ",
+            "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+        )
+    };
+}
+
 macro_rules! outbox_sql {
     ($schema:literal) => {
         OutboxSql {
@@ -116,14 +134,11 @@ macro_rules! outbox_sql {
             ),
             // SKIP LOCKED: rows another relay holds are not waited for; rows of transactions not
             // yet committed are invisible and are claimed once they commit (no id high-water mark).
-            // $3/$4: the shard count and index (one shard's rows, read along the primary key).
-            claim: concat!(
-                "SELECT id, message_id, topic, key, message_type, payload, headers, created_at FROM ",
-                $schema, ".outbox o WHERE parked_at IS NULL AND key_hash % $3 = ANY($4) AND id <> ALL($2) ",
-                "AND NOT EXISTS (SELECT 1 FROM ",
-                $schema, ".outbox p WHERE p.key = o.key AND p.parked_at IS NOT NULL) ",
-                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
-            ),
+            // $3/$4: the shard count and index (one shard's rows, read along the primary key);
+            // `claim_in`: several shards, $4 their indexes. The two differ because the array is
+            // taken apart again for every row a claim reads past: half the speed of one index.
+            claim: claim!($schema, "= $4"),
+            claim_in: claim!($schema, "= ANY($4)"),
             park: concat!("UPDATE ", $schema, ".outbox SET parked_at = $2, parked_reason = $3 WHERE id = $1"),
             // Published rows move to the retention table in one statement: the outbox keeps only
             // what is waiting, so a claim never reads what was published before it.

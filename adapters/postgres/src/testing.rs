@@ -146,7 +146,7 @@ pub async fn outbox_statement_buffers(
             .bind(100_i64)
             .bind(Vec::<i64>::new())
             .bind(1_i32)
-            .bind(vec![0_i32]),
+            .bind(0_i32),
         OutboxStatement::Stats => query,
     };
     let plan = query
