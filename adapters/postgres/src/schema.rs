@@ -134,9 +134,8 @@ macro_rules! outbox_sql {
             ),
             // SKIP LOCKED: rows another relay holds are not waited for; rows of transactions not
             // yet committed are invisible and are claimed once they commit (no id high-water mark).
-            // $3/$4: the shard count and index (one shard's rows, read along the primary key);
-            // `claim_in`: several shards, $4 their indexes. The two differ because the array is
-            // taken apart again for every row a claim reads past: half the speed of one index.
+            // $3/$4: the shard count and index (rows read along the primary key); `claim_in`: $4
+            // several indexes (an array is taken apart for every row read past: half the speed).
             claim: claim!($schema, "= $4"),
             claim_in: claim!($schema, "= ANY($4)"),
             park: concat!("UPDATE ", $schema, ".outbox SET parked_at = $2, parked_reason = $3 WHERE id = $1"),
