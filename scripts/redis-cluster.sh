@@ -2,7 +2,9 @@
 # A local Redis Cluster of 3 masters and 3 replicas, for tests: six `redis-server
 # --cluster-enabled yes` on free ports in a directory of their own, nothing kept on disk.
 #
-#   scripts/redis-cluster.sh start DIR    prints the nodes, comma-separated (host:port)
+#   scripts/redis-cluster.sh start DIR         prints the nodes, comma-separated (host:port)
+#   scripts/redis-cluster.sh restart DIR PORT  starts a node again that was stopped or killed
+#                                             (it rejoins, as a replica after a failover)
 #   scripts/redis-cluster.sh stop DIR
 # With REDIS_CLUSTER_TLS_DIR (what scripts/tls.sh makes), the nodes speak TLS only: to clients,
 # to each other on the cluster bus and for replication, with the CA's server and client
@@ -21,6 +23,17 @@ if [ -n "${REDIS_CLUSTER_TLS_DIR:-}" ]; then
 fi
 # redis-cli on a node, over TLS when the nodes speak it.
 cli() { local p=$1; shift; redis-cli "${cli_tls[@]}" -h 127.0.0.1 -p "$p" "$@"; }
+# One node on port $1, its files in $dir. A replica syncs at once (no diskless-sync delay), so a
+# node started again after a failover is a replica within moments.
+launch() {
+  local p=$1 listen
+  if [ "${#tls[@]}" -gt 0 ]; then listen=(--port 0 --tls-port "$p" "${tls[@]}"); else listen=(--port "$p"); fi
+  redis-server "${listen[@]}" --bind 127.0.0.1 --cluster-enabled yes \
+    --cluster-config-file "$dir/nodes-$p.conf" --cluster-node-timeout 2000 \
+    --repl-diskless-sync-delay 0 \
+    --dir "$dir" --save '' --appendonly no --daemonize yes \
+    --pidfile "$dir/redis-$p.pid" --logfile "$dir/redis-$p.log"
+}
 case "$action" in
   start)
     mkdir -p "$dir"
@@ -33,13 +46,7 @@ case "$action" in
       fi
       port=$((port + 1))
     done
-    for p in "${ports[@]}"; do
-      if [ "${#tls[@]}" -gt 0 ]; then listen=(--port 0 --tls-port "$p" "${tls[@]}"); else listen=(--port "$p"); fi
-      redis-server "${listen[@]}" --bind 127.0.0.1 --cluster-enabled yes \
-        --cluster-config-file "$dir/nodes-$p.conf" --cluster-node-timeout 2000 \
-        --dir "$dir" --save '' --appendonly no --daemonize yes \
-        --pidfile "$dir/redis-$p.pid" --logfile "$dir/redis-$p.log"
-    done
+    for p in "${ports[@]}"; do launch "$p"; done
     for p in "${ports[@]}"; do
       for _ in $(seq 1 50); do cli "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
     done
@@ -66,6 +73,11 @@ case "$action" in
     done
     echo "$nodes" | xargs | tr ' ' ','
     ;;
+  restart)
+    p=$3
+    launch "$p"
+    for _ in $(seq 1 50); do cli "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    ;;
   stop)
     # Wait for each server to be gone before removing the directory: a server that is shutting
     # down still writes its files there.
@@ -81,5 +93,5 @@ case "$action" in
     done
     rm -rf "$dir" 2>/dev/null || { sleep 0.5; rm -rf "$dir"; }
     ;;
-  *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start|restart|stop DIR [PORT]" >&2; exit 2 ;;
 esac

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ordership_domain::ports::{
-    BoxError, Clock, IdGenerator, OrderQuery, OrderTransaction, StoreError, StoredResponse,
-    UnitOfWork,
+    BoxError, Clock, IdGenerator, OrderQuery, OrderTransaction, StockTake, StoreError,
+    StoredResponse, UnitOfWork,
 };
 use ordership_domain::saga::{CustomerCancelError, Outgoing, SagaStepRecord, StepCause, decide};
 use ordership_domain::{
-    CustomerId, FulfilmentSaga, Order, OrderId, OrderStatus, PlaceOrder, SagaPolicy,
+    AdmissionRef, CustomerId, FulfilmentSaga, Order, OrderId, OrderStatus, PlaceOrder, SagaPolicy,
 };
 
 use crate::error::from_store_error;
@@ -69,6 +69,9 @@ pub enum PlaceOrderError {
     /// The admission bought an order already (or the buyer ordered in this sale before).
     #[error("the admission has been used")]
     AdmissionUsed,
+    /// The room's stock has fewer units left than the order's lines of its SKUs.
+    #[error("sold out: {left} units of this sale are left")]
+    SoldOut { left: u32 },
     #[error("the order was changed concurrently")]
     Conflict,
     #[error("storage is unavailable")]
@@ -123,6 +126,32 @@ pub(crate) async fn read_order(
         .filter(|(order, _)| access.permits(order))
         .ok_or(GetOrderError::NotFound)?;
     Ok(OrderView { order, saga })
+}
+
+/// Takes the admission's units from its room's stock, in the order's transaction: the order
+/// holds them from its commit on. A room that counts no stock gives none (and the order holds
+/// none to give back).
+async fn take_units(
+    tx: &mut dyn OrderTransaction,
+    rooms: &WaitingRoomService,
+    admission: AdmissionRef,
+) -> Result<AdmissionRef, PlaceOrderError> {
+    match tx
+        .orders()
+        .take_stock(&admission.room, admission.units)
+        .await?
+    {
+        StockTake::Taken => Ok(admission),
+        StockTake::Uncounted => Ok(AdmissionRef {
+            units: 0,
+            ..admission
+        }),
+        StockTake::SoldOut { left } => {
+            // This instance's rooms say "sold out" at once, not at their next refresh.
+            rooms.stock_changed();
+            Err(PlaceOrderError::SoldOut { left })
+        }
+    }
 }
 
 /// The order service's use cases.
@@ -186,7 +215,10 @@ impl OrderService {
         // After the key: a retry of a placed order is answered even once its admission expired.
         let command = match &self.waiting_rooms {
             Some(rooms) => match rooms.gate(&command, admission).await {
-                Ok(Some(admission)) => command.with_admission(admission),
+                Ok(Some(admission)) => {
+                    let admission = take_units(tx.as_mut(), rooms, admission).await?;
+                    command.with_admission(admission)
+                }
                 Ok(None) => command,
                 Err(refusal) => return Err(PlaceOrderError::NotAdmitted(refusal)),
             },

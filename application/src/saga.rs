@@ -14,7 +14,7 @@ use ordership_domain::saga::{
     DeadlineAction, Outgoing, SagaCommand, SagaStepRecord, Step, StepCause, decide,
 };
 use ordership_domain::{
-    FulfilmentSaga, Message, MessageId, Order, SagaPolicy, SagaState, SeededRandom,
+    FulfilmentSaga, Message, MessageId, Order, OrderStatus, SagaPolicy, SagaState, SeededRandom,
 };
 
 use crate::messages::delivery_commands::{cancel_delivery, schedule_delivery};
@@ -41,6 +41,8 @@ pub struct SweepReport {
 pub(crate) struct Loaded {
     order: u64,
     saga: Option<u64>,
+    /// Whether the order was cancelled already: the step that cancels it gives its units back.
+    cancelled: bool,
 }
 
 impl Loaded {
@@ -48,6 +50,7 @@ impl Loaded {
         Self {
             order: order.version(),
             saga: saga.map(FulfilmentSaga::version),
+            cancelled: order.status() == OrderStatus::Cancelled,
         }
     }
 }
@@ -98,6 +101,17 @@ pub(crate) async fn save_step(
         }
         _ if order_changed => tx.orders().update(order, loaded.order).await?,
         _ => {}
+    }
+    // The step that cancels an order gives back the units it held, once: the order turns
+    // cancelled once, and the update above is against the version it was loaded at, so a step
+    // replayed from a redelivered message or raced by another fails or finds it cancelled.
+    if !loaded.cancelled
+        && order.status() == OrderStatus::Cancelled
+        && let Some(admission) = order.admission().filter(|a| a.units > 0)
+    {
+        tx.orders()
+            .give_back_stock(&admission.room, admission.units)
+            .await?;
     }
     crate::outbox::append(tx.outbox(), messages).await
 }

@@ -12,6 +12,7 @@ async fn main() -> std::process::ExitCode {
             Command::Load(_)
                 | Command::Outbox { .. }
                 | Command::Saga { .. }
+                | Command::Room { .. }
                 | Command::Dlq { .. }
                 | Command::Token(_)
                 | Command::BenchPublish { .. }

@@ -1,7 +1,9 @@
 //! Dispatch: which module runs each subcommand.
 
 use crate::cli::{Cli, Command};
-use crate::commands::{bench_order, bench_publish, dev_broker, dlq, migrate, outbox, saga, token};
+use crate::commands::{
+    bench_order, bench_publish, dev_broker, dlq, migrate, outbox, room, saga, token,
+};
 use crate::server::shutdown_signal;
 use crate::wiring::{Application, Role};
 
@@ -21,6 +23,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(token) => token::run(&args.auth, &token),
         Command::Outbox { service, action } => outbox::run(args, service, action).await,
         Command::Saga { action } => saga::run(args, action).await,
+        Command::Room { action } => room::run(args, action).await,
         Command::Dlq { service, action } => dlq::run(args, service, action).await,
         Command::BenchCheckOrder {
             topics,

@@ -31,8 +31,12 @@ mod memory_admission {
 
     ordership_tests::waiting_room_queue_contract_tests!(queue());
 
-    async fn rooms() -> Arc<dyn ordership_domain::ports::WaitingRoomStore> {
-        Arc::new(ordership_memory::MemoryWaitingRoomStore::new())
+    async fn rooms() -> ordership_tests::rooms::RoomsAndOrders {
+        let store = ordership_memory::MemoryStore::new();
+        ordership_tests::rooms::RoomsAndOrders {
+            rooms: Arc::new(store.clone()),
+            orders: Arc::new(store),
+        }
     }
 
     ordership_tests::room_store_contract_tests!(rooms());
@@ -42,12 +46,16 @@ mod memory_admission {
 mod postgres_rooms {
     use std::sync::Arc;
 
-    use ordership_domain::ports::WaitingRoomStore;
-    use ordership_postgres::PgWaitingRoomStore;
     use ordership_postgres::testing::fresh_database;
+    use ordership_postgres::{PgOrderStore, PgWaitingRoomStore};
+    use ordership_tests::rooms::RoomsAndOrders;
 
-    async fn rooms() -> Arc<dyn WaitingRoomStore> {
-        Arc::new(PgWaitingRoomStore::new(fresh_database().await))
+    async fn rooms() -> RoomsAndOrders {
+        let pool = fresh_database().await;
+        RoomsAndOrders {
+            rooms: Arc::new(PgWaitingRoomStore::new(pool.clone())),
+            orders: Arc::new(PgOrderStore::new(pool)),
+        }
     }
 
     ordership_tests::room_store_contract_tests!(rooms());
@@ -62,9 +70,13 @@ mod redis_admission {
     async fn queue() -> Arc<dyn WaitingRoomQueue> {
         let url =
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-        let queue = ordership_redis::connect(&url, &ordership_redis::Tls::default())
-            .unwrap_or_else(|e| panic!("Redis URL {url}: {e:?}"))
-            .queue;
+        let queue = ordership_redis::connect(
+            &url,
+            &ordership_redis::Tls::default(),
+            ordership_redis::Durability::NONE,
+        )
+        .unwrap_or_else(|e| panic!("Redis URL {url}: {e:?}"))
+        .queue;
         queue
             .ping()
             .await
@@ -73,6 +85,48 @@ mod redis_admission {
     }
 
     ordership_tests::waiting_room_queue_contract_tests!(queue());
+
+    /// Asked to tell an admission only once it is on a replica, a Redis without replicas tells
+    /// none (the buyer asks again: unavailable), and tells a waiting buyer where they stand.
+    #[tokio::test]
+    async fn an_admission_is_not_told_before_it_is_on_the_replicas_asked_for() {
+        use std::time::Duration;
+
+        use ordership_domain::CustomerId;
+        use ordership_domain::ports::{QueueError, QueueRules};
+        use ordership_domain::waiting_room::{EntryStatus, Rate};
+
+        let url =
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let queue = ordership_redis::connect(
+            &url,
+            &ordership_redis::Tls::default(),
+            ordership_redis::Durability::on(1),
+        )
+        .unwrap_or_else(|e| panic!("Redis URL {url}: {e:?}"))
+        .queue;
+        let room = ordership_tests::waiting_room::fresh_room();
+        let rules = QueueRules {
+            rate: Rate::new(1, Duration::from_secs(60)).expect("rate"),
+            heartbeat_timeout: Duration::from_secs(30),
+            admitting: true,
+            draw_seed: 1,
+        };
+        let first = CustomerId::parse("first").expect("buyer");
+        let second = CustomerId::parse("second").expect("buyer");
+        let told = queue.join(&room, &first, None, &rules).await;
+        assert!(
+            matches!(told, Err(QueueError::Unavailable(_))),
+            "admitted, but on no replica: {told:?}"
+        );
+        let told = queue.status(&room, &first, &rules).await;
+        assert!(matches!(told, Err(QueueError::Unavailable(_))), "{told:?}");
+        let waiting = queue.join(&room, &second, None, &rules).await;
+        assert!(
+            matches!(waiting, Ok(EntryStatus::Waiting { position: 1, .. })),
+            "{waiting:?}"
+        );
+    }
 }
 
 /// The admission queue contract on a Redis Cluster (`REDIS_CLUSTER_NODES`, comma-separated;
@@ -88,10 +142,14 @@ mod redis_cluster_admission {
             .split(',')
             .map(str::to_owned)
             .collect();
-        ordership_redis::connect_cluster(&nodes, &ordership_redis::Tls::default())
-            .await
-            .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
-            .queue
+        ordership_redis::connect_cluster(
+            &nodes,
+            &ordership_redis::Tls::default(),
+            ordership_redis::Durability::on(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
+        .queue
     }
 
     ordership_tests::waiting_room_queue_contract_tests!(queue());
@@ -116,7 +174,7 @@ mod redis_cluster_tls_admission {
             ca: Some(dir.join("ca.pem")),
             client_certificate: Some((dir.join("client.pem"), dir.join("client-key.pem"))),
         };
-        ordership_redis::connect_cluster(&nodes, &tls)
+        ordership_redis::connect_cluster(&nodes, &tls, ordership_redis::Durability::on(1))
             .await
             .unwrap_or_else(|e| panic!("Redis Cluster over TLS at {nodes:?}: {e:?}"))
             .queue
@@ -371,9 +429,13 @@ mod rate_limits {
         let url =
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let connect = || {
-            ordership_redis::connect(&url, &ordership_redis::Tls::default())
-                .unwrap_or_else(|e| panic!("Redis URL {url}: {e:?}"))
-                .rate_limiter
+            ordership_redis::connect(
+                &url,
+                &ordership_redis::Tls::default(),
+                ordership_redis::Durability::NONE,
+            )
+            .unwrap_or_else(|e| panic!("Redis URL {url}: {e:?}"))
+            .rate_limiter
         };
         one_bucket_for_all(connect(), connect()).await;
     }
@@ -386,10 +448,14 @@ mod rate_limits {
             .map(str::to_owned)
             .collect();
         let connect = || async {
-            ordership_redis::connect_cluster(&nodes, &ordership_redis::Tls::default())
-                .await
-                .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
-                .rate_limiter
+            ordership_redis::connect_cluster(
+                &nodes,
+                &ordership_redis::Tls::default(),
+                ordership_redis::Durability::on(1),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
+            .rate_limiter
         };
         one_bucket_for_all(connect().await, connect().await).await;
     }

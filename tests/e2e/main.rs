@@ -18,6 +18,7 @@ mod pg_restart;
 mod prometheus;
 mod scale_out;
 mod static_membership;
+mod stock;
 mod tansu;
 mod tls;
 mod traces;

@@ -141,7 +141,7 @@ async fn redis_over_tls_answers_with_the_right_ca_and_refuses_another() {
             tls_file("client-key.pem").into(),
         )),
     };
-    let queue = ordership_redis::connect(&url, &trusted)
+    let queue = ordership_redis::connect(&url, &trusted, ordership_redis::Durability::NONE)
         .expect("a client")
         .queue;
     queue.ping().await.expect("Redis answers over TLS");
@@ -150,7 +150,7 @@ async fn redis_over_tls_answers_with_the_right_ca_and_refuses_another() {
         ca: Some(tls_file("other-ca.pem").into()),
         ..trusted
     };
-    let queue = ordership_redis::connect(&url, &untrusted)
+    let queue = ordership_redis::connect(&url, &untrusted, ordership_redis::Durability::NONE)
         .expect("a client")
         .queue;
     let error = queue
@@ -167,7 +167,10 @@ async fn a_redis_cluster_over_tls_signed_by_another_ca_is_refused_with_a_clear_e
         ca: Some(tls_file("other-ca.pem").into()),
         client_certificate: None,
     };
-    let Err(error) = ordership_redis::connect_cluster(&nodes, &untrusted).await else {
+    let Err(error) =
+        ordership_redis::connect_cluster(&nodes, &untrusted, ordership_redis::Durability::on(1))
+            .await
+    else {
         panic!("a cluster whose certificates another CA signed is refused");
     };
     assert_says_the_certificate_is_untrusted(&error);

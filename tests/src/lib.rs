@@ -10,5 +10,6 @@
 pub mod contract;
 pub mod fakes;
 pub mod fixtures;
+pub mod rooms;
 pub mod transport;
 pub mod waiting_room;

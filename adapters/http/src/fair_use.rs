@@ -7,6 +7,7 @@
 //! A quota's store that fails lets the request through (logged and counted): a limiter exists to
 //! keep one customer from crowding out the rest, not to stop everyone when Redis blinks.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub struct FairUse {
     limiter: Option<Arc<dyn RateLimiter>>,
     orders: Option<RateLimitPolicy>,
     joins: Option<RateLimitPolicy>,
+    joins_per_address: Option<RateLimitPolicy>,
+    trust_forwarded_for: bool,
     shedder: Option<Arc<LoadShedder>>,
     counts: Arc<Counts>,
 }
@@ -39,17 +42,25 @@ pub struct FairUse {
 struct Counts {
     orders_limited: AtomicU64,
     joins_limited: AtomicU64,
+    address_joins_limited: AtomicU64,
     limiter_failures: AtomicU64,
 }
 
 /// Which quota a request draws from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Quota {
-    /// `POST /orders`.
+    /// `POST /orders`, per customer.
     Orders,
-    /// `POST /waiting-rooms/{room}/entries`.
+    /// `POST /waiting-rooms/{room}/entries`, per customer.
     Joins,
+    /// `POST /waiting-rooms/{room}/entries`, per source address.
+    AddressJoins,
 }
+
+/// The address a request came from: the connection's peer, which the server adds to every
+/// request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
 
 impl std::fmt::Debug for FairUse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,6 +129,41 @@ impl FairUse {
         self
     }
 
+    /// Each source address may join waiting rooms at most this many times per window, whichever
+    /// customers it joins as (one script with many accounts).
+    #[must_use]
+    pub fn limit_joins_per_address(mut self, policy: RateLimitPolicy) -> Self {
+        self.joins_per_address = Some(policy);
+        self
+    }
+
+    /// The source address is the last one of `X-Forwarded-For` (the one the proxy in front of
+    /// the service added), not the connection's peer. Only behind a proxy that sets it: a client
+    /// that talks to the service directly could name any address.
+    #[must_use]
+    pub fn trust_forwarded_for(mut self) -> Self {
+        self.trust_forwarded_for = true;
+        self
+    }
+
+    /// Where a request came from, as configured: `None` when it cannot be told.
+    pub(crate) fn client_address(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<ClientAddr>,
+    ) -> Option<IpAddr> {
+        if self.trust_forwarded_for {
+            return headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .next_back()
+                .and_then(|last| last.trim().parse().ok());
+        }
+        peer.map(|ClientAddr(addr)| addr.ip())
+    }
+
     /// New orders are refused while `shedder` says so.
     #[must_use]
     pub fn shed_with(mut self, shedder: Arc<LoadShedder>) -> Self {
@@ -129,7 +175,10 @@ impl FairUse {
     #[must_use]
     pub fn is_on(&self) -> bool {
         self.shedder.is_some()
-            || (self.limiter.is_some() && (self.orders.is_some() || self.joins.is_some()))
+            || (self.limiter.is_some()
+                && (self.orders.is_some()
+                    || self.joins.is_some()
+                    || self.joins_per_address.is_some()))
     }
 
     /// A new order while the service sheds load: refused.
@@ -140,20 +189,22 @@ impl FairUse {
         }
     }
 
-    /// Takes one of `customer`'s tokens of `quota`: the fields to answer with, or 429.
+    /// Takes one of `caller`'s tokens of `quota` (a customer, or a source address): the fields
+    /// to answer with, or 429.
     pub(crate) async fn take(
         &self,
         quota: Quota,
-        customer: &str,
+        caller: &str,
     ) -> Result<Option<QuotaFields>, ApiError> {
         let (policy, limited) = match quota {
             Quota::Orders => (&self.orders, &self.counts.orders_limited),
             Quota::Joins => (&self.joins, &self.counts.joins_limited),
+            Quota::AddressJoins => (&self.joins_per_address, &self.counts.address_joins_limited),
         };
         let (Some(limiter), Some(policy)) = (&self.limiter, policy) else {
             return Ok(None);
         };
-        match limiter.take(policy, customer).await {
+        match limiter.take(policy, caller).await {
             Ok(decision) if decision.allowed => Ok(Some(fields(policy, &decision))),
             Ok(decision) => {
                 limited.fetch_add(1, Ordering::Relaxed);
@@ -185,7 +236,7 @@ impl MetricSource for FairUse {
         let mut families = vec![
             Family::counter(
                 "ordership_http_rate_limited_total",
-                "Requests refused with 429 because the customer's quota was used up, by quota.",
+                "Requests refused with 429 because a quota (a customer's, or a source address's) was used up, by quota.",
                 vec![
                     (
                         vec![("quota", "orders".to_owned())],
@@ -194,6 +245,10 @@ impl MetricSource for FairUse {
                     (
                         vec![("quota", "joins".to_owned())],
                         load(&self.counts.joins_limited),
+                    ),
+                    (
+                        vec![("quota", "joins_per_address".to_owned())],
+                        load(&self.counts.address_joins_limited),
                     ),
                 ],
             ),

@@ -47,7 +47,7 @@ use crate::auth::Authenticator;
 
 pub use docs::SCALAR_VERSION;
 pub use extract::IDEMPOTENCY_KEY;
-pub use fair_use::{FairUse, RATE_LIMIT, RATE_LIMIT_POLICY};
+pub use fair_use::{ClientAddr, FairUse, RATE_LIMIT, RATE_LIMIT_POLICY};
 pub use health::{HealthCheck, StoreCheck, WaitingRoomCheck};
 pub use metrics::{
     Family, HandlerLatency, Kind, MetricSource, Metrics, OutboxBacklog, RelayLatency, SagaStates,
@@ -73,6 +73,9 @@ pub struct HttpConfig {
     /// Web origins (`https://shop.example`) whose pages may call the API from a browser. Empty
     /// (the default): none, and browsers keep cross-origin pages from reading any answer.
     pub cors_origins: Vec<HeaderValue>,
+    /// How many waiting-room event streams this instance keeps open at once (each asks the
+    /// queue every second); beyond it, 503 with `Retry-After` (buyers can still poll).
+    pub max_room_streams: usize,
 }
 
 impl Default for HttpConfig {
@@ -82,6 +85,7 @@ impl Default for HttpConfig {
             body_timeout: Duration::from_secs(5),
             body_limit: 64 * 1024,
             cors_origins: Vec::new(),
+            max_room_streams: 10_000,
         }
     }
 }
@@ -292,6 +296,7 @@ impl ApiBuilder {
             router = router.merge(waiting_room::routes(waiting_room::Rooms {
                 rooms,
                 shutdown: self.shutdown,
+                streams: Arc::new(waiting_room::StreamSlots::new(self.config.max_room_streams)),
             }));
         }
         if let Some(authenticator) = self.authenticator {

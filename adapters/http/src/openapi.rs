@@ -68,7 +68,8 @@ struct DeliveryDoc;
         waiting_room::my_events,
         waiting_room::leave,
         waiting_room::get_room,
-        waiting_room::put_room
+        waiting_room::put_room,
+        waiting_room::delete_room
     ),
     tags((name = "waiting rooms", description = "Flash-sale waiting rooms: buyers of a gated product queue, are admitted at the room's rate, and order with their admission token"))
 )]

@@ -77,6 +77,11 @@ pub enum ApiError {
     AdmissionUsed,
     #[error("already ordered in this sale: one order per buyer and waiting room")]
     AlreadyOrdered,
+    /// The sale's stock has fewer units left than the order asks for (409).
+    #[error(
+        "sold out: {left} units of this sale are left; units of cancelled orders come back to the queue"
+    )]
+    SoldOut { left: u32 },
     #[error("the waiting room is closed: its products are sold without a queue")]
     WaitingRoomClosed,
     /// The waiting room's queue cannot be reached (503, with `Retry-After`).
@@ -97,6 +102,11 @@ pub enum ApiError {
     /// This instance follows as many orders as it may (503, with `Retry-After`).
     #[error("this server follows as many orders as it can; retry later")]
     FollowersFull,
+    /// This instance keeps as many waiting-room streams open as it may (503, with `Retry-After`).
+    #[error(
+        "this server keeps as many waiting-room streams open as it can; poll your entry meanwhile"
+    )]
+    WaitingRoomStreamsFull,
     /// The customer's quota is used up (429, with `Retry-After` and the quota's fields).
     #[error("too many requests: your quota is used up for now; retry after the time given")]
     RateLimited {
@@ -193,6 +203,7 @@ impl ApiError {
                 "already-ordered",
                 "Already ordered in this sale",
             ),
+            Self::SoldOut { .. } => (S::CONFLICT, "sold-out", "Sold out"),
             Self::WaitingRoomClosed => (S::CONFLICT, "waiting-room-closed", "Waiting room closed"),
             Self::WaitingRoomUnavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
@@ -213,6 +224,11 @@ impl ApiError {
                 "Too many orders followed",
             ),
             Self::FollowersFull => (S::SERVICE_UNAVAILABLE, "followers-full", "Server busy"),
+            Self::WaitingRoomStreamsFull => (
+                S::SERVICE_UNAVAILABLE,
+                "waiting-room-streams-full",
+                "Server busy",
+            ),
             Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             Self::Overloaded(_) => (S::SERVICE_UNAVAILABLE, "overloaded", "Shedding load"),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
@@ -289,7 +305,7 @@ impl IntoResponse for ApiError {
             // Catching up takes seconds, not milliseconds.
             Self::Overloaded(_) => Some("2"),
             // Streams last: a place frees up when one ends.
-            Self::TooManyFollowed | Self::FollowersFull => Some("5"),
+            Self::TooManyFollowed | Self::FollowersFull | Self::WaitingRoomStreamsFull => Some("5"),
             _ => None,
         };
         if let Some(seconds) = retry_after {

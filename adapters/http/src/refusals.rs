@@ -13,6 +13,7 @@ impl From<PlaceOrderError> for ApiError {
             PlaceOrderError::KeyReused => Self::IdempotencyKeyReused,
             PlaceOrderError::NotAdmitted(refusal) => refusal.into(),
             PlaceOrderError::AdmissionUsed => Self::AdmissionUsed,
+            PlaceOrderError::SoldOut { left } => Self::SoldOut { left },
             PlaceOrderError::Conflict => {
                 Self::Conflict("the order was changed concurrently; retry".into())
             }
@@ -44,6 +45,7 @@ impl From<WaitingRoomError> for ApiError {
             WaitingRoomError::NotInRoom => Self::NotFound("entry in this waiting room"),
             WaitingRoomError::Closed => Self::WaitingRoomClosed,
             WaitingRoomError::AlreadyOrdered => Self::AlreadyOrdered,
+            WaitingRoomError::StockBelowSold => Self::Conflict(e.to_string()),
             WaitingRoomError::QueueUnavailable(e) => Self::WaitingRoomUnavailable(Some(e)),
             WaitingRoomError::StoreUnavailable(e) => Self::Unavailable(Box::new(e)),
             WaitingRoomError::Unexpected(e) => Self::Internal(e),

@@ -28,4 +28,4 @@ pub use changes::MemoryOrderChanges;
 pub use clock::{ManualClock, SystemClock, UuidV7Ids};
 pub use rate_limit::MemoryRateLimiter;
 pub use unit_of_work::{MemoryStore, MemoryTransaction, RowCounts};
-pub use waiting_room::{MemoryWaitingRoomQueue, MemoryWaitingRoomStore};
+pub use waiting_room::MemoryWaitingRoomQueue;

@@ -1,7 +1,9 @@
 //! Orders in memory: the order repository of a [`MemoryTransaction`].
 
+use std::sync::{Arc, PoisonError};
+
 use async_trait::async_trait;
-use ordership_domain::ports::{OrderQuery, OrderRepository, StoreError};
+use ordership_domain::ports::{OrderQuery, OrderRepository, StockTake, StoreError};
 use ordership_domain::waiting_room::RoomId;
 use ordership_domain::{CustomerId, FulfilmentSaga, Order, OrderId};
 
@@ -77,5 +79,59 @@ impl OrderRepository for MemoryTransaction {
         Ok(self.tables()?.orders.values().any(|order| {
             order.customer_id() == customer && order.admission().is_some_and(|a| &a.room == room)
         }))
+    }
+
+    async fn take_stock(&mut self, room: &RoomId, units: u32) -> Result<StockTake, StoreError> {
+        self.tables()?;
+        let rooms = Arc::clone(&self.rooms);
+        let mut locked = rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(stock) = locked.stock.get_mut(room) else {
+            return Ok(StockTake::Uncounted);
+        };
+        let Some(total) = stock.total else {
+            return Ok(StockTake::Uncounted);
+        };
+        if stock.sold.saturating_add(units) > total {
+            return Ok(StockTake::SoldOut {
+                left: total.saturating_sub(stock.sold),
+            });
+        }
+        stock.sold += units;
+        drop(locked);
+        let room = room.clone();
+        self.write(move |_| {
+            Ok(Box::new(move |_| {
+                let mut locked = rooms.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(stock) = locked.stock.get_mut(&room) {
+                    stock.sold -= units;
+                }
+            }))
+        })?;
+        Ok(StockTake::Taken)
+    }
+
+    async fn give_back_stock(&mut self, room: &RoomId, units: u32) -> Result<(), StoreError> {
+        self.tables()?;
+        let rooms = Arc::clone(&self.rooms);
+        // Never below zero, as in PostgreSQL.
+        let given = rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stock
+            .get_mut(room)
+            .map_or(0, |stock| {
+                let given = stock.sold.min(units);
+                stock.sold -= given;
+                given
+            });
+        let room = room.clone();
+        self.write(move |_| {
+            Ok(Box::new(move |_| {
+                let mut locked = rooms.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(stock) = locked.stock.get_mut(&room) {
+                    stock.sold += given;
+                }
+            }))
+        })
     }
 }

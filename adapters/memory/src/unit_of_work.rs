@@ -20,6 +20,7 @@ use ordership_domain::ports::{
 };
 use ordership_domain::relay_shards::{Shard, Shards};
 use ordership_domain::saga::SagaStepRecord;
+use ordership_domain::waiting_room::{RoomId, WaitingRoom};
 use ordership_domain::{
     Delivery, DeliveryId, FulfilmentSaga, Message, MessageId, Order, OrderId, OutboxEntry,
 };
@@ -40,6 +41,28 @@ pub(crate) struct Tables {
     pub(crate) idempotency: HashMap<(String, String), IdempotencyRecord>,
     pub(crate) dead_letters: BTreeMap<i64, DeadLetter>,
     pub(crate) next_dead_letter: i64,
+}
+
+/// The waiting rooms and their stock, beside the tables under a lock of their own: the rooms are
+/// read (and cached) while an order's transaction holds the tables. A transaction that takes or
+/// gives back units changes them at once and undoes that if it does not commit; transactions
+/// are serialised by the tables' lock, so only readers of the rooms can see units of a
+/// transaction still open.
+#[derive(Debug, Default)]
+pub(crate) struct Rooms {
+    /// The rooms' configuration, without their stock.
+    pub(crate) config: BTreeMap<RoomId, WaitingRoom>,
+    pub(crate) stock: BTreeMap<RoomId, StockRow>,
+}
+
+pub(crate) type SharedRooms = Arc<std::sync::Mutex<Rooms>>;
+
+/// A room's stock as PostgreSQL's `orders.room_stock` keeps it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StockRow {
+    /// `None`: the room counts no stock (now).
+    pub(crate) total: Option<u32>,
+    pub(crate) sold: u32,
 }
 
 /// A message in the outbox with what became of it.
@@ -143,6 +166,7 @@ pub struct RowCounts {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     tables: Arc<Mutex<Tables>>,
+    pub(crate) rooms: SharedRooms,
     committed_outbox: Arc<Notify>,
     pub(crate) changes: Changes,
 }
@@ -167,6 +191,7 @@ impl MemoryStore {
     async fn open(&self) -> MemoryTransaction {
         MemoryTransaction {
             tables: Some(Arc::clone(&self.tables).lock_owned().await),
+            rooms: Arc::clone(&self.rooms),
             undo: Vec::new(),
             wrote_outbox: false,
             committed_outbox: Arc::clone(&self.committed_outbox),
@@ -259,6 +284,7 @@ impl RelayLeases for MemoryStore {
 pub struct MemoryTransaction {
     /// `None` only after commit.
     tables: Option<OwnedMutexGuard<Tables>>,
+    pub(crate) rooms: SharedRooms,
     undo: Vec<Undo>,
     pub(crate) wrote_outbox: bool,
     committed_outbox: Arc<Notify>,

@@ -2,7 +2,7 @@
 //! queue is shared by construction) and for tests — the same decisions as the Redis scripts, from
 //! the domain, with time from the given clock — and the rooms' configuration.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -11,8 +11,12 @@ use ordership_domain::ports::{
     Clock, QueueError, QueueRules, QueueStats, StoreError, WaitingRoomQueue, WaitingRoomStore,
 };
 use ordership_domain::waiting_room::{
-    EntryStatus, RoomId, Ticket, WaitingRoom, abandoned, admissions_now, admitted_on_joining,
+    EntryStatus, RoomId, Stock, Ticket, WaitingRoom, abandoned, admissions_now,
+    admitted_on_joining, millis, shuffle,
 };
+
+use crate::MemoryStore;
+use crate::unit_of_work::Rooms;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -26,18 +30,43 @@ struct RoomQueue {
     last_ticket: u64,
     waiting: BTreeMap<Ticket, CustomerId>,
     entries: HashMap<CustomerId, Entry>,
-    window: u64,
-    admitted_in_window: u32,
+    /// When the admissions of the last interval were made, oldest first (the sliding window).
+    recent: VecDeque<u64>,
     admitted: u64,
+    /// When the queue is forgotten (a closed or deleted room), as Redis expires its keys.
+    expires_at_ms: Option<u64>,
+    /// Whether the opening draw was made.
+    drawn: bool,
 }
 
 impl RoomQueue {
-    /// Starts the window `now_ms` falls in, if it is a new one.
-    fn roll(&mut self, rules: &QueueRules, now_ms: u64) {
-        let window = rules.rate.window(now_ms);
-        if window != self.window {
-            self.window = window;
-            self.admitted_in_window = 0;
+    /// How many admissions of the last interval count against the rate at `now_ms`; older ones
+    /// are forgotten.
+    fn recent(&mut self, rules: &QueueRules, now_ms: u64) -> u32 {
+        while self
+            .recent
+            .front()
+            .is_some_and(|&at| !rules.rate.still_counts(at, now_ms))
+        {
+            self.recent.pop_front();
+        }
+        u32::try_from(self.recent.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The opening draw, once: the buyers queued before the room first admits get their tickets
+    /// in a random order, as the Redis scripts draw it.
+    fn draw_once(&mut self, seed: u64) {
+        if std::mem::replace(&mut self.drawn, true) {
+            return;
+        }
+        let tickets: Vec<Ticket> = self.waiting.keys().copied().collect();
+        let mut buyers: Vec<CustomerId> = self.waiting.values().cloned().collect();
+        shuffle(&mut buyers, seed);
+        for (ticket, buyer) in tickets.into_iter().zip(buyers) {
+            if let Some(entry) = self.entries.get_mut(&buyer) {
+                entry.ticket = ticket;
+            }
+            self.waiting.insert(ticket, buyer);
         }
     }
 
@@ -45,7 +74,7 @@ impl RoomQueue {
         if let Some(entry) = self.entries.get_mut(buyer) {
             self.waiting.remove(&entry.ticket);
             entry.admitted_at_ms = Some(now_ms);
-            self.admitted_in_window += 1;
+            self.recent.push_back(now_ms);
             self.admitted += 1;
         }
     }
@@ -102,7 +131,11 @@ impl MemoryWaitingRoomQueue {
     fn with_room<T>(&self, room: &RoomId, f: impl FnOnce(&mut RoomQueue, u64) -> T) -> T {
         let now_ms = self.now_ms();
         let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
-        f(rooms.entry(room.clone()).or_default(), now_ms)
+        let queue = rooms.entry(room.clone()).or_default();
+        if queue.expires_at_ms.is_some_and(|at| at <= now_ms) {
+            *queue = RoomQueue::default();
+        }
+        f(queue, now_ms)
     }
 }
 
@@ -120,7 +153,13 @@ impl WaitingRoomQueue for MemoryWaitingRoomQueue {
         rules: &QueueRules,
     ) -> Result<EntryStatus, QueueError> {
         Ok(self.with_room(room, |q, now_ms| {
-            q.roll(rules, now_ms);
+            q.expires_at_ms = None;
+            if rules.admitting {
+                // The queue lost its data while open: those coming back keep their tickets.
+                q.drawn |= returning.is_some();
+                q.draw_once(rules.draw_seed);
+            }
+            let recent = q.recent(rules, now_ms);
             if let Some(entry) = q.entries.get_mut(buyer) {
                 entry.last_seen_ms = now_ms;
                 let entry = *entry;
@@ -147,7 +186,7 @@ impl WaitingRoomQueue for MemoryWaitingRoomQueue {
                 },
             );
             q.waiting.insert(ticket, buyer.clone());
-            if admitted_on_joining(rules.admitting, &rules.rate, q.admitted_in_window, before) {
+            if admitted_on_joining(rules.admitting, &rules.rate, recent, before) {
                 q.admit(buyer, now_ms);
             }
             let entry = q.entries[buyer];
@@ -190,8 +229,9 @@ impl WaitingRoomQueue for MemoryWaitingRoomQueue {
             if !rules.admitting {
                 return admitted;
             }
-            q.roll(rules, now_ms);
-            while admissions_now(&rules.rate, q.admitted_in_window, q.waiting.len() as u64) > 0 {
+            q.expires_at_ms = None;
+            q.draw_once(rules.draw_seed);
+            while admissions_now(&rules.rate, q.recent(rules, now_ms), q.waiting.len() as u64) > 0 {
                 let Some((&ticket, buyer)) = q.waiting.first_key_value() else {
                     break;
                 };
@@ -212,56 +252,76 @@ impl WaitingRoomQueue for MemoryWaitingRoomQueue {
         }))
     }
 
+    async fn expire(&self, room: &RoomId, after: std::time::Duration) -> Result<(), QueueError> {
+        self.with_room(room, |q, now_ms| {
+            q.expires_at_ms
+                .get_or_insert(now_ms.saturating_add(millis(after)));
+        });
+        Ok(())
+    }
+
     async fn stats(&self, room: &RoomId, rules: &QueueRules) -> Result<QueueStats, QueueError> {
         Ok(self.with_room(room, |q, now_ms| {
-            q.roll(rules, now_ms);
+            let recent = q.recent(rules, now_ms);
             QueueStats {
                 waiting: q.waiting.len() as u64,
                 admitted: q.admitted,
-                admitted_in_window: q.admitted_in_window,
+                admitted_in_window: recent,
                 last_ticket: q.last_ticket,
             }
         }))
     }
 }
 
-/// Rooms by id, in this process.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryWaitingRoomStore(Arc<Mutex<BTreeMap<RoomId, WaitingRoom>>>);
-
-impl MemoryWaitingRoomStore {
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
+/// The rooms' configuration lives with the orders, as in PostgreSQL, so an order takes its
+/// room's stock in its own transaction.
 #[async_trait]
-impl WaitingRoomStore for MemoryWaitingRoomStore {
+impl WaitingRoomStore for MemoryStore {
     async fn put(&self, room: &WaitingRoom) -> Result<(), StoreError> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(room.id().clone(), room.clone());
+        let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(stock) = room.stock() {
+            if rooms
+                .stock
+                .get(room.id())
+                .is_some_and(|row| row.sold > stock.total())
+            {
+                return Err(StoreError::Conflict);
+            }
+            rooms.stock.entry(room.id().clone()).or_default().total = Some(stock.total());
+        } else if let Some(row) = rooms.stock.get_mut(room.id()) {
+            row.total = None;
+        }
+        rooms
+            .config
+            .insert(room.id().clone(), room.clone().with_stock(None));
         Ok(())
     }
 
     async fn get(&self, id: &RoomId) -> Result<Option<WaitingRoom>, StoreError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .cloned())
+        let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(rooms.config.get(id).map(|room| with_stock(&rooms, room)))
+    }
+
+    async fn delete(&self, id: &RoomId) -> Result<bool, StoreError> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        rooms.stock.remove(id);
+        Ok(rooms.config.remove(id).is_some())
     }
 
     async fn all(&self) -> Result<Vec<WaitingRoom>, StoreError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(rooms
+            .config
             .values()
-            .cloned()
+            .map(|room| with_stock(&rooms, room))
             .collect())
     }
+}
+
+fn with_stock(rooms: &Rooms, room: &WaitingRoom) -> WaitingRoom {
+    let stock = rooms.stock.get(room.id()).and_then(|row| {
+        row.total
+            .and_then(|total| Stock::counted(total, row.sold).ok())
+    });
+    room.clone().with_stock(stock)
 }

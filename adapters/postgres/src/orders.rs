@@ -1,7 +1,7 @@
 //! Orders on `orders.orders`, with optimistic concurrency on their version.
 
 use async_trait::async_trait;
-use ordership_domain::ports::{OrderQuery, OrderRepository, StoreError};
+use ordership_domain::ports::{OrderQuery, OrderRepository, StockTake, StoreError};
 use ordership_domain::waiting_room::RoomId;
 use ordership_domain::{
     AdmissionRef, CancellationReason, CustomerId, DeliveryId, FulfilmentSaga, Order, OrderId,
@@ -49,6 +49,8 @@ macro_rules! order_columns {
             $q,
             "admission_id, ",
             $q,
+            "admission_units, ",
+            $q,
             "version, ",
             $q,
             "created_at, ",
@@ -82,8 +84,22 @@ const LIST_ORDERS: &str = select_orders!(
 );
 const INSERT_ORDER: &str = "INSERT INTO orders.orders (id, customer_id, lines, total_amount, currency, ship_recipient, \
      ship_line1, ship_city, ship_postal_code, ship_country, status, delivery_id, cancellation_kind, \
-     cancellation_detail, version, created_at, updated_at, admission_room, admission_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+     cancellation_detail, version, created_at, updated_at, admission_room, admission_id, \
+     admission_units) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+     $20)";
+/// Takes `$2` units of room `$1`'s stock, if that many are left: the row lock serialises takes,
+/// and a take that would pass the total updates nothing. `left` (NULL: the room counts no
+/// stock) tells "sold out" from "uncounted"; it is as of the statement's start, so a take that
+/// waited for another may be told of units that other one took.
+const TAKE_STOCK: &str = "WITH taken AS (UPDATE orders.room_stock SET sold = sold + $2 \
+     WHERE room = $1 AND total IS NOT NULL AND sold + $2 <= total RETURNING 1) \
+     SELECT EXISTS (SELECT 1 FROM taken) AS taken, \
+     (SELECT total - sold FROM orders.room_stock WHERE room = $1 AND total IS NOT NULL) AS left";
+/// Never below zero: a room deleted and made again under the same name starts a new count, and
+/// the orders of the old one give back nothing to it.
+const GIVE_BACK_STOCK: &str =
+    "UPDATE orders.room_stock SET sold = greatest(sold - $2, 0) WHERE room = $1";
 const UPDATE_ORDER: &str = "UPDATE orders.orders SET status = $2, delivery_id = $3, cancellation_kind = $4, \
      cancellation_detail = $5, version = $6, updated_at = $7 WHERE id = $1 AND version = $8";
 
@@ -153,6 +169,11 @@ pub(crate) fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
         (Some(room), Some(id)) => Some(AdmissionRef {
             room: RoomId::parse(&room).map_err(|e| corrupt("admission room", e))?,
             id,
+            units: u32::try_from(
+                row.try_get::<i32, _>("admission_units")
+                    .map_err(failed_in("orders::order_from_row"))?,
+            )
+            .map_err(|e| corrupt("admission units", e))?,
         }),
         _ => None,
     };
@@ -246,6 +267,7 @@ impl OrderRepository for PgOrderTx {
             .bind(order.updated_at())
             .bind(order.admission().map(|a| a.room.as_str()))
             .bind(order.admission().map(|a| a.id.as_str()))
+            .bind(units(order.admission().map_or(0, |a| a.units)))
             .execute(&mut *self.0.tx)
             .await
             .map_err(|e| self.0.failed("orders::insert", e))?;
@@ -299,4 +321,41 @@ impl OrderRepository for PgOrderTx {
         .await
         .map_err(|e| self.0.failed("orders::ordered_in_room", e))
     }
+
+    async fn take_stock(&mut self, room: &RoomId, units: u32) -> Result<StockTake, StoreError> {
+        let row = sqlx::query(TAKE_STOCK)
+            .bind(room.as_str())
+            .bind(self::units(units))
+            .fetch_one(&mut *self.0.tx)
+            .await
+            .map_err(|e| self.0.failed("orders::take_stock", e))?;
+        let taken: bool = row
+            .try_get("taken")
+            .map_err(failed_in("orders::take_stock"))?;
+        let left: Option<i32> = row
+            .try_get("left")
+            .map_err(failed_in("orders::take_stock"))?;
+        Ok(match (taken, left) {
+            (true, _) => StockTake::Taken,
+            (false, Some(left)) => StockTake::SoldOut {
+                left: u32::try_from(left).unwrap_or(0),
+            },
+            (false, None) => StockTake::Uncounted,
+        })
+    }
+
+    async fn give_back_stock(&mut self, room: &RoomId, units: u32) -> Result<(), StoreError> {
+        sqlx::query(GIVE_BACK_STOCK)
+            .bind(room.as_str())
+            .bind(self::units(units))
+            .execute(&mut *self.0.tx)
+            .await
+            .map_err(|e| self.0.failed("orders::give_back_stock", e))?;
+        Ok(())
+    }
+}
+
+/// Units as the `integer` columns hold them (a room's stock is at most 100,000,000).
+fn units(units: u32) -> i32 {
+    i32::try_from(units).unwrap_or(i32::MAX)
 }

@@ -222,78 +222,40 @@ macro_rules! outbox_sql {
     };
 }
 
+/// One migration: its version, its description, and its up and down files under `migrations/`.
+macro_rules! migration {
+    ($version:literal, $description:literal, $file:literal) => {
+        (
+            $version,
+            $description,
+            include_str!(concat!("../migrations/", $file, ".up.sql")),
+            include_str!(concat!("../migrations/", $file, ".down.sql")),
+        )
+    };
+}
+
 /// The order service's schema.
 pub static ORDERS: Schema = Schema {
     name: "orders",
     notify_channel: "ordership_orders_outbox",
     migrations_table: "orders._sqlx_migrations",
     migrations: &[
-        (
-            1,
-            "initial",
-            include_str!("../migrations/orders_0001_initial.up.sql"),
-            include_str!("../migrations/orders_0001_initial.down.sql"),
-        ),
-        (
-            2,
-            "parked outbox messages",
-            include_str!("../migrations/orders_0002_parked_outbox.up.sql"),
-            include_str!("../migrations/orders_0002_parked_outbox.down.sql"),
-        ),
-        (
-            3,
-            "outbox publication for the CDC relay",
-            include_str!("../migrations/orders_0003_cdc.up.sql"),
-            include_str!("../migrations/orders_0003_cdc.down.sql"),
-        ),
-        (
-            4,
-            "orders by customer",
-            include_str!("../migrations/orders_0004_customer_orders.up.sql"),
-            include_str!("../migrations/orders_0004_customer_orders.down.sql"),
-        ),
-        (
-            5,
-            "waiting rooms",
-            include_str!("../migrations/orders_0005_waiting_rooms.up.sql"),
-            include_str!("../migrations/orders_0005_waiting_rooms.down.sql"),
-        ),
-        (
-            6,
-            "order admissions",
-            include_str!("../migrations/orders_0006_order_admissions.up.sql"),
-            include_str!("../migrations/orders_0006_order_admissions.down.sql"),
-        ),
-        (
+        migration!(1, "initial", "orders_0001_initial"),
+        migration!(2, "parked outbox messages", "orders_0002_parked_outbox"),
+        migration!(3, "outbox publication for the CDC relay", "orders_0003_cdc"),
+        migration!(4, "orders by customer", "orders_0004_customer_orders"),
+        migration!(5, "waiting rooms", "orders_0005_waiting_rooms"),
+        migration!(6, "order admissions", "orders_0006_order_admissions"),
+        migration!(
             7,
             "published messages leave the outbox",
-            include_str!("../migrations/orders_0007_outbox_published.up.sql"),
-            include_str!("../migrations/orders_0007_outbox_published.down.sql"),
+            "orders_0007_outbox_published"
         ),
-        (
-            8,
-            "saga history",
-            include_str!("../migrations/orders_0008_saga_history.up.sql"),
-            include_str!("../migrations/orders_0008_saga_history.down.sql"),
-        ),
-        (
-            9,
-            "dead letters",
-            include_str!("../migrations/orders_0009_dead_letters.up.sql"),
-            include_str!("../migrations/orders_0009_dead_letters.down.sql"),
-        ),
-        (
-            10,
-            "relay shards",
-            include_str!("../migrations/orders_0010_relay_shards.up.sql"),
-            include_str!("../migrations/orders_0010_relay_shards.down.sql"),
-        ),
-        (
-            11,
-            "room price",
-            include_str!("../migrations/orders_0011_room_price.up.sql"),
-            include_str!("../migrations/orders_0011_room_price.down.sql"),
-        ),
+        migration!(8, "saga history", "orders_0008_saga_history"),
+        migration!(9, "dead letters", "orders_0009_dead_letters"),
+        migration!(10, "relay shards", "orders_0010_relay_shards"),
+        migration!(11, "room price", "orders_0011_room_price"),
+        migration!(12, "room stock", "orders_0012_room_stock"),
     ],
     sql: outbox_sql!("orders"),
     relay: relay_sql!("orders"),
@@ -305,42 +267,20 @@ pub static DELIVERY: Schema = Schema {
     notify_channel: "ordership_delivery_outbox",
     migrations_table: "delivery._sqlx_migrations",
     migrations: &[
-        (
-            1,
-            "initial",
-            include_str!("../migrations/delivery_0001_initial.up.sql"),
-            include_str!("../migrations/delivery_0001_initial.down.sql"),
-        ),
-        (
-            2,
-            "parked outbox messages",
-            include_str!("../migrations/delivery_0002_parked_outbox.up.sql"),
-            include_str!("../migrations/delivery_0002_parked_outbox.down.sql"),
-        ),
-        (
+        migration!(1, "initial", "delivery_0001_initial"),
+        migration!(2, "parked outbox messages", "delivery_0002_parked_outbox"),
+        migration!(
             3,
             "outbox publication for the CDC relay",
-            include_str!("../migrations/delivery_0003_cdc.up.sql"),
-            include_str!("../migrations/delivery_0003_cdc.down.sql"),
+            "delivery_0003_cdc"
         ),
-        (
+        migration!(
             4,
             "published messages leave the outbox",
-            include_str!("../migrations/delivery_0004_outbox_published.up.sql"),
-            include_str!("../migrations/delivery_0004_outbox_published.down.sql"),
+            "delivery_0004_outbox_published"
         ),
-        (
-            5,
-            "dead letters",
-            include_str!("../migrations/delivery_0005_dead_letters.up.sql"),
-            include_str!("../migrations/delivery_0005_dead_letters.down.sql"),
-        ),
-        (
-            6,
-            "relay shards",
-            include_str!("../migrations/delivery_0006_relay_shards.up.sql"),
-            include_str!("../migrations/delivery_0006_relay_shards.down.sql"),
-        ),
+        migration!(5, "dead letters", "delivery_0005_dead_letters"),
+        migration!(6, "relay shards", "delivery_0006_relay_shards"),
     ],
     sql: outbox_sql!("delivery"),
     relay: relay_sql!("delivery"),

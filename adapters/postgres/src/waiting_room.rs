@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordership_domain::ports::{StoreError, WaitingRoomStore};
-use ordership_domain::waiting_room::{Rate, RoomId, RoomState, WaitingRoom, millis};
+use ordership_domain::waiting_room::{Rate, RoomId, RoomState, Stock, WaitingRoom, millis};
 use ordership_domain::{Currency, Money, Sku};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
@@ -16,16 +16,17 @@ use crate::error::{corrupt, failed_in};
 macro_rules! select_rooms {
     ($rest:literal) => {
         concat!(
-            "SELECT id, skus, admissions, interval_ms, admission_validity_ms, ",
-            "heartbeat_timeout_ms, state, opens_at, closes_at, unit_price_amount, ",
-            "unit_price_currency FROM orders.waiting_rooms ",
+            "SELECT r.id, r.skus, r.admissions, r.interval_ms, r.admission_validity_ms, ",
+            "r.heartbeat_timeout_ms, r.state, r.opens_at, r.closes_at, r.unit_price_amount, ",
+            "r.unit_price_currency, s.total AS stock_total, s.sold AS stock_sold ",
+            "FROM orders.waiting_rooms r LEFT JOIN orders.room_stock s ON s.room = r.id ",
             $rest
         )
     };
 }
 
-const GET: &str = select_rooms!("WHERE id = $1");
-const ALL: &str = select_rooms!("ORDER BY id");
+const GET: &str = select_rooms!("WHERE r.id = $1");
+const ALL: &str = select_rooms!("ORDER BY r.id");
 const PUT: &str = "INSERT INTO orders.waiting_rooms (id, skus, admissions, interval_ms, \
     admission_validity_ms, heartbeat_timeout_ms, state, opens_at, closes_at, unit_price_amount, \
     unit_price_currency, updated_at) \
@@ -33,6 +34,11 @@ const PUT: &str = "INSERT INTO orders.waiting_rooms (id, skus, admissions, inter
     ON CONFLICT (id) DO UPDATE SET skus = $2, admissions = $3, interval_ms = $4, \
     admission_validity_ms = $5, heartbeat_timeout_ms = $6, state = $7, opens_at = $8, \
     closes_at = $9, unit_price_amount = $10, unit_price_currency = $11, updated_at = now()";
+/// Sets the units on sale, unless fewer than are sold (no row then).
+const PUT_STOCK: &str = "INSERT INTO orders.room_stock (room, total) VALUES ($1, $2) \
+    ON CONFLICT (room) DO UPDATE SET total = $2 WHERE orders.room_stock.sold <= $2 RETURNING sold";
+/// Stops counting; the units orders hold stay counted until they are given back.
+const STOP_COUNTING: &str = "UPDATE orders.room_stock SET total = NULL WHERE room = $1";
 
 /// Waiting rooms in the order service's schema.
 #[derive(Debug, Clone)]
@@ -94,6 +100,24 @@ fn room_from_row(row: &PgRow) -> Result<WaitingRoom, StoreError> {
         ),
         _ => None,
     };
+    let total: Option<i32> = row
+        .try_get("stock_total")
+        .map_err(failed_in("waiting_room::room_from_row"))?;
+    let sold: Option<i32> = row
+        .try_get("stock_sold")
+        .map_err(failed_in("waiting_room::room_from_row"))?;
+    let stock = match (total, sold) {
+        (Some(total), Some(sold)) => Some(
+            u32::try_from(total)
+                .ok()
+                .zip(u32::try_from(sold).ok())
+                .ok_or_else(|| corrupt("room stock", format!("{sold} of {total}")))
+                .and_then(|(total, sold)| {
+                    Stock::counted(total, sold).map_err(|e| corrupt("room stock", e))
+                })?,
+        ),
+        _ => None,
+    };
     WaitingRoom::new(
         RoomId::parse(&id).map_err(|e| corrupt("room id", e))?,
         skus,
@@ -104,7 +128,7 @@ fn room_from_row(row: &PgRow) -> Result<WaitingRoom, StoreError> {
         opens_at,
         closes_at,
     )
-    .map(|room| room.with_unit_price(unit_price))
+    .map(|room| room.with_unit_price(unit_price).with_stock(stock))
     .map_err(|e| corrupt("room", e))
 }
 
@@ -116,6 +140,11 @@ fn signed(d: Duration) -> i64 {
 impl WaitingRoomStore for PgWaitingRoomStore {
     async fn put(&self, room: &WaitingRoom) -> Result<(), StoreError> {
         let skus: Vec<&str> = room.skus().iter().map(Sku::as_str).collect();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(failed_in("waiting_room::put"))?;
         sqlx::query(PUT)
             .bind(room.id().as_str())
             .bind(&skus)
@@ -128,10 +157,28 @@ impl WaitingRoomStore for PgWaitingRoomStore {
             .bind(room.closes_at())
             .bind(room.unit_price().map(|p| p.amount()))
             .bind(room.unit_price().map(|p| p.currency().as_str().to_owned()))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(failed_in("waiting_room::put"))?;
-        Ok(())
+        if let Some(stock) = room.stock() {
+            let set = sqlx::query(PUT_STOCK)
+                .bind(room.id().as_str())
+                .bind(i32::try_from(stock.total()).unwrap_or(i32::MAX))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed_in("waiting_room::put"))?;
+            if set.is_none() {
+                // Dropping the transaction rolls the room back too.
+                return Err(StoreError::Conflict);
+            }
+        } else {
+            sqlx::query(STOP_COUNTING)
+                .bind(room.id().as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed_in("waiting_room::put"))?;
+        }
+        tx.commit().await.map_err(failed_in("waiting_room::put"))
     }
 
     async fn get(&self, id: &RoomId) -> Result<Option<WaitingRoom>, StoreError> {
@@ -143,6 +190,16 @@ impl WaitingRoomStore for PgWaitingRoomStore {
             .as_ref()
             .map(room_from_row)
             .transpose()
+    }
+
+    async fn delete(&self, id: &RoomId) -> Result<bool, StoreError> {
+        // The stock goes with it (ON DELETE CASCADE).
+        let done = sqlx::query("DELETE FROM orders.waiting_rooms WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed_in("waiting_room::delete"))?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn all(&self) -> Result<Vec<WaitingRoom>, StoreError> {

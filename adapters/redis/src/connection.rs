@@ -12,6 +12,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ClientTlsConfig, TlsCertificates};
 
 use crate::rate_limit::RedisRateLimiter;
+use crate::replication::{Durability, Replicated};
 use crate::waiting_room::{RedisWaitingRoomQueue, failed_in};
 
 /// What one Redis deployment serves, over one connection: the waiting rooms' queue and the
@@ -29,12 +30,9 @@ impl std::fmt::Debug for Redis {
 }
 
 impl Redis {
-    fn over<C>(connection: C) -> Self
-    where
-        C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
-    {
+    fn over<C: Replicated>(connection: C, durability: Durability) -> Self {
         Self {
-            queue: Arc::new(RedisWaitingRoomQueue::new(connection.clone())),
+            queue: Arc::new(RedisWaitingRoomQueue::new(connection.clone(), durability)),
             rate_limiter: Arc::new(RedisRateLimiter::new(connection)),
         }
     }
@@ -99,11 +97,11 @@ fn unexpected(e: redis::RedisError) -> QueueError {
 
 /// Connects to a standalone Redis (`redis://host:port`, `rediss://` for TLS): one multiplexed
 /// connection, made on first use and made again by itself after Redis went away, so a service
-/// starts, and recovers, while Redis is down.
+/// starts, and recovers, while Redis is down. Admissions are told once `durability` holds.
 ///
 /// # Errors
 /// `Unexpected` for a bad URL or an unreadable TLS file.
-pub fn connect(url: &str, tls: &Tls) -> Result<Redis, QueueError> {
+pub fn connect(url: &str, tls: &Tls, durability: Durability) -> Result<Redis, QueueError> {
     let client = if url.starts_with("rediss://") {
         redis::Client::build_with_tls(url, tls.certificates()?).map_err(unexpected)?
     } else {
@@ -115,16 +113,22 @@ pub fn connect(url: &str, tls: &Tls) -> Result<Redis, QueueError> {
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(1));
     let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(unexpected)?;
-    Ok(Redis::over(manager))
+    Ok(Redis::over(manager, durability))
 }
 
 /// Connects to a Redis Cluster through any of its nodes (`host:port` or URLs; `rediss://` for
 /// TLS); the slot map is followed (and refreshed on `MOVED`, on failover) by the client.
+/// Admissions are told once `durability` holds (on a replica of their master: a cluster's
+/// masters have replicas to fail over to).
 ///
 /// # Errors
 /// [`QueueError::Unavailable`] when no node can be reached; `Unexpected` for a bad URL or an
 /// unreadable TLS file.
-pub async fn connect_cluster(nodes: &[String], tls: &Tls) -> Result<Redis, QueueError> {
+pub async fn connect_cluster(
+    nodes: &[String],
+    tls: &Tls,
+    durability: Durability,
+) -> Result<Redis, QueueError> {
     let urls: Vec<String> = nodes
         .iter()
         .map(|node| {
@@ -151,5 +155,5 @@ pub async fn connect_cluster(nodes: &[String], tls: &Tls) -> Result<Redis, Queue
         .get_async_connection()
         .await
         .map_err(failed_in("connecting to the cluster"))?;
-    Ok(Redis::over(connection))
+    Ok(Redis::over(connection, durability))
 }

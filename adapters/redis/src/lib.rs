@@ -13,8 +13,10 @@
 
 mod connection;
 mod rate_limit;
+mod replication;
 mod waiting_room;
 
 pub use connection::{Redis, TIMEOUT, Tls, connect, connect_cluster};
 pub use rate_limit::RedisRateLimiter;
+pub use replication::{Durability, Replicated};
 pub use waiting_room::RedisWaitingRoomQueue;

@@ -8,8 +8,9 @@ use ordership_domain::CustomerId;
 use ordership_domain::ports::{QueueError, QueueRules, QueueStats, WaitingRoomQueue};
 use ordership_domain::waiting_room::{EntryStatus, RoomId, Ticket, millis};
 
-use redis::aio::ConnectionLike;
 use redis::{ErrorKind, RedisError, Script, Value};
+
+use crate::replication::{Durability, NotReplicated, Replicated};
 
 macro_rules! script {
     ($file:literal) => {
@@ -28,6 +29,7 @@ struct Scripts {
     leave: Script,
     tick: Script,
     stats: Script,
+    expire: Script,
 }
 
 impl Scripts {
@@ -38,6 +40,7 @@ impl Scripts {
             leave: script!("lua/leave.lua"),
             tick: script!("lua/tick.lua"),
             stats: script!("lua/stats.lua"),
+            expire: script!("lua/expire.lua"),
         }
     }
 }
@@ -46,6 +49,7 @@ impl Scripts {
 pub struct RedisWaitingRoomQueue<C> {
     connection: C,
     scripts: Arc<Scripts>,
+    durability: Durability,
 }
 
 impl<C> std::fmt::Debug for RedisWaitingRoomQueue<C> {
@@ -122,23 +126,49 @@ fn entry_status(value: &Value) -> Result<EntryStatus, QueueError> {
 }
 
 /// The keys of a room, all in its hash slot.
-fn keys(room: &RoomId) -> [String; 4] {
+fn keys(room: &RoomId) -> [String; 5] {
     let tag = format!("{{wr:{room}}}");
     [
         format!("{tag}:seq"),
         format!("{tag}:waiting"),
         format!("{tag}:entries"),
         format!("{tag}:meta"),
+        format!("{tag}:recent"),
     ]
 }
 
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisWaitingRoomQueue<C> {
+impl<C: Replicated> RedisWaitingRoomQueue<C> {
+    /// A queue whose admissions are told once `durability` holds.
     #[must_use]
-    pub fn new(connection: C) -> Self {
+    pub fn new(connection: C, durability: Durability) -> Self {
         Self {
             connection,
             scripts: Arc::new(Scripts::new()),
+            durability,
         }
+    }
+
+    /// `status` as it may be told: an admission only once it is on the replicas asked for (the
+    /// script's own write came after the admission's, and a replica applies a master's writes
+    /// in order, so acknowledging it acknowledges the admission).
+    async fn durable(&self, room: &RoomId, status: EntryStatus) -> Result<EntryStatus, QueueError> {
+        let wanted = self.durability.replicas;
+        if wanted == 0 || !matches!(status, EntryStatus::Admitted { .. }) {
+            return Ok(status);
+        }
+        let [seq, ..] = keys(room);
+        let mut connection = self.connection.clone();
+        let acknowledged = connection
+            .replicated(&seq, wanted, self.durability.timeout)
+            .await
+            .map_err(failed_in("wait for replicas"))?;
+        if acknowledged < u64::from(wanted) {
+            return Err(QueueError::Unavailable(Box::new(NotReplicated {
+                acknowledged,
+                wanted,
+            })));
+        }
+        Ok(status)
     }
 
     async fn run(
@@ -163,14 +193,18 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisWaitingRoomQueue<C>
     }
 }
 
+/// The seed as the scripts take it: below 2^31, exact in Lua's doubles (the draw reduces it so
+/// anyway).
+fn draw_seed(rules: &QueueRules) -> String {
+    (rules.draw_seed % 2_147_483_646).to_string()
+}
+
 fn flag(on: bool) -> String {
     if on { "1" } else { "0" }.to_owned()
 }
 
 #[async_trait]
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
-    for RedisWaitingRoomQueue<C>
-{
+impl<C: Replicated> WaitingRoomQueue for RedisWaitingRoomQueue<C> {
     async fn ping(&self) -> Result<(), QueueError> {
         let mut connection = self.connection.clone();
         redis::cmd("PING")
@@ -192,9 +226,10 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
             rules.rate.admissions().to_string(),
             millis(rules.rate.interval()).to_string(),
             flag(rules.admitting),
+            draw_seed(rules),
         ];
         let reply = self.run("join", &self.scripts.join, room, &args).await?;
-        entry_status(&reply)
+        self.durable(room, entry_status(&reply)?).await
     }
 
     async fn status(
@@ -212,7 +247,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
             .await?
         {
             Value::Nil => Ok(None),
-            reply => entry_status(&reply).map(Some),
+            reply => Ok(Some(self.durable(room, entry_status(&reply)?).await?)),
         }
     }
 
@@ -238,6 +273,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
             millis(rules.rate.interval()).to_string(),
             millis(rules.heartbeat_timeout).to_string(),
             flag(rules.admitting),
+            draw_seed(rules),
         ];
         let reply = self.run("tick", &self.scripts.tick, room, &args).await?;
         let Value::Array(items) = &reply else {
@@ -258,6 +294,13 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> WaitingRoomQueue
                 _ => Err(corrupt("a tick", &reply)),
             })
             .collect()
+    }
+
+    async fn expire(&self, room: &RoomId, after: std::time::Duration) -> Result<(), QueueError> {
+        let args = [millis(after).max(1).to_string()];
+        self.run("expire", &self.scripts.expire, room, &args)
+            .await
+            .map(drop)
     }
 
     async fn stats(&self, room: &RoomId, rules: &QueueRules) -> Result<QueueStats, QueueError> {

@@ -8,7 +8,6 @@ use ordership_domain::CustomerId;
 use ordership_domain::ports::{Admission, BoxError, QueuePass};
 use ordership_domain::waiting_room::{EntryStatus, Phase, RoomId, WaitingRoom, estimated_wait};
 
-use super::config::rules;
 use super::{Entry, WaitingRoomError, WaitingRoomService};
 
 /// When a waiting buyer should ask again: a quarter of their expected wait, at least a second,
@@ -74,7 +73,7 @@ impl WaitingRoomService {
         let status = self.observe(
             self.0
                 .queue
-                .join(id, buyer, returning, &rules(&room, now))
+                .join(id, buyer, returning, &self.rules(&room, now))
                 .await,
         )?;
         self.0.counters.joins.fetch_add(1, Ordering::Relaxed);
@@ -96,7 +95,12 @@ impl WaitingRoomService {
         let room = self.room(id).await?;
         let now = self.0.clock.now();
         let status = self
-            .observe(self.0.queue.status(id, buyer, &rules(&room, now)).await)?
+            .observe(
+                self.0
+                    .queue
+                    .status(id, buyer, &self.rules(&room, now))
+                    .await,
+            )?
             .ok_or(WaitingRoomError::NotInRoom)?;
         self.entry(&room, buyer, status, now, Signed::AdmissionOnly)
     }
@@ -141,6 +145,13 @@ impl WaitingRoomService {
                     Signed::AdmissionOnly => None,
                 };
                 let wait = estimated_wait(room.rate(), position);
+                if room.sold_out() {
+                    return Ok(Entry::SoldOut {
+                        ticket,
+                        poll_after: poll_after(room, room.heartbeat_timeout()),
+                        queue_token,
+                    });
+                }
                 Ok(Entry::Waiting {
                     ticket,
                     position,

@@ -17,25 +17,31 @@ use super::{ROOM_REFRESH, RoomView, WaitingRoomError, WaitingRoomService};
 pub(super) struct Cache {
     pub(super) rooms: Arc<BTreeMap<RoomId, WaitingRoom>>,
     pub(super) read_at: Instant,
-}
-
-pub(super) fn rules(room: &WaitingRoom, now: DateTime<Utc>) -> QueueRules {
-    QueueRules {
-        rate: *room.rate(),
-        heartbeat_timeout: room.heartbeat_timeout(),
-        admitting: room.admits(now),
-    }
+    /// Read again at the next look, whatever its age.
+    pub(super) stale: bool,
 }
 
 impl WaitingRoomService {
+    /// What the queue needs to know about `room` at `now` for one operation.
+    pub(super) fn rules(&self, room: &WaitingRoom, now: DateTime<Utc>) -> QueueRules {
+        QueueRules {
+            rate: *room.rate(),
+            heartbeat_timeout: room.heartbeat_timeout(),
+            // A sold-out room keeps its queue but lets nobody in until units come back.
+            admitting: room.admits(now) && !room.sold_out(),
+            draw_seed: self.0.random.next_u64(),
+        }
+    }
+
     /// The cached rooms, read again from the store when older than [`ROOM_REFRESH`]. A store
     /// that cannot be read leaves the last known rooms in place; with none known, it fails.
     pub(super) async fn rooms(&self) -> Result<Arc<BTreeMap<RoomId, WaitingRoom>>, StoreError> {
         let cached = {
             let cache = self.0.cache.read().unwrap_or_else(PoisonError::into_inner);
-            cache
-                .as_ref()
-                .map(|c| (Arc::clone(&c.rooms), c.read_at.elapsed() < ROOM_REFRESH))
+            cache.as_ref().map(|c| {
+                let fresh = !c.stale && c.read_at.elapsed() < ROOM_REFRESH;
+                (Arc::clone(&c.rooms), fresh)
+            })
         };
         match cached {
             Some((rooms, true)) => Ok(rooms),
@@ -48,6 +54,19 @@ impl WaitingRoomService {
                 Ok(fresh.unwrap_or(rooms))
             }
             None => self.reload().await,
+        }
+    }
+
+    /// Makes the next look at the rooms read them again (their stock changed here).
+    pub(crate) fn stock_changed(&self) {
+        if let Some(cache) = self
+            .0
+            .cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            cache.stale = true;
         }
     }
 
@@ -64,6 +83,7 @@ impl WaitingRoomService {
         *self.0.cache.write().unwrap_or_else(PoisonError::into_inner) = Some(Cache {
             rooms: Arc::clone(&rooms),
             read_at: Instant::now(),
+            stale: false,
         });
         Ok(rooms)
     }
@@ -85,10 +105,30 @@ impl WaitingRoomService {
     /// # Errors
     /// The store's failure.
     pub async fn put(&self, room: WaitingRoom) -> Result<(), WaitingRoomError> {
-        self.0.store.put(&room).await?;
+        self.0.store.put(&room).await.map_err(|e| match e {
+            StoreError::Conflict => WaitingRoomError::StockBelowSold,
+            e => e.into(),
+        })?;
         // Read back at once here, so this instance answers with the new configuration.
         self.reload().await?;
         tracing::info!(room = %room.id(), state = room.state().as_str(), "waiting room configured");
+        Ok(())
+    }
+
+    /// Deletes a room: its queue is set to expire after the key TTL first (so a queue that
+    /// cannot be reached leaves the room in place, to be deleted again), then the room and its
+    /// stock go. Orders placed through it keep their admissions.
+    ///
+    /// # Errors
+    /// `NotFound`, `QueueUnavailable`, or the store's failure.
+    pub async fn delete(&self, id: &RoomId) -> Result<(), WaitingRoomError> {
+        self.room(id).await?;
+        self.observe(self.0.queue.expire(id, self.key_ttl()).await)?;
+        if !self.0.store.delete(id).await? {
+            return Err(WaitingRoomError::NotFound);
+        }
+        self.reload().await?;
+        tracing::info!(room = %id, "waiting room deleted");
         Ok(())
     }
 
@@ -117,7 +157,7 @@ impl WaitingRoomService {
 
     async fn view_of(&self, room: WaitingRoom, now: DateTime<Utc>) -> RoomView {
         let queue = self
-            .observe(self.0.queue.stats(room.id(), &rules(&room, now)).await)
+            .observe(self.0.queue.stats(room.id(), &self.rules(&room, now)).await)
             .ok();
         RoomView {
             phase: room.phase(now),

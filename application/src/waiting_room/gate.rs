@@ -42,7 +42,8 @@ impl GateRefusal {
 impl WaitingRoomService {
     /// The order gate: whether `command` may be placed, and with which admission. An order with
     /// no SKU of a gating room passes as is. One with gated SKUs needs an admission token of
-    /// the same customer, of a room that gates every one of them (one sale per order).
+    /// the same customer, of a room that gates every one of them (one sale per order); the
+    /// admission asks for the units of those lines from the room's stock.
     ///
     /// # Errors
     /// [`GateRefusal`].
@@ -57,6 +58,8 @@ impl WaitingRoomService {
             .map_err(|_| self.refused(GateRefusal::RoomsUnavailable))?;
         let now = self.0.clock.now();
         let mut gated: Vec<&Sku> = Vec::new();
+        // At most 100 lines of at most 10,000 units: no overflow.
+        let mut units = 0_u32;
         for (index, line) in command.lines().iter().enumerate() {
             let sku = line.sku();
             let mut gating = rooms
@@ -77,6 +80,7 @@ impl WaitingRoomService {
                 }));
             }
             gated.push(sku);
+            units = units.saturating_add(line.quantity().get());
         }
         if gated.is_empty() {
             return Ok(None);
@@ -112,6 +116,7 @@ impl WaitingRoomService {
         Ok(Some(AdmissionRef {
             room: admission.room,
             id: admission.id,
+            units,
         }))
     }
 

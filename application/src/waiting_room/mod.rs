@@ -15,19 +15,26 @@ mod ticker;
 use config::Cache;
 pub use gate::GateRefusal;
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use ordership_domain::SeededRandom;
 use ordership_domain::ports::{
     Admission, BoxError, Clock, OrderTransaction, QueueError, QueueStats, StoreError, UnitOfWork,
     WaitingRoomQueue, WaitingRoomStore, WaitingRoomTokens,
 };
-use ordership_domain::waiting_room::{Phase, Ticket, WaitingRoom};
+use ordership_domain::waiting_room::{Phase, RoomId, Ticket, WaitingRoom, millis};
 
 /// How often each instance reloads the rooms from the store: a room changed through another
 /// instance is seen here within this time.
 pub const ROOM_REFRESH: Duration = Duration::from_secs(1);
+
+/// How long the queue of a closed or deleted room is kept, unless configured: long enough for
+/// buyers and operators to look at what happened, short enough that Redis does not grow with
+/// every sale.
+pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Where a buyer stands, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +59,14 @@ pub enum Entry {
     /// Admitted, but the admission was not used in time. Leaving and joining again queues the
     /// buyer at the back.
     Expired { ticket: Ticket },
+    /// Every unit of the sale is held by an order. The buyer keeps their place at `ticket`:
+    /// units that cancelled orders give back reopen the queue in ticket order.
+    SoldOut {
+        ticket: Ticket,
+        /// When to ask again (also the `Retry-After`).
+        poll_after: Duration,
+        queue_token: Option<String>,
+    },
 }
 
 /// A room with its queue's figures (`None` while the queue cannot be reached).
@@ -75,6 +90,9 @@ pub enum WaitingRoomError {
     /// The buyer has ordered with an admission of this room already.
     #[error("already ordered in this sale")]
     AlreadyOrdered,
+    /// A room's stock set below the units its orders hold: nothing was changed.
+    #[error("the stock cannot be set below the units orders hold already")]
+    StockBelowSold,
     /// The queue cannot be reached; retryable.
     #[error("the admission queue is unavailable")]
     QueueUnavailable(#[source] BoxError),
@@ -118,6 +136,13 @@ struct Inner {
     /// Whether the queue's last operation succeeded.
     queue_up: AtomicBool,
     counters: WaitingRoomCounters,
+    /// Seeds the queue's opening draws.
+    random: SeededRandom,
+    /// How long a closed or deleted room's queue is kept, in milliseconds.
+    key_ttl_ms: AtomicU64,
+    /// The closed rooms whose queues this instance has set to expire (once each per process;
+    /// asking the queue again would not put it off anyway).
+    expiring: Mutex<BTreeSet<RoomId>>,
 }
 
 /// The waiting rooms' use cases, shared by every handler of one process.
@@ -151,7 +176,24 @@ impl WaitingRoomService {
             reloading: AtomicBool::new(false),
             queue_up: AtomicBool::new(true),
             counters: WaitingRoomCounters::default(),
+            random: SeededRandom::from_entropy(),
+            key_ttl_ms: AtomicU64::new(millis(DEFAULT_KEY_TTL)),
+            expiring: Mutex::default(),
         }))
+    }
+
+    /// The same service, keeping a closed or deleted room's queue for `ttl` (at least a
+    /// millisecond).
+    #[must_use]
+    pub fn with_key_ttl(self, ttl: Duration) -> Self {
+        self.0
+            .key_ttl_ms
+            .store(millis(ttl).max(1), Ordering::Relaxed);
+        self
+    }
+
+    fn key_ttl(&self) -> Duration {
+        Duration::from_millis(self.0.key_ttl_ms.load(Ordering::Relaxed))
     }
 
     /// Whether the queue answered the last time it was asked.

@@ -1,13 +1,13 @@
 //! The ticker: admissions at each room's rate, by every instance at once.
 
 use std::collections::BTreeMap;
+use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ordership_domain::waiting_room::{RoomId, WaitingRoom};
+use ordership_domain::waiting_room::{Phase, RoomId, WaitingRoom};
 
-use super::config::rules;
 use super::{WaitingRoomError, WaitingRoomService};
 use crate::shutdown::Shutdown;
 
@@ -29,8 +29,12 @@ impl WaitingRoomService {
     ) -> Result<usize, WaitingRoomError> {
         let mut admitted = 0;
         let mut first_error = None;
-        for room in rooms.values().filter(|room| room.admits(now)) {
-            match self.observe(self.0.queue.tick(room.id(), &rules(room, now)).await) {
+        for (room, rules) in rooms
+            .values()
+            .map(|room| (room, self.rules(room, now)))
+            .filter(|(_, rules)| rules.admitting)
+        {
+            match self.observe(self.0.queue.tick(room.id(), &rules).await) {
                 Ok(buyers) => admitted += buyers.len(),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -41,7 +45,42 @@ impl WaitingRoomService {
             .counters
             .admitted_by_tick
             .fetch_add(admitted as u64, Ordering::Relaxed);
+        if let Err(e) = self.expire_closed(rooms, now).await {
+            first_error.get_or_insert(e);
+        }
         first_error.map_or(Ok(admitted), Err)
+    }
+
+    /// Sets the queues of rooms that closed to expire after the key TTL, once per room and
+    /// process; a room that opens again is forgotten here (its queue keeps itself again when it
+    /// is joined or ticked).
+    async fn expire_closed(
+        &self,
+        rooms: &BTreeMap<RoomId, WaitingRoom>,
+        now: DateTime<Utc>,
+    ) -> Result<(), WaitingRoomError> {
+        let due: Vec<RoomId> = {
+            let mut expiring = self
+                .0
+                .expiring
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            expiring.retain(|id| rooms.get(id).is_some_and(|r| r.phase(now) == Phase::Closed));
+            rooms
+                .values()
+                .filter(|room| room.phase(now) == Phase::Closed && !expiring.contains(room.id()))
+                .map(|room| room.id().clone())
+                .collect()
+        };
+        for id in due {
+            self.observe(self.0.queue.expire(&id, self.key_ttl()).await)?;
+            self.0
+                .expiring
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id);
+        }
+        Ok(())
     }
 
     /// Ticks until `shutdown`, one round every [`tick_period`]. Failures are logged (once per

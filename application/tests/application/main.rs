@@ -9,3 +9,4 @@ mod jitter;
 mod mocks;
 mod orders;
 mod saga;
+mod stock;

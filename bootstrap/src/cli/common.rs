@@ -286,6 +286,16 @@ pub struct CommonArgs {
     )]
     pub max_order_followers: usize,
 
+    /// How many waiting-room event streams one instance keeps open at once (apart from the
+    /// orders' streams): beyond it, 503 (buyers can still poll their entry).
+    #[arg(
+        long,
+        env = "ORDERSHIP_MAX_ROOM_STREAMS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub max_room_streams: usize,
+
     /// How many orders one customer may follow at once (event streams, long polls): beyond it,
     /// 429.
     #[arg(
@@ -296,6 +306,18 @@ pub struct CommonArgs {
     )]
     pub max_order_followers_per_customer: usize,
 
+    /// How many Redis replicas an admission must be on before its buyer is told (`WAIT`), so a
+    /// master that dies before replicating it cannot let a second set of buyers in within the
+    /// room's interval. Default: 1 with --redis-cluster (a cluster's masters have replicas to
+    /// fail over to), 0 for a standalone Redis; 0 tells admissions at once.
+    #[arg(long, env = "ORDERSHIP_REDIS_ADMISSION_REPLICAS", global = true)]
+    pub redis_admission_replicas: Option<u32>,
+
+    /// How long the queue of a closed or deleted waiting room is kept (in Redis) before it
+    /// expires.
+    #[arg(long, env = "ORDERSHIP_WAITING_ROOM_KEY_TTL", value_parser = parse_duration, default_value = "1d", global = true)]
+    pub waiting_room_key_ttl: Duration,
+
     /// Per-customer quota on placing orders, `N/WINDOW` (e.g. `20/1m`: a token bucket of 20
     /// refilled over a minute); beyond it, 429. Shared by every instance through Redis when
     /// --redis-url is set. Off unless set.
@@ -305,6 +327,16 @@ pub struct CommonArgs {
     /// Per-customer quota on joining waiting rooms, `N/WINDOW`, as --order-rate-limit.
     #[arg(long, env = "ORDERSHIP_JOIN_RATE_LIMIT", value_parser = parse_quota, global = true)]
     pub join_rate_limit: Option<(u32, Duration)>,
+
+    /// Per-source-address quota on joining waiting rooms, `N/WINDOW`, whichever customers the
+    /// address joins as. Off unless set.
+    #[arg(long, env = "ORDERSHIP_JOIN_RATE_LIMIT_PER_ADDRESS", value_parser = parse_quota, global = true)]
+    pub join_rate_limit_per_address: Option<(u32, Duration)>,
+
+    /// Take a request's source address from the last `X-Forwarded-For` entry (set by the proxy in
+    /// front of the service) instead of the connection. Only behind such a proxy.
+    #[arg(long, env = "ORDERSHIP_TRUST_FORWARDED_FOR", global = true)]
+    pub trust_forwarded_for: bool,
 
     /// Shed load: refuse new orders (503) while the order outbox holds more messages than this.
     #[arg(long, env = "ORDERSHIP_SHED_OUTBOX_BACKLOG", global = true)]

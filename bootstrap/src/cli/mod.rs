@@ -103,6 +103,23 @@ pub enum Command {
         #[command(subcommand)]
         action: SagaCommand,
     },
+    /// Waiting rooms, for operators (needs --database-url, and --redis-url where the queue is
+    /// in Redis; the same as `/waiting-rooms` over HTTP).
+    Room {
+        #[command(subcommand)]
+        action: RoomCommand,
+    },
+}
+
+/// What to do with a waiting room.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RoomCommand {
+    /// Deletes a room and its stock; its queue expires after --waiting-room-key-ttl. Orders
+    /// placed through it keep their admissions.
+    Delete {
+        /// The room's id.
+        room: String,
+    },
 }
 
 /// What to do with dead letters.

@@ -6,5 +6,6 @@ pub mod dev_broker;
 pub mod dlq;
 pub mod migrate;
 pub mod outbox;
+pub mod room;
 pub mod saga;
 pub mod token;

@@ -49,6 +49,10 @@ pub struct FairUseConfig {
     pub orders: Option<RateLimitPolicy>,
     /// Waiting-room joins per customer and window.
     pub joins: Option<RateLimitPolicy>,
+    /// Waiting-room joins per source address and window.
+    pub joins_per_address: Option<RateLimitPolicy>,
+    /// The source address is the last `X-Forwarded-For` entry (behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
     /// Where the quotas' buckets live (Redis, shared); `None`: in this process.
     pub limiter: Option<Arc<dyn RateLimiter>>,
     /// When to refuse new orders because the service is behind.
@@ -68,6 +72,12 @@ impl FairUseConfig {
         Ok(Self {
             orders: policy("orders", "--order-rate-limit", args.order_rate_limit)?,
             joins: policy("joins", "--join-rate-limit", args.join_rate_limit)?,
+            joins_per_address: policy(
+                "joins-per-address",
+                "--join-rate-limit-per-address",
+                args.join_rate_limit_per_address,
+            )?,
+            trust_forwarded_for: args.trust_forwarded_for,
             limiter: None,
             shedder: None,
             shed: ShedThresholds {
@@ -86,6 +96,8 @@ pub struct WaitingRoomConfig {
     /// Signs and checks queue and admission tokens; every instance needs the same key. The
     /// default is a key made for this process: right for one process only.
     pub tokens: Arc<dyn WaitingRoomTokens>,
+    /// How long a closed or deleted room's queue is kept.
+    pub key_ttl: Duration,
 }
 
 impl Default for WaitingRoomConfig {
@@ -93,6 +105,7 @@ impl Default for WaitingRoomConfig {
         Self {
             queue: None,
             tokens: Arc::new(SignedTokens::generate()),
+            key_ttl: ordership_application::waiting_room::DEFAULT_KEY_TTL,
         }
     }
 }
@@ -202,6 +215,7 @@ impl SystemConfig {
             },
             http: HttpConfig {
                 cors_origins,
+                max_room_streams: args.max_room_streams,
                 ..HttpConfig::default()
             },
             followers: WatchLimits {
@@ -264,7 +278,8 @@ impl<Tx: ?Sized> Clone for Side<Tx> {
 pub struct Stores {
     pub orders: Option<Side<dyn OrderTransaction>>,
     pub deliveries: Option<Side<dyn DeliveryTransaction>>,
-    /// Where the order service keeps its waiting rooms' configuration; `None`: in memory.
+    /// Where the order service keeps its waiting rooms and their stock: the order store itself,
+    /// since orders take a room's stock in their own transactions. `None`: no waiting rooms.
     pub waiting_rooms: Option<Arc<dyn WaitingRoomStore>>,
     /// The order store's announcements of changed orders (all instances' changes); `None`:
     /// readers that follow an order see a change only when they look again on their own.

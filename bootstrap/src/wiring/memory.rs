@@ -35,7 +35,7 @@ impl Embedded {
                 leases: Arc::new(delivery_store.clone()),
                 feed: None,
             }),
-            waiting_rooms: None,
+            waiting_rooms: Some(Arc::new(order_store.clone())),
             order_changes: Some(Arc::new(order_store.order_changes())),
         };
         let bus = ordership_memory::InProcessBus::new(config.bus.clone());

@@ -10,7 +10,7 @@ mod config;
 pub mod kafka;
 mod memory;
 pub mod postgres;
-mod redis;
+pub(crate) mod redis;
 mod relays;
 mod services;
 pub mod telemetry;
@@ -94,6 +94,7 @@ impl Application {
             config.waiting_rooms = WaitingRoomConfig {
                 queue: redis.map(|r| r.queue),
                 tokens: auth::waiting_room_tokens(args)?,
+                key_ttl: args.waiting_room_key_ttl,
             };
         }
         let addr = args

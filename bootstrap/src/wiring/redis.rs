@@ -2,13 +2,13 @@
 //! order-service instance shares.
 
 use anyhow::Context as _;
-use ordership_redis::Redis;
+use ordership_redis::{Durability, Redis};
 
 use crate::cli::CommonArgs;
 
 /// The Redis (or Redis Cluster) at --redis-url; `None` without one (the queue and the quotas then
 /// live in this process's memory).
-pub(super) async fn connect(args: &CommonArgs) -> anyhow::Result<Option<Redis>> {
+pub(crate) async fn connect(args: &CommonArgs) -> anyhow::Result<Option<Redis>> {
     let Some(url) = &args.redis_url else {
         return Ok(None);
     };
@@ -26,13 +26,15 @@ pub(super) async fn connect(args: &CommonArgs) -> anyhow::Result<Option<Redis>> 
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .collect();
-        let redis = ordership_redis::connect_cluster(&nodes, &tls)
+        let durability = Durability::on(args.redis_admission_replicas.unwrap_or(1));
+        let redis = ordership_redis::connect_cluster(&nodes, &tls, durability)
             .await
             .with_context(|| format!("connecting to the Redis Cluster at {nodes:?}"))?;
         tracing::info!(nodes = ?nodes, "waiting rooms and quotas: Redis Cluster");
         return Ok(Some(redis));
     }
-    let redis = ordership_redis::connect(url, &tls).context("--redis-url")?;
+    let durability = Durability::on(args.redis_admission_replicas.unwrap_or(0));
+    let redis = ordership_redis::connect(url, &tls, durability).context("--redis-url")?;
     // Lazily connected: a Redis that is down now is reported by readiness, and joins answer 503
     // until it is back.
     if let Err(e) = redis.queue.ping().await {

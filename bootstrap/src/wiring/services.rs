@@ -20,8 +20,7 @@ use ordership_http::{
     ApiBuilder, FairUse, HealthCheck, SagaStates, StoreCheck, WaitingRoomCheck, WaitingRoomFigures,
 };
 use ordership_memory::{
-    InProcessBus, MemoryRateLimiter, MemoryWaitingRoomQueue, MemoryWaitingRoomStore, SystemClock,
-    UuidV7Ids,
+    InProcessBus, MemoryRateLimiter, MemoryWaitingRoomQueue, SystemClock, UuidV7Ids,
 };
 use tokio::task::JoinHandle;
 
@@ -75,6 +74,12 @@ fn fair_use(
     }
     if let Some(policy) = &settings.joins {
         fair_use = fair_use.limit_joins(policy.clone());
+    }
+    if let Some(policy) = &settings.joins_per_address {
+        fair_use = fair_use.limit_joins_per_address(policy.clone());
+    }
+    if settings.trust_forwarded_for {
+        fair_use = fair_use.trust_forwarded_for();
     }
     if let Some(shedder) = &settings.shedder {
         fair_use = fair_use.shed_with(Arc::clone(shedder));
@@ -156,37 +161,38 @@ pub fn start(config: &SystemConfig, stores: &Stores, transport: Transport) -> Ru
         deliveries = Some(service);
     }
     if let Some(side) = &stores.orders {
-        let rooms = WaitingRoomService::new(
-            config
-                .waiting_rooms
-                .queue
-                .clone()
-                .unwrap_or_else(|| Arc::new(MemoryWaitingRoomQueue::new(Arc::clone(&clock)))),
-            stores
-                .waiting_rooms
-                .clone()
-                .unwrap_or_else(|| Arc::new(MemoryWaitingRoomStore::default())),
-            Arc::clone(&config.waiting_rooms.tokens),
-            side.store.clone(),
-            Arc::clone(&clock),
-        );
-        let service = OrderService::new(
+        let mut service = OrderService::new(
             side.store.clone(),
             Arc::clone(&clock),
             Arc::clone(&ids),
             config.saga.clone(),
-        )
-        .with_waiting_rooms(rooms.clone());
-        launch
-            .tasks
-            .push(tokio::spawn(rooms.clone().run_ticker(shutdown.clone())));
-        launch
-            .checks
-            .push(Arc::new(WaitingRoomCheck(rooms.clone())));
-        api = api
-            .waiting_rooms(rooms.clone())
-            .metric_source(Arc::new(WaitingRoomFigures(rooms.clone())));
-        waiting_rooms = Some(rooms);
+        );
+        // The rooms' store is the order store's own: orders take a room's stock in their
+        // transactions.
+        if let Some(room_store) = &stores.waiting_rooms {
+            let rooms =
+                WaitingRoomService::new(
+                    config.waiting_rooms.queue.clone().unwrap_or_else(|| {
+                        Arc::new(MemoryWaitingRoomQueue::new(Arc::clone(&clock)))
+                    }),
+                    Arc::clone(room_store),
+                    Arc::clone(&config.waiting_rooms.tokens),
+                    side.store.clone(),
+                    Arc::clone(&clock),
+                )
+                .with_key_ttl(config.waiting_rooms.key_ttl);
+            service = service.with_waiting_rooms(rooms.clone());
+            launch
+                .tasks
+                .push(tokio::spawn(rooms.clone().run_ticker(shutdown.clone())));
+            launch
+                .checks
+                .push(Arc::new(WaitingRoomCheck(rooms.clone())));
+            api = api
+                .waiting_rooms(rooms.clone())
+                .metric_source(Arc::new(WaitingRoomFigures(rooms.clone())));
+            waiting_rooms = Some(rooms);
+        }
         let saga = FulfilmentOrchestrator::new(
             side.store.clone(),
             Arc::clone(&clock),

@@ -97,6 +97,9 @@ pub struct PlaceOrder {
 pub struct AdmissionRef {
     pub room: crate::waiting_room::RoomId,
     pub id: String,
+    /// The units of the room's stock the order holds (given back if it is cancelled); 0 when
+    /// the room counts no stock.
+    pub units: u32,
 }
 
 impl PlaceOrder {

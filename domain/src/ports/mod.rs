@@ -28,7 +28,7 @@ pub use deliveries::DeliveryRepository;
 pub use idempotency::{Claim, IdempotencyRecord, IdempotencyStore, StoredResponse};
 pub use inbox::Inbox;
 pub use messaging::{HandleError, HandleOutcome, MessageHandler, MessagePublisher, PublishError};
-pub use orders::{OrderQuery, OrderRepository};
+pub use orders::{OrderQuery, OrderRepository, StockTake};
 pub use outbox::{
     Committed, FeedBatch, FeedPosition, Outbox, OutboxFeed, OutboxSignal, OutboxStats,
     ParkedMessage, RelayLeases,

@@ -17,6 +17,17 @@ pub struct OrderQuery {
     pub limit: u32,
 }
 
+/// What taking units of a room's stock for an order found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockTake {
+    /// Taken: the order holds them from its commit on.
+    Taken,
+    /// Fewer units are left than asked for (`left`): nothing was taken.
+    SoldOut { left: u32 },
+    /// The room counts no stock: nothing to take.
+    Uncounted,
+}
+
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait::async_trait]
 pub trait OrderRepository: Send {
@@ -59,4 +70,19 @@ pub trait OrderRepository: Send {
         room: &RoomId,
         customer: &CustomerId,
     ) -> Result<bool, StoreError>;
+
+    /// Takes `units` of `room`'s stock for an order placed in this transaction, all or none.
+    /// Concurrent takes of one room are serialised, and the units sold never exceed the units on
+    /// sale, whatever commits or rolls back: no oversell.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn take_stock(&mut self, room: &RoomId, units: u32) -> Result<StockTake, StoreError>;
+
+    /// Gives back `units` of `room`'s stock that an order held (it was cancelled in this
+    /// transaction). A room that no longer counts stock, or no longer exists, takes nothing back.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn give_back_stock(&mut self, room: &RoomId, units: u32) -> Result<(), StoreError>;
 }

@@ -34,6 +34,10 @@ pub struct QueueRules {
     pub heartbeat_timeout: Duration,
     /// Whether the room lets buyers in now (open, within its times).
     pub admitting: bool,
+    /// The seed of the opening draw: the first operation that finds the room admitting puts the
+    /// buyers queued before it in a random order drawn from this
+    /// ([`shuffle`](crate::waiting_room::shuffle)), once per room.
+    pub draw_seed: u64,
 }
 
 /// A room's queue in numbers.
@@ -42,7 +46,7 @@ pub struct QueueStats {
     pub waiting: u64,
     /// Admitted since the room's queue began.
     pub admitted: u64,
-    /// Admitted in the current window.
+    /// Admitted within the last interval of the room's rate (the sliding window).
     pub admitted_in_window: u32,
     /// The last ticket handed out (0: none yet).
     pub last_ticket: u64,
@@ -60,7 +64,7 @@ pub trait WaitingRoomQueue: Send + Sync {
 
     /// Puts `buyer` in `room`'s queue, or finds them there: one entry per buyer and room, so
     /// joining again changes nothing. A buyer is admitted at once when the room admits, nobody
-    /// waits before them and the window has room left
+    /// waits before them and the last interval's admissions leave room
     /// ([`admitted_on_joining`](crate::waiting_room::admitted_on_joining)); otherwise they wait.
     /// `returning` is the ticket of the buyer's queue token: a buyer the queue does not know
     /// (it lost its data) is put back at that ticket, and the ticket counter moves past it so
@@ -94,8 +98,9 @@ pub trait WaitingRoomQueue: Send + Sync {
     /// MUST return [`QueueError::Unavailable`] when the queue cannot be reached.
     async fn leave(&self, room: &RoomId, buyer: &CustomerId) -> Result<bool, QueueError>;
 
-    /// Admits the next waiting buyers in ticket order, at most what the current window of the
-    /// queue's clock has left ([`admissions_now`](crate::waiting_room::admissions_now)), dropping
+    /// Admits the next waiting buyers in ticket order, at most what the rate leaves after the
+    /// last interval's admissions on the queue's clock
+    /// ([`admissions_now`](crate::waiting_room::admissions_now)), dropping
     /// the abandoned ones on the way; returns who was admitted. Nothing while the room does not
     /// admit. Any number of callers may tick one room at once: the rate holds across all of
     /// them.
@@ -113,6 +118,14 @@ pub trait WaitingRoomQueue: Send + Sync {
     /// # Errors
     /// MUST return [`QueueError::Unavailable`] when the queue cannot be reached.
     async fn stats(&self, room: &RoomId, rules: &QueueRules) -> Result<QueueStats, QueueError>;
+
+    /// Lets the room's queue be forgotten `after` from now (a closed or deleted room), unless it
+    /// is set to be already: asking again does not put it off. Joining the room or ticking it
+    /// while it admits keeps it again.
+    ///
+    /// # Errors
+    /// MUST return [`QueueError::Unavailable`] when the queue cannot be reached.
+    async fn expire(&self, room: &RoomId, after: std::time::Duration) -> Result<(), QueueError>;
 }
 
 /// An admission: `buyer` may place one order for `room`'s SKUs until `expires_at`. `id` is
@@ -175,17 +188,30 @@ pub trait WaitingRoomTokens: Send + Sync {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait::async_trait]
 pub trait WaitingRoomStore: Send + Sync {
-    /// Creates the room, or replaces its configuration.
+    /// Creates the room, or replaces its configuration. Its stock's total is the units on sale
+    /// (its `sold` is ignored: the store counts it); a room that stops counting stock keeps its
+    /// count of units sold, so counting again later starts from it.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    /// MUST return [`StoreError::Conflict`] when the stock's total is below the units already
+    /// sold (nothing is changed then); otherwise [`StoreError::Unavailable`] /
+    /// [`StoreError::Unexpected`] only.
     async fn put(&self, room: &WaitingRoom) -> Result<(), StoreError>;
 
+    /// The room with its stock as counted now.
+    ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
     async fn get(&self, id: &RoomId) -> Result<Option<WaitingRoom>, StoreError>;
 
-    /// Every room, by id (the services cache them).
+    /// Deletes the room with its stock; whether it was there. Orders placed through it keep
+    /// their admissions.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.
+    async fn delete(&self, id: &RoomId) -> Result<bool, StoreError>;
+
+    /// Every room, by id, with its stock as counted now (the services cache them).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] / [`StoreError::Unexpected`] only.

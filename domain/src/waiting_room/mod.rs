@@ -7,7 +7,7 @@
 
 mod room;
 
-pub use room::{Phase, Rate, RoomId, RoomState, WaitingRoom};
+pub use room::{Phase, Rate, RoomId, RoomState, Stock, WaitingRoom};
 
 use std::time::Duration;
 
@@ -37,7 +37,8 @@ impl EntryStatus {
     }
 }
 
-/// How many buyers may be admitted now: what the window has left, and no more than wait.
+/// How many buyers may be admitted now: what the rate leaves after the admissions of the last
+/// interval, and no more than wait.
 #[must_use]
 pub fn admissions_now(rate: &Rate, admitted_in_window: u32, waiting: u64) -> u32 {
     let left = rate.admissions().saturating_sub(admitted_in_window);
@@ -45,7 +46,7 @@ pub fn admissions_now(rate: &Rate, admitted_in_window: u32, waiting: u64) -> u32
 }
 
 /// A buyer joining is let in at once when the room admits, nobody waits before them, and the
-/// window has room left.
+/// last interval's admissions leave room.
 #[must_use]
 pub fn admitted_on_joining(
     admitting: bool,
@@ -69,6 +70,24 @@ pub fn estimated_wait(rate: &Rate, position: u64) -> Duration {
     let windows = position.div_ceil(u64::from(rate.admissions()));
     rate.interval()
         .saturating_mul(u32::try_from(windows).unwrap_or(u32::MAX))
+}
+
+/// The modulus of the draw's generator (Lehmer's minimal standard, 2^31 - 1): every product
+/// stays below 2^47, exact in the doubles Redis's Lua computes with, so the Redis scripts and
+/// the memory adapter draw the same order from the same seed.
+const DRAW_MODULUS: u64 = 2_147_483_647;
+
+/// Puts `items` (the buyers queued before a room first admits, in ticket order) in a random
+/// order drawn from `seed`: a Fisher–Yates shuffle. Each index is the generator's next value
+/// modulo the span, whose bias is below span / 2^31 (a 50,000-buyer queue: 0.002 %).
+pub fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut state = seed % (DRAW_MODULUS - 1) + 1;
+    for i in (1..items.len()).rev() {
+        state = state * 48_271 % DRAW_MODULUS;
+        // i + 1 fits: there are fewer than 2^31 items in any queue this draws.
+        let j = usize::try_from(state % (i as u64 + 1)).unwrap_or(0);
+        items.swap(i, j);
+    }
 }
 
 /// A duration in whole milliseconds, saturating.
@@ -124,6 +143,24 @@ mod tests {
             !abandoned(5_000, 1_000, timeout),
             "a clock that went back is not silence"
         );
+    }
+
+    #[test]
+    fn a_draw_is_a_permutation_fixed_by_its_seed() {
+        let drawn = |seed| {
+            let mut items: Vec<u32> = (0..20).collect();
+            shuffle(&mut items, seed);
+            items
+        };
+        let mut sorted = drawn(7);
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..20).collect::<Vec<_>>(), "every buyer once");
+        assert_eq!(drawn(7), drawn(7), "the seed decides");
+        assert_ne!(drawn(7), drawn(8));
+        assert_ne!(drawn(7), (0..20).collect::<Vec<_>>());
+        let mut one = [1];
+        shuffle(&mut one, 3);
+        assert_eq!(one, [1]);
     }
 
     #[test]

@@ -44,8 +44,9 @@ impl std::fmt::Display for RoomId {
     }
 }
 
-/// At most `admissions` buyers per `interval`, in fixed windows aligned on the queue's clock
-/// (window `k` is `[k·interval, (k+1)·interval)`): "10 every 5 seconds".
+/// At most `admissions` buyers in any `interval` of the queue's clock, a sliding window: "10 every
+/// 5 seconds" holds for every 5 seconds, not only for windows aligned on the clock (where 10 let in
+/// late in one window and 10 early in the next would be 20 within moments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
     admissions: u32,
@@ -94,16 +95,11 @@ impl Rate {
         self.interval
     }
 
-    /// The window `now_ms` falls in.
+    /// Whether an admission at `admitted_at_ms` still counts against the rate at `now_ms`: it
+    /// does for one interval (and when the clock went back).
     #[must_use]
-    pub fn window(&self, now_ms: u64) -> u64 {
-        now_ms / millis(self.interval)
-    }
-
-    /// When the window after the one `now_ms` falls in begins.
-    #[must_use]
-    pub fn next_window_at(&self, now_ms: u64) -> u64 {
-        (self.window(now_ms) + 1).saturating_mul(millis(self.interval))
+    pub fn still_counts(&self, admitted_at_ms: u64, now_ms: u64) -> bool {
+        now_ms.saturating_sub(admitted_at_ms) < millis(self.interval)
     }
 }
 
@@ -152,6 +148,56 @@ impl RoomState {
     }
 }
 
+/// A room's units on sale: `total`, set by the shop, and `sold`, the units live orders hold.
+/// `sold` never exceeds `total`: the order store refuses an order that would make it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stock {
+    total: u32,
+    sold: u32,
+}
+
+impl Stock {
+    /// The most units a room may put on sale.
+    pub const MAX: u32 = 100_000_000;
+
+    /// `total` units of which none are sold yet (a room's configuration).
+    #[must_use]
+    pub const fn of(total: u32) -> Self {
+        Self { total, sold: 0 }
+    }
+
+    /// As the order store counts it.
+    ///
+    /// # Errors
+    /// [`ValidationError`] when `sold` exceeds `total`.
+    pub fn counted(total: u32, sold: u32) -> Result<Self, ValidationError> {
+        if sold > total {
+            return Err(ValidationError::new(
+                "stock",
+                format!("{sold} units sold of {total}"),
+            ));
+        }
+        Ok(Self { total, sold })
+    }
+
+    #[must_use]
+    pub const fn total(&self) -> u32 {
+        self.total
+    }
+    #[must_use]
+    pub const fn sold(&self) -> u32 {
+        self.sold
+    }
+    #[must_use]
+    pub const fn left(&self) -> u32 {
+        self.total - self.sold
+    }
+    #[must_use]
+    pub const fn sold_out(&self) -> bool {
+        self.sold >= self.total
+    }
+}
+
 /// What a room does at a given moment: its state, with the times applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -179,6 +225,8 @@ pub struct WaitingRoom {
     /// The price of one unit of its SKUs, set by the shop: an order of them at another price is
     /// refused. `None`: the order's price is taken as given.
     unit_price: Option<Money>,
+    /// The units on sale, if the room counts them; `None`: as many as are ordered.
+    stock: Option<Stock>,
 }
 
 impl WaitingRoom {
@@ -238,6 +286,7 @@ impl WaitingRoom {
             opens_at,
             closes_at,
             unit_price: None,
+            stock: None,
         })
     }
 
@@ -246,6 +295,25 @@ impl WaitingRoom {
     pub const fn with_unit_price(mut self, unit_price: Option<Money>) -> Self {
         self.unit_price = unit_price;
         self
+    }
+
+    /// The same room, counting `stock` (or not: `None`). In a room's configuration only
+    /// [`Stock::total`] counts; the order store keeps `sold`.
+    #[must_use]
+    pub const fn with_stock(mut self, stock: Option<Stock>) -> Self {
+        self.stock = stock;
+        self
+    }
+
+    #[must_use]
+    pub const fn stock(&self) -> Option<Stock> {
+        self.stock
+    }
+
+    /// Whether every unit on sale is held by an order (as of when the room was read).
+    #[must_use]
+    pub fn sold_out(&self) -> bool {
+        self.stock.is_some_and(|stock| stock.sold_out())
     }
 
     #[must_use]
@@ -384,6 +452,22 @@ mod tests {
     }
 
     #[test]
+    fn a_room_is_sold_out_when_every_unit_is_held_and_only_if_it_counts_stock() {
+        let r = room(RoomState::Open, None, None);
+        assert!(!r.sold_out(), "no stock counted: never sold out");
+        let counted = |total, sold| Stock::counted(total, sold).expect("stock");
+        let r = r.with_stock(Some(counted(3, 2)));
+        assert_eq!(r.stock().map(|s| s.left()), Some(1));
+        assert!(!r.sold_out());
+        assert!(r.with_stock(Some(counted(3, 3))).sold_out());
+        assert!(
+            Stock::counted(3, 4).is_err(),
+            "never more sold than on sale"
+        );
+        assert!(Stock::of(0).sold_out(), "nothing on sale");
+    }
+
+    #[test]
     fn a_room_with_a_price_sells_only_at_it() {
         let krw = crate::money::Currency::parse("KRW").expect("currency");
         let price = |amount| Money::new(amount, krw).expect("money");
@@ -442,12 +526,11 @@ mod tests {
     }
 
     #[test]
-    fn windows_are_fixed_and_aligned_on_the_queue_clock() {
+    fn an_admission_counts_for_one_interval_of_the_queue_clock() {
         let rate = Rate::default();
-        assert_eq!(rate.window(0), 0);
-        assert_eq!(rate.window(4_999), 0);
-        assert_eq!(rate.window(5_000), 1);
-        assert_eq!(rate.next_window_at(4_999), 5_000);
-        assert_eq!(rate.next_window_at(5_000), 10_000);
+        assert!(rate.still_counts(1_000, 1_000));
+        assert!(rate.still_counts(1_000, 5_999));
+        assert!(!rate.still_counts(1_000, 6_000), "an interval later");
+        assert!(rate.still_counts(7_000, 6_000), "a clock that went back");
     }
 }

@@ -220,6 +220,7 @@ pub async fn an_admission_buys_one_order_and_a_buyer_orders_once_per_room(store:
         .with_admission(AdmissionRef {
             room: RoomId::parse(room).expect("room"),
             id: id.to_owned(),
+            units: 2,
         });
         Order::place(OrderId::from_uuid(Uuid::now_v7()), command, t0()).0
     };

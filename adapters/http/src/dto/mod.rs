@@ -18,7 +18,7 @@ use crate::problem::{ApiError, FieldError};
 mod waiting_room;
 
 pub use waiting_room::{
-    EntryResponse, QueueFigures, RoomRequest, RoomResponse, SkuName, StateName,
+    EntryResponse, QueueFigures, RoomRequest, RoomResponse, SkuName, StateName, StockFigures,
 };
 
 /// JSON Schema's `integer` is any number without a fractional part: `2` and `2.0` alike.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ordership_application::{Entry, RoomView};
-use ordership_domain::waiting_room::{Phase, Rate, RoomId, RoomState, WaitingRoom, millis};
+use ordership_domain::waiting_room::{Phase, Rate, RoomId, RoomState, Stock, WaitingRoom, millis};
 use ordership_domain::{Currency, Money, Sku, ValidationError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,7 +18,9 @@ use crate::problem::{ApiError, FieldError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct EntryResponse {
     pub room: String,
-    /// `waiting`, `admitted`, or `expired` (admitted, but not used in time).
+    /// `waiting`, `admitted`, `expired` (admitted, but not used in time), or `sold_out` (every
+    /// unit is held by an order; the buyer keeps their ticket, and units that cancelled orders
+    /// give back reopen the queue in ticket order).
     #[schema(example = "waiting")]
     pub status: String,
     /// The buyer's place in joining order.
@@ -32,11 +34,11 @@ pub struct EntryResponse {
     /// Waiting: expected wait at the room's rate, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_wait_ms: Option<u64>,
-    /// Waiting: when to ask again, in milliseconds (also `Retry-After`, in seconds). Asking is
-    /// the heartbeat: a buyer silent for the room's heartbeat timeout is dropped.
+    /// Waiting or sold out: when to ask again, in milliseconds (also `Retry-After`, in seconds).
+    /// Asking is the heartbeat: a buyer silent for the room's heartbeat timeout is dropped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub poll_after_ms: Option<u64>,
-    /// Waiting, in the answer to joining: send it back in the `Queue-Token` header when joining
+    /// Waiting or sold out, in the answer to joining: send it back in the `Queue-Token` header when joining
     /// again, to be put back at this ticket if the queue lost you.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_token: Option<String>,
@@ -93,6 +95,16 @@ impl EntryResponse {
                 response.status = "expired".into();
                 response.ticket = ticket.0;
             }
+            Entry::SoldOut {
+                ticket,
+                poll_after,
+                queue_token,
+            } => {
+                response.status = "sold_out".into();
+                response.ticket = ticket.0;
+                response.poll_after_ms = Some(millis(*poll_after));
+                response.queue_token.clone_from(queue_token);
+            }
         }
         response
     }
@@ -138,7 +150,8 @@ pub struct RoomRequest {
     #[schema(minimum = 1, maximum = 100_000)]
     #[serde(default, deserialize_with = "optional_integer")]
     pub admissions: Option<i64>,
-    /// The interval, in milliseconds (default 5000); windows are aligned on the queue's clock.
+    /// The interval, in milliseconds (default 5000): no span of it admits more than
+    /// `admissions` (a sliding window on the queue's clock).
     #[schema(minimum = 100, maximum = 86_400_000)]
     #[serde(default, deserialize_with = "optional_integer")]
     pub interval_ms: Option<i64>,
@@ -159,6 +172,12 @@ pub struct RoomRequest {
     /// The price of one unit of the room's SKUs: an order of them at another price is refused
     /// (422). Without it, the order's price is taken as given (ordership has no catalog).
     pub unit_price: Option<MoneyDto>,
+    /// The units on sale (of all the room's SKUs together). Each order of them takes its units
+    /// in its own transaction and never past this count; a cancelled order gives them back.
+    /// Without it, the room counts no stock. Below the units already sold: 409.
+    #[schema(minimum = 0, maximum = 100_000_000)]
+    #[serde(default, deserialize_with = "optional_integer")]
+    pub stock: Option<i64>,
 }
 
 /// The request's name of a field the domain names otherwise.
@@ -212,6 +231,14 @@ impl RoomRequest {
                 })
                 .ok(),
         };
+        let stock = match self.stock.map(u32::try_from) {
+            None => None,
+            Some(Ok(total)) if total <= Stock::MAX => Some(Stock::of(total)),
+            Some(_) => {
+                errors.push(FieldError::new("stock", "must be between 0 and 100000000"));
+                None
+            }
+        };
         // Built with the default rate when the rate is wrong, so every other error is named too.
         let room = WaitingRoom::new(
             id,
@@ -247,7 +274,7 @@ impl RoomRequest {
             return Err(ApiError::BusinessRule(business));
         }
         let room = room.map_err(ApiError::from)?;
-        Ok(room.with_unit_price(unit_price))
+        Ok(room.with_unit_price(unit_price).with_stock(stock))
     }
 }
 
@@ -257,8 +284,18 @@ pub struct QueueFigures {
     pub waiting: u64,
     /// Admitted since the queue began.
     pub admitted: u64,
-    /// Admitted in the current window.
+    /// Admitted within the last interval (the rate holds in every interval: a sliding window).
     pub admitted_in_window: u32,
+}
+
+/// A room's stock as counted now.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StockFigures {
+    /// The units on sale.
+    pub total: u32,
+    /// The units live orders hold.
+    pub sold: u32,
+    pub left: u32,
 }
 
 /// A waiting room: its configuration, what it does now, and its queue's figures.
@@ -282,6 +319,11 @@ pub struct RoomResponse {
     /// The price the room's SKUs are sold at; left out when the order's price is taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit_price: Option<MoneyDto>,
+    /// Left out when the room counts no stock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stock: Option<StockFigures>,
+    /// Whether every unit is held by an order: joins answer `sold_out`, nobody is admitted.
+    pub sold_out: bool,
     /// Left out while the queue cannot be reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueFigures>,
@@ -311,6 +353,12 @@ impl From<&RoomView> for RoomResponse {
             opens_at: room.opens_at(),
             closes_at: room.closes_at(),
             unit_price: room.unit_price().map(super::money),
+            stock: room.stock().map(|stock| StockFigures {
+                total: stock.total(),
+                sold: stock.sold(),
+                left: stock.left(),
+            }),
+            sold_out: room.sold_out(),
             queue: view.queue.map(|q| QueueFigures {
                 waiting: q.waiting,
                 admitted: q.admitted,

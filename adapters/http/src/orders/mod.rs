@@ -125,7 +125,7 @@ fn send(stored: StoredResponse, replayed: bool) -> Response {
             )),
         (status = 400, description = "Malformed: not JSON, a field the schema refuses, an unknown field, a bad Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A product of the order is sold through a waiting room and the admission token is missing, not valid, another buyer's (`admission-required`) or expired (`admission-expired`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The admission token has bought its order already (`admission-used`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The admission token has bought its order already (`admission-used`), or the sale's stock has fewer units left than the order's lines of its products (`sold-out`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than allowed", body = Problem, content_type = "application/problem+json"),
         (status = 415, response = NotJson),
         (status = 422, description = "A business rule refuses it (lines in several currencies, a total too large), or the key was used with another body", body = Problem, content_type = "application/problem+json"),

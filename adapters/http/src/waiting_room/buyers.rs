@@ -12,24 +12,25 @@ use ordership_domain::waiting_room::RoomId;
 use super::{QUEUE_TOKEN, RoomPath, Rooms};
 use crate::auth::Caller;
 use crate::dto::EntryResponse;
-use crate::fair_use::{FairUse, Quota, with_fields};
+use crate::fair_use::{ClientAddr, FairUse, Quota, with_fields};
 use crate::problem::{ApiError, Problem};
 use crate::responses::{BadRoomId, NoSuchRoom, RateLimited, Unavailable};
 
-/// 202 with `Retry-After` while waiting, 200 otherwise.
+/// 202 with `Retry-After` while waiting, 200 with it when sold out, 200 otherwise.
 fn entry_response(room: &RoomId, entry: &Entry) -> Response {
     let body = EntryResponse::new(room, entry);
-    match entry {
-        Entry::Waiting { poll_after, .. } => {
-            let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
-            let seconds = poll_after.as_secs().max(1).to_string();
-            if let Ok(value) = HeaderValue::from_str(&seconds) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            response
-        }
-        Entry::Admitted { .. } | Entry::Expired { .. } => axum::Json(body).into_response(),
+    let (status, poll_after) = match entry {
+        Entry::Waiting { poll_after, .. } => (StatusCode::ACCEPTED, Some(poll_after)),
+        Entry::SoldOut { poll_after, .. } => (StatusCode::OK, Some(poll_after)),
+        Entry::Admitted { .. } | Entry::Expired { .. } => (StatusCode::OK, None),
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(poll_after) = poll_after
+        && let Ok(value) = HeaderValue::from_str(&poll_after.as_secs().max(1).to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
+    response
 }
 
 /// Join a flash sale's waiting room (or see where you stand in it).
@@ -37,7 +38,8 @@ fn entry_response(room: &RoomId, entry: &Entry) -> Response {
 /// One entry per buyer (the token's subject) and room: joining again changes nothing. A buyer
 /// who need not wait — the room is open, nobody waits, the current window has admissions left —
 /// is admitted at once (200, with an admission token); otherwise the answer is 202 with the
-/// position, an estimated wait, when to ask again and a queue token.
+/// position, an estimated wait, when to ask again and a queue token. Joins are limited per
+/// customer and per source address when so configured (429).
 #[utoipa::path(
     post, path = "/waiting-rooms/{room}/entries", tag = "waiting rooms",
     security(("bearer" = ["orders"])),
@@ -58,11 +60,24 @@ pub(crate) async fn join(
     caller: Caller,
     State(rooms): State<Rooms>,
     Extension(fair_use): Extension<Arc<FairUse>>,
+    peer: Option<Extension<ClientAddr>>,
     RoomPath(room): RoomPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let buyer = caller.customer()?;
-    let quota = fair_use.take(Quota::Joins, buyer.as_str()).await?;
+    let address = fair_use.client_address(&headers, peer.map(|Extension(peer)| peer));
+    let by_address = match address {
+        Some(address) => {
+            fair_use
+                .take(Quota::AddressJoins, &address.to_string())
+                .await?
+        }
+        None => None,
+    };
+    let quota = fair_use
+        .take(Quota::Joins, buyer.as_str())
+        .await?
+        .or(by_address);
     let queue_token = headers.get(QUEUE_TOKEN).and_then(|v| v.to_str().ok());
     let entry = rooms.rooms.join(&room, &buyer, queue_token).await?;
     let mut response = entry_response(&room, &entry);

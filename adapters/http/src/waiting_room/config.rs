@@ -77,7 +77,8 @@ pub(crate) async fn get_room(
 /// Create or change a waiting room (operators).
 ///
 /// Takes effect here at once and on every other instance within a second. Changing the rate
-/// or state of a room with buyers waiting keeps their places.
+/// or state of a room with buyers waiting keeps their places. `stock` sets the units on sale;
+/// the units orders hold stay counted.
 #[utoipa::path(
     put, path = "/waiting-rooms/{room}", tag = "waiting rooms",
     security(("bearer" = ["admin"])),
@@ -86,6 +87,7 @@ pub(crate) async fn get_room(
     responses(
         (status = 200, description = "The room as configured now", body = RoomResponse),
         (status = 400, description = "Malformed, or a field the schema refuses", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`stock` is below the units orders hold already", body = Problem, content_type = "application/problem+json"),
         (status = 415, response = NotJson),
         (status = 422, description = "`closes_at` is not after `opens_at`", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable),
@@ -102,4 +104,30 @@ pub(crate) async fn put_room(
     rooms.rooms.put(config).await?;
     let view = rooms.rooms.view(&room).await?;
     Ok(axum::Json(RoomResponse::from(&view)))
+}
+
+/// Delete a waiting room (operators).
+///
+/// Its queue is kept for the key TTL (`--waiting-room-key-ttl`, a day by default), then Redis
+/// forgets it; the room and its stock go at once. Orders placed through it keep their
+/// admissions. Its products are sold without a queue from then on.
+#[utoipa::path(
+    delete, path = "/waiting-rooms/{room}", tag = "waiting rooms",
+    security(("bearer" = ["admin"])),
+    params(("room" = String, Path, description = "Waiting room id", pattern = "^[a-z0-9-]{1,64}$")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = BadRoomId),
+        (status = 404, response = NoSuchRoom),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(crate) async fn delete_room(
+    caller: Caller,
+    State(rooms): State<Rooms>,
+    RoomPath(room): RoomPath,
+) -> Result<StatusCode, ApiError> {
+    caller.admin()?;
+    rooms.rooms.delete(&room).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -12,11 +12,11 @@ use ordership_domain::CustomerId;
 use ordership_domain::waiting_room::RoomId;
 use serde::Serialize;
 
-use super::{RoomPath, Rooms};
+use super::{RoomPath, Rooms, StreamSlot};
 use crate::auth::Caller;
 use crate::dto::EntryResponse;
 use crate::problem::{ApiError, Problem};
-use crate::responses::{BadRoomId, Unavailable};
+use crate::responses::BadRoomId;
 
 /// How often an open event stream asks the queue (each ask is the buyer's heartbeat).
 const STREAM_POLL: Duration = Duration::from_secs(1);
@@ -42,6 +42,10 @@ fn event_of(room: &RoomId, result: &Result<Entry, WaitingRoomError>) -> (Event, 
         Ok(entry @ Entry::Expired { .. }) => {
             (data("expired", &EntryResponse::new(room, entry)), true)
         }
+        // Not the last word: units that cancelled orders give back reopen the queue.
+        Ok(entry @ Entry::SoldOut { .. }) => {
+            (data("sold_out", &EntryResponse::new(room, entry)), false)
+        }
         Err(WaitingRoomError::NotInRoom) => (
             problem("left", ApiError::from(WaitingRoomError::NotInRoom)),
             true,
@@ -54,6 +58,7 @@ fn event_of(room: &RoomId, result: &Result<Entry, WaitingRoomError>) -> (Event, 
             e @ (WaitingRoomError::NotFound
             | WaitingRoomError::Closed
             | WaitingRoomError::AlreadyOrdered
+            | WaitingRoomError::StockBelowSold
             | WaitingRoomError::Unexpected(_)),
         ) => {
             tracing::warn!(error = %e, "waiting-room event stream ended");
@@ -67,7 +72,8 @@ fn event_of(room: &RoomId, result: &Result<Entry, WaitingRoomError>) -> (Event, 
 
 /// Your place in a waiting room as Server-Sent Events, until you are admitted.
 ///
-/// Events: `position` (the entry, when it changes), then one of `admitted` (the entry with its
+/// Events: `position` (the entry, when it changes), `sold_out` (every unit is held by an order;
+/// positions follow again if units come back), then one of `admitted` (the entry with its
 /// admission token), `expired`, `left` (not in the room any more); `unavailable` while the queue
 /// cannot be reached. Comments keep the connection alive. An open stream is the buyer's
 /// heartbeat. Read it with `fetch` and the `Authorization` header (no cookies are used).
@@ -79,7 +85,7 @@ fn event_of(room: &RoomId, result: &Result<Entry, WaitingRoomError>) -> (Event, 
         (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
         (status = 400, response = BadRoomId),
         (status = 404, description = "No such room, or not in it", body = Problem, content_type = "application/problem+json"),
-        (status = 503, response = Unavailable),
+        (status = 503, description = "The queue is unavailable, or this instance keeps as many waiting-room streams open as it may (`waiting-room-streams-full`; poll `GET …/entries/me` meanwhile)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn my_events(
@@ -88,13 +94,19 @@ pub(crate) async fn my_events(
     RoomPath(room): RoomPath,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let buyer = caller.customer()?;
+    let slot = rooms
+        .streams
+        .take()
+        .ok_or(ApiError::WaitingRoomStreamsFull)?;
     // Errors before the stream starts are plain problem answers.
     let first = rooms.rooms.status(&room, &buyer).await?;
-    let stream = entry_events(rooms, room, buyer, first);
+    let stream = entry_events(rooms, room, buyer, first, slot);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
 }
 
 struct StreamState {
+    /// Held while the stream is open.
+    _slot: StreamSlot,
     rooms: Rooms,
     room: RoomId,
     buyer: CustomerId,
@@ -108,8 +120,10 @@ fn entry_events(
     room: RoomId,
     buyer: CustomerId,
     first: Entry,
+    slot: StreamSlot,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let state = StreamState {
+        _slot: slot,
         rooms,
         room,
         buyer,
@@ -139,8 +153,8 @@ fn entry_events(
                     s.rooms.rooms.status(&s.room, &s.buyer).await
                 }
             };
-            // Positions are sent when they change.
-            if let Ok(entry @ Entry::Waiting { .. }) = &result {
+            // Positions, and "sold out", are sent when they change.
+            if let Ok(entry @ (Entry::Waiting { .. } | Entry::SoldOut { .. })) = &result {
                 let shown = EntryResponse::new(&s.room, entry);
                 if s.last.as_ref() == Some(&shown) {
                     continue;

@@ -52,6 +52,7 @@ pub(crate) struct Options {
     pub(crate) cors_origins: &'static [&'static str],
     pub(crate) followers: WatchLimits,
     pub(crate) fair_use: Option<&'static FairUseConfig>,
+    pub(crate) max_room_streams: usize,
 }
 
 impl Default for Options {
@@ -65,6 +66,7 @@ impl Default for Options {
             cors_origins: &[],
             followers: WatchLimits::default(),
             fair_use: None,
+            max_room_streams: http.max_room_streams,
         }
     }
 }
@@ -81,6 +83,7 @@ impl TestApp {
             waiting_rooms: WaitingRoomConfig {
                 queue: None,
                 tokens: Arc::clone(&admissions) as _,
+                ..WaitingRoomConfig::default()
             },
             http: HttpConfig {
                 body_limit: options.body_limit,
@@ -91,6 +94,7 @@ impl TestApp {
                     .iter()
                     .map(|o| axum::http::HeaderValue::from_static(o))
                     .collect(),
+                max_room_streams: options.max_room_streams,
             },
             authenticator: Arc::new(key.authenticator()),
             relay: RelayConfig {

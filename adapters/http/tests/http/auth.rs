@@ -395,7 +395,7 @@ async fn the_openapi_document_declares_the_bearer_scheme_and_its_answers() {
             }
         }
     }
-    assert_eq!(secured, 18);
+    assert_eq!(secured, 19);
     assert_eq!(
         doc["paths"]["/orders"]["post"]["security"],
         serde_json::json!([{ "bearer": ["orders"] }])

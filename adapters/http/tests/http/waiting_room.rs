@@ -7,14 +7,17 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
+use ordership::wiring::FairUseConfig;
 use ordership_domain::CustomerId;
 use ordership_domain::ports::{Admission, WaitingRoomTokens};
+use ordership_domain::rate_limit::RateLimitPolicy;
 use ordership_domain::waiting_room::RoomId;
+use ordership_http::ClientAddr;
 use ordership_http::auth::Scope;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::app::{Reply, TestApp, error_fields};
+use crate::app::{Options, Reply, TestApp, error_fields};
 
 fn request(
     method: &str,
@@ -47,7 +50,11 @@ struct Sale {
 impl Sale {
     /// A room gating `FLASH-1`, configured as `config` says.
     async fn new(config: Value) -> Self {
-        let app = TestApp::new();
+        Self::on(TestApp::new(), config).await
+    }
+
+    /// The same on `app`.
+    async fn on(app: TestApp, config: Value) -> Self {
         let admin = app.token("ops", &[Scope::Admin]);
         let sale = Self { app, admin };
         sale.configure(config).await;
@@ -440,6 +447,102 @@ async fn the_event_stream_tells_the_position_then_the_admission() {
     let admitted = text.find("event: admitted").expect("then the admission");
     assert!(position < admitted, "{text}");
     assert!(text.contains("admission_token"), "{text}");
+}
+
+#[tokio::test]
+async fn joins_from_one_address_past_its_quota_get_429_whichever_customer_joins() {
+    let fair_use: &'static FairUseConfig = Box::leak(Box::new(FairUseConfig {
+        joins_per_address: Some(
+            RateLimitPolicy::new("joins-per-address", 2, Duration::from_secs(60)).expect("policy"),
+        ),
+        ..FairUseConfig::default()
+    }));
+    let app = TestApp::with(Options {
+        fair_use: Some(fair_use),
+        ..Options::default()
+    });
+    let sale = Sale::on(
+        app,
+        json!({"admissions": 100, "interval_ms": 1000, "state": "open"}),
+    )
+    .await;
+    let join_from = |customer: &str, host: u8| {
+        let mut joining = request(
+            "POST",
+            "/waiting-rooms/sale/entries",
+            &sale.buyer(customer),
+            &[],
+            None,
+        );
+        let from = std::net::SocketAddr::from(([10, 0, 0, host], 40_000));
+        joining.extensions_mut().insert(ClientAddr(from));
+        sale.app.send(joining)
+    };
+    for customer in ["c-1", "c-2"] {
+        let joined = join_from(customer, 1).await;
+        assert_eq!(joined.status, StatusCode::OK, "{}", joined.text());
+        assert_eq!(
+            joined.header("ratelimit-policy"),
+            Some(r#""joins-per-address";q=2;w=60"#)
+        );
+    }
+    let refused = join_from("c-3", 1).await;
+    refused.problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+    assert!(refused.header(header::RETRY_AFTER.as_str()).is_some());
+    assert_eq!(
+        join_from("c-3", 2).await.status,
+        StatusCode::OK,
+        "another address joins"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_keeps_no_more_room_streams_open_than_its_cap() {
+    let app = TestApp::with(Options {
+        max_room_streams: 1,
+        ..Options::default()
+    });
+    let sale = Sale::on(
+        app,
+        json!({"admissions": 1, "interval_ms": 60000, "state": "open"}),
+    )
+    .await;
+    sale.join(&sale.buyer("c-1")).await;
+    let (second, third) = (sale.buyer("c-2"), sale.buyer("c-3"));
+    sale.join(&second).await;
+    sale.join(&third).await;
+    let open = |buyer: &str| {
+        sale.app.router.clone().oneshot(request(
+            "GET",
+            "/waiting-rooms/sale/entries/me/events",
+            buyer,
+            &[],
+            None,
+        ))
+    };
+    let first_stream = open(&second).await.expect("infallible");
+    assert_eq!(first_stream.status(), StatusCode::OK);
+    let refused = open(&third).await.expect("infallible");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "5");
+    let body = refused
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let problem: Value = serde_json::from_slice(&body).expect("problem");
+    assert_eq!(
+        problem["type"],
+        "https://ordership.dev/problems/waiting-room-streams-full"
+    );
+    // Polling still answers, and a stream that ends frees its place.
+    assert_eq!(sale.me(&third).await.status, StatusCode::ACCEPTED);
+    drop(first_stream);
+    assert_eq!(
+        open(&third).await.expect("infallible").status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

@@ -85,7 +85,7 @@ async fn migrations_run_safely_twice_at_once_and_can_be_reverted() {
         .await
         .expect("query");
     assert_eq!(
-        tables, 20,
-        "8 tables, the published messages of both outboxes, the waiting rooms, the saga history, the two dead-letter indexes, the two cdc_slot records, and both outboxes' shards and relay instances"
+        tables, 21,
+        "8 tables, the published messages of both outboxes, the waiting rooms and their stock, the saga history, the two dead-letter indexes, the two cdc_slot records, and both outboxes' shards and relay instances"
     );
 }

@@ -1,8 +1,16 @@
--- ARGV: buyer, returning ticket (0: none), admissions, interval ms, admitting (1/0).
+-- ARGV: buyer, returning ticket (0: none), admissions, interval ms, admitting (1/0), draw seed.
 local buyer, returning = ARGV[1], tonumber(ARGV[2])
 local admissions, interval, admitting = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
 local now = now_ms()
-local in_window = roll(now, interval)
+keep()
+if admitting then
+  if returning > 0 then
+    -- The queue lost its data while open: those coming back keep the tickets they hold.
+    redis.call('HSETNX', meta, 'drawn', 1)
+  end
+  draw_once(tonumber(ARGV[6]))
+end
+local in_window = recent(now, interval)
 local existing = redis.call('HGET', entries, buyer)
 if existing then
   local ticket, _, admitted_at = decode(existing)

@@ -1,5 +1,5 @@
--- ARGV: interval ms. {waiting, admitted, admitted in the current window, last ticket}.
-local in_window = roll(now_ms(), tonumber(ARGV[1]))
+-- ARGV: interval ms. {waiting, admitted, admitted within the last interval, last ticket}.
+local in_window = recent(now_ms(), tonumber(ARGV[1]))
 return {
   redis.call('ZCARD', waiting),
   tonumber(redis.call('HGET', meta, 'admitted') or '0'),

@@ -1,12 +1,14 @@
--- ARGV: admissions, interval ms, heartbeat timeout ms, admitting (1/0). Admits the next buyers in
--- ticket order, no more than the window has left, dropping the silent ones; returns
--- {buyer, ticket, buyer, ticket, ...}. Atomic, so any number of instances may tick.
+-- ARGV: admissions, interval ms, heartbeat timeout ms, admitting (1/0), draw seed. Admits the next
+-- buyers in ticket order, no more than the last interval's admissions leave, dropping the silent
+-- ones; returns {buyer, ticket, buyer, ticket, ...}. Atomic, so any number of instances may tick.
 if ARGV[4] ~= '1' then
   return {}
 end
+keep()
+draw_once(tonumber(ARGV[5]))
 local admissions, interval, heartbeat = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
-local left = admissions - roll(now, interval)
+local left = admissions - recent(now, interval)
 local out = {}
 while left > 0 do
   local first = redis.call('ZRANGE', waiting, 0, 0, 'WITHSCORES')

@@ -36,6 +36,8 @@ struct Room {
     validity_ms: i64,
     /// What buyers pay per unit: the room's price when it has one.
     unit_price: Value,
+    /// The units on sale, when the room counts them, and the units held when it was read.
+    stock: Option<(u64, u64)>,
 }
 
 /// What happened to one buyer.
@@ -86,6 +88,9 @@ async fn read_room(
             Value::Null => json!({ "amount": 1250, "currency": "KRW" }),
             price => price.clone(),
         },
+        stock: body["stock"]["total"]
+            .as_u64()
+            .zip(body["stock"]["sold"].as_u64()),
     })
 }
 
@@ -173,6 +178,11 @@ async fn one_buyer(s: Arc<Shared>, i: usize, token: String) -> Buyer {
             (200, Some("admitted")) => break,
             (200, Some("expired")) => {
                 buyer.outcome = "admission_expired".into();
+                return buyer;
+            }
+            // Units may come back, but a run ends here.
+            (200, Some("sold_out")) => {
+                buyer.outcome = "sold_out".into();
                 return buyer;
             }
             (202, _) => {
@@ -267,7 +277,8 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
         .map(|i| key.mint(&format!("{run_id}-{i}"), &scope, ttl))
         .collect::<Result<Vec<_>, _>>()?;
     let client = client_for(args.concurrency);
-    let room = read_room(&client, &bases[0], room_id, &tokens[0]).await?;
+    let tokens_for_read = tokens[0].clone();
+    let room = read_room(&client, &bases[0], room_id, &tokens_for_read).await?;
     let shared = Arc::new(Shared {
         client,
         args: args.clone(),
@@ -315,18 +326,44 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
         queue_time_ms: percentiles(results.iter().filter_map(|b| b.in_queue).collect()),
         orders_placed: outcomes.get("placed").copied().unwrap_or(0),
         outcomes,
+        stock: None,
+        units_sold: None,
+        oversold: 0,
     };
+    let mut report = report;
+    if let Some((stock, sold_before)) = room.stock {
+        let after = read_room(&shared.client, &shared.bases[0], room_id, &tokens_for_read)
+            .await?
+            .stock
+            .map_or(sold_before, |(_, sold)| sold);
+        // One unit per order: the run may sell what was left when it began, no more.
+        let placed = u64::try_from(report.orders_placed)?;
+        let available = stock.saturating_sub(sold_before);
+        report.stock = Some(stock);
+        report.units_sold = Some(after);
+        report.oversold = placed
+            .saturating_sub(available)
+            .max(after.saturating_sub(stock));
+    }
     print(&report, args.json)?;
-    if report.admissions_per_interval.over_rate > 0 {
-        bail!("the room admitted more than its rate in some intervals");
+    let most = report.admissions_per_interval.max_in_any_interval;
+    if report.admissions_per_interval.over_rate > 0 || most > u64::from(room.admissions) {
+        bail!("the room admitted more than its rate within an interval ({most} at most)");
     }
     if report.out_of_order > 0 || report.duplicate_tickets > 0 {
         bail!("admissions out of ticket order, or tickets handed out twice");
     }
-    if report.orders_placed < buyers {
+    if report.oversold > 0 {
+        bail!("{} units sold beyond the room's stock", report.oversold);
+    }
+    // With a stock, buyers beyond it are told "sold out"; every unit left must sell.
+    let can_sell = room.stock.map_or(buyers, |(stock, sold)| {
+        buyers.min(usize::try_from(stock.saturating_sub(sold)).unwrap_or(usize::MAX))
+    });
+    if report.orders_placed < can_sell {
         bail!(
-            "{} of {buyers} buyers did not get an order placed",
-            buyers - report.orders_placed
+            "{} of {can_sell} buyers who could buy did not get an order placed",
+            can_sell - report.orders_placed
         );
     }
     Ok(())

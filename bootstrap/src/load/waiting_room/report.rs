@@ -17,6 +17,9 @@ pub struct Intervals {
     pub mean: f64,
     /// Intervals with more admissions than the rate allows (must be 0).
     pub over_rate: u64,
+    /// The most admissions within any span of one interval, aligned or not (the rate is a
+    /// sliding window: must be at most the rate).
+    pub max_in_any_interval: u64,
 }
 
 /// The report of a flash-sale run.
@@ -44,6 +47,28 @@ pub struct WaitingRoomReport {
     pub orders_placed: usize,
     /// Every outcome: `placed`, or a refusal's problem type, or why no admission came.
     pub outcomes: BTreeMap<String, usize>,
+    /// The room's stock, when it counts one: the units on sale, and the units held after the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stock: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub units_sold: Option<u64>,
+    /// Units sold beyond the stock, by the orders this run placed (must be 0).
+    pub oversold: u64,
+}
+
+/// The most admissions within any `interval` ms, over the buyers' admission times.
+fn most_in_any_interval(buyers: &[Buyer], interval: i64) -> u64 {
+    let mut times: Vec<i64> = buyers.iter().filter_map(|b| b.admitted_at_ms).collect();
+    times.sort_unstable();
+    let mut first = 0;
+    let mut most = 0;
+    for (last, at) in times.iter().enumerate() {
+        while at - times[first] >= interval {
+            first += 1;
+        }
+        most = most.max(last - first + 1);
+    }
+    most as u64
 }
 
 /// Admissions per interval, and buyers admitted ahead of an earlier ticket.
@@ -71,6 +96,7 @@ pub(super) fn judge(buyers: &[Buyer], room: &Room) -> (Intervals, usize, usize) 
             .values()
             .filter(|n| **n > u64::from(room.admissions))
             .count() as u64,
+        max_in_any_interval: most_in_any_interval(buyers, interval),
     };
     let mut by_ticket: Vec<(u64, i64)> = buyers
         .iter()
@@ -122,8 +148,9 @@ pub(super) fn print(r: &WaitingRoomReport, json: bool) -> anyhow::Result<()> {
         r.joins_per_second, j.p50, j.p99
     );
     println!(
-        "admitted          {} in {} intervals: max {} per interval, mean {:.2}, {} over the rate",
-        r.admitted, a.intervals, a.max, a.mean, a.over_rate
+        "admitted          {} in {} intervals: max {} per interval, mean {:.2}, {} over the rate; \
+         at most {} within any interval",
+        r.admitted, a.intervals, a.max, a.mean, a.over_rate, a.max_in_any_interval
     );
     println!(
         "fairness          {} admitted out of ticket order; {} duplicate tickets; {} rejoined",
@@ -139,6 +166,12 @@ pub(super) fn print(r: &WaitingRoomReport, json: bool) -> anyhow::Result<()> {
         r.orders_placed,
         outcomes.join(", ")
     );
+    if let (Some(stock), Some(sold)) = (r.stock, r.units_sold) {
+        println!(
+            "stock             {sold} of {stock} units sold; {} oversold",
+            r.oversold
+        );
+    }
     Ok(())
 }
 
@@ -163,6 +196,7 @@ mod tests {
             interval_ms: 1000,
             validity_ms: 300_000,
             unit_price: serde_json::Value::Null,
+            stock: None,
         };
         let buyers = [
             admitted(1, 10_100),
