@@ -3,6 +3,23 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+/// The suite's Redis Cluster (`REDIS_CLUSTER_NODES`, comma-separated; `scripts/test.sh` starts a
+/// local one of 3 masters and 3 replicas), admissions told once on a replica.
+async fn suite_cluster() -> ordership_redis::Redis {
+    let nodes: Vec<String> = std::env::var("REDIS_CLUSTER_NODES")
+        .expect("REDIS_CLUSTER_NODES names the cluster's nodes (scripts/test.sh starts one)")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    ordership_redis::connect_cluster(
+        &nodes,
+        &ordership_redis::Tls::default(),
+        ordership_redis::Durability::on(1),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
+}
+
 mod memory {
     use ordership_memory::MemoryStore;
     use ordership_tests::contract::{DeliveryStore, OrderStore};
@@ -137,19 +154,7 @@ mod redis_cluster_admission {
     use ordership_domain::ports::WaitingRoomQueue;
 
     async fn queue() -> Arc<dyn WaitingRoomQueue> {
-        let nodes: Vec<String> = std::env::var("REDIS_CLUSTER_NODES")
-            .expect("REDIS_CLUSTER_NODES names the cluster's nodes (scripts/test.sh starts one)")
-            .split(',')
-            .map(str::to_owned)
-            .collect();
-        ordership_redis::connect_cluster(
-            &nodes,
-            &ordership_redis::Tls::default(),
-            ordership_redis::Durability::on(1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
-        .queue
+        crate::suite_cluster().await.queue
     }
 
     ordership_tests::waiting_room_queue_contract_tests!(queue());
@@ -442,21 +447,10 @@ mod rate_limits {
 
     #[tokio::test]
     async fn on_a_redis_cluster_shared_by_two_instances() {
-        let nodes: Vec<String> = std::env::var("REDIS_CLUSTER_NODES")
-            .expect("REDIS_CLUSTER_NODES names the cluster's nodes (scripts/test.sh starts one)")
-            .split(',')
-            .map(str::to_owned)
-            .collect();
-        let connect = || async {
-            ordership_redis::connect_cluster(
-                &nodes,
-                &ordership_redis::Tls::default(),
-                ordership_redis::Durability::on(1),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("Redis Cluster at {nodes:?}: {e:?}"))
-            .rate_limiter
-        };
-        one_bucket_for_all(connect().await, connect().await).await;
+        one_bucket_for_all(
+            crate::suite_cluster().await.rate_limiter,
+            crate::suite_cluster().await.rate_limiter,
+        )
+        .await;
     }
 }

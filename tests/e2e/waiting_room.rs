@@ -694,16 +694,7 @@ async fn a_cluster_failover_mid_sale_keeps_the_rate_and_every_buyer() {
         async move { flash_sale(&addrs, &room, 600).await }
     });
     // Mid-sale: once some buyers are in, the room's master hands over to its replica.
-    let addr = processes[0].addr.clone();
-    eventually(
-        Duration::from_secs(30),
-        "a fifth of the buyers admitted",
-        || async {
-            let (_, room_now) = http(&addr, "GET", &format!("/waiting-rooms/{room}"), None).await;
-            body(&room_now)["queue"]["admitted"].as_u64().unwrap_or(0) >= 120
-        },
-    )
-    .await;
+    until_admitted(&processes[0].addr, &room, 120).await;
     // A manual failover hands over without losing writes — from a replica in sync.
     eventually(
         Duration::from_secs(30),
@@ -726,6 +717,15 @@ async fn a_cluster_failover_mid_sale_keeps_the_rate_and_every_buyer() {
     assert_fair(&report, 600, 50);
 }
 
+/// Polls `room` on the process at `addr` until `admitted` buyers are in.
+async fn until_admitted(addr: &str, room: &str, admitted: u64) {
+    eventually(Duration::from_secs(30), "buyers admitted", || async {
+        let (_, room_now) = http(addr, "GET", &format!("/waiting-rooms/{room}"), None).await;
+        body(&room_now)["queue"]["admitted"].as_u64().unwrap_or(0) >= admitted
+    })
+    .await;
+}
+
 /// A master SIGKILLed mid-sale: its replica takes over with whatever it had received. An
 /// admission is told to its buyer only once it is on the replica (`WAIT`), so the admissions the
 /// dead master made and never replicated were told to nobody: the new master cannot let a second
@@ -746,16 +746,7 @@ async fn a_killed_master_mid_sale_never_lets_more_than_the_rate_in_within_an_int
         // The room's slot is out for a few seconds: buyers ask again for longer.
         async move { flash_sale_with(&addrs, &room, 600, &["--post-retries", "10"]).await }
     });
-    let addr = processes[0].addr.clone();
-    eventually(
-        Duration::from_secs(30),
-        "a fifth of the buyers admitted",
-        || async {
-            let (_, room_now) = http(&addr, "GET", &format!("/waiting-rooms/{room}"), None).await;
-            body(&room_now)["queue"]["admitted"].as_u64().unwrap_or(0) >= 120
-        },
-    )
-    .await;
+    until_admitted(&processes[0].addr, &room, 120).await;
     cluster.kill(&master).await;
     eventually(Duration::from_secs(30), "the replica took over", || async {
         redis_cli(&replica, &["role"]).await.starts_with("master")
