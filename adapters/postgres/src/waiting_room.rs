@@ -53,6 +53,21 @@ impl PgWaitingRoomStore {
     }
 }
 
+/// A column of a room's row.
+fn column<'r, T>(row: &'r PgRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(name)
+        .map_err(failed_in("waiting_room::room_from_row"))
+}
+
+/// A room's stock as `orders.room_stock` counts it.
+fn counted(total: i32, sold: i32) -> Result<Stock, StoreError> {
+    let units = |n: i32| u32::try_from(n).map_err(|e| corrupt("room stock", e));
+    Stock::counted(units(total)?, units(sold)?).map_err(|e| corrupt("room stock", e))
+}
+
 fn ms(row: &PgRow, column: &str) -> Result<Duration, StoreError> {
     let value: i64 = row.try_get(column).map_err(failed_in("waiting_room::ms"))?;
     u64::try_from(value)
@@ -61,37 +76,21 @@ fn ms(row: &PgRow, column: &str) -> Result<Duration, StoreError> {
 }
 
 fn room_from_row(row: &PgRow) -> Result<WaitingRoom, StoreError> {
-    let id: String = row
-        .try_get("id")
-        .map_err(failed_in("waiting_room::room_from_row"))?;
-    let skus: Vec<String> = row
-        .try_get("skus")
-        .map_err(failed_in("waiting_room::room_from_row"))?;
+    let id: String = column(row, "id")?;
+    let skus: Vec<String> = column(row, "skus")?;
     let skus = skus
         .iter()
         .map(|s| Sku::parse(s).map_err(|e| corrupt("room sku", e)))
         .collect::<Result<BTreeSet<_>, _>>()?;
-    let admissions: i32 = row
-        .try_get("admissions")
-        .map_err(failed_in("waiting_room::room_from_row"))?;
+    let admissions: i32 = column(row, "admissions")?;
     let admissions = u32::try_from(admissions).map_err(|e| corrupt("room admissions", e))?;
     let rate =
         Rate::new(admissions, ms(row, "interval_ms")?).map_err(|e| corrupt("room rate", e))?;
-    let state: String = row
-        .try_get("state")
-        .map_err(failed_in("waiting_room::room_from_row"))?;
-    let opens_at: Option<DateTime<Utc>> = row
-        .try_get("opens_at")
-        .map_err(failed_in("waiting_room::room_from_row"))?;
-    let closes_at: Option<DateTime<Utc>> = row
-        .try_get("closes_at")
-        .map_err(failed_in("waiting_room::room_from_row"))?;
-    let amount: Option<i64> = row
-        .try_get("unit_price_amount")
-        .map_err(failed_in("waiting_room::room_from_row"))?;
-    let currency: Option<String> = row
-        .try_get("unit_price_currency")
-        .map_err(failed_in("waiting_room::room_from_row"))?;
+    let state: String = column(row, "state")?;
+    let opens_at: Option<DateTime<Utc>> = column(row, "opens_at")?;
+    let closes_at: Option<DateTime<Utc>> = column(row, "closes_at")?;
+    let amount: Option<i64> = column(row, "unit_price_amount")?;
+    let currency: Option<String> = column(row, "unit_price_currency")?;
     let unit_price = match (amount, currency) {
         (Some(amount), Some(currency)) => Some(
             Currency::parse(&currency)
@@ -100,22 +99,8 @@ fn room_from_row(row: &PgRow) -> Result<WaitingRoom, StoreError> {
         ),
         _ => None,
     };
-    let total: Option<i32> = row
-        .try_get("stock_total")
-        .map_err(failed_in("waiting_room::room_from_row"))?;
-    let sold: Option<i32> = row
-        .try_get("stock_sold")
-        .map_err(failed_in("waiting_room::room_from_row"))?;
-    let stock = match (total, sold) {
-        (Some(total), Some(sold)) => Some(
-            u32::try_from(total)
-                .ok()
-                .zip(u32::try_from(sold).ok())
-                .ok_or_else(|| corrupt("room stock", format!("{sold} of {total}")))
-                .and_then(|(total, sold)| {
-                    Stock::counted(total, sold).map_err(|e| corrupt("room stock", e))
-                })?,
-        ),
+    let stock = match (column(row, "stock_total")?, column(row, "stock_sold")?) {
+        (Some(total), Some(sold)) => Some(counted(total, sold)?),
         _ => None,
     };
     WaitingRoom::new(

@@ -144,7 +144,6 @@ impl WaitingRoomService {
                     }
                     Signed::AdmissionOnly => None,
                 };
-                let wait = estimated_wait(room.rate(), position);
                 if room.sold_out() {
                     return Ok(Entry::SoldOut {
                         ticket,
@@ -152,6 +151,7 @@ impl WaitingRoomService {
                         queue_token,
                     });
                 }
+                let wait = estimated_wait(room.rate(), position);
                 Ok(Entry::Waiting {
                     ticket,
                     position,
