@@ -135,6 +135,7 @@ async fn take_units(
     tx: &mut dyn OrderTransaction,
     rooms: &WaitingRoomService,
     admission: AdmissionRef,
+    buyer: &CustomerId,
 ) -> Result<AdmissionRef, PlaceOrderError> {
     match tx
         .orders()
@@ -148,7 +149,7 @@ async fn take_units(
         }),
         StockTake::SoldOut { left } => {
             // This instance's rooms say "sold out" at once, not at their next refresh.
-            rooms.stock_changed();
+            rooms.release(&admission.room, buyer).await;
             Err(PlaceOrderError::SoldOut { left })
         }
     }
@@ -216,7 +217,8 @@ impl OrderService {
         let command = match &self.waiting_rooms {
             Some(rooms) => match rooms.gate(&command, admission).await {
                 Ok(Some(admission)) => {
-                    let admission = take_units(tx.as_mut(), rooms, admission).await?;
+                    let buyer = command.customer_id();
+                    let admission = take_units(tx.as_mut(), rooms, admission, buyer).await?;
                     command.with_admission(admission)
                 }
                 Ok(None) => command,
@@ -248,6 +250,11 @@ impl OrderService {
         store_response(tx.as_mut(), idempotency, || render(&view)).await?;
         tx.commit().await?;
         tracing::info!(order_id = %id, "order placed");
+        if let (Some(rooms), Some(admission)) = (&self.waiting_rooms, view.order.admission()) {
+            rooms
+                .release(&admission.room, view.order.customer_id())
+                .await;
+        }
         Ok(Outcome::Done(Box::new(view)))
     }
 

@@ -26,6 +26,13 @@ async fn main() -> std::process::ExitCode {
     // Held until the end of main: dropping it flushes the spans not yet exported.
     let _telemetry =
         ordership::wiring::telemetry::init(cli.common.log_format, result_on_stdout, service);
+    // Every open connection is a file: a service holding thousands of event streams, or a load
+    // run with a connection per buyer, needs more than the usual soft limit of 1,024. Raised to
+    // the hard limit, as Go and the JVM do at start.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "the open-files limit could not be raised"),
+    }
     match ordership::run::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

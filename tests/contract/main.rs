@@ -128,6 +128,8 @@ mod redis_admission {
             heartbeat_timeout: Duration::from_secs(30),
             admitting: true,
             draw_seed: 1,
+            admission_validity: Duration::from_secs(300),
+            holding_limit: None,
         };
         let first = CustomerId::parse("first").expect("buyer");
         let second = CustomerId::parse("second").expect("buyer");

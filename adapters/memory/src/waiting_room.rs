@@ -11,7 +11,7 @@ use ordership_domain::ports::{
     Clock, QueueError, QueueRules, QueueStats, StoreError, WaitingRoomQueue, WaitingRoomStore,
 };
 use ordership_domain::waiting_room::{
-    EntryStatus, RoomId, Stock, Ticket, WaitingRoom, abandoned, admissions_now,
+    EntryStatus, Holders, RoomId, Stock, Ticket, WaitingRoom, abandoned, admissions_now,
     admitted_on_joining, millis, shuffle,
 };
 
@@ -32,6 +32,8 @@ struct RoomQueue {
     entries: HashMap<CustomerId, Entry>,
     /// When the admissions of the last interval were made, oldest first (the sliding window).
     recent: VecDeque<u64>,
+    /// The admitted buyers who have not ordered yet, with when they were admitted.
+    holding: HashMap<CustomerId, u64>,
     admitted: u64,
     /// When the queue is forgotten (a closed or deleted room), as Redis expires its keys.
     expires_at_ms: Option<u64>,
@@ -51,6 +53,17 @@ impl RoomQueue {
             self.recent.pop_front();
         }
         u32::try_from(self.recent.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Who holds an admission at `now_ms` and how many may; expired admissions are forgotten.
+    fn holders(&mut self, rules: &QueueRules, now_ms: u64) -> Holders {
+        let validity = millis(rules.admission_validity);
+        self.holding
+            .retain(|_, &mut at| now_ms.saturating_sub(at) < validity);
+        Holders {
+            holding: u32::try_from(self.holding.len()).unwrap_or(u32::MAX),
+            limit: rules.holding_limit,
+        }
     }
 
     /// The opening draw, once: the buyers queued before the room first admits get their tickets
@@ -75,11 +88,13 @@ impl RoomQueue {
             self.waiting.remove(&entry.ticket);
             entry.admitted_at_ms = Some(now_ms);
             self.recent.push_back(now_ms);
+            self.holding.insert(buyer.clone(), now_ms);
             self.admitted += 1;
         }
     }
 
     fn drop_entry(&mut self, buyer: &CustomerId) -> bool {
+        self.holding.remove(buyer);
         self.entries.remove(buyer).is_some_and(|entry| {
             self.waiting.remove(&entry.ticket);
             true
@@ -160,6 +175,7 @@ impl WaitingRoomQueue for MemoryWaitingRoomQueue {
                 q.draw_once(rules.draw_seed);
             }
             let recent = q.recent(rules, now_ms);
+            let holders = q.holders(rules, now_ms);
             if let Some(entry) = q.entries.get_mut(buyer) {
                 entry.last_seen_ms = now_ms;
                 let entry = *entry;
@@ -186,7 +202,7 @@ impl WaitingRoomQueue for MemoryWaitingRoomQueue {
                 },
             );
             q.waiting.insert(ticket, buyer.clone());
-            if admitted_on_joining(rules.admitting, &rules.rate, recent, before) {
+            if admitted_on_joining(rules.admitting, &rules.rate, recent, before, holders) {
                 q.admit(buyer, now_ms);
             }
             let entry = q.entries[buyer];
@@ -215,6 +231,11 @@ impl WaitingRoomQueue for MemoryWaitingRoomQueue {
         }))
     }
 
+    async fn release(&self, room: &RoomId, buyer: &CustomerId) -> Result<(), QueueError> {
+        self.with_room(room, |q, _| q.holding.remove(buyer));
+        Ok(())
+    }
+
     async fn leave(&self, room: &RoomId, buyer: &CustomerId) -> Result<bool, QueueError> {
         Ok(self.with_room(room, |q, _| q.drop_entry(buyer)))
     }
@@ -231,7 +252,12 @@ impl WaitingRoomQueue for MemoryWaitingRoomQueue {
             }
             q.expires_at_ms = None;
             q.draw_once(rules.draw_seed);
-            while admissions_now(&rules.rate, q.recent(rules, now_ms), q.waiting.len() as u64) > 0 {
+            loop {
+                let recent = q.recent(rules, now_ms);
+                let holders = q.holders(rules, now_ms);
+                if admissions_now(&rules.rate, recent, q.waiting.len() as u64, holders) == 0 {
+                    break;
+                }
                 let Some((&ticket, buyer)) = q.waiting.first_key_value() else {
                     break;
                 };
@@ -268,6 +294,7 @@ impl WaitingRoomQueue for MemoryWaitingRoomQueue {
                 admitted: q.admitted,
                 admitted_in_window: recent,
                 last_ticket: q.last_ticket,
+                holding: q.holders(rules, now_ms).holding,
             }
         }))
     }

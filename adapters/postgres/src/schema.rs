@@ -256,6 +256,7 @@ pub static ORDERS: Schema = Schema {
         migration!(10, "relay shards", "orders_0010_relay_shards"),
         migration!(11, "room price", "orders_0011_room_price"),
         migration!(12, "room stock", "orders_0012_room_stock"),
+        migration!(13, "room holding limit", "orders_0013_room_holding_limit"),
     ],
     sql: outbox_sql!("orders"),
     relay: relay_sql!("orders"),

@@ -18,7 +18,8 @@ macro_rules! select_rooms {
         concat!(
             "SELECT r.id, r.skus, r.admissions, r.interval_ms, r.admission_validity_ms, ",
             "r.heartbeat_timeout_ms, r.state, r.opens_at, r.closes_at, r.unit_price_amount, ",
-            "r.unit_price_currency, s.total AS stock_total, s.sold AS stock_sold ",
+            "r.unit_price_currency, r.max_unordered, s.total AS stock_total, ",
+            "s.sold AS stock_sold ",
             "FROM orders.waiting_rooms r LEFT JOIN orders.room_stock s ON s.room = r.id ",
             $rest
         )
@@ -29,11 +30,12 @@ const GET: &str = select_rooms!("WHERE r.id = $1");
 const ALL: &str = select_rooms!("ORDER BY r.id");
 const PUT: &str = "INSERT INTO orders.waiting_rooms (id, skus, admissions, interval_ms, \
     admission_validity_ms, heartbeat_timeout_ms, state, opens_at, closes_at, unit_price_amount, \
-    unit_price_currency, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now()) \
+    unit_price_currency, max_unordered, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) \
     ON CONFLICT (id) DO UPDATE SET skus = $2, admissions = $3, interval_ms = $4, \
     admission_validity_ms = $5, heartbeat_timeout_ms = $6, state = $7, opens_at = $8, \
-    closes_at = $9, unit_price_amount = $10, unit_price_currency = $11, updated_at = now()";
+    closes_at = $9, unit_price_amount = $10, unit_price_currency = $11, max_unordered = $12, \
+    updated_at = now()";
 /// Sets the units on sale, unless fewer than are sold (no row then).
 const PUT_STOCK: &str = "INSERT INTO orders.room_stock (room, total) VALUES ($1, $2) \
     ON CONFLICT (room) DO UPDATE SET total = $2 WHERE orders.room_stock.sold <= $2 RETURNING sold";
@@ -99,6 +101,11 @@ fn room_from_row(row: &PgRow) -> Result<WaitingRoom, StoreError> {
         ),
         _ => None,
     };
+    let max_unordered: Option<i32> = column(row, "max_unordered")?;
+    let max_unordered = max_unordered
+        .map(u32::try_from)
+        .transpose()
+        .map_err(|e| corrupt("room max_unordered", e))?;
     let stock = match (column(row, "stock_total")?, column(row, "stock_sold")?) {
         (Some(total), Some(sold)) => Some(counted(total, sold)?),
         _ => None,
@@ -113,6 +120,8 @@ fn room_from_row(row: &PgRow) -> Result<WaitingRoom, StoreError> {
         opens_at,
         closes_at,
     )
+    .map_err(|e| corrupt("room", e))?
+    .with_max_unordered(max_unordered)
     .map(|room| room.with_unit_price(unit_price).with_stock(stock))
     .map_err(|e| corrupt("room", e))
 }
@@ -142,6 +151,10 @@ impl WaitingRoomStore for PgWaitingRoomStore {
             .bind(room.closes_at())
             .bind(room.unit_price().map(|p| p.amount()))
             .bind(room.unit_price().map(|p| p.currency().as_str().to_owned()))
+            .bind(
+                room.max_unordered()
+                    .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+            )
             .execute(&mut *tx)
             .await
             .map_err(failed_in("waiting_room::put"))?;

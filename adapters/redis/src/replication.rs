@@ -71,11 +71,11 @@ impl Durability {
     /// Told at once.
     pub const NONE: Self = Self {
         replicas: 0,
-        timeout: Duration::from_millis(250),
+        timeout: Duration::from_millis(500),
     };
 
-    /// On `replicas` replicas, waiting at most 250 ms each time (well within a command's
-    /// timeout).
+    /// On `replicas` replicas, waiting at most 500 ms each time (within a command's 1 s
+    /// timeout, and long enough for a replica on a loaded machine).
     #[must_use]
     pub const fn on(replicas: u32) -> Self {
         Self {

@@ -27,6 +27,7 @@ struct Scripts {
     join: Script,
     status: Script,
     leave: Script,
+    release: Script,
     tick: Script,
     stats: Script,
     expire: Script,
@@ -38,6 +39,7 @@ impl Scripts {
             join: script!("lua/join.lua"),
             status: script!("lua/status.lua"),
             leave: script!("lua/leave.lua"),
+            release: script!("lua/release.lua"),
             tick: script!("lua/tick.lua"),
             stats: script!("lua/stats.lua"),
             expire: script!("lua/expire.lua"),
@@ -126,7 +128,7 @@ fn entry_status(value: &Value) -> Result<EntryStatus, QueueError> {
 }
 
 /// The keys of a room, all in its hash slot.
-fn keys(room: &RoomId) -> [String; 5] {
+fn keys(room: &RoomId) -> [String; 6] {
     let tag = format!("{{wr:{room}}}");
     [
         format!("{tag}:seq"),
@@ -134,6 +136,7 @@ fn keys(room: &RoomId) -> [String; 5] {
         format!("{tag}:entries"),
         format!("{tag}:meta"),
         format!("{tag}:recent"),
+        format!("{tag}:holding"),
     ]
 }
 
@@ -199,6 +202,14 @@ fn draw_seed(rules: &QueueRules) -> String {
     (rules.draw_seed % 2_147_483_646).to_string()
 }
 
+/// The admission validity and the holding limit, as the join and tick scripts take them.
+fn holding(rules: &QueueRules) -> [String; 2] {
+    [
+        millis(rules.admission_validity).to_string(),
+        rules.holding_limit.map_or(-1, i64::from).to_string(),
+    ]
+}
+
 fn flag(on: bool) -> String {
     if on { "1" } else { "0" }.to_owned()
 }
@@ -220,6 +231,7 @@ impl<C: Replicated> WaitingRoomQueue for RedisWaitingRoomQueue<C> {
         returning: Option<Ticket>,
         rules: &QueueRules,
     ) -> Result<EntryStatus, QueueError> {
+        let [validity, limit] = holding(rules);
         let args = [
             buyer.as_str().to_owned(),
             returning.map_or(0, |t| t.0).to_string(),
@@ -227,6 +239,8 @@ impl<C: Replicated> WaitingRoomQueue for RedisWaitingRoomQueue<C> {
             millis(rules.rate.interval()).to_string(),
             flag(rules.admitting),
             draw_seed(rules),
+            validity,
+            limit,
         ];
         let reply = self.run("join", &self.scripts.join, room, &args).await?;
         self.durable(room, entry_status(&reply)?).await
@@ -251,6 +265,17 @@ impl<C: Replicated> WaitingRoomQueue for RedisWaitingRoomQueue<C> {
         }
     }
 
+    async fn release(&self, room: &RoomId, buyer: &CustomerId) -> Result<(), QueueError> {
+        self.run(
+            "release",
+            &self.scripts.release,
+            room,
+            &[buyer.as_str().to_owned()],
+        )
+        .await
+        .map(drop)
+    }
+
     async fn leave(&self, room: &RoomId, buyer: &CustomerId) -> Result<bool, QueueError> {
         let reply = self
             .run(
@@ -268,12 +293,15 @@ impl<C: Replicated> WaitingRoomQueue for RedisWaitingRoomQueue<C> {
         room: &RoomId,
         rules: &QueueRules,
     ) -> Result<Vec<(CustomerId, Ticket)>, QueueError> {
+        let [validity, limit] = holding(rules);
         let args = [
             rules.rate.admissions().to_string(),
             millis(rules.rate.interval()).to_string(),
             millis(rules.heartbeat_timeout).to_string(),
             flag(rules.admitting),
             draw_seed(rules),
+            validity,
+            limit,
         ];
         let reply = self.run("tick", &self.scripts.tick, room, &args).await?;
         let Value::Array(items) = &reply else {
@@ -304,15 +332,19 @@ impl<C: Replicated> WaitingRoomQueue for RedisWaitingRoomQueue<C> {
     }
 
     async fn stats(&self, room: &RoomId, rules: &QueueRules) -> Result<QueueStats, QueueError> {
-        let args = [millis(rules.rate.interval()).to_string()];
+        let args = [
+            millis(rules.rate.interval()).to_string(),
+            millis(rules.admission_validity).to_string(),
+        ];
         let reply = self.run("stats", &self.scripts.stats, room, &args).await?;
         match &reply {
             Value::Array(items) => match items.iter().map(int).collect::<Option<Vec<_>>>() {
-                Some(n) if n.len() == 4 => Ok(QueueStats {
+                Some(n) if n.len() == 5 => Ok(QueueStats {
                     waiting: n[0],
                     admitted: n[1],
                     admitted_in_window: u32::try_from(n[2]).unwrap_or(u32::MAX),
                     last_ticket: n[3],
+                    holding: u32::try_from(n[4]).unwrap_or(u32::MAX),
                 }),
                 _ => Err(corrupt("stats", &reply)),
             },

@@ -58,24 +58,28 @@ impl WaitingRoomService {
             }
             pass.map(|pass| pass.ticket)
         });
-        // Once per buyer and room, even when the queue forgot them: the orders remember.
-        if self
-            .0
-            .orders
-            .begin_read_only()
-            .await?
-            .orders()
-            .ordered_in_room(id, buyer)
-            .await?
-        {
-            return Err(WaitingRoomError::AlreadyOrdered);
-        }
         let status = self.observe(
             self.0
                 .queue
                 .join(id, buyer, returning, &self.rules(&room, now))
                 .await,
         )?;
+        // Once per buyer and room, even when the queue forgot them: the orders remember. Asked
+        // only when the answer is an admission, the one a buyer who ordered could use, so a
+        // join that waits costs the database nothing (orders enforce it anyway: one per buyer
+        // and room, under a unique index).
+        if matches!(status, EntryStatus::Admitted { .. })
+            && self
+                .0
+                .orders
+                .begin_read_only()
+                .await?
+                .orders()
+                .ordered_in_room(id, buyer)
+                .await?
+        {
+            return Err(WaitingRoomError::AlreadyOrdered);
+        }
         self.0.counters.joins.fetch_add(1, Ordering::Relaxed);
         if matches!(status, EntryStatus::Admitted { .. }) && returning.is_none() {
             self.0

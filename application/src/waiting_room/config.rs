@@ -7,6 +7,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use ordership_domain::CustomerId;
 use ordership_domain::ports::{QueueRules, StoreError};
 use ordership_domain::waiting_room::{RoomId, WaitingRoom};
 
@@ -30,6 +31,8 @@ impl WaitingRoomService {
             // A sold-out room keeps its queue but lets nobody in until units come back.
             admitting: room.admits(now) && !room.sold_out(),
             draw_seed: self.0.random.next_u64(),
+            admission_validity: room.admission_validity(),
+            holding_limit: room.holding_limit(),
         }
     }
 
@@ -57,8 +60,19 @@ impl WaitingRoomService {
         }
     }
 
+    /// `buyer` holds their admission of `room` no more (they ordered with it, or were told the
+    /// sale is sold out): it stops counting against the room's holding limit, and this
+    /// instance reads the room's stock again at its next look. A queue that cannot be told
+    /// counts the admission until it expires (admissions pause longer, never more buyers in).
+    pub(crate) async fn release(&self, room: &RoomId, buyer: &CustomerId) {
+        self.stock_changed();
+        if let Err(e) = self.observe(self.0.queue.release(room, buyer).await) {
+            tracing::warn!(room = %room, error = %e, "the queue was not told an admission is used");
+        }
+    }
+
     /// Makes the next look at the rooms read them again (their stock changed here).
-    pub(crate) fn stock_changed(&self) {
+    fn stock_changed(&self) {
         if let Some(cache) = self
             .0
             .cache

@@ -308,6 +308,7 @@ pub struct LoadArgs {
     pub deadline: Duration,
     /// How an order is followed to its terminal state: `wait` asks the server to answer once it
     /// settled (`Prefer: wait` on the POST, then long polls); `poll` reads it again and again.
+    /// With --flash-sale: `wait` follows each buyer's place on its event stream, `poll` polls it.
     #[arg(long, value_enum, default_value_t = Follow::Wait)]
     pub follow: Follow,
     /// With `--follow wait`: how long one request may wait for the order to settle (at most 30 s).
@@ -338,6 +339,14 @@ pub struct LoadArgs {
     /// Buyers of the flash sale.
     #[arg(long, default_value_t = 1000)]
     pub buyers: usize,
+    /// With --flash-sale: the share of buyers who cancel the order they placed (its units go
+    /// back on sale).
+    #[arg(long, default_value_t = 0.0)]
+    pub cancel_ratio: f64,
+    /// With --flash-sale: how long a buyer told "sold out" keeps waiting for units that
+    /// cancelled orders give back, before leaving the room.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub patience: Duration,
     /// A customer's bearer token to place every order with. Unset: each load customer gets a
     /// development token, signed with the development key (the target must run --dev-auth).
     #[arg(long, env = "ORDERSHIP_LOAD_TOKEN", hide_env_values = true)]

@@ -86,7 +86,7 @@ fn prefer(args: &LoadArgs) -> Option<String> {
 
 /// Whether the answer shows a saga that ended; an answer without a saga state (an older server,
 /// a proxy's body) is not taken for an outcome.
-fn is_settled(order: &Value) -> bool {
+pub(super) fn is_settled(order: &Value) -> bool {
     matches!(
         order["saga"]["state"].as_str(),
         Some("completed" | "compensated" | "failed")

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use super::{BoxError, StoreError};
 use crate::order::CustomerId;
+#[cfg(doc)]
+use crate::waiting_room::Holders;
 use crate::waiting_room::{EntryStatus, Rate, RoomId, Ticket, WaitingRoom};
 
 /// The queue could not answer.
@@ -38,6 +40,11 @@ pub struct QueueRules {
     /// buyers queued before it in a random order drawn from this
     /// ([`shuffle`](crate::waiting_room::shuffle)), once per room.
     pub draw_seed: u64,
+    /// How long an admission may be used: a buyer who has not ordered by then holds it no more.
+    pub admission_validity: Duration,
+    /// The most buyers who may hold an unexpired admission they have not ordered with
+    /// ([`WaitingRoom::holding_limit`]); `None`: no limit.
+    pub holding_limit: Option<u32>,
 }
 
 /// A room's queue in numbers.
@@ -50,6 +57,8 @@ pub struct QueueStats {
     pub admitted_in_window: u32,
     /// The last ticket handed out (0: none yet).
     pub last_ticket: u64,
+    /// Admitted buyers whose admission is unexpired and who have not ordered with it yet.
+    pub holding: u32,
 }
 
 /// One queue per room, shared by every service instance.
@@ -92,6 +101,13 @@ pub trait WaitingRoomQueue: Send + Sync {
         rules: &QueueRules,
     ) -> Result<Option<EntryStatus>, QueueError>;
 
+    /// `buyer` holds their admission no more: they ordered with it, or were told the sale is
+    /// sold out. It stops counting against the room's holding limit ([`Holders`]). Idempotent.
+    ///
+    /// # Errors
+    /// MUST return [`QueueError::Unavailable`] when the queue cannot be reached.
+    async fn release(&self, room: &RoomId, buyer: &CustomerId) -> Result<(), QueueError>;
+
     /// Takes `buyer` out of the queue (waiting or admitted); whether they were in it.
     ///
     /// # Errors
@@ -99,7 +115,7 @@ pub trait WaitingRoomQueue: Send + Sync {
     async fn leave(&self, room: &RoomId, buyer: &CustomerId) -> Result<bool, QueueError>;
 
     /// Admits the next waiting buyers in ticket order, at most what the rate leaves after the
-    /// last interval's admissions on the queue's clock
+    /// last interval's admissions on the queue's clock and what the holding limit leaves
     /// ([`admissions_now`](crate::waiting_room::admissions_now)), dropping
     /// the abandoned ones on the way; returns who was admitted. Nothing while the room does not
     /// admit. Any number of callers may tick one room at once: the rate holds across all of

@@ -40,9 +40,35 @@ impl EntryStatus {
 /// How many buyers may be admitted now: what the rate leaves after the admissions of the last
 /// interval, and no more than wait.
 #[must_use]
-pub fn admissions_now(rate: &Rate, admitted_in_window: u32, waiting: u64) -> u32 {
-    let left = rate.admissions().saturating_sub(admitted_in_window);
+pub fn admissions_now(rate: &Rate, admitted_in_window: u32, waiting: u64, holders: Holders) -> u32 {
+    let left = rate
+        .admissions()
+        .saturating_sub(admitted_in_window)
+        .min(holders.room());
     u32::try_from(waiting).map_or(left, |waiting| left.min(waiting))
+}
+
+/// The buyers who hold an unexpired admission they have not ordered with, and the most that may
+/// ([`WaitingRoom::holding_limit`]): admissions pause while the limit is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holders {
+    pub holding: u32,
+    pub limit: Option<u32>,
+}
+
+impl Holders {
+    /// No limit.
+    pub const UNLIMITED: Self = Self {
+        holding: 0,
+        limit: None,
+    };
+
+    /// How many more buyers may be admitted before the limit is reached.
+    #[must_use]
+    pub fn room(&self) -> u32 {
+        self.limit
+            .map_or(u32::MAX, |limit| limit.saturating_sub(self.holding))
+    }
 }
 
 /// A buyer joining is let in at once when the room admits, nobody waits before them, and the
@@ -53,8 +79,9 @@ pub fn admitted_on_joining(
     rate: &Rate,
     admitted_in_window: u32,
     waiting_before: u64,
+    holders: Holders,
 ) -> bool {
-    admitting && waiting_before == 0 && admitted_in_window < rate.admissions()
+    admitting && waiting_before == 0 && admitted_in_window < rate.admissions() && holders.room() > 0
 }
 
 /// A waiting buyer not heard from within the heartbeat timeout has left: dropped, never admitted.
@@ -107,29 +134,54 @@ mod tests {
     #[test]
     fn a_window_admits_at_most_its_rate_and_no_more_than_wait() {
         let rate = ten_per_5s();
-        assert_eq!(admissions_now(&rate, 0, 1_000), 10);
-        assert_eq!(admissions_now(&rate, 7, 1_000), 3);
-        assert_eq!(admissions_now(&rate, 10, 1_000), 0);
-        assert_eq!(admissions_now(&rate, 12, 1_000), 0, "never negative");
-        assert_eq!(admissions_now(&rate, 0, 4), 4);
-        assert_eq!(admissions_now(&rate, 0, u64::MAX), 10);
+        let any = Holders::UNLIMITED;
+        assert_eq!(admissions_now(&rate, 0, 1_000, any), 10);
+        assert_eq!(admissions_now(&rate, 7, 1_000, any), 3);
+        assert_eq!(admissions_now(&rate, 10, 1_000, any), 0);
+        assert_eq!(admissions_now(&rate, 12, 1_000, any), 0, "never negative");
+        assert_eq!(admissions_now(&rate, 0, 4, any), 4);
+        assert_eq!(admissions_now(&rate, 0, u64::MAX, any), 10);
+    }
+
+    #[test]
+    fn admissions_pause_while_the_holding_limit_is_reached() {
+        let rate = ten_per_5s();
+        let holders = |holding, limit| Holders {
+            holding,
+            limit: Some(limit),
+        };
+        assert_eq!(admissions_now(&rate, 0, 1_000, holders(3, 5)), 2);
+        assert_eq!(admissions_now(&rate, 0, 1_000, holders(5, 5)), 0);
+        assert_eq!(
+            admissions_now(&rate, 0, 1_000, holders(7, 5)),
+            0,
+            "a lowered limit"
+        );
+        assert_eq!(
+            admissions_now(&rate, 9, 1_000, holders(0, 5)),
+            1,
+            "and the rate"
+        );
+        assert!(admitted_on_joining(true, &rate, 0, 0, holders(4, 5)));
+        assert!(!admitted_on_joining(true, &rate, 0, 0, holders(5, 5)));
     }
 
     #[test]
     fn a_buyer_who_need_not_wait_is_admitted_on_joining() {
         let rate = ten_per_5s();
-        assert!(admitted_on_joining(true, &rate, 0, 0));
-        assert!(admitted_on_joining(true, &rate, 9, 0));
+        let any = Holders::UNLIMITED;
+        assert!(admitted_on_joining(true, &rate, 0, 0, any));
+        assert!(admitted_on_joining(true, &rate, 9, 0, any));
         assert!(
-            !admitted_on_joining(true, &rate, 10, 0),
+            !admitted_on_joining(true, &rate, 10, 0, any),
             "the window is used up"
         );
         assert!(
-            !admitted_on_joining(true, &rate, 0, 1),
+            !admitted_on_joining(true, &rate, 0, 1, any),
             "someone waits before them"
         );
         assert!(
-            !admitted_on_joining(false, &rate, 0, 0),
+            !admitted_on_joining(false, &rate, 0, 0, any),
             "the room is not admitting"
         );
     }

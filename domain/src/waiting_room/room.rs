@@ -227,6 +227,9 @@ pub struct WaitingRoom {
     unit_price: Option<Money>,
     /// The units on sale, if the room counts them; `None`: as many as are ordered.
     stock: Option<Stock>,
+    /// The most buyers who may hold an unexpired admission they have not ordered with:
+    /// admissions pause while this many do. `None`: no such limit.
+    max_unordered: Option<u32>,
 }
 
 impl WaitingRoom {
@@ -287,6 +290,7 @@ impl WaitingRoom {
             closes_at,
             unit_price: None,
             stock: None,
+            max_unordered: None,
         })
     }
 
@@ -308,6 +312,44 @@ impl WaitingRoom {
     #[must_use]
     pub const fn stock(&self) -> Option<Stock> {
         self.stock
+    }
+
+    /// The same room, pausing admissions while `max_unordered` admitted buyers have not ordered
+    /// yet (or never: `None`).
+    ///
+    /// # Errors
+    /// A limit of 0 (it would admit nobody) or above [`Rate::MAX_ADMISSIONS`].
+    pub fn with_max_unordered(
+        mut self,
+        max_unordered: Option<u32>,
+    ) -> Result<Self, ValidationError> {
+        if let Some(max) = max_unordered
+            && !(1..=Rate::MAX_ADMISSIONS).contains(&max)
+        {
+            return Err(ValidationError::new(
+                "max_unordered",
+                format!("must be between 1 and {}", Rate::MAX_ADMISSIONS),
+            ));
+        }
+        self.max_unordered = max_unordered;
+        Ok(self)
+    }
+
+    #[must_use]
+    pub const fn max_unordered(&self) -> Option<u32> {
+        self.max_unordered
+    }
+
+    /// The most buyers who may hold an admission they have not ordered with, as the room stands:
+    /// its own limit, and no more than the units left (each order takes one at least), so a
+    /// sale does not admit buyers it has no units for. `None`: no limit.
+    #[must_use]
+    pub fn holding_limit(&self) -> Option<u32> {
+        let left = self.stock.map(|stock| stock.left());
+        match (self.max_unordered, left) {
+            (Some(max), Some(left)) => Some(max.min(left)),
+            (max, left) => max.or(left),
+        }
     }
 
     /// Whether every unit on sale is held by an order (as of when the room was read).

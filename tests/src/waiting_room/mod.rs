@@ -11,9 +11,11 @@ use ordership_domain::ports::{QueueRules, WaitingRoomQueue};
 use ordership_domain::waiting_room::{EntryStatus, Rate, RoomId, Ticket};
 
 mod edges;
+mod holding;
 
 use edges::most_in_any_interval;
 pub use edges::*;
+pub use holding::*;
 
 /// The nodes of the suite's Redis Cluster that speaks only TLS (`REDIS_CLUSTER_TLS_NODES`, which
 /// scripts/test.sh sets), as `rediss://` URLs.
@@ -47,6 +49,8 @@ pub(super) fn rules(admissions: u32, interval_ms: u64, admitting: bool) -> Queue
         heartbeat_timeout: Duration::from_secs(30),
         admitting,
         draw_seed: 42,
+        admission_validity: Duration::from_secs(300),
+        holding_limit: None,
     }
 }
 
@@ -301,7 +305,8 @@ macro_rules! waiting_room_queue_contract_tests {
             a_returning_buyer_keeps_their_ticket,
             a_queue_set_to_expire_is_forgotten,
             buyers_queued_before_the_opening_are_let_in_in_a_drawn_order,
-            buyers_joining_across_a_window_boundary_never_exceed_the_rate_in_any_interval
+            buyers_joining_across_a_window_boundary_never_exceed_the_rate_in_any_interval,
+            admissions_pause_while_the_holding_limit_is_reached
         );
     };
     (@each $make:expr; $($check:ident),+) => {$(

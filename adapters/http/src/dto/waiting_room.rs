@@ -178,6 +178,13 @@ pub struct RoomRequest {
     #[schema(minimum = 0, maximum = 100_000_000)]
     #[serde(default, deserialize_with = "optional_integer")]
     pub stock: Option<i64>,
+    /// The most admitted buyers who may hold an unexpired admission they have not ordered
+    /// with: admissions pause while this many do (buyers who never order stop holding others
+    /// up when their admission expires). Without it, no such limit; a room that counts stock
+    /// never has more such buyers than units left.
+    #[schema(minimum = 1, maximum = 100_000)]
+    #[serde(default, deserialize_with = "optional_integer")]
+    pub max_unordered: Option<i64>,
 }
 
 /// The request's name of a field the domain names otherwise.
@@ -274,6 +281,10 @@ impl RoomRequest {
             return Err(ApiError::BusinessRule(business));
         }
         let room = room.map_err(ApiError::from)?;
+        let max_unordered = self.max_unordered.map(|n| u32::try_from(n).unwrap_or(0));
+        let room = room
+            .with_max_unordered(max_unordered)
+            .map_err(|e| ApiError::Validation(vec![request_field(e)]))?;
         Ok(room.with_unit_price(unit_price).with_stock(stock))
     }
 }
@@ -286,6 +297,8 @@ pub struct QueueFigures {
     pub admitted: u64,
     /// Admitted within the last interval (the rate holds in every interval: a sliding window).
     pub admitted_in_window: u32,
+    /// Admitted buyers whose admission is unexpired and who have not ordered with it yet.
+    pub holding: u32,
 }
 
 /// A room's stock as counted now.
@@ -322,6 +335,9 @@ pub struct RoomResponse {
     /// Left out when the room counts no stock.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stock: Option<StockFigures>,
+    /// Left out when the room sets no such limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_unordered: Option<u32>,
     /// Whether every unit is held by an order: joins answer `sold_out`, nobody is admitted.
     pub sold_out: bool,
     /// Left out while the queue cannot be reached.
@@ -358,11 +374,13 @@ impl From<&RoomView> for RoomResponse {
                 sold: stock.sold(),
                 left: stock.left(),
             }),
+            max_unordered: room.max_unordered(),
             sold_out: room.sold_out(),
             queue: view.queue.map(|q| QueueFigures {
                 waiting: q.waiting,
                 admitted: q.admitted,
                 admitted_in_window: q.admitted_in_window,
+                holding: q.holding,
             }),
         }
     }

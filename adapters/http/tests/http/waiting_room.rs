@@ -184,7 +184,7 @@ async fn a_quiet_room_admits_at_once_and_a_busy_one_queues_with_retry_after() {
     let room = room.json();
     assert_eq!(
         room["queue"],
-        json!({"waiting": 2, "admitted": 1, "admitted_in_window": 1})
+        json!({"waiting": 2, "admitted": 1, "admitted_in_window": 1, "holding": 1})
     );
     assert_eq!(room["phase"], "open");
 }

@@ -1,9 +1,11 @@
 -- Shared by every script of one room. KEYS: the ticket counter, the waiting buyers (a sorted
 -- set: buyer by ticket), the entries (a hash: buyer -> "ticket|last seen ms|admitted at ms",
--- 0 while waiting), the room's counters (a hash: admitted) and the times of the last interval's
--- admissions (a list, oldest first: the sliding window). Every key carries the room's hash tag,
--- so one script touches one cluster slot.
-local seq, waiting, entries, meta, recent_times = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- 0 while waiting), the room's counters (a hash: admitted), the times of the last interval's
+-- admissions (a list, oldest first: the sliding window) and the admitted buyers who have not
+-- ordered yet (a sorted set: buyer by admission time). Every key carries the room's hash tag, so
+-- one script touches one cluster slot.
+local seq, waiting, entries, meta, recent_times, holding = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
+  KEYS[5], KEYS[6]
 
 -- Redis's own clock, in milliseconds: every instance of every service agrees on it.
 local function now_ms()
@@ -33,10 +35,21 @@ local function recent(now, interval)
   return redis.call('LLEN', recent_times)
 end
 
+-- How many more buyers may be admitted before `limit` (-1: none) of them hold an admission they
+-- have not ordered with (Holders::room); admissions older than `validity` ms are forgotten.
+local function holding_room(now, validity, limit)
+  redis.call('ZREMRANGEBYSCORE', holding, '-inf', now - validity)
+  if limit < 0 then
+    return 2147483647
+  end
+  return limit - redis.call('ZCARD', holding)
+end
+
 local function admit(buyer, ticket, now)
   redis.call('ZREM', waiting, buyer)
   redis.call('HSET', entries, buyer, encode(ticket, now, now))
   redis.call('RPUSH', recent_times, string.format('%d', now))
+  redis.call('ZADD', holding, now, buyer)
   redis.call('HINCRBY', meta, 'admitted', 1)
 end
 

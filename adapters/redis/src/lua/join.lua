@@ -1,4 +1,5 @@
--- ARGV: buyer, returning ticket (0: none), admissions, interval ms, admitting (1/0), draw seed.
+-- ARGV: buyer, returning ticket (0: none), admissions, interval ms, admitting (1/0), draw seed,
+-- admission validity ms, holding limit (-1: none).
 local buyer, returning = ARGV[1], tonumber(ARGV[2])
 local admissions, interval, admitting = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
 local now = now_ms()
@@ -11,6 +12,7 @@ if admitting then
   draw_once(tonumber(ARGV[6]))
 end
 local in_window = recent(now, interval)
+local room_left = holding_room(now, tonumber(ARGV[7]), tonumber(ARGV[8]))
 local existing = redis.call('HGET', entries, buyer)
 if existing then
   local ticket, _, admitted_at = decode(existing)
@@ -30,7 +32,7 @@ end
 local before = redis.call('ZCOUNT', waiting, '-inf', '(' .. ticket)
 redis.call('ZADD', waiting, ticket, buyer)
 redis.call('HSET', entries, buyer, encode(ticket, now, 0))
-if admitting and before == 0 and in_window < admissions then
+if admitting and before == 0 and in_window < admissions and room_left > 0 then
   admit(buyer, ticket, now)
   return {'admitted', ticket, now}
 end

@@ -8,21 +8,25 @@
 //! the order service tick one shared queue.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use chrono::{DateTime, Utc};
 use hyper::{Method, Uri};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use super::order::{call, retrying};
+use super::order::call;
 use super::report::percentiles;
 use super::{HttpClient, client_for};
 use crate::cli::{AuthArgs, LoadArgs};
 
+mod buyer;
+mod events;
 mod report;
+
+use buyer::{failed, one_buyer};
 
 pub use report::{Intervals, WaitingRoomReport};
 use report::{judge, print};
@@ -47,10 +51,19 @@ struct Buyer {
     /// On the queue's clock (milliseconds), when admitted.
     admitted_at_ms: Option<i64>,
     join: Option<Duration>,
+    joined_at: Option<Instant>,
     in_queue: Option<Duration>,
+    /// When the buyer was first told the sale is sold out.
+    told_sold_out: Option<Instant>,
     /// `placed`, a problem type of the refusal, or why the buyer got no admission.
     outcome: String,
     rejoined: usize,
+    /// Whether the buyer followed their place on an event stream.
+    streamed: bool,
+    /// Whether the buyer cancelled the order they placed.
+    cancelled: bool,
+    /// The order's status once its saga ended.
+    order_status: Option<String>,
 }
 
 async fn read_room(
@@ -94,34 +107,6 @@ async fn read_room(
     })
 }
 
-fn problem_type(body: &Value, status: u16) -> String {
-    body["type"]
-        .as_str()
-        .and_then(|t| t.rsplit('/').next())
-        .map_or_else(|| format!("http_{status}"), str::to_owned)
-}
-
-/// One request (within the run's concurrency), sent again while it gets no answer or a 5xx.
-async fn request(
-    s: &Shared,
-    (method, uri, token): (Method, &Uri, &str),
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> anyhow::Result<(u16, Value)> {
-    let send = || async {
-        let _permit = s.permits.acquire().await?;
-        call(
-            &s.client,
-            s.args.request_timeout,
-            (method.clone(), uri.clone(), token),
-            headers,
-            body,
-        )
-        .await
-    };
-    retrying(s.args.post_retries, send, || true).await
-}
-
 struct Shared {
     client: HttpClient,
     args: LoadArgs,
@@ -130,120 +115,28 @@ struct Shared {
     bases: Vec<String>,
     permits: Semaphore,
     run_id: String,
+    /// HTTP requests sent (event streams count one each).
+    requests: AtomicUsize,
+    /// Units this run's orders hold: placed, less those cancelled.
+    held: AtomicU64,
+    /// The units left when the run began, if the room counts them.
+    available: Option<u64>,
+    /// When this run's orders first held every unit left.
+    sold_out_at: OnceLock<Instant>,
 }
 
-fn failed(outcome: &str) -> Buyer {
-    Buyer {
-        ticket: None,
-        admitted_at_ms: None,
-        join: None,
-        in_queue: None,
-        outcome: outcome.to_owned(),
-        rejoined: 0,
-    }
-}
-
-async fn one_buyer(s: Arc<Shared>, i: usize, token: String) -> Buyer {
-    let base = &s.bases[i % s.bases.len()];
-    let (Ok(entries), Ok(me)) = (
-        format!("{base}/waiting-rooms/{}/entries", s.room_id).parse::<Uri>(),
-        format!("{base}/waiting-rooms/{}/entries/me", s.room_id).parse::<Uri>(),
-    ) else {
-        return failed("bad_target");
+/// Buyers who were waiting when the run's orders first held every unit: how long after it each
+/// was told the sale is sold out.
+fn sold_out_notices(results: &[Buyer], sold_out_at: Option<Instant>) -> Vec<Duration> {
+    let Some(at) = sold_out_at else {
+        return Vec::new();
     };
-    let started = Instant::now();
-    let joined = request(&s, (Method::POST, &entries, &token), &[], None).await;
-    let mut buyer = failed("error");
-    buyer.join = Some(started.elapsed());
-    let Ok((mut status, mut entry)) = joined else {
-        return buyer;
-    };
-    let mut queue_token = String::new();
-    let mut deadline = started + s.args.deadline;
-    loop {
-        match status {
-            200 | 202 => {
-                buyer.ticket = entry["ticket"].as_u64().or(buyer.ticket);
-                if let Some(t) = entry["queue_token"].as_str() {
-                    t.clone_into(&mut queue_token);
-                }
-            }
-            404 => {}
-            _ => {
-                buyer.outcome = problem_type(&entry, status);
-                return buyer;
-            }
-        }
-        match (status, entry["status"].as_str()) {
-            (200, Some("admitted")) => break,
-            (200, Some("expired")) => {
-                buyer.outcome = "admission_expired".into();
-                return buyer;
-            }
-            // Units may come back, but a run ends here.
-            (200, Some("sold_out")) => {
-                buyer.outcome = "sold_out".into();
-                return buyer;
-            }
-            (202, _) => {
-                // The buyer's own wait, plus the deadline, before giving up.
-                let wait = Duration::from_millis(entry["estimated_wait_ms"].as_u64().unwrap_or(0));
-                deadline = deadline.max(Instant::now() + wait + s.args.deadline);
-                let poll = entry["poll_after_ms"].as_u64().unwrap_or(1000);
-                tokio::time::sleep(Duration::from_millis(poll)).await;
-            }
-            _ => {}
-        }
-        if Instant::now() > deadline {
-            buyer.outcome = "not_admitted".into();
-            return buyer;
-        }
-        let answer = if status == 404 {
-            // The queue lost the buyer (restart, failover): back at the ticket of their token.
-            buyer.rejoined += 1;
-            let headers = [("queue-token", queue_token.as_str())];
-            let headers = if queue_token.is_empty() {
-                &headers[..0]
-            } else {
-                &headers[..]
-            };
-            request(&s, (Method::POST, &entries, &token), headers, None).await
-        } else {
-            request(&s, (Method::GET, &me, &token), &[], None).await
-        };
-        let Ok(answer) = answer else {
-            return buyer;
-        };
-        (status, entry) = answer;
-    }
-    buyer.in_queue = Some(started.elapsed());
-    let admission = entry["admission_token"].as_str().unwrap_or_default();
-    buyer.admitted_at_ms = entry["expires_at"]
-        .as_str()
-        .and_then(|at| at.parse::<DateTime<Utc>>().ok())
-        .map(|at| at.timestamp_millis() - s.room.validity_ms);
-    let body = json!({
-        "lines": [{ "sku": s.room.sku, "quantity": 1, "unit_price": s.room.unit_price }],
-        "shipping_address": { "recipient": "Flash Buyer", "line1": "1 Sejong-daero", "city": "Seoul",
-                              "postal_code": "04524", "country": "KR" }
-    });
-    let key = format!("{}-{i}", s.run_id);
-    let Ok(orders) = format!("{base}/orders").parse::<Uri>() else {
-        return failed("bad_target");
-    };
-    buyer.outcome = match request(
-        &s,
-        (Method::POST, &orders, &token),
-        &[("admission-token", admission), ("idempotency-key", &key)],
-        Some(&body),
-    )
-    .await
-    {
-        Ok((201, _)) => "placed".into(),
-        Ok((status, body)) => problem_type(&body, status),
-        Err(_) => "error".into(),
-    };
-    buyer
+    results
+        .iter()
+        .filter(|b| b.joined_at.is_some_and(|joined| joined < at))
+        .filter_map(|b| b.told_sold_out)
+        .map(|told| told.saturating_duration_since(at))
+        .collect()
 }
 
 pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyhow::Result<()> {
@@ -253,6 +146,9 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
     }
     if args.token.is_some() {
         bail!("a flash sale needs a token per buyer: it mints development tokens (no --token)");
+    }
+    if !(0.0..=1.0).contains(&args.cancel_ratio) {
+        bail!("--cancel-ratio must be between 0 and 1");
     }
     let bases: Vec<String> = args
         .target
@@ -287,6 +183,10 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
         bases,
         permits: Semaphore::new(args.concurrency),
         run_id,
+        requests: AtomicUsize::new(0),
+        held: AtomicU64::new(0),
+        available: room.stock.map(|(total, sold)| total.saturating_sub(sold)),
+        sold_out_at: OnceLock::new(),
     });
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -301,11 +201,17 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
     let (intervals, out_of_order, duplicate_tickets) = judge(&results, &room);
     let joins: Vec<Duration> = results.iter().filter_map(|b| b.join).collect();
     let joining = joins.iter().max().copied().unwrap_or_default();
+    let count = |f: &dyn Fn(&Buyer) -> bool| results.iter().filter(|b| f(b)).count();
     let mut outcomes = BTreeMap::new();
+    let mut order_statuses = BTreeMap::new();
     for b in &results {
         *outcomes.entry(b.outcome.clone()).or_insert(0) += 1;
+        if let Some(status) = &b.order_status {
+            *order_statuses.entry(status.clone()).or_insert(0) += 1;
+        }
     }
-    let report = WaitingRoomReport {
+    let notices = sold_out_notices(&results, shared.sold_out_at.get().copied());
+    let mut report = WaitingRoomReport {
         room: room_id.to_owned(),
         buyers,
         targets: shared.bases.len(),
@@ -315,37 +221,46 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
         #[allow(clippy::cast_precision_loss, reason = "a report")]
         joins_per_second: joins.len() as f64 / joining.as_secs_f64().max(1e-9),
         join_latency_ms: percentiles(joins),
-        admitted: results
-            .iter()
-            .filter(|b| b.admitted_at_ms.is_some())
-            .count(),
+        streamed: count(&|b| b.streamed),
+        #[allow(clippy::cast_precision_loss, reason = "a report")]
+        requests_per_buyer: shared.requests.load(Ordering::Relaxed) as f64 / buyers as f64,
+        admitted: count(&|b| b.admitted_at_ms.is_some()),
         admissions_per_interval: intervals,
         out_of_order,
         duplicate_tickets,
         rejoined: results.iter().map(|b| b.rejoined).sum(),
         queue_time_ms: percentiles(results.iter().filter_map(|b| b.in_queue).collect()),
         orders_placed: outcomes.get("placed").copied().unwrap_or(0),
+        cancelled: count(&|b| b.cancelled),
         outcomes,
+        order_statuses,
+        told_sold_out: count(&|b| b.told_sold_out.is_some()),
+        sold_out_notice_ms: (!notices.is_empty()).then(|| percentiles(notices)),
         stock: None,
         units_sold: None,
         oversold: 0,
     };
-    let mut report = report;
     if let Some((stock, sold_before)) = room.stock {
         let after = read_room(&shared.client, &shared.bases[0], room_id, &tokens_for_read)
             .await?
             .stock
             .map_or(sold_before, |(_, sold)| sold);
-        // One unit per order: the run may sell what was left when it began, no more.
-        let placed = u64::try_from(report.orders_placed)?;
+        // One unit per order: the run may hold what was left when it began, no more.
+        let held = u64::try_from(report.orders_placed - report.cancelled)?;
         let available = stock.saturating_sub(sold_before);
         report.stock = Some(stock);
         report.units_sold = Some(after);
-        report.oversold = placed
+        report.oversold = held
             .saturating_sub(available)
             .max(after.saturating_sub(stock));
     }
     print(&report, args.json)?;
+    judge_run(&report, &room)
+}
+
+/// Fails the run when the room broke its rate, its order, its tickets or its stock, or a unit
+/// that could sell did not.
+fn judge_run(report: &WaitingRoomReport, room: &Room) -> anyhow::Result<()> {
     let most = report.admissions_per_interval.max_in_any_interval;
     if report.admissions_per_interval.over_rate > 0 || most > u64::from(room.admissions) {
         bail!("the room admitted more than its rate within an interval ({most} at most)");
@@ -357,13 +272,16 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
         bail!("{} units sold beyond the room's stock", report.oversold);
     }
     // With a stock, buyers beyond it are told "sold out"; every unit left must sell.
-    let can_sell = room.stock.map_or(buyers, |(stock, sold)| {
-        buyers.min(usize::try_from(stock.saturating_sub(sold)).unwrap_or(usize::MAX))
+    let can_sell = room.stock.map_or(report.buyers, |(stock, sold)| {
+        report
+            .buyers
+            .min(usize::try_from(stock.saturating_sub(sold)).unwrap_or(usize::MAX))
     });
-    if report.orders_placed < can_sell {
+    let kept = report.orders_placed - report.cancelled;
+    if kept < can_sell {
         bail!(
-            "{} of {can_sell} buyers who could buy did not get an order placed",
-            can_sell - report.orders_placed
+            "{} of {can_sell} units that could sell were not ordered",
+            can_sell - kept
         );
     }
     Ok(())

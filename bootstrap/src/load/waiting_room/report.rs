@@ -34,6 +34,11 @@ pub struct WaitingRoomReport {
     /// Joins answered per second, while everyone was joining.
     pub joins_per_second: f64,
     pub join_latency_ms: Percentiles,
+    /// Buyers who followed their place on an event stream (the others polled: `--follow poll`,
+    /// or the instance kept as many streams as it may).
+    pub streamed: usize,
+    /// HTTP requests sent per buyer (an event stream counts one).
+    pub requests_per_buyer: f64,
     pub admitted: usize,
     pub admissions_per_interval: Intervals,
     /// Buyers admitted before someone holding an earlier ticket (must be 0).
@@ -45,8 +50,19 @@ pub struct WaitingRoomReport {
     /// From joining to admission.
     pub queue_time_ms: Percentiles,
     pub orders_placed: usize,
-    /// Every outcome: `placed`, or a refusal's problem type, or why no admission came.
+    /// Orders their buyers cancelled (`--cancel-ratio`): their units go back on sale.
+    pub cancelled: usize,
+    /// Every outcome: `placed`, or a refusal's problem type, or why no admission came
+    /// (`sold_out`: told so, and no unit came back within the buyer's patience).
     pub outcomes: BTreeMap<String, usize>,
+    /// The placed orders' statuses once their sagas ended.
+    pub order_statuses: BTreeMap<String, usize>,
+    /// Buyers told the sale is sold out (on joining, on their stream, or refused an order).
+    pub told_sold_out: usize,
+    /// For buyers waiting when the run's orders first held every unit: how long until each was
+    /// told "sold out".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sold_out_notice_ms: Option<Percentiles>,
     /// The room's stock, when it counts one: the units on sale, and the units held after the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stock: Option<u64>,
@@ -148,6 +164,10 @@ pub(super) fn print(r: &WaitingRoomReport, json: bool) -> anyhow::Result<()> {
         r.joins_per_second, j.p50, j.p99
     );
     println!(
+        "following         {} of {} on event streams; {:.2} requests per buyer",
+        r.streamed, r.buyers, r.requests_per_buyer
+    );
+    println!(
         "admitted          {} in {} intervals: max {} per interval, mean {:.2}, {} over the rate; \
          at most {} within any interval",
         r.admitted, a.intervals, a.max, a.mean, a.over_rate, a.max_in_any_interval
@@ -160,12 +180,25 @@ pub(super) fn print(r: &WaitingRoomReport, json: bool) -> anyhow::Result<()> {
         "time in queue     p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
         q.p50, q.p99, q.max
     );
-    let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let list = |m: &BTreeMap<String, usize>| {
+        m.iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "orders            {} placed; {}",
+        "orders            {} placed, {} cancelled by their buyers; outcomes: {}; ended: {}",
         r.orders_placed,
-        outcomes.join(", ")
+        r.cancelled,
+        list(&r.outcomes),
+        list(&r.order_statuses)
     );
+    if let Some(n) = &r.sold_out_notice_ms {
+        println!(
+            "sold out          {} told; notice after selling out p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
+            r.told_sold_out, n.p50, n.p99, n.max
+        );
+    }
     if let (Some(stock), Some(sold)) = (r.stock, r.units_sold) {
         println!(
             "stock             {sold} of {stock} units sold; {} oversold",

@@ -1,0 +1,1 @@
+ALTER TABLE orders.waiting_rooms DROP COLUMN max_unordered;
