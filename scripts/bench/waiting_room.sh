@@ -66,12 +66,12 @@ waiting=$(curl -s "$base/waiting-rooms/bench" | sed -E 's/.*"waiting":([0-9]+).*
 lua=adapters/redis/src/lua
 join_sha=$(redis-cli -p "$redis_port" SCRIPT LOAD "$(cat $lua/common.lua; printf '\n'; cat $lua/join.lua)")
 status_sha=$(redis-cli -p "$redis_port" SCRIPT LOAD "$(cat $lua/common.lua; printf '\n'; cat $lua/status.lua)")
-keys=("{wr:rb}:seq" "{wr:rb}:waiting" "{wr:rb}:entries" "{wr:rb}:meta")
+keys=("{wr:rb}:seq" "{wr:rb}:waiting" "{wr:rb}:entries" "{wr:rb}:meta" "{wr:rb}:recent" "{wr:rb}:holding")
 requests=$((seconds * 40000))
 redis-benchmark -p "$redis_port" -c "$connections" -n "$requests" -r "$buyers" -q \
-  EVALSHA "$join_sha" 4 "${keys[@]}" buyer-__rand_int__ 0 10 5000 0 >"$work/rjoin.txt"
+  EVALSHA "$join_sha" 6 "${keys[@]}" buyer-__rand_int__ 0 10 5000 0 42 300000 -1 >"$work/rjoin.txt"
 redis-benchmark -p "$redis_port" -c "$connections" -n "$requests" -r "$buyers" -q \
-  EVALSHA "$status_sha" 4 "${keys[@]}" buyer-__rand_int__ 86400000 >"$work/rstatus.txt"
+  EVALSHA "$status_sha" 6 "${keys[@]}" buyer-__rand_int__ 86400000 >"$work/rstatus.txt"
 # The rate is the number just before "requests per second" on redis-benchmark's last line.
 redis_rate() { tr '\r' '\n' <"$1" | awk '/requests per second/ { for (i = 2; i <= NF; i++) if ($i == "requests") r = $(i - 1) } END { print r }'; }
 

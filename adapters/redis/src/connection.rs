@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use ordership_domain::ports::{QueueError, RateLimiter, WaitingRoomQueue};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 use redis::{ClientTlsConfig, TlsCertificates};
 
+use crate::healing::{Connect, HEAL_AFTER, Healing};
 use crate::rate_limit::RedisRateLimiter;
 use crate::replication::{Durability, Replicated};
 use crate::waiting_room::{RedisWaitingRoomQueue, failed_in};
@@ -117,7 +119,8 @@ pub fn connect(url: &str, tls: &Tls, durability: Durability) -> Result<Redis, Qu
 }
 
 /// Connects to a Redis Cluster through any of its nodes (`host:port` or URLs; `rediss://` for
-/// TLS); the slot map is followed (and refreshed on `MOVED`, on failover) by the client.
+/// TLS); the slot map is followed (and refreshed on `MOVED`, on failover) by the client, and a
+/// connection that answers only connection errors for [`HEAL_AFTER`] is made again.
 /// Admissions are told once `durability` holds (on a replica of their master: a cluster's
 /// masters have replicas to fail over to).
 ///
@@ -155,5 +158,12 @@ pub async fn connect_cluster(
         .get_async_connection()
         .await
         .map_err(failed_in("connecting to the cluster"))?;
+    // Made again from the nodes given if it ever answers nothing but connection errors for a
+    // while (see `healing`).
+    let connect: Connect<ClusterConnection> = Arc::new(move || {
+        let client = client.clone();
+        Box::pin(async move { client.get_async_connection().await })
+    });
+    let connection = Healing::new(connection, connect, HEAL_AFTER);
     Ok(Redis::over(connection, durability))
 }

@@ -12,11 +12,13 @@
 //! one script per request, Redis's clock.
 
 mod connection;
+mod healing;
 mod rate_limit;
 mod replication;
 mod waiting_room;
 
 pub use connection::{Redis, TIMEOUT, Tls, connect, connect_cluster};
+pub use healing::HEAL_AFTER;
 pub use rate_limit::RedisRateLimiter;
 pub use replication::{Durability, Replicated};
 pub use waiting_room::RedisWaitingRoomQueue;

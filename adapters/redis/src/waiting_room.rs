@@ -8,7 +8,7 @@ use ordership_domain::CustomerId;
 use ordership_domain::ports::{QueueError, QueueRules, QueueStats, WaitingRoomQueue};
 use ordership_domain::waiting_room::{EntryStatus, RoomId, Ticket, millis};
 
-use redis::{ErrorKind, RedisError, Script, Value};
+use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 
 use crate::replication::{Durability, NotReplicated, Replicated};
 
@@ -64,11 +64,32 @@ impl<C> std::fmt::Debug for RedisWaitingRoomQueue<C> {
 /// A Redis command that failed, named by the queue operation that sent it: what a log shows
 /// points at one script.
 #[derive(Debug, thiserror::Error)]
-#[error("Redis, {operation}")]
+#[error("Redis, {operation}: {source}")]
 struct Failed {
     operation: &'static str,
     #[source]
     source: RedisError,
+}
+
+/// Whether a command failed for want of Redis (lost or refused connections, timeouts, cluster
+/// errors: a slot moving, the cluster down, no node of it reachable; a node that is loading, a
+/// replica asked to write, a replica whose master is down: a failover under way) rather than by
+/// its answer.
+pub(crate) fn unavailable(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::ReadOnly
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::BusyLoading
+                )
+        )
 }
 
 /// Classifies a failed command of `operation`: lost or refused connections, timeouts and cluster
@@ -76,12 +97,7 @@ struct Failed {
 /// later), anything else is unexpected.
 pub(crate) fn failed_in(operation: &'static str) -> impl Fn(RedisError) -> QueueError {
     move |source| {
-        let unavailable = source.is_io_error()
-            || source.is_connection_dropped()
-            || source.is_connection_refusal()
-            || source.is_timeout()
-            || source.is_cluster_error()
-            || source.kind() == ErrorKind::ClusterConnectionNotFound;
+        let unavailable = unavailable(&source);
         let failed = Box::new(Failed { operation, source });
         if unavailable {
             QueueError::Unavailable(failed)
@@ -161,10 +177,18 @@ impl<C: Replicated> RedisWaitingRoomQueue<C> {
         }
         let [seq, ..] = keys(room);
         let mut connection = self.connection.clone();
+        // Any failure of the WAIT leaves the admission unconfirmed: the buyer asks again. (After
+        // a failover a stale slot map may send it to the old master, now a replica, which
+        // refuses WAIT outright.)
         let acknowledged = connection
             .replicated(&seq, wanted, self.durability.timeout)
             .await
-            .map_err(failed_in("wait for replicas"))?;
+            .map_err(|source| {
+                QueueError::Unavailable(Box::new(Failed {
+                    operation: "wait for replicas",
+                    source,
+                }))
+            })?;
         if acknowledged < u64::from(wanted) {
             return Err(QueueError::Unavailable(Box::new(NotReplicated {
                 acknowledged,

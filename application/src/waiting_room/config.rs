@@ -22,7 +22,24 @@ pub(super) struct Cache {
     pub(super) stale: bool,
 }
 
+/// What a room change means to waiting buyers: the rooms' configuration and whether each is sold
+/// out, not how many units are sold (which changes with every order).
+fn what_buyers_see(rooms: &BTreeMap<RoomId, WaitingRoom>) -> Vec<(WaitingRoom, bool)> {
+    rooms
+        .values()
+        .map(|room| (room.clone().with_stock(None), room.sold_out()))
+        .collect()
+}
+
 impl WaitingRoomService {
+    /// Changes with every change of the rooms that waiting buyers would see (a room configured,
+    /// deleted, sold out or back on sale), as this instance reads them: event streams ask the
+    /// queue again at once.
+    #[must_use]
+    pub fn room_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.changes.subscribe()
+    }
+
     /// What the queue needs to know about `room` at `now` for one operation.
     pub(super) fn rules(&self, room: &WaitingRoom, now: DateTime<Utc>) -> QueueRules {
         QueueRules {
@@ -94,11 +111,19 @@ impl WaitingRoomService {
                 .map(|room| (room.id().clone(), room))
                 .collect(),
         );
-        *self.0.cache.write().unwrap_or_else(PoisonError::into_inner) = Some(Cache {
-            rooms: Arc::clone(&rooms),
-            read_at: Instant::now(),
-            stale: false,
-        });
+        let previous = self
+            .0
+            .cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(Cache {
+                rooms: Arc::clone(&rooms),
+                read_at: Instant::now(),
+                stale: false,
+            });
+        if previous.is_none_or(|p| what_buyers_see(&p.rooms) != what_buyers_see(&rooms)) {
+            self.0.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Ok(rooms)
     }
 

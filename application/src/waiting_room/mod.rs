@@ -143,6 +143,9 @@ struct Inner {
     /// The closed rooms whose queues this instance has set to expire (once each per process;
     /// asking the queue again would not put it off anyway).
     expiring: Mutex<BTreeSet<RoomId>>,
+    /// Counts the changes of the rooms waiting buyers would see
+    /// ([`WaitingRoomService::room_changes`]).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// The waiting rooms' use cases, shared by every handler of one process.
@@ -179,6 +182,7 @@ impl WaitingRoomService {
             random: SeededRandom::from_entropy(),
             key_ttl_ms: AtomicU64::new(millis(DEFAULT_KEY_TTL)),
             expiring: Mutex::default(),
+            changes: tokio::sync::watch::Sender::new(0),
         }))
     }
 

@@ -347,6 +347,9 @@ pub struct LoadArgs {
     /// cancelled orders give back, before leaving the room.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub patience: Duration,
+    /// With --flash-sale: each buyer joins once and stops there (measures joins per second).
+    #[arg(long)]
+    pub join_only: bool,
     /// A customer's bearer token to place every order with. Unset: each load customer gets a
     /// development token, signed with the development key (the target must run --dev-auth).
     #[arg(long, env = "ORDERSHIP_LOAD_TOKEN", hide_env_values = true)]

@@ -18,8 +18,23 @@ use crate::dto::EntryResponse;
 use crate::problem::{ApiError, Problem};
 use crate::responses::BadRoomId;
 
-/// How often an open event stream asks the queue (each ask is the buyer's heartbeat).
-const STREAM_POLL: Duration = Duration::from_secs(1);
+/// How often an open event stream asks the queue (each ask is the buyer's heartbeat): as often
+/// as the entry says to ask again (a quarter of the expected wait, within the heartbeat
+/// timeout), at least every [`SLOWEST`] and at most every [`FASTEST`]; and at once when the rooms
+/// change as buyers see them (sold out, back on sale, paused). A deep queue of thousands of
+/// streams asks a few times a second each second, not once per stream per second.
+const FASTEST: Duration = Duration::from_secs(1);
+const SLOWEST: Duration = Duration::from_secs(5);
+
+/// When to ask the queue again after `result`.
+fn pace(result: &Result<Entry, WaitingRoomError>) -> Duration {
+    match result {
+        Ok(Entry::Waiting { poll_after, .. } | Entry::SoldOut { poll_after, .. }) => {
+            (*poll_after).clamp(FASTEST, SLOWEST)
+        }
+        _ => FASTEST,
+    }
+}
 
 fn event(name: &str, body: &impl Serialize) -> Event {
     // These plain structs always serialize.
@@ -112,7 +127,35 @@ struct StreamState {
     buyer: CustomerId,
     next: Option<Result<Entry, WaitingRoomError>>,
     last: Option<EntryResponse>,
+    /// How long to wait before asking the queue again.
+    pause: Duration,
+    /// Changes of the rooms, as this instance reads them.
+    changes: tokio::sync::watch::Receiver<u64>,
     done: bool,
+}
+
+impl StreamState {
+    /// Waits until it is time to ask the queue again; whether the service is stopping.
+    async fn wait(&mut self) -> bool {
+        let changed = async {
+            if self.changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let paused = async {
+            match &mut self.rooms.shutdown.clone() {
+                Some(shutdown) => shutdown.pause(self.pause).await,
+                None => {
+                    tokio::time::sleep(self.pause).await;
+                    false
+                }
+            }
+        };
+        tokio::select! {
+            stopping = paused => stopping,
+            () = changed => false,
+        }
+    }
 }
 
 fn entry_events(
@@ -122,6 +165,7 @@ fn entry_events(
     first: Entry,
     slot: StreamSlot,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    let changes = rooms.rooms.room_changes();
     let state = StreamState {
         _slot: slot,
         rooms,
@@ -129,6 +173,8 @@ fn entry_events(
         buyer,
         next: Some(Ok(first)),
         last: None,
+        pause: FASTEST,
+        changes,
         done: false,
     };
     futures::stream::unfold(state, |mut s| async move {
@@ -139,20 +185,13 @@ fn entry_events(
             let result = match s.next.take() {
                 Some(result) => result,
                 None => {
-                    let mut shutdown = s.rooms.shutdown.clone();
-                    let stopping = match &mut shutdown {
-                        Some(shutdown) => shutdown.pause(STREAM_POLL).await,
-                        None => {
-                            tokio::time::sleep(STREAM_POLL).await;
-                            false
-                        }
-                    };
-                    if stopping {
+                    if s.wait().await {
                         return None;
                     }
                     s.rooms.rooms.status(&s.room, &s.buyer).await
                 }
             };
+            s.pause = pace(&result);
             // Positions, and "sold out", are sent when they change.
             if let Ok(entry @ (Entry::Waiting { .. } | Entry::SoldOut { .. })) = &result {
                 let shown = EntryResponse::new(&s.room, entry);

@@ -1,16 +1,20 @@
 //! The waiting room's tokens, signed: an admission token (room, buyer, token id, expiry) and a
-//! queue pass (room, buyer, ticket). JWTs signed with one Ed25519 key every instance shares,
-//! each kind with an audience of its own, so neither is accepted as the other, nor as a bearer
-//! token of the API.
+//! queue pass (room, buyer, ticket). JWTs, each kind with an audience of its own, so neither is
+//! accepted as the other, nor as a bearer token of the API. Admissions are signed with one
+//! Ed25519 key every instance shares (anything holding the public key can check them). Queue
+//! passes are only ever read back by the services themselves, and every join answers with one,
+//! so they carry an HMAC-SHA256 (HS256) under a secret derived from that same key: signing one
+//! costs a hash, not the quarter of a join's CPU an Ed25519 signature took.
 
 use std::path::Path;
 
 use chrono::{DateTime, TimeZone, Utc};
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ordership_domain::CustomerId;
 use ordership_domain::ports::{Admission, BoxError, QueuePass, TokenError, WaitingRoomTokens};
 use ordership_domain::waiting_room::{RoomId, Ticket};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::auth::DevKeyError;
 use crate::auth::ed25519::Ed25519Key;
@@ -40,9 +44,21 @@ struct QueueClaims {
     ticket: u64,
 }
 
-/// Signs and checks waiting-room tokens with an Ed25519 key.
+/// Signs and checks waiting-room tokens with an Ed25519 key (and queue passes with a secret
+/// derived from it).
 pub struct SignedTokens {
     key: Ed25519Key,
+    pass_signing: EncodingKey,
+    pass_checking: DecodingKey,
+}
+
+/// The queue passes' HMAC secret: a hash of the admission key's PEM under a label of its own, so
+/// every instance with the key derives the same secret and nothing else needs configuring.
+fn pass_secret(pem: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(b"ordership queue pass v1\0");
+    hash.update(pem);
+    hash.finalize().into()
 }
 
 impl std::fmt::Debug for SignedTokens {
@@ -58,7 +74,12 @@ impl SignedTokens {
     /// anything else.
     #[must_use]
     pub fn from_pem(pem: &[u8]) -> Option<Self> {
-        Ed25519Key::from_pem(pem).map(|key| Self { key })
+        let secret = pass_secret(pem);
+        Ed25519Key::from_pem(pem).map(|key| Self {
+            key,
+            pass_signing: EncodingKey::from_secret(&secret),
+            pass_checking: DecodingKey::from_secret(&secret),
+        })
     }
 
     /// With a fresh key of its own: tokens only this value honours (one process, tests).
@@ -92,12 +113,17 @@ impl SignedTokens {
         token: &str,
         audience: &str,
     ) -> Result<T, TokenError> {
-        let mut validation = Validation::new(Algorithm::EdDSA);
+        let (algorithm, key) = if audience == QUEUE {
+            (Algorithm::HS256, &self.pass_checking)
+        } else {
+            (Algorithm::EdDSA, self.key.verifying())
+        };
+        let mut validation = Validation::new(algorithm);
         validation.validate_exp = false;
         validation.required_spec_claims.clear();
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[audience]);
-        jsonwebtoken::decode::<T>(token, self.key.verifying(), &validation)
+        jsonwebtoken::decode::<T>(token, key, &validation)
             .map(|data| data.claims)
             .map_err(|_| TokenError::Invalid)
     }
@@ -141,13 +167,18 @@ impl WaitingRoomTokens for SignedTokens {
     }
 
     fn sign_queue_pass(&self, pass: &QueuePass) -> Result<String, BoxError> {
-        self.sign(&QueueClaims {
+        let claims = QueueClaims {
             iss: ISSUER.into(),
             aud: QUEUE.into(),
             sub: pass.buyer.as_str().into(),
             room: pass.room.as_str().into(),
             ticket: pass.ticket.0,
-        })
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.pass_signing,
+        )?)
     }
 
     fn verify_queue_pass(&self, token: &str) -> Result<QueuePass, TokenError> {
@@ -257,6 +288,11 @@ mod tests {
             other.verify_admission(&admission_token, now),
             Err(TokenError::Invalid),
             "another key"
+        );
+        assert_eq!(
+            other.verify_queue_pass(&pass_token),
+            Err(TokenError::Invalid),
+            "another key's pass secret"
         );
         // A bearer token of the very same key is not an admission (issuer and audience differ).
         let bearer = same_key

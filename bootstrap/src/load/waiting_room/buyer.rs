@@ -99,6 +99,13 @@ pub(super) async fn one_buyer(s: std::sync::Arc<Shared>, i: usize, token: String
     let Ok(answer) = joined else {
         return buyer;
     };
+    if s.args.join_only {
+        buyer.outcome = match answer {
+            (200 | 202, entry) => format!("joined_{}", entry["status"].as_str().unwrap_or("?")),
+            (status, problem) => problem_type(&problem, status),
+        };
+        return buyer;
+    }
     let entry = match admission(&s, &uris, &token, &mut buyer, answer, started).await {
         Ok(entry) => entry,
         Err(outcome) => {
@@ -224,6 +231,10 @@ fn as_answer((name, data): events::Event) -> Option<(u16, Value)> {
     }
 }
 
+/// How many times a buyer opens their stream again after it ended on an `error` event, as a
+/// browser would, before giving up.
+const STREAM_ERRORS: u32 = 3;
+
 /// Follows the buyer's place until admitted (the admitted entry) or not (why).
 async fn admission(
     s: &Shared,
@@ -239,6 +250,7 @@ async fn admission(
     let mut patience: Option<Instant> = None;
     let mut stream: Option<Events> = None;
     let mut streaming = s.args.follow == Follow::Wait;
+    let mut stream_errors = 0;
     // Whether (status, entry) is an answer not looked at yet: a stream that only reopens, or an
     // event that changes nothing, must not move the deadline.
     let mut fresh = true;
@@ -327,6 +339,13 @@ async fn admission(
             let left = until.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, events.next()).await {
                 Ok(Ok(Some(event))) => match as_answer(event) {
+                    // The server's last word on an unexpected failure: open the stream again.
+                    Some((500, problem)) if stream_errors < STREAM_ERRORS => {
+                        stream_errors += 1;
+                        tracing::warn!(%problem, "a buyer's event stream ended on an error");
+                        stream = None;
+                        continue;
+                    }
                     Some(answer) => Ok(answer),
                     None => continue,
                 },

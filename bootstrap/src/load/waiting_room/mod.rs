@@ -255,12 +255,12 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
             .max(after.saturating_sub(stock));
     }
     print(&report, args.json)?;
-    judge_run(&report, &room)
+    judge_run(&report, &room, args.join_only)
 }
 
 /// Fails the run when the room broke its rate, its order, its tickets or its stock, or a unit
-/// that could sell did not.
-fn judge_run(report: &WaitingRoomReport, room: &Room) -> anyhow::Result<()> {
+/// that could sell did not (with `join_only`: when a buyer could not join).
+fn judge_run(report: &WaitingRoomReport, room: &Room, join_only: bool) -> anyhow::Result<()> {
     let most = report.admissions_per_interval.max_in_any_interval;
     if report.admissions_per_interval.over_rate > 0 || most > u64::from(room.admissions) {
         bail!("the room admitted more than its rate within an interval ({most} at most)");
@@ -270,6 +270,18 @@ fn judge_run(report: &WaitingRoomReport, room: &Room) -> anyhow::Result<()> {
     }
     if report.oversold > 0 {
         bail!("{} units sold beyond the room's stock", report.oversold);
+    }
+    if join_only {
+        let refused: usize = report
+            .outcomes
+            .iter()
+            .filter(|(outcome, _)| !outcome.starts_with("joined_"))
+            .map(|(_, n)| n)
+            .sum();
+        if refused > 0 {
+            bail!("{refused} buyers could not join");
+        }
+        return Ok(());
     }
     // With a stock, buyers beyond it are told "sold out"; every unit left must sell.
     let can_sell = room.stock.map_or(report.buyers, |(stock, sold)| {
