@@ -6,8 +6,10 @@
 //! which admission window it is.
 
 mod room;
+mod stock;
 
-pub use room::{Phase, Rate, RoomId, RoomState, Stock, WaitingRoom};
+pub use room::{Phase, Rate, RoomId, RoomState, WaitingRoom};
+pub use stock::Stock;
 
 use std::time::Duration;
 
