@@ -24,6 +24,8 @@ fresh_bench_db bench_flash
 url="postgres://${PGUSER:-postgres}@${PGHOST:-127.0.0.1}/bench_flash"
 start_broker
 export ORDERSHIP_DEV_AUTH=true ORDERSHIP_DEV_KEY_FILE="$work/dev-signing-key.pem"
+# The development key, made once before the services start (made by each at once, they would race).
+admin=$("$bin" token --customer bench-admin --scope admin 2>/dev/null)
 common=(--database-url "$url" --kafka-brokers "$brokers" --log-format json)
 RUST_LOG=warn "$bin" delivery-service --http-addr 127.0.0.1:18081 "${common[@]}" >"$work/d.log" 2>&1 & pids+=($!)
 order_pids=()
@@ -35,10 +37,13 @@ done
 for port in 18080 18081 18082; do
   until curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.2; done
 done
-admin=$("$bin" token --customer bench-admin --scope admin 2>/dev/null)
-curl -sf -X PUT http://127.0.0.1:18080/waiting-rooms/bench -H "Authorization: Bearer $admin" \
+curl -sS --fail-with-body -X PUT http://127.0.0.1:18080/waiting-rooms/bench -H "Authorization: Bearer $admin" \
   -H 'Content-Type: application/json' \
   -d "{\"skus\":[\"BENCH-1\"],\"admissions\":$rate,\"interval_ms\":1000,\"state\":\"open\",\"stock\":$stock}" >/dev/null
+# Every instance knows the room before the buyers come (each reads the rooms every second).
+for port in 18080 18082; do
+  until curl -sf "http://127.0.0.1:$port/waiting-rooms/bench" >/dev/null; do sleep 0.2; done
+done
 rss() { for p in "${order_pids[@]}"; do printf '%s ' "$(ps -o rss= -p "$p" | tr -d ' ')"; done; }
 before=$(rss)
 "$bin" load --flash-sale bench --buyers "$buyers" --concurrency 128 --patience 3s --deadline 120s \

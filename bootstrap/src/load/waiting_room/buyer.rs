@@ -50,6 +50,7 @@ pub(super) fn failed(outcome: &str) -> Buyer {
         joined_at: None,
         in_queue: None,
         told_sold_out: None,
+        placed_at: None,
         outcome: outcome.to_owned(),
         rejoined: 0,
         streamed: false,
@@ -93,7 +94,7 @@ pub(super) async fn one_buyer(s: std::sync::Arc<Shared>, i: usize, token: String
     };
     let started = Instant::now();
     let mut buyer = failed("error");
-    buyer.joined_at = Some(started);
+    buyer.joined_at = Some(Utc::now());
     let joined = request(&s, (Method::POST, &uris.entries, &token), &[], None).await;
     buyer.join = Some(started.elapsed());
     let Ok(answer) = joined else {
@@ -136,9 +137,6 @@ pub(super) async fn one_buyer(s: std::sync::Arc<Shared>, i: usize, token: String
             )
             .await;
             buyer.cancelled = matches!(answer, Ok((200 | 202, _)));
-            if buyer.cancelled {
-                s.held.fetch_sub(1, Ordering::Relaxed);
-            }
         }
     }
     if buyer.cancelled || buyer.order_status.is_none() {
@@ -179,10 +177,9 @@ async fn place(
     match answer {
         Ok((201, order)) => {
             buyer.outcome = "placed".into();
-            let held = s.held.fetch_add(1, Ordering::Relaxed) + 1;
-            if s.available.is_some_and(|available| held >= available) {
-                let _ = s.sold_out_at.set(Instant::now());
-            }
+            buyer.placed_at = order["created_at"]
+                .as_str()
+                .and_then(|at| at.parse::<DateTime<Utc>>().ok());
             if is_settled(&order) {
                 buyer.order_status = order["status"].as_str().map(str::to_owned);
             }
@@ -191,7 +188,7 @@ async fn place(
         Ok((status, problem)) => {
             buyer.outcome = problem_type(&problem, status);
             if buyer.outcome == "sold-out" {
-                buyer.told_sold_out.get_or_insert_with(Instant::now);
+                buyer.told_sold_out.get_or_insert_with(Utc::now);
             }
             None
         }
@@ -275,7 +272,7 @@ async fn admission(
                 (200, Some("admitted")) => return Ok(entry),
                 (200, Some("expired")) => return Err("admission_expired".into()),
                 (200, Some("sold_out")) => {
-                    buyer.told_sold_out.get_or_insert(now);
+                    buyer.told_sold_out.get_or_insert_with(Utc::now);
                     patience.get_or_insert(now + s.args.patience);
                 }
                 (202, _) => {

@@ -8,11 +8,12 @@
 //! the order service tick one shared queue.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
 use hyper::{Method, Uri};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -51,10 +52,13 @@ struct Buyer {
     /// On the queue's clock (milliseconds), when admitted.
     admitted_at_ms: Option<i64>,
     join: Option<Duration>,
-    joined_at: Option<Instant>,
+    /// When the buyer joined, and when they were first told the sale is sold out (this
+    /// machine's clock).
+    joined_at: Option<DateTime<Utc>>,
     in_queue: Option<Duration>,
-    /// When the buyer was first told the sale is sold out.
-    told_sold_out: Option<Instant>,
+    told_sold_out: Option<DateTime<Utc>>,
+    /// When the buyer's order was placed (the server's clock).
+    placed_at: Option<DateTime<Utc>>,
     /// `placed`, a problem type of the refusal, or why the buyer got no admission.
     outcome: String,
     rejoined: usize,
@@ -117,25 +121,26 @@ struct Shared {
     run_id: String,
     /// HTTP requests sent (event streams count one each).
     requests: AtomicUsize,
-    /// Units this run's orders hold: placed, less those cancelled.
-    held: AtomicU64,
-    /// The units left when the run began, if the room counts them.
-    available: Option<u64>,
-    /// When this run's orders first held every unit left.
-    sold_out_at: OnceLock<Instant>,
 }
 
-/// Buyers who were waiting when the run's orders first held every unit: how long after it each
-/// was told the sale is sold out.
-fn sold_out_notices(results: &[Buyer], sold_out_at: Option<Instant>) -> Vec<Duration> {
-    let Some(at) = sold_out_at else {
+/// Buyers who were waiting when the run sold the last unit left when it began (its `available`-th
+/// order, by the server's time of placing): how long after it each was told the sale is sold out.
+/// Measured on one machine's clock (the generator's and the services' agree when they share it).
+fn sold_out_notices(results: &[Buyer], available: Option<u64>) -> Vec<Duration> {
+    let mut placed: Vec<DateTime<Utc>> = results.iter().filter_map(|b| b.placed_at).collect();
+    placed.sort_unstable();
+    let last_unit = available
+        .and_then(|n| usize::try_from(n).ok())
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|i| placed.get(i).copied());
+    let Some(at) = last_unit else {
         return Vec::new();
     };
     results
         .iter()
         .filter(|b| b.joined_at.is_some_and(|joined| joined < at))
         .filter_map(|b| b.told_sold_out)
-        .map(|told| told.saturating_duration_since(at))
+        .map(|told| (told - at).to_std().unwrap_or_default())
         .collect()
 }
 
@@ -184,9 +189,6 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
         permits: Semaphore::new(args.concurrency),
         run_id,
         requests: AtomicUsize::new(0),
-        held: AtomicU64::new(0),
-        available: room.stock.map(|(total, sold)| total.saturating_sub(sold)),
-        sold_out_at: OnceLock::new(),
     });
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -210,7 +212,8 @@ pub(super) async fn run(args: &LoadArgs, auth: &AuthArgs, room_id: &str) -> anyh
             *order_statuses.entry(status.clone()).or_insert(0) += 1;
         }
     }
-    let notices = sold_out_notices(&results, shared.sold_out_at.get().copied());
+    let available = room.stock.map(|(total, sold)| total.saturating_sub(sold));
+    let notices = sold_out_notices(&results, available);
     let mut report = WaitingRoomReport {
         room: room_id.to_owned(),
         buyers,

@@ -59,8 +59,8 @@ pub struct WaitingRoomReport {
     pub order_statuses: BTreeMap<String, usize>,
     /// Buyers told the sale is sold out (on joining, on their stream, or refused an order).
     pub told_sold_out: usize,
-    /// For buyers waiting when the run's orders first held every unit: how long until each was
-    /// told "sold out".
+    /// For buyers waiting when the run's order of the last unit was placed: how long after it
+    /// each was told "sold out".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sold_out_notice_ms: Option<Percentiles>,
     /// The room's stock, when it counts one: the units on sale, and the units held after the run.
