@@ -11,8 +11,9 @@
 # it, so it gets slower until its logs reach the cap (about 8 minutes at concurrency 8); a warm-up
 # measures ordership from the broker's steady state instead.
 # Besides, per minute, what can slow a minute down from outside ordership: the share of the
-# machine's CPU time the hypervisor stole, the walsenders' CPU per saga (the CDC relay's decoding)
-# and the checkpoints PostgreSQL started.
+# machine's CPU time the hypervisor stole, the walsenders' CPU per saga (the CDC relay's decoding),
+# the checkpoints PostgreSQL started, and the vacuums and analyzes of the run's tables (the
+# services' own and autovacuum's).
 # ORDERSHIP_BIN measures another build. Needs PostgreSQL at PGHOST/PGUSER and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,7 +60,11 @@ ticks() { echo "$(cpu "$order_pid") $(cpu "$delivery_pid") $(postgres_ticks) $(c
 machine() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat; }
 walsenders() { cpu $(pgrep -f '^postgres: .*walsender'); }
 checkpoints() { psql -At -d postgres -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
-extra() { echo "$(machine) $(walsenders) $(checkpoints)"; }
+vacuums() {
+  psql -At -F ' ' -d ordership_soak -c "SELECT coalesce(sum(vacuum_count + autovacuum_count), 0), \
+    coalesce(sum(analyze_count + autoanalyze_count), 0) FROM pg_stat_user_tables"
+}
+extra() { echo "$(machine) $(walsenders) $(checkpoints) $(vacuums)"; }
 dead() {
   psql -At -d ordership_soak -c "SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables \
     WHERE relname = 'outbox' AND schemaname IN ('orders', 'delivery')"
@@ -87,18 +92,21 @@ tick_ms = 1000 / int(sys.argv[3])
 intervals = report.get("intervals", [])
 first = intervals[0]["settled_per_second"] if intervals else 0
 print("minute  sagas/s  of first  p99 ms  RSS MiB: order delivery broker  outbox dead rows"
-      "  CPU ms/saga: order delivery postgres broker  steal %  walsender ms/saga  checkpoints")
+      "  CPU ms/saga: order delivery postgres broker  steal %  walsender ms/saga  checkpoints"
+      "  vacuums analyzes")
 for n, i in enumerate(intervals, 1):
     o, d, b, dead, *ticks = samples.get(n) or [0] * 8
     before = samples.get(n - 1, [0] * 8)[4:]
     sagas = max(i["settled"], 1)
     cpu = "  ".join(f"{(a - b) * tick_ms / sagas:5.2f}" for a, b in zip(ticks, before))
-    (total, stolen, walsender, checkpoints), (total0, stolen0, walsender0, checkpoints0) = (
-        extra.get(n, [0] * 4), extra.get(n - 1, [0] * 4))
+    (total, stolen, walsender, checkpoints, vacuums, analyzes), (
+        total0, stolen0, walsender0, checkpoints0, vacuums0, analyzes0) = (
+        extra.get(n, [0] * 6), extra.get(n - 1, [0] * 6))
     steal = 100 * (stolen - stolen0) / max(total - total0, 1)
     print(f"{n:6d}  {i['settled_per_second']:7.1f}  {(i['settled_per_second'] / first if first else 0):8.2f}"
           f"  {i['settle_latency_ms']['p99']:6.0f}  {o / 1024:14.1f} {d / 1024:8.1f} {b / 1024:6.1f}  {dead:>16}  {cpu}"
-          f"  {steal:7.1f}  {(walsender - walsender0) * tick_ms / sagas:17.2f}  {checkpoints - checkpoints0:11d}")
+          f"  {steal:7.1f}  {(walsender - walsender0) * tick_ms / sagas:17.2f}  {checkpoints - checkpoints0:11d}"
+          f"  {vacuums - vacuums0:7d}  {analyzes - analyzes0:8d}")
 rates = [i["settled_per_second"] for i in intervals]
 if rates:
     print(f"lowest minute {min(rates) / first:.2f} of the first; last {rates[-1] / first:.2f}; "

@@ -46,11 +46,13 @@ pub async fn rooms_round_trip(stores: RoomsAndOrders) {
         store.get(scheduled.id()).await.expect("get"),
         Some(scheduled.clone())
     );
-    // With the shop's price and a stock, then without them again.
+    // With the shop's price, a stock and a holding limit, then without them again.
     let krw = Currency::parse("KRW").expect("currency");
     let priced = room("black-friday", RoomState::Open)
         .with_unit_price(Some(Money::new(9_900, krw).expect("money")))
-        .with_stock(Some(Stock::of(100)));
+        .with_stock(Some(Stock::of(100)))
+        .with_max_unordered(Some(7))
+        .expect("a holding limit");
     store.put(&priced).await.expect("put again");
     assert_eq!(store.get(priced.id()).await.expect("get"), Some(priced));
     let open = room("black-friday", RoomState::Open);

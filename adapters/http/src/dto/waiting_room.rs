@@ -246,6 +246,17 @@ impl RoomRequest {
                 None
             }
         };
+        let max_unordered = match self.max_unordered.map(u32::try_from) {
+            None => None,
+            Some(Ok(max)) if (1..=Rate::MAX_ADMISSIONS).contains(&max) => Some(max),
+            Some(_) => {
+                errors.push(FieldError::new(
+                    "max_unordered",
+                    format!("must be between 1 and {}", Rate::MAX_ADMISSIONS),
+                ));
+                None
+            }
+        };
         // Built with the default rate when the rate is wrong, so every other error is named too.
         let room = WaitingRoom::new(
             id,
@@ -281,7 +292,6 @@ impl RoomRequest {
             return Err(ApiError::BusinessRule(business));
         }
         let room = room.map_err(ApiError::from)?;
-        let max_unordered = self.max_unordered.map(|n| u32::try_from(n).unwrap_or(0));
         let room = room
             .with_max_unordered(max_unordered)
             .map_err(|e| ApiError::Validation(vec![request_field(e)]))?;

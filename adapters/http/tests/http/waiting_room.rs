@@ -298,7 +298,7 @@ async fn rooms_are_configured_by_operators_with_every_error_named() {
         .await
         .problem(StatusCode::FORBIDDEN, "forbidden");
     let bad = json!({"skus": ["bad sku"], "admissions": 0, "interval_ms": 50, "state": "open",
-        "heartbeat_timeout_ms": 10});
+        "heartbeat_timeout_ms": 10, "max_unordered": 0});
     let problem = sale
         .app
         .send(request(
@@ -316,9 +316,24 @@ async fn rooms_are_configured_by_operators_with_every_error_named() {
         "admissions",
         "interval_ms",
         "heartbeat_timeout_ms",
+        "max_unordered",
     ] {
         assert!(fields.contains(&field), "{field} in {problem}");
     }
+    // A holding limit is shown as set.
+    let limited = json!({"skus": ["X-1"], "state": "open", "max_unordered": 5});
+    let shown = sale
+        .app
+        .send(request(
+            "PUT",
+            "/waiting-rooms/other",
+            &sale.admin,
+            &[],
+            Some(&limited),
+        ))
+        .await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.text());
+    assert_eq!(shown.json()["max_unordered"], 5);
     let backwards = json!({"skus": ["X-1"], "state": "open",
         "opens_at": "2030-01-02T00:00:00Z", "closes_at": "2030-01-01T00:00:00Z"});
     sale.app
