@@ -23,8 +23,11 @@ use crate::kafka_crash::{Fault, crash_run_on};
 /// Static members, as deployed: a restarted service takes its partitions back at once.
 const STATIC: &[&str] = &["--kafka-instance-id", "instance-0"];
 /// Enough for three crash moments (up to 225 settled sagas apart) with orders still flowing, also
-/// after the stalled crash, whose backlog settles at once when everything is back.
-const ORDERS: usize = 1500;
+/// after the stalled crash, whose backlog settles at once when everything is back: with 1,500 the
+/// whole load had sometimes settled by the stalled crash (the broker's restart lets a backlog
+/// build up that then settles in a burst), so the stall caught no command and a mutant went
+/// unnoticed.
+const ORDERS: usize = 3000;
 
 /// A crash run on a Tansu broker of its own: the broker killed alone, then everything at once.
 async fn broker_then_everything(unsafe_offsets: bool) -> crate::kafka_crash::Verdict {

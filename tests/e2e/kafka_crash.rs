@@ -249,6 +249,25 @@ async fn stall_delivery_inbox(pool: &PgPool) -> sqlx::Transaction<'static, sqlx:
         .execute(&mut *stall)
         .await
         .expect("lock");
+    // Until a command's handling waits on the lock (received, so a mutant has stored its
+    // offset), then longer than the consumers' auto-commit interval (500 ms), so that a stored
+    // offset has reached the broker when everything dies.
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    while count(
+        pool,
+        "SELECT count(*) FROM pg_locks WHERE relation = 'delivery.inbox'::regclass AND NOT granted",
+    )
+    .await
+        == 0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "the delivery inbox stalled: a handler waits on it after {:?}",
+        started.elapsed()
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stall
 }
