@@ -51,13 +51,23 @@ async fn a_broker_killed_and_restarted_with_its_data_then_everything_killed_lose
     verdict.assert_nothing_lost();
 }
 
+/// How many crash runs the mutant gets to show itself. Losing a message needs a command received
+/// and its offset committed but not handled when everything dies; on Tansu some runs lose nothing
+/// even so (the stall catches a handler, yet every command comes back after the restart). A
+/// mutant caught once is caught; a correct build is checked by the test above, every run.
+const MUTANT_RUNS: usize = 3;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_restart_test_catches_offsets_stored_before_the_commit() {
-    let verdict = broker_then_everything(true).await;
-    assert!(
-        !verdict.nothing_lost(),
-        "{verdict:?}: the mutant went unnoticed"
-    );
+    let mut verdicts = Vec::new();
+    for _ in 0..MUTANT_RUNS {
+        let verdict = broker_then_everything(true).await;
+        if !verdict.nothing_lost() {
+            return;
+        }
+        verdicts.push(verdict);
+    }
+    panic!("{verdicts:?}: the mutant went unnoticed in {MUTANT_RUNS} runs");
 }
 
 async fn ready(addr: &str) -> bool {
