@@ -204,8 +204,11 @@ redis-cli --tls --cacert "$tls_dir/ca.pem" -h localhost -p "$port" ping >/dev/nu
   || fail "Redis does not answer on its TLS port $port"
 export REDIS_TLS_URL="rediss://localhost:$port"
 # A Redis Cluster that speaks TLS only (clients, cluster bus, replication), for the queue contract.
+# From port 16000: its bus ports (+10000) stay below the kernel's ephemeral range (32768 up), where
+# an outgoing connection's local port could take one first (a base of 27000 put them at 37000+,
+# and a node now and then failed to start).
 tls_cluster_dir=$(mktemp -d)
-REDIS_CLUSTER_TLS_NODES=$(REDIS_CLUSTER_TLS_DIR=$tls_dir REDIS_CLUSTER_BASE_PORT=27000 \
+REDIS_CLUSTER_TLS_NODES=$(REDIS_CLUSTER_TLS_DIR=$tls_dir REDIS_CLUSTER_BASE_PORT=16000 \
   scripts/redis-cluster.sh start "$tls_cluster_dir") || fail "the TLS Redis Cluster did not start"
 export REDIS_CLUSTER_TLS_NODES
 echo "TLS ready: CA in $tls_dir; PostgreSQL ssl=on; $REDIS_TLS_URL; cluster $REDIS_CLUSTER_TLS_NODES"
