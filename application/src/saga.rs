@@ -17,6 +17,9 @@ use ordership_domain::{
     FulfilmentSaga, Message, MessageId, Order, OrderStatus, SagaPolicy, SagaState, SeededRandom,
 };
 
+use ordership_domain::planted::{self, Bug};
+use ordership_domain::{CancellationReason, OrderEvent};
+
 use crate::messages::delivery_commands::{cancel_delivery, schedule_delivery};
 use crate::messages::delivery_events::decode_reply;
 use crate::messages::order_events::order_event;
@@ -248,7 +251,9 @@ impl MessageHandler for FulfilmentOrchestrator {
         let (order_id, reply) = decode_reply(message)?;
         let now = self.stamps.now();
         let mut tx = self.uow.begin().await?;
-        if !tx.inbox().record(CONSUMER, message.id, now).await? {
+        if !tx.inbox().record(CONSUMER, message.id, now).await?
+            && !planted::active(Bug::InboxSkipped)
+        {
             return Ok(HandleOutcome::Duplicate);
         }
         // The saga locked first: the order is then read after any concurrent step committed.
@@ -259,11 +264,26 @@ impl MessageHandler for FulfilmentOrchestrator {
             )));
         };
         let loaded = Loaded::of(&order, Some(&saga));
-        let step = decide::on_reply(&mut order, &mut saga, reply, now)
+        let step = decide::on_reply(&self.policy, &mut order, &mut saga, reply, now)
             .map_err(|e| HandleError::Transient(Box::new(e)))?;
         let outcome = match step {
             Step::Ignored(why) => {
                 tracing::debug!(%order_id, message_type = %message.message_type, why, "reply ignored");
+                if planted::active(Bug::CompensationTwice) && saga.state() == SagaState::Compensated
+                {
+                    // Planted: the compensation announced again for a late cancellation reply.
+                    let again = OrderEvent::Cancelled {
+                        reason: CancellationReason::CustomerRequested,
+                    };
+                    let messages = encode(
+                        &self.stamps,
+                        &order,
+                        vec![Outgoing::Event(again)],
+                        Some(message.id),
+                    )
+                    .map_err(HandleError::Transient)?;
+                    crate::outbox::append(tx.outbox(), &messages).await?;
+                }
                 HandleOutcome::Ignored
             }
             Step::Changed(outgoing) => {

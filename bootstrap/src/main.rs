@@ -16,6 +16,7 @@ async fn main() -> std::process::ExitCode {
                 | Command::Dlq { .. }
                 | Command::Token(_)
                 | Command::BenchPublish { .. }
+                | Command::Simulate(_)
         )
     );
     let service = match &cli.command {

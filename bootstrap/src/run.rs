@@ -2,7 +2,7 @@
 
 use crate::cli::{Cli, Command};
 use crate::commands::{
-    bench_order, bench_publish, dev_broker, dlq, migrate, outbox, room, saga, token,
+    bench_order, bench_publish, dev_broker, dlq, migrate, outbox, room, saga, simulate, token,
 };
 use crate::server::shutdown_signal;
 use crate::wiring::{Application, Role};
@@ -24,6 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Outbox { service, action } => outbox::run(args, service, action).await,
         Command::Saga { action } => saga::run(args, action).await,
         Command::Room { action } => room::run(args, action).await,
+        Command::Simulate(simulate) => simulate::run(simulate).await,
         Command::Dlq { service, action } => dlq::run(args, service, action).await,
         Command::BenchCheckOrder {
             topics,

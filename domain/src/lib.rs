@@ -34,13 +34,14 @@
 //! let id = OrderId::from_uuid(uuid::Uuid::now_v7());
 //! let (mut order, placed) = Order::place(id, command, now);
 //! assert!(matches!(placed, OrderEvent::Placed { .. }));
-//! let (mut saga, first) = decide::start(&SagaPolicy::default(), id, now);
+//! let policy = SagaPolicy::default();
+//! let (mut saga, first) = decide::start(&policy, id, now);
 //! assert_eq!(first, SagaCommand::ScheduleDelivery);
 //!
 //! // The delivery service scheduled it: the saga confirms the order and completes, and the
 //! // order service announces the confirmation (your adapters save both and send the event).
 //! let delivery_id = DeliveryId::from_uuid(uuid::Uuid::now_v7());
-//! let step = decide::on_reply(&mut order, &mut saga, DeliveryReply::Scheduled(delivery_id), now)?;
+//! let step = decide::on_reply(&policy, &mut order, &mut saga, DeliveryReply::Scheduled(delivery_id), now)?;
 //! assert_eq!(
 //!     step,
 //!     Step::Changed(vec![Outgoing::Event(OrderEvent::Confirmed { delivery_id })])
@@ -49,7 +50,7 @@
 //! assert_eq!(saga.state(), SagaState::Completed);
 //!
 //! // A late rejection of the same order is ignored: nothing changes.
-//! let late = decide::on_reply(&mut order, &mut saga, DeliveryReply::Rejected("late".into()), now)?;
+//! let late = decide::on_reply(&policy, &mut order, &mut saga, DeliveryReply::Rejected("late".into()), now)?;
 //! assert!(matches!(late, Step::Ignored(_)));
 //! # Ok(())
 //! # }
@@ -64,6 +65,7 @@ pub mod jitter;
 pub mod message;
 pub mod money;
 pub mod order;
+pub mod planted;
 pub mod ports;
 pub mod product;
 pub mod rate_limit;

@@ -237,6 +237,17 @@ impl MemoryStore {
     pub async fn orders(&self) -> Vec<Order> {
         self.tables.lock().await.orders.values().cloned().collect()
     }
+
+    /// Every saga. For tests and checks.
+    pub async fn sagas(&self) -> Vec<FulfilmentSaga> {
+        self.tables.lock().await.sagas.values().cloned().collect()
+    }
+
+    /// Whether `consumer`'s inbox holds `id`. For tests and checks.
+    pub async fn inbox_holds(&self, consumer: &str, id: MessageId) -> bool {
+        let key = (consumer.to_owned(), id);
+        self.tables.lock().await.inbox.contains_key(&key)
+    }
 }
 
 #[async_trait]

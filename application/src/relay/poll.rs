@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use ordership_domain::Message;
+use ordership_domain::planted::{self, Bug};
 use ordership_domain::ports::{
     Clock, MessagePublisher, OutboxSignal, PublishError, Transaction, UnitOfWork,
 };
@@ -152,6 +153,10 @@ impl<Tx: ?Sized + Transaction> OutboxRelay<Tx> {
                     break;
                 }
                 Err(e) => {
+                    if planted::active(Bug::MarkBeforeAck) {
+                        // Planted: the batch marked although the broker did not take it.
+                        acknowledged = in_flight;
+                    }
                     // Commit what was acknowledged before; this batch comes again.
                     failure = Some(e);
                     break;

@@ -109,6 +109,43 @@ pub enum Command {
         #[command(subcommand)]
         action: RoomCommand,
     },
+    /// The deterministic simulator: both services on in-memory adapters under faults chosen by
+    /// a seed, checked by an oracle. `--seed S` replays one run exactly (its trace hash is the
+    /// same on every machine); `--runs N` or `--duration D` runs fresh seeds.
+    Simulate(SimulateArgs),
+}
+
+/// `ordership simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Replay this seed (one run), or with --runs/--duration, the first seed of the batch.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Runs of a batch (seeds from --seed, else from the clock).
+    #[arg(long)]
+    pub runs: Option<u64>,
+    /// Run a batch for this long (with --runs: whichever ends first).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Orders each run's clients place.
+    #[arg(long, default_value_t = 50)]
+    pub orders: usize,
+    /// No faults: only the schedule's interleavings.
+    #[arg(long)]
+    pub no_faults: bool,
+    /// Print the run's steps and faults (one run).
+    #[arg(long)]
+    pub trace: bool,
+    /// Plant a known bug (builds with the feature planted-bugs): offset-before-effect,
+    /// inbox-skipped, mark-before-ack, stale-reply, compensation-twice.
+    #[arg(long)]
+    pub bug: Option<String>,
+    /// Threads of a batch (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What to do with a waiting room.

@@ -8,4 +8,5 @@ pub mod migrate;
 pub mod outbox;
 pub mod room;
 pub mod saga;
+pub mod simulate;
 pub mod token;

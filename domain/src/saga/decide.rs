@@ -92,6 +92,7 @@ pub fn start(
 /// # Errors
 /// [`InvalidTransition`] when the order and the saga disagree (a broken invariant).
 pub fn on_reply(
+    policy: &SagaPolicy,
     order: &mut Order,
     saga: &mut FulfilmentSaga,
     reply: DeliveryReply,
@@ -106,10 +107,23 @@ pub fn on_reply(
         }
         (DeliveryReply::Rejected(reason), SagaState::AwaitingDelivery) => {
             let cancelled = order.cancel(CancellationReason::DeliveryRejected { reason }, now)?;
-            saga.compensated(now)?;
-            event(cancelled)
+            if saga.attempts() > 1 {
+                // `ScheduleDelivery` went out more than once, and another send may still be
+                // scheduled (capacity freed meanwhile): undo whatever the sends did. Sent after
+                // them under the order's key, `CancelDelivery` reaches the delivery service last.
+                saga.begin_compensation(policy.deadline(1, now, Jitter::NONE), now)?;
+                Step::Changed(vec![
+                    Outgoing::Event(cancelled),
+                    Outgoing::Command(SagaCommand::CancelDelivery),
+                ])
+            } else {
+                saga.compensated(now)?;
+                event(cancelled)
+            }
         }
-        (DeliveryReply::Cancelled, SagaState::Cancelling) => {
+        // A saga that gave up waiting for the cancellation's confirmation ends compensated
+        // when the confirmation comes after all: the delivery is cancelled, so is the order.
+        (DeliveryReply::Cancelled, SagaState::Cancelling | SagaState::Failed) => {
             let mut out = Vec::new();
             if order.is_cancellable() {
                 out.push(Outgoing::Event(
@@ -137,6 +151,13 @@ pub fn on_reply(
                 // The customer asked too late: the parcel is on its way, the order follows it.
                 saga.complete(now)?;
             }
+            Step::Changed(Vec::new())
+        }
+        (DeliveryReply::Scheduled(_), SagaState::Cancelling)
+            if crate::planted::active(crate::planted::Bug::StaleReply) =>
+        {
+            // Planted: a confirmation meant for the step before taken as the saga's end.
+            saga.complete(now)?;
             Step::Changed(Vec::new())
         }
         (DeliveryReply::Shipped, _) => match order.ship(now) {
@@ -358,6 +379,15 @@ mod tests {
         (order, saga, now)
     }
 
+    /// When: the delivery service confirms the cancellation.
+    fn cancellation_confirmed(
+        order: &mut Order,
+        saga: &mut FulfilmentSaga,
+        now: DateTime<Utc>,
+    ) -> Result<Step, InvalidTransition> {
+        on_reply(&policy(), order, saga, DeliveryReply::Cancelled, now)
+    }
+
     fn delivery() -> DeliveryId {
         DeliveryId::from_uuid(uuid::Uuid::now_v7())
     }
@@ -366,6 +396,7 @@ mod tests {
     fn confirmed() -> (Order, FulfilmentSaga, DateTime<Utc>) {
         let (mut order, mut saga, now) = placed();
         on_reply(
+            &policy(),
             &mut order,
             &mut saga,
             DeliveryReply::Scheduled(delivery()),
@@ -379,7 +410,14 @@ mod tests {
     fn a_scheduled_delivery_confirms_the_order_and_completes_the_saga() {
         let (mut order, mut saga, now) = placed();
         let id = delivery();
-        let step = on_reply(&mut order, &mut saga, DeliveryReply::Scheduled(id), now).expect("ok");
+        let step = on_reply(
+            &policy(),
+            &mut order,
+            &mut saga,
+            DeliveryReply::Scheduled(id),
+            now,
+        )
+        .expect("ok");
         assert_eq!(
             step,
             Step::Changed(vec![Outgoing::Event(OrderEvent::Confirmed {
@@ -396,7 +434,7 @@ mod tests {
     fn a_rejection_cancels_the_order_with_its_reason_and_compensates() {
         let (mut order, mut saga, now) = placed();
         let reply = DeliveryReply::Rejected("country BR is not served".into());
-        let step = on_reply(&mut order, &mut saga, reply, now).expect("ok");
+        let step = on_reply(&policy(), &mut order, &mut saga, reply, now).expect("ok");
         let reason = CancellationReason::DeliveryRejected {
             reason: "country BR is not served".into(),
         };
@@ -415,7 +453,7 @@ mod tests {
         let (mut order, mut saga, now) = confirmed();
         let (order_before, saga_before) = (order.clone(), saga.clone());
         let late = DeliveryReply::Rejected("late".into());
-        let step = on_reply(&mut order, &mut saga, late, now).expect("ok");
+        let step = on_reply(&policy(), &mut order, &mut saga, late, now).expect("ok");
         assert!(matches!(step, Step::Ignored(_)));
         assert_eq!((order, saga), (order_before, saga_before));
     }
@@ -423,21 +461,43 @@ mod tests {
     #[test]
     fn progress_moves_a_confirmed_order_and_is_ignored_before() {
         let (mut order, mut saga, now) = placed();
-        let early = on_reply(&mut order, &mut saga, DeliveryReply::Shipped, now).expect("ok");
+        let early = on_reply(
+            &policy(),
+            &mut order,
+            &mut saga,
+            DeliveryReply::Shipped,
+            now,
+        )
+        .expect("ok");
         assert!(matches!(early, Step::Ignored(_)));
         on_reply(
+            &policy(),
             &mut order,
             &mut saga,
             DeliveryReply::Scheduled(delivery()),
             now,
         )
         .expect("ok");
-        let shipped = on_reply(&mut order, &mut saga, DeliveryReply::Shipped, now).expect("ok");
+        let shipped = on_reply(
+            &policy(),
+            &mut order,
+            &mut saga,
+            DeliveryReply::Shipped,
+            now,
+        )
+        .expect("ok");
         assert_eq!(
             shipped,
             Step::Changed(vec![Outgoing::Event(OrderEvent::Shipped)])
         );
-        on_reply(&mut order, &mut saga, DeliveryReply::Delivered, now).expect("ok");
+        on_reply(
+            &policy(),
+            &mut order,
+            &mut saga,
+            DeliveryReply::Delivered,
+            now,
+        )
+        .expect("ok");
         assert_eq!(order.status(), OrderStatus::Delivered);
     }
 
@@ -493,6 +553,54 @@ mod tests {
     }
 
     #[test]
+    fn a_rejection_after_a_resend_undoes_what_another_send_may_schedule() {
+        // Found by the simulator: the first send was rejected (no capacity), the saga
+        // compensated, and the re-send, handled once capacity was freed, scheduled a delivery
+        // for the cancelled order.
+        let (mut order, mut saga, now) = placed();
+        on_deadline(&policy(), &mut order, &mut saga, now, Jitter::NONE).expect("resent");
+        let reply = DeliveryReply::Rejected("no capacity left".into());
+        let step = on_reply(&policy(), &mut order, &mut saga, reply, now).expect("ok");
+        assert!(matches!(
+            step,
+            Step::Changed(ref out) if out.last() == Some(&Outgoing::Command(SagaCommand::CancelDelivery))
+        ));
+        assert_eq!(
+            (order.status(), saga.state()),
+            (OrderStatus::Cancelled, SagaState::Cancelling)
+        );
+        let step = cancellation_confirmed(&mut order, &mut saga, now);
+        assert_eq!(step.expect("ok"), Step::Changed(Vec::new()));
+        assert_eq!(saga.state(), SagaState::Compensated);
+    }
+
+    #[test]
+    fn a_cancellation_confirmed_after_the_saga_gave_up_compensates_it() {
+        // Found by the simulator: the confirmation of a cancellation that came after the
+        // saga's last deadline was ignored, leaving a confirmed order with a cancelled delivery.
+        let (mut order, mut saga, now) = confirmed();
+        on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("cancel");
+        for _ in 0..2 {
+            on_deadline(&policy(), &mut order, &mut saga, now, Jitter::NONE).expect("ok");
+        }
+        assert_eq!(
+            (order.status(), saga.state()),
+            (OrderStatus::Confirmed, SagaState::Failed)
+        );
+        let step = cancellation_confirmed(&mut order, &mut saga, now).expect("ok");
+        assert_eq!(
+            step,
+            Step::Changed(vec![Outgoing::Event(OrderEvent::Cancelled {
+                reason: CancellationReason::CustomerRequested
+            })])
+        );
+        assert_eq!(
+            (order.status(), saga.state()),
+            (OrderStatus::Cancelled, SagaState::Compensated)
+        );
+    }
+
+    #[test]
     fn cancelling_a_pending_order_cancels_it_at_once_and_still_undoes_the_delivery() {
         let (mut order, mut saga, now) = placed();
         let out = on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("ok");
@@ -517,7 +625,7 @@ mod tests {
         let out = on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("ok");
         assert_eq!(out, [Outgoing::Command(SagaCommand::CancelDelivery)]);
         assert_eq!(order.status(), OrderStatus::Confirmed);
-        let step = on_reply(&mut order, &mut saga, DeliveryReply::Cancelled, now).expect("ok");
+        let step = cancellation_confirmed(&mut order, &mut saga, now).expect("ok");
         assert!(matches!(step, Step::Changed(ref out) if out.len() == 1));
         assert_eq!(
             (order.status(), saga.state()),
@@ -528,7 +636,14 @@ mod tests {
     #[test]
     fn a_shipped_order_cannot_be_cancelled() {
         let (mut order, mut saga, now) = confirmed();
-        on_reply(&mut order, &mut saga, DeliveryReply::Shipped, now).expect("ok");
+        on_reply(
+            &policy(),
+            &mut order,
+            &mut saga,
+            DeliveryReply::Shipped,
+            now,
+        )
+        .expect("ok");
         let refused = on_customer_cancel(&policy(), &mut order, Some(&mut saga), now);
         assert_eq!(
             refused,
@@ -547,7 +662,7 @@ mod tests {
         };
         let (mut order, mut saga, now) = confirmed();
         on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("ok");
-        on_reply(&mut order, &mut saga, refused(), now).expect("ok");
+        on_reply(&policy(), &mut order, &mut saga, refused(), now).expect("ok");
         assert_eq!(
             saga.state(),
             SagaState::Completed,
@@ -556,7 +671,7 @@ mod tests {
 
         let (mut order, mut saga, now) = placed();
         on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("ok");
-        on_reply(&mut order, &mut saga, refused(), now).expect("ok");
+        on_reply(&policy(), &mut order, &mut saga, refused(), now).expect("ok");
         assert_eq!(saga.state(), SagaState::Failed);
     }
 
@@ -584,7 +699,7 @@ mod tests {
             delivery_id: delivery(),
             status: "shipped".into(),
         };
-        on_reply(&mut order, &mut saga, refused, now).expect("ok");
+        on_reply(&policy(), &mut order, &mut saga, refused, now).expect("ok");
         assert_eq!(saga.state(), SagaState::Failed);
         let out = retry(&mut order, &mut saga).expect("retried");
         assert_eq!(out, [Outgoing::Command(SagaCommand::CancelDelivery)]);

@@ -187,12 +187,15 @@ impl FulfilmentSaga {
         Ok(self.record(SagaEvent::CompensationBegun { deadline }, now))
     }
 
-    /// Nothing is left to undo.
+    /// Nothing is left to undo (also for a saga that had given up waiting to hear so).
     ///
     /// # Errors
-    /// [`InvalidTransition`] unless waiting for a reply.
+    /// [`InvalidTransition`] unless waiting for a reply or failed.
     pub fn compensated(&mut self, now: DateTime<Utc>) -> Result<SagaEvent, InvalidTransition> {
-        self.require(self.state.is_waiting(), "finish compensation")?;
+        self.require(
+            self.state.is_waiting() || self.state == SagaState::Failed,
+            "finish compensation",
+        )?;
         Ok(self.record(SagaEvent::Compensated, now))
     }
 
@@ -254,6 +257,7 @@ impl FulfilmentSaga {
             SagaEvent::Compensated => {
                 self.state = SagaState::Compensated;
                 self.deadline = None;
+                self.failure_reason = None;
             }
             SagaEvent::Failed { reason } => {
                 self.state = SagaState::Failed;
@@ -347,6 +351,13 @@ mod tests {
         let mut f = saga();
         f.fail("gave up".into(), Utc::now()).expect("fail");
         assert_eq!(f.failure_reason(), Some("gave up"));
-        assert!(f.compensated(Utc::now()).is_err());
+        assert!(f.complete(Utc::now()).is_err());
+        assert!(f.retry(Utc::now(), Utc::now()).is_err());
+        // A failed saga still hears that the delivery was cancelled after all.
+        f.compensated(Utc::now()).expect("compensated late");
+        assert_eq!(
+            (f.state(), f.failure_reason()),
+            (SagaState::Compensated, None)
+        );
     }
 }
