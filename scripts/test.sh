@@ -293,8 +293,10 @@ forbidden_in ordership-http 'sqlx.*' 'rdkafka.*' anyhow ordership-memory
 forbidden_in ordership-postgres 'rdkafka.*' 'axum.*' ordership-application ordership-memory
 forbidden_in ordership-kafka 'sqlx.*' 'axum.*' anyhow ordership-memory ordership-http ordership-postgres
 forbidden_in ordership-redis 'sqlx.*' 'rdkafka.*' 'axum.*' anyhow ordership-application ordership-memory ordership-http ordership-postgres ordership-kafka
+# The simulator runs the application on the in-memory adapters only: no I/O adapter, no broker.
+forbidden_in ordership-sim 'sqlx.*' 'rdkafka.*' 'redis.*' 'axum.*' hyper anyhow ordership-http ordership-postgres ordership-kafka ordership-redis
 # Libraries return typed errors: none of them uses anyhow itself.
-for crate in ordership-domain ordership-application ordership-memory ordership-http ordership-postgres ordership-kafka ordership-redis; do
+for crate in ordership-domain ordership-application ordership-memory ordership-http ordership-postgres ordership-kafka ordership-redis ordership-sim; do
   direct=$(cargo tree -p "$crate" -e normal --depth 1 --prefix none --locked 2>/dev/null | awk 'NR > 1 {print $1}')
   ! grep -qx anyhow <<<"$direct" || fail "$crate must not use anyhow itself"
 done

@@ -220,7 +220,11 @@ async fn a_hundred_units_for_a_thousand_buyers_on(redis: &[&str]) {
             1_000 - placed,
             "everyone else told sold out: {report}"
         );
-        assert!(count(&report["admitted"]) <= placed + 3, "{report}");
+        // Admitted beyond the units: only while an instance's rooms cache (re-read every second)
+        // has not seen the last sales, so at most about two intervals of the rate (38 and 51 of
+        // 50 a second on a slow machine); without the holding limit every buyer is admitted.
+        let rate = count(&report["rate_admissions"]);
+        assert!(count(&report["admitted"]) <= placed + 2 * rate, "{report}");
         if name == "resold" {
             assert!(cancelled > 0, "{report}");
         }
