@@ -379,13 +379,14 @@ mod tests {
         (order, saga, now)
     }
 
-    /// When: the delivery service confirms the cancellation.
-    fn cancellation_confirmed(
+    /// When: the delivery service answers with `reply`.
+    fn answer(
         order: &mut Order,
         saga: &mut FulfilmentSaga,
+        reply: DeliveryReply,
         now: DateTime<Utc>,
     ) -> Result<Step, InvalidTransition> {
-        on_reply(&policy(), order, saga, DeliveryReply::Cancelled, now)
+        on_reply(&policy(), order, saga, reply, now)
     }
 
     fn delivery() -> DeliveryId {
@@ -395,8 +396,7 @@ mod tests {
     /// Given: an order whose delivery was scheduled.
     fn confirmed() -> (Order, FulfilmentSaga, DateTime<Utc>) {
         let (mut order, mut saga, now) = placed();
-        on_reply(
-            &policy(),
+        answer(
             &mut order,
             &mut saga,
             DeliveryReply::Scheduled(delivery()),
@@ -410,14 +410,7 @@ mod tests {
     fn a_scheduled_delivery_confirms_the_order_and_completes_the_saga() {
         let (mut order, mut saga, now) = placed();
         let id = delivery();
-        let step = on_reply(
-            &policy(),
-            &mut order,
-            &mut saga,
-            DeliveryReply::Scheduled(id),
-            now,
-        )
-        .expect("ok");
+        let step = answer(&mut order, &mut saga, DeliveryReply::Scheduled(id), now).expect("ok");
         assert_eq!(
             step,
             Step::Changed(vec![Outgoing::Event(OrderEvent::Confirmed {
@@ -434,7 +427,7 @@ mod tests {
     fn a_rejection_cancels_the_order_with_its_reason_and_compensates() {
         let (mut order, mut saga, now) = placed();
         let reply = DeliveryReply::Rejected("country BR is not served".into());
-        let step = on_reply(&policy(), &mut order, &mut saga, reply, now).expect("ok");
+        let step = answer(&mut order, &mut saga, reply, now).expect("ok");
         let reason = CancellationReason::DeliveryRejected {
             reason: "country BR is not served".into(),
         };
@@ -453,7 +446,7 @@ mod tests {
         let (mut order, mut saga, now) = confirmed();
         let (order_before, saga_before) = (order.clone(), saga.clone());
         let late = DeliveryReply::Rejected("late".into());
-        let step = on_reply(&policy(), &mut order, &mut saga, late, now).expect("ok");
+        let step = answer(&mut order, &mut saga, late, now).expect("ok");
         assert!(matches!(step, Step::Ignored(_)));
         assert_eq!((order, saga), (order_before, saga_before));
     }
@@ -461,43 +454,21 @@ mod tests {
     #[test]
     fn progress_moves_a_confirmed_order_and_is_ignored_before() {
         let (mut order, mut saga, now) = placed();
-        let early = on_reply(
-            &policy(),
-            &mut order,
-            &mut saga,
-            DeliveryReply::Shipped,
-            now,
-        )
-        .expect("ok");
+        let early = answer(&mut order, &mut saga, DeliveryReply::Shipped, now).expect("ok");
         assert!(matches!(early, Step::Ignored(_)));
-        on_reply(
-            &policy(),
+        answer(
             &mut order,
             &mut saga,
             DeliveryReply::Scheduled(delivery()),
             now,
         )
         .expect("ok");
-        let shipped = on_reply(
-            &policy(),
-            &mut order,
-            &mut saga,
-            DeliveryReply::Shipped,
-            now,
-        )
-        .expect("ok");
+        let shipped = answer(&mut order, &mut saga, DeliveryReply::Shipped, now).expect("ok");
         assert_eq!(
             shipped,
             Step::Changed(vec![Outgoing::Event(OrderEvent::Shipped)])
         );
-        on_reply(
-            &policy(),
-            &mut order,
-            &mut saga,
-            DeliveryReply::Delivered,
-            now,
-        )
-        .expect("ok");
+        answer(&mut order, &mut saga, DeliveryReply::Delivered, now).expect("ok");
         assert_eq!(order.status(), OrderStatus::Delivered);
     }
 
@@ -560,7 +531,7 @@ mod tests {
         let (mut order, mut saga, now) = placed();
         on_deadline(&policy(), &mut order, &mut saga, now, Jitter::NONE).expect("resent");
         let reply = DeliveryReply::Rejected("no capacity left".into());
-        let step = on_reply(&policy(), &mut order, &mut saga, reply, now).expect("ok");
+        let step = answer(&mut order, &mut saga, reply, now).expect("ok");
         assert!(matches!(
             step,
             Step::Changed(ref out) if out.last() == Some(&Outgoing::Command(SagaCommand::CancelDelivery))
@@ -569,7 +540,7 @@ mod tests {
             (order.status(), saga.state()),
             (OrderStatus::Cancelled, SagaState::Cancelling)
         );
-        let step = cancellation_confirmed(&mut order, &mut saga, now);
+        let step = answer(&mut order, &mut saga, DeliveryReply::Cancelled, now);
         assert_eq!(step.expect("ok"), Step::Changed(Vec::new()));
         assert_eq!(saga.state(), SagaState::Compensated);
     }
@@ -587,7 +558,7 @@ mod tests {
             (order.status(), saga.state()),
             (OrderStatus::Confirmed, SagaState::Failed)
         );
-        let step = cancellation_confirmed(&mut order, &mut saga, now).expect("ok");
+        let step = answer(&mut order, &mut saga, DeliveryReply::Cancelled, now).expect("ok");
         assert_eq!(
             step,
             Step::Changed(vec![Outgoing::Event(OrderEvent::Cancelled {
@@ -625,7 +596,7 @@ mod tests {
         let out = on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("ok");
         assert_eq!(out, [Outgoing::Command(SagaCommand::CancelDelivery)]);
         assert_eq!(order.status(), OrderStatus::Confirmed);
-        let step = cancellation_confirmed(&mut order, &mut saga, now).expect("ok");
+        let step = answer(&mut order, &mut saga, DeliveryReply::Cancelled, now).expect("ok");
         assert!(matches!(step, Step::Changed(ref out) if out.len() == 1));
         assert_eq!(
             (order.status(), saga.state()),
@@ -636,14 +607,7 @@ mod tests {
     #[test]
     fn a_shipped_order_cannot_be_cancelled() {
         let (mut order, mut saga, now) = confirmed();
-        on_reply(
-            &policy(),
-            &mut order,
-            &mut saga,
-            DeliveryReply::Shipped,
-            now,
-        )
-        .expect("ok");
+        answer(&mut order, &mut saga, DeliveryReply::Shipped, now).expect("ok");
         let refused = on_customer_cancel(&policy(), &mut order, Some(&mut saga), now);
         assert_eq!(
             refused,
@@ -662,7 +626,7 @@ mod tests {
         };
         let (mut order, mut saga, now) = confirmed();
         on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("ok");
-        on_reply(&policy(), &mut order, &mut saga, refused(), now).expect("ok");
+        answer(&mut order, &mut saga, refused(), now).expect("ok");
         assert_eq!(
             saga.state(),
             SagaState::Completed,
@@ -671,7 +635,7 @@ mod tests {
 
         let (mut order, mut saga, now) = placed();
         on_customer_cancel(&policy(), &mut order, Some(&mut saga), now).expect("ok");
-        on_reply(&policy(), &mut order, &mut saga, refused(), now).expect("ok");
+        answer(&mut order, &mut saga, refused(), now).expect("ok");
         assert_eq!(saga.state(), SagaState::Failed);
     }
 
@@ -699,7 +663,7 @@ mod tests {
             delivery_id: delivery(),
             status: "shipped".into(),
         };
-        on_reply(&policy(), &mut order, &mut saga, refused, now).expect("ok");
+        answer(&mut order, &mut saga, refused, now).expect("ok");
         assert_eq!(saga.state(), SagaState::Failed);
         let out = retry(&mut order, &mut saga).expect("retried");
         assert_eq!(out, [Outgoing::Command(SagaCommand::CancelDelivery)]);
