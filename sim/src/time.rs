@@ -105,11 +105,6 @@ impl ProcessClock {
     pub fn jump_to_skew(&self, micros: i64) {
         self.skew.store(micros, Relaxed);
     }
-
-    #[must_use]
-    pub fn skew(&self) -> i64 {
-        self.skew.load(Relaxed)
-    }
 }
 
 impl Clock for ProcessClock {
