@@ -137,6 +137,9 @@ async fn take_units(
     admission: AdmissionRef,
     buyer: &CustomerId,
 ) -> Result<AdmissionRef, PlaceOrderError> {
+    if ordership_domain::planted::active(ordership_domain::planted::Bug::StockNotTaken) {
+        return Ok(admission);
+    }
     match tx
         .orders()
         .take_stock(&admission.room, admission.units)

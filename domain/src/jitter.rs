@@ -64,6 +64,12 @@ impl SeededRandom {
         Self::new(hasher.finish())
     }
 
+    /// Starts the draws again from `seed` (a service made with its own generator, handed the
+    /// seed of a test or a simulation).
+    pub fn reseed(&self, seed: u64) {
+        self.state.store(seed, Ordering::Relaxed);
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&self) -> u64 {
         const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -23,16 +23,24 @@ pub enum Bug {
     /// A cancellation reply that reaches a compensated saga announces the order's cancellation
     /// again (`application/src/saga.rs`).
     CompensationTwice,
+    /// An order placed with an admission does not take its units from the room's stock
+    /// (`application/src/orders.rs`): the sale is oversold.
+    StockNotTaken,
+    /// The queue forgets the admissions of its current window (the memory queue,
+    /// `adapters/memory/src/waiting_room.rs`): it admits beyond the room's rate.
+    RateWindowForgotten,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::OffsetBeforeEffect,
         Self::InboxSkipped,
         Self::MarkBeforeAck,
         Self::StaleReply,
         Self::CompensationTwice,
+        Self::StockNotTaken,
+        Self::RateWindowForgotten,
     ];
 
     /// The bug's name on the command line (`offset-before-effect`, …).
@@ -44,6 +52,8 @@ impl Bug {
             Self::MarkBeforeAck => "mark-before-ack",
             Self::StaleReply => "stale-reply",
             Self::CompensationTwice => "compensation-twice",
+            Self::StockNotTaken => "stock-not-taken",
+            Self::RateWindowForgotten => "rate-window-forgotten",
         }
     }
 

@@ -7,6 +7,9 @@ use ordership_application::IdempotentRequest;
 use ordership_application::orders::{
     OrderAccess, OrderService, OrderView, Outcome, PlaceOrderError,
 };
+use ordership_application::waiting_room::{
+    Entry, GateRefusal, WaitingRoomError, WaitingRoomService,
+};
 use ordership_domain::ports::StoredResponse;
 use ordership_domain::{CustomerId, OrderId, PlaceOrder, ShippingAddress, parse_order_line};
 
@@ -14,12 +17,27 @@ use ordership_domain::{CustomerId, OrderId, PlaceOrder, ShippingAddress, parse_o
 /// (rejected: the saga compensates).
 const COUNTRIES: [&str; 4] = ["KR", "JP", "DE", "BR"];
 
+/// A buyer of the flash sale's SKU: where it stands in the waiting room.
+#[derive(Debug, Clone, Default)]
+pub struct Buyer {
+    /// In the room (joined, not dropped or left since).
+    pub joined: bool,
+    /// The queue token of the last join: it puts the buyer back at its ticket.
+    pub pass: Option<String>,
+    /// The admission token, once admitted (until used up or expired).
+    pub admission: Option<String>,
+    /// The sale was sold out at the buyer's last look.
+    pub sold_out: bool,
+}
+
 /// One client's order: its key, and every answer it got.
 #[derive(Debug, Clone)]
 pub struct Request {
     pub key: String,
     pub customer: String,
     country: &'static str,
+    /// A buyer of the flash sale: it orders once admitted.
+    pub buyer: Option<Buyer>,
     /// The bodies of the answers (the first request's response, stored or replayed).
     pub answers: Vec<Vec<u8>>,
     /// Refusals that are not worth asking again (a bug if any).
@@ -47,15 +65,17 @@ fn render(view: &OrderView) -> StoredResponse {
 }
 
 impl Clients {
-    /// `orders` clients, each with an order to place, countries chosen by `pick`.
+    /// `orders` clients, each with an order to place, countries chosen by `pick`; with the
+    /// `sale`, a third of them (drawn too) buy the flash sale's SKU.
     #[must_use]
-    pub fn new(orders: usize, mut pick: impl FnMut(u64) -> u64) -> Self {
+    pub fn new(orders: usize, sale: bool, mut pick: impl FnMut(u64) -> u64) -> Self {
         let requests = (0..orders)
             .map(|n| Request {
                 key: format!("key-{n}"),
                 customer: format!("c-{n}"),
                 country: COUNTRIES
                     [usize::try_from(pick(COUNTRIES.len() as u64)).unwrap_or_default()],
+                buyer: (sale && pick(3) == 0).then(Buyer::default),
                 answers: Vec::new(),
                 refusals: Vec::new(),
                 order: None,
@@ -99,6 +119,18 @@ impl Clients {
     pub fn placed(&self) -> Vec<OrderId> {
         self.requests.iter().filter_map(|r| r.order).collect()
     }
+
+    /// Buyers sent on their way who have no answer to an order yet (those waiting for a
+    /// re-send of their order are in [`Self::again`]).
+    #[must_use]
+    pub fn buying(&self) -> Vec<usize> {
+        (0..self.sent)
+            .filter(|&n| {
+                let request = &self.requests[n];
+                request.buyer.is_some() && request.answers.is_empty() && !self.again.contains(&n)
+            })
+            .collect()
+    }
 }
 
 /// Sends request `n`: what the client then knows, as a line for the trace.
@@ -113,10 +145,16 @@ pub async fn place(clients: &mut Clients, n: usize, service: &OrderService) -> S
         key: request.key.clone(),
         fingerprint: format!("order {n}"),
     };
+    let admission = request.buyer.as_ref().and_then(|b| b.admission.clone());
     let outcome = service
-        .place_order(command, None, Some(&key), &render)
+        .place_order(command, admission.as_deref(), Some(&key), &render)
         .await;
     let request = &mut clients.requests[n];
+    if let (Some(buyer), Err(e)) = (request.buyer.as_mut(), &outcome)
+        && let Some(line) = sale_refusal(buyer, e)
+    {
+        return format!("{} {line}", request.key);
+    }
     match outcome {
         Ok(Outcome::Done(view)) => {
             request.order = Some(view.order.id());
@@ -138,8 +176,32 @@ pub async fn place(clients: &mut Clients, n: usize, service: &OrderService) -> S
     }
 }
 
+/// What a buyer makes of an order refused by the sale (`None`: not the sale's refusal).
+fn sale_refusal(buyer: &mut Buyer, e: &PlaceOrderError) -> Option<String> {
+    match e {
+        PlaceOrderError::SoldOut { .. } => {
+            buyer.admission = None;
+            buyer.sold_out = true;
+            Some("refused: sold out; waits for units to come back".to_owned())
+        }
+        PlaceOrderError::NotAdmitted(GateRefusal::Expired) => {
+            buyer.admission = None;
+            Some("refused: the admission expired; looks at the room again".to_owned())
+        }
+        PlaceOrderError::NotAdmitted(GateRefusal::Unavailable | GateRefusal::RoomsUnavailable) => {
+            Some(format!("refused: {e}; tries again later"))
+        }
+        _ => None,
+    }
+}
+
 fn command(request: &Request) -> Result<PlaceOrder, String> {
-    let line = parse_order_line(0, "ABC-123", 1, 1250, "KRW").map_err(|e| e.to_string())?;
+    let sku = if request.buyer.is_some() {
+        crate::sale::SKU
+    } else {
+        "ABC-123"
+    };
+    let line = parse_order_line(0, sku, 1, 1250, "KRW").map_err(|e| e.to_string())?;
     let address = ShippingAddress::new("Kim", "1 Sejong-daero", "Seoul", "04524", request.country)
         .map_err(|e| e.to_string())?;
     let customer = CustomerId::parse(&request.customer).map_err(|e| e.to_string())?;
@@ -155,5 +217,73 @@ pub async fn cancel(service: &OrderService, order: OrderId) -> String {
     {
         Ok(_) => format!("operator cancelled {order}"),
         Err(e) => format!("operator could not cancel {order}: {e}"),
+    }
+}
+
+/// One look of buyer `n` at the sale: join (again), or ask where it stands; what it then knows,
+/// as a line for the trace. An admitted buyer orders instead (through [`place`]).
+pub async fn look(clients: &mut Clients, n: usize, rooms: &WaitingRoomService) -> String {
+    let request = &mut clients.requests[n];
+    let key = request.key.clone();
+    let (Some(buyer), Ok(customer), Some(room)) = (
+        request.buyer.as_mut(),
+        CustomerId::parse(&request.customer),
+        crate::sale::room_id(),
+    ) else {
+        return format!("{key} is no buyer");
+    };
+    let answer = if buyer.joined {
+        rooms.status(&room, &customer).await
+    } else {
+        rooms.join(&room, &customer, buyer.pass.as_deref()).await
+    };
+    match answer {
+        Ok(entry) => {
+            buyer.joined = true;
+            buyer.sold_out = false;
+            match entry {
+                Entry::Waiting {
+                    position,
+                    queue_token,
+                    ..
+                } => {
+                    buyer.pass = queue_token.or(buyer.pass.take());
+                    format!("{key} waits at {position}")
+                }
+                Entry::Admitted { token, .. } => {
+                    buyer.admission = Some(token);
+                    format!("{key} is admitted")
+                }
+                Entry::Expired { .. } => {
+                    buyer.admission = None;
+                    match rooms.leave(&room, &customer).await {
+                        Ok(()) | Err(WaitingRoomError::NotInRoom) => {
+                            buyer.joined = false;
+                            buyer.pass = None;
+                            format!("{key}'s admission expired: leaves to join again")
+                        }
+                        Err(e) => format!("{key}'s admission expired, leaving failed: {e}"),
+                    }
+                }
+                Entry::SoldOut { queue_token, .. } => {
+                    buyer.pass = queue_token.or(buyer.pass.take());
+                    buyer.sold_out = true;
+                    format!("{key} sees the sale sold out")
+                }
+            }
+        }
+        Err(WaitingRoomError::NotInRoom) => {
+            buyer.joined = false;
+            format!("{key} is not in the room: joins again")
+        }
+        Err(
+            e @ (WaitingRoomError::QueueUnavailable(_)
+            | WaitingRoomError::StoreUnavailable(_)
+            | WaitingRoomError::AlreadyOrdered),
+        ) => format!("{key}: {e}; looks again later"),
+        Err(e) => {
+            request.refusals.push(e.to_string());
+            format!("{key} refused by the room: {e}")
+        }
     }
 }

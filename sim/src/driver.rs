@@ -29,6 +29,9 @@ pub struct Options {
     pub bug: Option<Bug>,
     /// Keep the trace's lines (`--trace`).
     pub trace: bool,
+    /// Whether a third of the clients buy through the flash sale's waiting room (off: the
+    /// schedules of the runs before the sale joined them).
+    pub sale: bool,
 }
 
 impl Options {
@@ -41,6 +44,7 @@ impl Options {
             faults: true,
             bug: None,
             trace: false,
+            sale: true,
         }
     }
 }
@@ -115,12 +119,26 @@ async fn simulate(options: &Options) -> Report {
         rates: FaultRates::DEFAULT,
     };
     let trace = Arc::clone(&shared.trace);
-    let mut world = World::new(shared.clone());
+    let mut world = World::new(shared.clone(), options.sale);
     let dice = Arc::clone(&shared.dice);
-    let mut clients = Clients::new(options.orders, |n| dice.below(n));
+    let mut clients = Clients::new(options.orders, options.sale, |n| dice.below(n));
     // Never triggered: consumers are stopped by dropping them, as a killed process's are.
     let (_trigger, stop) = ShutdownTrigger::new();
 
+    if options.sale
+        && let Err(e) = world.open_sale(options.orders).await
+    {
+        return Report {
+            seed: options.seed,
+            trace_hash: trace.hash(),
+            steps: 0,
+            faults: 0,
+            simulated_ms: 0,
+            quiesce_ms: 0,
+            violations: vec![format!("the sale did not open: {e}")],
+            trace: trace.lines(),
+        };
+    }
     world.set_faults(options.faults);
     let least = options.orders * 12;
     let most = options.orders * 60;
@@ -148,7 +166,7 @@ async fn simulate(options: &Options) -> Report {
     let quiesced = quiesce(&mut world, &mut clients, &stop).await;
     let quiesce_ms = (shared.world.micros() - faults_stopped) / 1000;
 
-    let mut violations = oracle::check(&world, &clients).await;
+    let mut violations = oracle::check(&world, &clients, options.sale).await;
     if !quiesced {
         violations.push(format!(
             "liveness: work was left {} s after the faults stopped",
@@ -182,6 +200,8 @@ enum Pick {
     Crash(Side),
     Rebalance,
     ClockJump,
+    Buyer,
+    Tick,
 }
 
 async fn schedule_step(
@@ -195,7 +215,8 @@ async fn schedule_step(
     let order_up = world.is_up(Side::Order);
     let delivery_up = world.is_up(Side::Delivery);
     let placed = clients.placed();
-    let picks: [(Pick, u64, bool); 14] = [
+    let buying = clients.buying();
+    let picks: [(Pick, u64, bool); 16] = [
         (
             Pick::NewRequest,
             4,
@@ -214,6 +235,8 @@ async fn schedule_step(
         (Pick::Crash(Side::Delivery), 1, faults && delivery_up),
         (Pick::Rebalance, 1, faults),
         (Pick::ClockJump, 1, faults),
+        (Pick::Buyer, 4, order_up && !buying.is_empty()),
+        (Pick::Tick, 2, order_up),
     ];
     let weights: Vec<u64> = picks
         .iter()
@@ -226,7 +249,11 @@ async fn schedule_step(
     match pick {
         Pick::NewRequest => {
             if let Some(n) = clients.take_new() {
-                steps::place(world, clients, n).await;
+                if clients.requests[n].buyer.is_some() {
+                    steps::buy(world, clients, n).await;
+                } else {
+                    steps::place(world, clients, n).await;
+                }
             }
         }
         Pick::AskAgain => {
@@ -249,6 +276,11 @@ async fn schedule_step(
             world.broker.commit(group);
         }
         Pick::Sweep => world.sweep().await,
+        Pick::Buyer => {
+            let at = usize::try_from(dice.below(buying.len() as u64)).unwrap_or_default();
+            steps::buy(world, clients, buying[at]).await;
+        }
+        Pick::Tick => world.tick().await,
         Pick::TimePasses => {
             let by = 200_000 + i64::try_from(dice.below(4_000_000)).unwrap_or_default();
             world.shared.world.advance(by);
@@ -318,8 +350,23 @@ async fn quiesce(
             busy = true;
         }
         while let Some(n) = clients.take_new() {
-            steps::place(world, clients, n).await;
+            if clients.requests[n].buyer.is_none() {
+                steps::place(world, clients, n).await;
+            }
             busy = true;
+        }
+        world.tick().await;
+        let sold_out = world.sold_out().await;
+        for n in clients.buying() {
+            if !(sold_out
+                && clients.requests[n]
+                    .buyer
+                    .as_ref()
+                    .is_some_and(|b| b.sold_out))
+            {
+                steps::buy(world, clients, n).await;
+                busy = true;
+            }
         }
         for side in [Side::Order, Side::Delivery] {
             world.relay(side).await;

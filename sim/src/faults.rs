@@ -39,6 +39,8 @@ pub struct FaultRates {
     pub publish_ack_lost: f64,
     pub crash_in_publish: f64,
     pub crash_in_handling: f64,
+    /// Per call of the waiting room's queue (Redis in production).
+    pub queue_unavailable: f64,
 }
 
 impl FaultRates {
@@ -54,6 +56,7 @@ impl FaultRates {
         publish_ack_lost: 0.03,
         crash_in_publish: 0.005,
         crash_in_handling: 0.004,
+        queue_unavailable: 0.03,
     };
 }
 

@@ -8,7 +8,8 @@
 //! The parts: [`time`] (the seed's dice, simulated time, skewable clocks, seeded ids),
 //! [`faults`] (the store's decorator: crashes, refused and ambiguous commits), [`broker`] (a
 //! Kafka-like log with consumer groups, and a publisher that fails as brokers do), [`world`]
-//! (the two processes, built and rebuilt after a crash), [`driver`] (the schedule: which step
+//! (the two processes, built and rebuilt after a crash), [`sale`] (the flash sale: its waiting
+//! room's queue with faults, its tokens, its invariants), [`driver`] (the schedule: which step
 //! runs next), [`clients`] (HTTP clients that retry with their idempotency key and
 //! double-click, operators who cancel), [`oracle`] (the invariants), [`batch`] (many seeds).
 
@@ -18,6 +19,7 @@ pub mod clients;
 pub mod driver;
 pub mod faults;
 pub mod oracle;
+pub mod sale;
 pub mod steps;
 pub mod time;
 pub mod trace;

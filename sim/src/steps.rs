@@ -177,6 +177,19 @@ impl World {
         }
     }
 
+    /// One tick of the waiting room's ticker: the queue admits at the room's rate.
+    pub async fn tick(&mut self) {
+        let Some(rooms) = self.order.rooms.clone() else {
+            return;
+        };
+        let process = self.process_arc(Side::Order);
+        match guard(&process, rooms.tick()).await {
+            Some(Ok(n)) => self.step(format_args!("ticker admitted {n}")),
+            Some(Err(e)) => self.step(format_args!("ticker failed: {e}")),
+            None => self.died(Side::Order),
+        }
+    }
+
     fn died(&mut self, side: Side) {
         let delay = self.downtime();
         self.crash(side, delay);
@@ -204,5 +217,26 @@ pub async fn place(world: &mut World, clients: &mut Clients, n: usize) {
             clients.again.push(n);
             world.step(format_args!("client key-{n}: no answer, asks again later"));
         }
+    }
+}
+
+/// Moves buyer `n` on: an admitted buyer orders, any other looks at the waiting room.
+pub async fn buy(world: &mut World, clients: &mut Clients, n: usize) {
+    let admitted = clients.requests[n]
+        .buyer
+        .as_ref()
+        .is_some_and(|b| b.admission.is_some());
+    if admitted {
+        return place(world, clients, n).await;
+    }
+    let Some(rooms) = world.order.rooms.clone() else {
+        return;
+    };
+    match world
+        .guarded(Side::Order, clients::look(clients, n, &rooms))
+        .await
+    {
+        Some(line) => world.step(format_args!("buyer {line}")),
+        None => world.step(format_args!("buyer key-{n}: no answer")),
     }
 }

@@ -10,15 +10,17 @@ use ordership_application::deliveries::DeliveryService;
 use ordership_application::orders::OrderService;
 use ordership_application::relay::{OutboxRelay, RelayConfig};
 use ordership_application::saga::FulfilmentOrchestrator;
+use ordership_application::waiting_room::WaitingRoomService;
 use ordership_domain::ports::{
     Clock, DeliveryTransaction, IdGenerator, MessageHandler, OrderTransaction, Transaction,
-    UnitOfWork,
+    UnitOfWork, WaitingRoomStore,
 };
 use ordership_domain::{DeliveryPolicy, RetryPolicy, SagaPolicy, topics};
 use ordership_memory::MemoryStore;
 
 use crate::broker::{Broker, Publisher};
 use crate::faults::{FaultyStore, Process, Shared};
+use crate::sale::{Queue, Tokens};
 use crate::time::{ProcessClock, SeededIds};
 
 /// The saga's timing in a run: short, so that deadlines fire within a run's few simulated
@@ -143,6 +145,10 @@ impl Host {
 pub struct OrderSide {
     pub host: Host,
     pub orders: OrderService,
+    /// The waiting rooms, on the sale's queue (which outlives the process, as Redis does);
+    /// `None` in a run without the sale.
+    pub rooms: Option<WaitingRoomService>,
+    queue: Option<Arc<Queue>>,
     pub saga: FulfilmentOrchestrator,
     pub relay: OutboxRelay<dyn OrderTransaction>,
     pub replies: ConsumerLoop,
@@ -157,9 +163,23 @@ pub struct DeliverySide {
 
 impl OrderSide {
     /// The order service as a process starts it, on `host`'s store.
-    fn start(host: Host, shared: &Shared) -> Self {
+    fn start(host: Host, queue: Option<Arc<Queue>>, shared: &Shared) -> Self {
         let uow = Arc::clone(&host.faulty) as Arc<dyn UnitOfWork<dyn OrderTransaction>>;
+        let rooms = queue.as_ref().map(|queue| {
+            WaitingRoomService::new(
+                Arc::clone(queue) as _,
+                Arc::new(host.store.clone()),
+                Arc::new(Tokens),
+                Arc::clone(&uow),
+                host.clock(),
+            )
+            .with_draw_seed(shared.dice.next_u64())
+        });
         let orders = OrderService::new(Arc::clone(&uow), host.clock(), host.ids(), saga_policy());
+        let orders = match &rooms {
+            Some(rooms) => orders.with_waiting_rooms(rooms.clone()),
+            None => orders,
+        };
         let saga =
             FulfilmentOrchestrator::new(Arc::clone(&uow), host.clock(), host.ids(), saga_policy())
                 .with_random(Arc::clone(&shared.dice) as _);
@@ -172,6 +192,8 @@ impl OrderSide {
         Self {
             host,
             orders,
+            rooms,
+            queue,
             saga,
             relay,
             replies,
@@ -180,7 +202,7 @@ impl OrderSide {
 
     /// A new life after a crash: the same store, new services.
     pub fn restart(&mut self, shared: &Shared) {
-        *self = Self::start(self.host.reborn(), shared);
+        *self = Self::start(self.host.reborn(), self.queue.clone(), shared);
     }
 }
 
@@ -216,13 +238,17 @@ impl DeliverySide {
 pub struct World {
     pub shared: Shared,
     pub broker: Arc<Broker>,
+    /// The flash sale's queue, with a clock of its own that never jumps (Redis `TIME`).
+    pub queue: Arc<Queue>,
+    /// The queue's fault state ("redis").
+    pub redis: Arc<Process>,
     pub order: OrderSide,
     pub delivery: DeliverySide,
 }
 
 impl World {
     #[must_use]
-    pub fn new(shared: Shared) -> Self {
+    pub fn new(shared: Shared, sale: bool) -> Self {
         let broker = Arc::new(Broker::new(shared.clone()));
         broker.subscribe(
             ordership_application::deliveries::CONSUMER,
@@ -232,20 +258,64 @@ impl World {
             ordership_application::saga::CONSUMER,
             topics::DELIVERY_EVENTS,
         );
-        let order = OrderSide::start(Host::new("order-service", &shared, &broker), &shared);
+        let redis = Arc::new(Process::new("redis", shared.clone()));
+        let queue = Arc::new(Queue::new(
+            Arc::new(ProcessClock::new(Arc::clone(&shared.world))),
+            Arc::clone(&redis),
+        ));
+        let order = OrderSide::start(
+            Host::new("order-service", &shared, &broker),
+            sale.then(|| Arc::clone(&queue)),
+            &shared,
+        );
         let delivery =
             DeliverySide::start(Host::new("delivery-service", &shared, &broker), &shared);
         Self {
             shared,
             broker,
+            queue,
+            redis,
             order,
             delivery,
         }
     }
 
-    /// Turns the faults of both processes on or off.
+    /// Turns the faults of both processes and the queue on or off.
     pub fn set_faults(&self, on: bool) {
         self.order.host.process.set_faults(on);
         self.delivery.host.process.set_faults(on);
+        self.redis.set_faults(on);
+    }
+}
+
+impl World {
+    /// Opens the sale before the clients come: a fifth of the run's orders in stock, for a third
+    /// of them buying, so the sale sells out and cancelled orders reopen it.
+    ///
+    /// # Errors
+    /// The room could not be configured.
+    pub async fn open_sale(&self, orders: usize) -> Result<(), String> {
+        let units = u32::try_from(orders / 5).unwrap_or(u32::MAX).max(1);
+        self.order
+            .host
+            .store
+            .put(&crate::sale::room(units)?)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether every unit of the sale is held by an order now.
+    pub async fn sold_out(&self) -> bool {
+        let Some(id) = crate::sale::room_id() else {
+            return false;
+        };
+        self.order
+            .host
+            .store
+            .get(&id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|room| room.sold_out())
     }
 }

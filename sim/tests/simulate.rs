@@ -29,8 +29,13 @@ fn seeds_that_found_bugs_pass() {
     // 1000189, 1004483: a rejection compensated the saga while a re-sent `ScheduleDelivery` was
     // still on its way; handled once capacity was freed, it scheduled a delivery for the
     // cancelled order (fixed: after a re-send, a rejection also sends `CancelDelivery`).
+    // They were found before the flash sale joined the runs: without it, they run the schedules
+    // that found the bugs.
     for seed in [180, 185, 1_000_189, 1_004_483] {
-        let report = run(&Options::seed(seed));
+        let report = run(&Options {
+            sale: false,
+            ..Options::seed(seed)
+        });
         assert!(report.passed(), "seed {seed}: {:?}", report.violations);
     }
 }

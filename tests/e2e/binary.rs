@@ -162,9 +162,29 @@ pub(crate) async fn spawn_with_env(args: &[&str], marker: &str, env: &[(&str, &s
         }
         log.push(line);
     };
-    // Keep draining the log so the process never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep draining the log so the process never blocks on a full pipe (into a file, when asked).
+    let mut kept = log_file(&format!("{}-{}", args[0], child.id().unwrap_or_default()));
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(file) = kept.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    });
     Process { child, addr }
+}
+
+/// A file named `name.log` in `ORDERSHIP_TEST_LOG_DIR`, when that is set: where a diagnosis keeps
+/// the logs of the processes a test starts (otherwise they are read and dropped).
+pub(crate) fn log_file(name: &str) -> Option<std::fs::File> {
+    let dir = std::path::PathBuf::from(std::env::var_os("ORDERSHIP_TEST_LOG_DIR")?);
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .ok()
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns status and body.

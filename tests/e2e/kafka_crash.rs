@@ -204,27 +204,54 @@ pub(crate) async fn settled(pool: &PgPool) -> i64 {
     .expect("count")
 }
 
-/// The offsets the delivery service's group committed on its commands topic.
-async fn committed(cluster: &Cluster) -> Vec<i64> {
+/// The offsets `group` committed on each partition of `topic`, and the topic's high watermarks.
+async fn positions(cluster: &Cluster, group: &str, topic: &str) -> (Vec<i64>, Vec<i64>) {
     let brokers = cluster.brokers.clone();
-    let topic = format!(
-        "{}{}",
-        cluster.namespace,
-        ordership_domain::topics::DELIVERY_COMMANDS
-    );
-    let group = format!("{}delivery-service.commands", cluster.namespace);
+    let topic = format!("{}{topic}", cluster.namespace);
+    let group = format!("{}{group}", cluster.namespace);
     tokio::task::spawn_blocking(move || {
-        ordership_kafka::testing::committed_offsets(
-            &brokers,
-            &group,
-            &topic,
-            4,
-            Duration::from_secs(30),
-        )
+        let patience = Duration::from_secs(30);
+        let committed =
+            ordership_kafka::testing::committed_offsets(&brokers, &group, &topic, 4, patience)
+                .expect("committed offsets");
+        let high = ordership_kafka::testing::high_watermarks(&brokers, &topic, 4, patience)
+            .expect("high watermarks");
+        (committed, high)
     })
     .await
     .expect("joined")
-    .expect("committed offsets")
+}
+
+/// The offsets the delivery service's group committed on its commands topic.
+async fn committed(cluster: &Cluster) -> Vec<i64> {
+    positions(
+        cluster,
+        ordership_application::deliveries::CONSUMER,
+        ordership_domain::topics::DELIVERY_COMMANDS,
+    )
+    .await
+    .0
+}
+
+/// Where both services' consumers stand on their topics, for a run that left sagas stuck.
+async fn consumer_positions(cluster: &Cluster) -> String {
+    let mut lines = Vec::new();
+    for (group, topic) in [
+        (
+            ordership_application::deliveries::CONSUMER,
+            ordership_domain::topics::DELIVERY_COMMANDS,
+        ),
+        (
+            ordership_application::saga::CONSUMER,
+            ordership_domain::topics::DELIVERY_EVENTS,
+        ),
+    ] {
+        let (committed, high) = positions(cluster, group, topic).await;
+        lines.push(format!(
+            "{group} on {topic}: committed {committed:?}, high watermarks {high:?}"
+        ));
+    }
+    lines.join("; ")
 }
 
 /// Waits until `more` sagas have settled since the call; false when they have not within two
@@ -449,6 +476,11 @@ pub(crate) async fn crash_run_on(
     };
     if stuck == 0 {
         check_invariants(&pool).await;
+    } else {
+        eprintln!(
+            "{stuck} sagas stuck; {}",
+            consumer_positions(&cluster).await
+        );
     }
     Service::stop_all([orders, deliveries], cluster, pool, &database).await;
     verdict

@@ -87,8 +87,10 @@ impl Tansu {
             // Relative to the working directory: the data directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Its log (warnings up) goes to ORDERSHIP_TEST_LOG_DIR, when that is set.
+            .env("RUST_LOG", "warn")
+            .stdout(self.log())
+            .stderr(self.log())
             .kill_on_drop(true)
             .spawn()
             .expect("tansu starts");
@@ -104,6 +106,11 @@ impl Tansu {
         }
     }
 
+    fn log(&self) -> Stdio {
+        crate::binary::log_file(&format!("tansu-{}", self.addr.replace(':', "-")))
+            .map_or_else(Stdio::null, Stdio::from)
+    }
+
     /// Kills the broker with SIGKILL: no shutdown, its data as the last write left it.
     pub(crate) async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -112,8 +119,14 @@ impl Tansu {
         }
     }
 
+    /// Kills the broker and removes its data, unless logs are kept (`ORDERSHIP_TEST_LOG_DIR`):
+    /// then its data stays for a look at what it held.
     pub(crate) async fn stop(mut self) {
         self.kill().await;
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os("ORDERSHIP_TEST_LOG_DIR").is_some() {
+            eprintln!("Tansu's data kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

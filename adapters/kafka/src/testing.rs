@@ -84,3 +84,26 @@ pub fn committed_offsets(
         })
         .collect())
 }
+
+/// The high watermark (the offset the next record will get) of each of `partitions` partitions
+/// of `topic`.
+///
+/// # Errors
+/// The cluster cannot be reached in `timeout`.
+pub fn high_watermarks(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<Vec<i64>, KafkaError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    (0..partitions)
+        .map(|partition| {
+            consumer
+                .fetch_watermarks(topic, partition, timeout)
+                .map(|(_, high)| high)
+        })
+        .collect()
+}

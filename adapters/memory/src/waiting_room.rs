@@ -52,6 +52,9 @@ impl RoomQueue {
         {
             self.recent.pop_front();
         }
+        if ordership_domain::planted::active(ordership_domain::planted::Bug::RateWindowForgotten) {
+            return 0;
+        }
         u32::try_from(self.recent.len()).unwrap_or(u32::MAX)
     }
 

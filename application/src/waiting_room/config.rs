@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use ordership_domain::CustomerId;
@@ -17,7 +16,8 @@ use super::{ROOM_REFRESH, RoomView, WaitingRoomError, WaitingRoomService};
 #[derive(Debug)]
 pub(super) struct Cache {
     pub(super) rooms: Arc<BTreeMap<RoomId, WaitingRoom>>,
-    pub(super) read_at: Instant,
+    /// By the service's clock (a clock set back makes the cache stale).
+    pub(super) read_at: DateTime<Utc>,
     /// Read again at the next look, whatever its age.
     pub(super) stale: bool,
 }
@@ -56,10 +56,12 @@ impl WaitingRoomService {
     /// The cached rooms, read again from the store when older than [`ROOM_REFRESH`]. A store
     /// that cannot be read leaves the last known rooms in place; with none known, it fails.
     pub(super) async fn rooms(&self) -> Result<Arc<BTreeMap<RoomId, WaitingRoom>>, StoreError> {
+        let now = self.0.clock.now();
         let cached = {
             let cache = self.0.cache.read().unwrap_or_else(PoisonError::into_inner);
             cache.as_ref().map(|c| {
-                let fresh = !c.stale && c.read_at.elapsed() < ROOM_REFRESH;
+                let age = (now - c.read_at).to_std();
+                let fresh = !c.stale && age.is_ok_and(|age| age < ROOM_REFRESH);
                 (Arc::clone(&c.rooms), fresh)
             })
         };
@@ -118,7 +120,7 @@ impl WaitingRoomService {
             .unwrap_or_else(PoisonError::into_inner)
             .replace(Cache {
                 rooms: Arc::clone(&rooms),
-                read_at: Instant::now(),
+                read_at: self.0.clock.now(),
                 stale: false,
             });
         if previous.is_none_or(|p| what_buyers_see(&p.rooms) != what_buyers_see(&rooms)) {

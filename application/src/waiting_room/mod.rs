@@ -196,6 +196,14 @@ impl WaitingRoomService {
         self
     }
 
+    /// The same service, drawing the queue's opening orders from `seed` (by default they are
+    /// seeded per process): a test or a simulation replays them.
+    #[must_use]
+    pub fn with_draw_seed(self, seed: u64) -> Self {
+        self.0.random.reseed(seed);
+        self
+    }
+
     fn key_ttl(&self) -> Duration {
         Duration::from_millis(self.0.key_ttl_ms.load(Ordering::Relaxed))
     }

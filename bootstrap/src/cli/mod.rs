@@ -133,6 +133,10 @@ pub struct SimulateArgs {
     /// No faults: only the schedule's interleavings.
     #[arg(long)]
     pub no_faults: bool,
+    /// No flash sale: every client orders an ungated SKU (the schedules of runs before the sale
+    /// joined them).
+    #[arg(long)]
+    pub no_sale: bool,
     /// Print the run's steps and faults (one run).
     #[arg(long)]
     pub trace: bool,

@@ -32,6 +32,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         faults: !args.no_faults,
         bug,
         trace: args.trace,
+        sale: !args.no_sale,
     };
     let batch = args.runs.is_some() || args.duration.is_some();
     tokio::task::spawn_blocking(move || {
