@@ -210,13 +210,8 @@ async fn positions(cluster: &Cluster, group: &str, topic: &str) -> (Vec<i64>, Ve
     let topic = format!("{}{topic}", cluster.namespace);
     let group = format!("{}{group}", cluster.namespace);
     tokio::task::spawn_blocking(move || {
-        let patience = Duration::from_secs(30);
-        let committed =
-            ordership_kafka::testing::committed_offsets(&brokers, &group, &topic, 4, patience)
-                .expect("committed offsets");
-        let high = ordership_kafka::testing::high_watermarks(&brokers, &topic, 4, patience)
-            .expect("high watermarks");
-        (committed, high)
+        ordership_kafka::testing::positions(&brokers, &group, &topic, 4, Duration::from_secs(30))
+            .expect("committed offsets and high watermarks")
     })
     .await
     .expect("joined")

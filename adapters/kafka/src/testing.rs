@@ -54,18 +54,19 @@ pub async fn dead_letters(
     Ok(parked)
 }
 
-/// The offsets group `group` committed on each of `partitions` partitions of `topic` (-1 where it
-/// committed none), read without joining the group.
+/// Where group `group` stands on each of `partitions` partitions of `topic`: the offsets it
+/// committed (-1 where none), read without joining the group, and the high watermarks (the offset
+/// the next record will get).
 ///
 /// # Errors
 /// The cluster cannot be reached in `timeout`.
-pub fn committed_offsets(
+pub fn positions(
     brokers: &str,
     group: &str,
     topic: &str,
     partitions: i32,
     timeout: Duration,
-) -> Result<Vec<i64>, KafkaError> {
+) -> Result<(Vec<i64>, Vec<i64>), KafkaError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -74,36 +75,21 @@ pub fn committed_offsets(
     for partition in 0..partitions {
         wanted.add_partition(topic, partition);
     }
-    let committed = consumer.committed_offsets(wanted, timeout)?;
-    Ok(committed
+    let committed = consumer
+        .committed_offsets(wanted, timeout)?
         .elements()
         .iter()
         .map(|e| match e.offset() {
             Offset::Offset(n) => n,
             _ => -1,
         })
-        .collect())
-}
-
-/// The high watermark (the offset the next record will get) of each of `partitions` partitions
-/// of `topic`.
-///
-/// # Errors
-/// The cluster cannot be reached in `timeout`.
-pub fn high_watermarks(
-    brokers: &str,
-    topic: &str,
-    partitions: i32,
-    timeout: Duration,
-) -> Result<Vec<i64>, KafkaError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    (0..partitions)
+        .collect();
+    let high = (0..partitions)
         .map(|partition| {
             consumer
                 .fetch_watermarks(topic, partition, timeout)
                 .map(|(_, high)| high)
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((committed, high))
 }
