@@ -44,3 +44,14 @@ fresh_bench_db() {
     WHERE database = '$1' AND NOT active" >/dev/null
   psql -q -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
 }
+
+# Prints t when PostgreSQL preloads pg_stat_statements, and then starts its counters again (f: not
+# preloaded, nothing done).
+reset_statements() {
+  local preloaded
+  preloaded=$(psql -At -d postgres -c "SELECT current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'")
+  if [ "$preloaded" = t ]; then
+    psql -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null 2>&1
+  fi
+  echo "$preloaded"
+}

@@ -72,16 +72,13 @@ vacuums() {
 probe() { local t; t=$( { TIMEFORMAT='%3U %3S'; time python3 -c 'x = 0
 for i in range(3000000): x += i * i' >/dev/null; } 2>&1 ); awk '{ printf "%d", 1000 * ($1 + $2) }' <<<"$t"; }
 extra() { echo "$(machine) $(walsenders) $(checkpoints) $(vacuums) $(probe)"; }
-statements=$(psql -At -d postgres -c "SELECT current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'")
+statements=$(reset_statements)
 # Every statement's calls and execution time so far in the soak's database, one line each.
 snapshot() {
   [ "$statements" = t ] || return 0
   psql -At -F ' ' -d postgres -c "SELECT $1, s.queryid, s.calls, round(s.total_exec_time::numeric, 3)
     FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = 'ordership_soak'" >>"$work/statements"
 }
-if [ "$statements" = t ]; then
-  psql -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
-fi
 dead() {
   psql -At -d ordership_soak -c "SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables \
     WHERE relname = 'outbox' AND schemaname IN ('orders', 'delivery')"

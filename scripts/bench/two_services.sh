@@ -43,10 +43,7 @@ cpu() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk 
   echo "$t"; }
 postgres_pids() { pgrep -x postgres | tr '\n' ' '; }
 o_pid=$order_pid; d_pid=$delivery_pid
-statements=$(psql -At -d postgres -c "SELECT current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'")
-if [ "$statements" = t ]; then
-  psql -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
-fi
+statements=$(reset_statements)
 before="$(cpu "$o_pid") $(cpu "$d_pid") $(cpu $(postgres_pids)) $(cpu $broker_pid)"
 # The load generator's own CPU: the subshell's `times` reports its finished children.
 ( "$bin" load --target http://127.0.0.1:18080 --orders "$orders" --concurrency "$concurrency" ${LOAD_ARGS:-} --json >"$work/load.json"
